@@ -1,0 +1,611 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-reservation/reservation/internal/redistest"
+)
+
+// quiet is a logger for tests that do not look at the log.
+var quiet = slog.New(slog.DiscardHandler)
+
+// newClient returns a Client on srv with short timings, its restart guard
+// primed (the server is new), closed at the end of the test.
+func newTestClient(t testing.TB, srv *redistest.Server, opt Options) *Client {
+	t.Helper()
+	if opt.By == "" {
+		opt.By = "test"
+	}
+	if opt.TTL == 0 {
+		opt.TTL = time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = quiet
+	}
+	c, err := New(srv.URL(), &opt)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.PrimeRestartGuard(context.Background()); err != nil {
+		t.Fatalf("PrimeRestartGuard: %v", err)
+	}
+	return c
+}
+
+// mustLock locks resource and fails the test unless it was acquired.
+func mustLock(t testing.TB, c *Client, resource string) *Reservation {
+	t.Helper()
+	r, ok, err := c.Lock(context.Background(), resource)
+	if err != nil || !ok {
+		t.Fatalf("Lock(%q) = %v, %v; want true, nil", resource, ok, err)
+	}
+	return r
+}
+
+// waitDone waits up to limit for r to end and returns how long it took.
+func waitDone(t testing.TB, r *Reservation, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	select {
+	case <-r.Done():
+		return time.Since(start)
+	case <-time.After(limit):
+		t.Fatalf("reservation %q still held after %v", r.Resource(), limit)
+		return 0
+	}
+}
+
+func TestLockContention(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := newTestClient(t, srv, Options{By: "a"})
+	b := newTestClient(t, srv, Options{By: "b"})
+
+	r := mustLock(t, a, "job")
+	if got, want := r.Key(), "reservation-job"; got != want {
+		t.Errorf("Key() = %q, want %q", got, want)
+	}
+	if !strings.HasPrefix(r.Holder(), "a-") {
+		t.Errorf("Holder() = %q, want prefix a-", r.Holder())
+	}
+	if _, ok, err := b.Lock(ctx, "job"); ok || err != nil {
+		t.Fatalf("second Lock = %v, %v; want false, nil", ok, err)
+	}
+	if _, ok, err := a.Lock(ctx, "job"); ok || err != nil {
+		t.Fatalf("Lock by the same client = %v, %v; want false, nil", ok, err)
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if err := r.Err(); !errors.Is(err, ErrReleased) {
+		t.Errorf("Err() after Release = %v, want ErrReleased", err)
+	}
+	if got := context.Cause(r.Context()); got != ErrReleased {
+		t.Errorf("Cause = %v, want ErrReleased", got)
+	}
+	r2 := mustLock(t, b, "job")
+	if r2.Token() <= r.Token() {
+		t.Errorf("token %d after %d, want it greater", r2.Token(), r.Token())
+	}
+	if err := r.Release(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("second Release = %v, want ErrNotHeld", err)
+	}
+	if got := srv.Client(t).Get(ctx, "reservation-job").Val(); got != r2.Holder() {
+		t.Errorf("key holds %q after a stale release, want %q", got, r2.Holder())
+	}
+}
+
+func TestReleaseNotOursRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
+	rdb := srv.Client(t)
+
+	r := mustLock(t, c, "stolen")
+	// Someone else takes the key (a Node worker after our key expired, or
+	// an operator): our release must not delete it.
+	rdb.Set(ctx, r.Key(), "node-worker", time.Minute)
+	err := r.Release(ctx)
+	if !errors.Is(err, ErrNotHeld) || !errors.Is(err, ErrLost) {
+		t.Fatalf("Release = %v, want ErrNotHeld and ErrLost", err)
+	}
+	if got := rdb.Get(ctx, r.Key()).Val(); got != "node-worker" {
+		t.Errorf("key = %q, want the other holder's value left alone", got)
+	}
+	if got := r.Err(); got != ErrLost {
+		t.Errorf("Err() = %v, want ErrLost", got)
+	}
+}
+
+func TestRenewalKeepsReservation(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{TTL: 300 * time.Millisecond, HeartbeatInterval: 100 * time.Millisecond})
+	r := mustLock(t, c, "long-job")
+	time.Sleep(1500 * time.Millisecond) // five TTLs
+	if err := r.Err(); err != nil {
+		t.Fatalf("Err() after 5 TTLs = %v, want nil", err)
+	}
+	pttl := srv.Client(t).PTTL(context.Background(), r.Key()).Val()
+	if pttl <= 0 || pttl > 300*time.Millisecond {
+		t.Errorf("PTTL = %v, want in (0, 300ms]", pttl)
+	}
+	if v := r.Validity(); v <= 0 || v > 300*time.Millisecond {
+		t.Errorf("Validity() = %v, want in (0, 300ms]", v)
+	}
+	if err := r.Release(context.Background()); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+}
+
+func TestLossBehindItsBack(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		apply func(rdb *redis.Client, key string)
+	}{
+		{"deleted", func(rdb *redis.Client, key string) { rdb.Del(context.Background(), key) }},
+		{"overwritten", func(rdb *redis.Client, key string) { rdb.Set(context.Background(), key, "other", time.Minute) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			const hb = 100 * time.Millisecond
+			c := newTestClient(t, srv, Options{TTL: time.Second, HeartbeatInterval: hb})
+			r := mustLock(t, c, "job-"+tc.name)
+			rdb := srv.Client(t)
+			tc.apply(rdb, r.Key())
+			if took := waitDone(t, r, 2*time.Second); took > hb+100*time.Millisecond {
+				t.Errorf("loss reported after %v, want within one heartbeat (%v)", took, hb)
+			}
+			if got := r.Err(); got != ErrLost {
+				t.Errorf("Err() = %v, want ErrLost", got)
+			}
+			if got := context.Cause(r.Context()); got != ErrLost {
+				t.Errorf("Cause = %v, want ErrLost", got)
+			}
+			if tc.name == "overwritten" {
+				if got := rdb.Get(context.Background(), r.Key()).Val(); got != "other" {
+					t.Errorf("key = %q, want the other value left alone", got)
+				}
+			}
+			if err := r.Release(context.Background()); !errors.Is(err, ErrNotHeld) {
+				t.Errorf("Release after loss = %v, want ErrNotHeld", err)
+			}
+		})
+	}
+}
+
+func TestLossWhenRedisStops(t *testing.T) {
+	srv := redistest.Start(t)
+	const ttl = 600 * time.Millisecond
+	c := newTestClient(t, srv, Options{TTL: ttl, HeartbeatInterval: 150 * time.Millisecond})
+	r := mustLock(t, c, "cut-off")
+	time.Sleep(200 * time.Millisecond)
+	// The key cannot expire on the server before the last renewal that
+	// reached it plus the TTL: the last one was sent at or before now.
+	killed := time.Now()
+	srv.Kill()
+	took := waitDone(t, r, 2*ttl)
+	if took >= ttl {
+		t.Errorf("loss reported %v after Redis died, want before the TTL (%v)", took, ttl)
+	}
+	if got := r.Err(); got != ErrLost {
+		t.Errorf("Err() = %v, want ErrLost", got)
+	}
+	t.Logf("loss reported %v after the kill (TTL %v)", time.Since(killed), ttl)
+}
+
+func TestWaiterWokenByRelease(t *testing.T) {
+	for _, tracking := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tracking=%v", tracking), func(t *testing.T) {
+			srv := redistest.Start(t)
+			ctx := context.Background()
+			holder := newTestClient(t, srv, Options{By: "holder", TTL: 10 * time.Second})
+			waiter := newTestClient(t, srv, Options{By: "waiter", TTL: 10 * time.Second})
+			waiter.noTracking = !tracking
+
+			r := mustLock(t, holder, "handoff")
+			got := make(chan time.Time, 1)
+			go func() {
+				w, err := waiter.WaitUntilLock(ctx, "handoff")
+				if err != nil {
+					t.Errorf("WaitUntilLock: %v", err)
+				}
+				got <- time.Now()
+				if w != nil {
+					w.Release(ctx)
+				}
+			}()
+			time.Sleep(300 * time.Millisecond) // let it wait
+			if err := r.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			released := time.Now()
+			select {
+			case at := <-got:
+				if d := at.Sub(released); d > 100*time.Millisecond {
+					t.Errorf("waiter woken %v after the release, want within 100ms (fallback is 1s)", d)
+				} else {
+					t.Logf("waiter had it %v after the release", d)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("waiter not woken")
+			}
+		})
+	}
+}
+
+func TestWaiterWokenByForeignDelete(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rdb := srv.Client(t)
+	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
+	// A Node worker holds the key: SET EX NX with its own value.
+	rdb.SetNX(ctx, "reservation-node-job", "node-worker", 30*time.Second)
+	got := make(chan time.Time, 1)
+	go func() {
+		r, err := c.WaitUntilLock(ctx, "node-job")
+		if err != nil {
+			t.Errorf("WaitUntilLock: %v", err)
+		}
+		got <- time.Now()
+		if r != nil {
+			r.Release(ctx)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	rdb.Del(ctx, "reservation-node-job") // the Node library's release
+	deleted := time.Now()
+	select {
+	case at := <-got:
+		if d := at.Sub(deleted); d > 100*time.Millisecond {
+			t.Errorf("waiter woken %v after a plain DEL, want within 100ms", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("waiter not woken")
+	}
+}
+
+func TestWaiterGetsExpiredKey(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{})
+	// A holder that died: its key just runs out.
+	srv.Client(t).Set(ctx, "reservation-orphan", "dead-worker", 400*time.Millisecond)
+	start := time.Now()
+	r, err := c.WaitUntilLock(ctx, "orphan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release(ctx)
+	if d := time.Since(start); d > 400*time.Millisecond+100*time.Millisecond {
+		t.Errorf("got the orphaned key after %v, want within TTL (400ms) + 100ms", d)
+	}
+}
+
+func TestWaitContextCancelled(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
+	r := mustLock(t, c, "busy")
+	defer r.Release(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.WaitUntilLock(ctx, "busy")
+	if !errors.Is(err, ErrNotAcquired) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitUntilLock = %v, want ErrNotAcquired and DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Errorf("returned %v after start, want soon after the 100ms deadline", d)
+	}
+}
+
+func TestWaitersQueueFairly(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
+	const workers, rounds = 4, 5
+	var mu sync.Mutex
+	counts := make(map[int]int)
+	holding := 0
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				r, err := c.WaitUntilLock(ctx, "shared")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				holding++
+				if holding > 1 {
+					t.Error("two holders at once")
+				}
+				counts[w]++
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+				mu.Lock()
+				holding--
+				mu.Unlock()
+				if err := r.Release(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for w := range workers {
+		if counts[w] != rounds {
+			t.Errorf("worker %d held %d times, want %d", w, counts[w], rounds)
+		}
+	}
+}
+
+func TestTokensGrowAcrossDataLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{TTL: 200 * time.Millisecond, RestartGuard: 200 * time.Millisecond})
+	var last int64
+	take := func(step string) {
+		t.Helper()
+		r, err := c.WaitUntilLock(ctx, "fenced")
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if r.Token() <= last {
+			t.Errorf("%s: token %d, want more than %d", step, r.Token(), last)
+		}
+		last = r.Token()
+		if err := r.Release(ctx); err != nil {
+			t.Fatalf("%s: release: %v", step, err)
+		}
+	}
+	take("first")
+	take("second")
+	srv.FlushAll(t)
+	take("after FLUSHALL")
+	srv.Restart(t)
+	take("after restart")
+}
+
+func TestRestartGuard(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	const ttl = 500 * time.Millisecond
+	a := newTestClient(t, srv, Options{By: "a", TTL: ttl, HeartbeatInterval: 100 * time.Millisecond})
+	b := newTestClient(t, srv, Options{By: "b", TTL: ttl, HeartbeatInterval: 100 * time.Millisecond})
+	r := mustLock(t, a, "guarded")
+	srv.FlushAll(t)
+	flushed := time.Now()
+	// b must not get the resource before a knows it lost it.
+	nb, err := b.WaitUntilLock(ctx, "guarded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.Release(ctx)
+	got := time.Now()
+	select {
+	case <-r.Done():
+	default:
+		t.Fatal("b acquired while a still believed it held the reservation")
+	}
+	if d := got.Sub(flushed); d < ttl-50*time.Millisecond {
+		t.Errorf("b acquired %v after the flush, want after the guard (%v)", d, ttl)
+	}
+	if nb.Token() <= r.Token() {
+		t.Errorf("token %d after the flush, want more than %d", nb.Token(), r.Token())
+	}
+}
+
+func TestResourceNames(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{})
+	rdb := srv.Client(t)
+	for _, name := range []string{
+		"with space", "{braces}", "a}b{c", "{}", "line\nbreak", "bin\x00\xff\x01ary",
+		strings.Repeat("x", MaxResourceLen), "ünïcødé",
+	} {
+		r, ok, err := c.Lock(ctx, name)
+		if err != nil || !ok {
+			t.Errorf("Lock(%q) = %v, %v; want true", name, ok, err)
+			continue
+		}
+		if got := rdb.Get(ctx, "reservation-"+name).Val(); got != r.Holder() {
+			t.Errorf("key of %q holds %q, want %q", name, got, r.Holder())
+		}
+		if err := r.Release(ctx); err != nil {
+			t.Errorf("Release(%q): %v", name, err)
+		}
+	}
+	for _, name := range []string{"", strings.Repeat("x", MaxResourceLen+1)} {
+		if _, ok, err := c.Lock(ctx, name); ok || !errors.Is(err, ErrInvalidResource) {
+			t.Errorf("Lock(%d bytes) = %v, %v; want ErrInvalidResource", len(name), ok, err)
+		}
+		if _, err := c.WaitUntilLock(ctx, name); !errors.Is(err, ErrInvalidResource) {
+			t.Errorf("WaitUntilLock(%d bytes) = %v; want ErrInvalidResource", len(name), err)
+		}
+	}
+}
+
+func TestConnectionErrors(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithPassword("s3cret-pw"))
+	ctx := context.Background()
+
+	wrong, err := New("redis://:wrong-pw@"+srv.Addr, &Options{By: "x", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wrong.Close()
+	_, ok, err := wrong.Lock(ctx, "job")
+	if ok || err == nil || !strings.Contains(err.Error(), srv.Addr) || strings.Contains(err.Error(), "wrong-pw") {
+		t.Errorf("Lock with a wrong password = %v, %v; want an error naming %s, not the password", ok, err, srv.Addr)
+	}
+	if err := wrong.Ping(ctx); err == nil || strings.Contains(err.Error(), "wrong-pw") {
+		t.Errorf("Ping = %v, want an error without the password", err)
+	}
+
+	right, err := New(srv.Addr, &Options{By: "x", Password: "s3cret-pw", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer right.Close()
+	if err := right.Ping(ctx); err != nil {
+		t.Errorf("Ping with the password: %v", err)
+	}
+
+	gone, err := New("127.0.0.1:1", &Options{By: "x", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	if _, ok, err := gone.Lock(ctx, "job"); ok || err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Lock on an unreachable server = %v, %v; want an error naming the address", ok, err)
+	}
+	if _, err := gone.WaitUntilLock(ctx, "job"); err == nil {
+		t.Error("WaitUntilLock on an unreachable server: no error")
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		addr string
+		opt  *Options
+	}{
+		{"nil options", "127.0.0.1:6379", nil},
+		{"empty by", "127.0.0.1:6379", &Options{}},
+		{"long by", "127.0.0.1:6379", &Options{By: strings.Repeat("b", MaxByLen+1)}},
+		{"negative ttl", "127.0.0.1:6379", &Options{By: "x", TTL: -time.Second}},
+		{"ttl below 1ms", "127.0.0.1:6379", &Options{By: "x", TTL: time.Microsecond}},
+		{"ttl not whole ms", "127.0.0.1:6379", &Options{By: "x", TTL: 1500 * time.Microsecond}},
+		{"ttl too long", "127.0.0.1:6379", &Options{By: "x", TTL: 25 * time.Hour}},
+		{"heartbeat equals ttl", "127.0.0.1:6379", &Options{By: "x", TTL: time.Second, HeartbeatInterval: time.Second}},
+		{"heartbeat above ttl", "127.0.0.1:6379", &Options{By: "x", TTL: time.Second, HeartbeatInterval: 2 * time.Second}},
+		{"heartbeat in drift margin", "127.0.0.1:6379", &Options{By: "x", TTL: time.Second, HeartbeatInterval: 990 * time.Millisecond}},
+		{"negative heartbeat", "127.0.0.1:6379", &Options{By: "x", HeartbeatInterval: -1}},
+		{"retry below 1ms", "127.0.0.1:6379", &Options{By: "x", RetryInterval: time.Microsecond}},
+		{"empty address", "", &Options{By: "x"}},
+		{"no port", "localhost", &Options{By: "x"}},
+		{"bad url", "redis://:pw@host:notaport", &Options{By: "x"}},
+		{"bad scheme", "http://host:6379", &Options{By: "x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := New(tc.addr, tc.opt)
+			if !errors.Is(err, ErrInvalidOptions) {
+				t.Errorf("New = %v, want ErrInvalidOptions", err)
+			}
+			if c != nil {
+				c.Close()
+			}
+			if err != nil && strings.Contains(err.Error(), ":pw@") {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
+	}
+	if _, err := NewWithClient(nil, &Options{By: "x"}); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("NewWithClient(nil) = %v, want ErrInvalidOptions", err)
+	}
+	c, err := New("127.0.0.1:6379", &Options{By: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	o := c.Options()
+	if o.TTL != 30*time.Second || o.HeartbeatInterval != 10*time.Second || o.Prefix != "reservation-" ||
+		o.RetryInterval != time.Second || o.RestartGuard != 30*time.Second {
+		t.Errorf("defaults = %+v, want TTL 30s, heartbeat 10s, prefix reservation-, retry 1s, guard 30s", o)
+	}
+}
+
+func TestCloseReleasesAndStops(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
+	other := newTestClient(t, srv, Options{TTL: 5 * time.Second})
+	held := make([]*Reservation, 50)
+	for i := range held {
+		held[i] = mustLock(t, c, fmt.Sprintf("close-%d", i))
+	}
+	blocker := mustLock(t, other, "blocked")
+	waitErr := make(chan error, 1)
+	go func() {
+		_, err := c.WaitUntilLock(ctx, "blocked")
+		waitErr <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-waitErr; !errors.Is(err, ErrClosed) {
+		t.Errorf("wait ended with %v, want ErrClosed", err)
+	}
+	for _, r := range held {
+		if r.Err() != ErrReleased {
+			t.Errorf("%s: Err() = %v after Close, want ErrReleased", r.Resource(), r.Err())
+		}
+	}
+	if n := srv.Client(t).Exists(ctx, "reservation-close-0", "reservation-close-49").Val(); n != 0 {
+		t.Errorf("%d keys left after Close, want 0", n)
+	}
+	if _, _, err := c.Lock(ctx, "x"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Lock after Close = %v, want ErrClosed", err)
+	}
+	if _, err := c.WaitUntilLock(ctx, "x"); !errors.Is(err, ErrClosed) {
+		t.Errorf("WaitUntilLock after Close = %v, want ErrClosed", err)
+	}
+	if err := c.Close(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Close = %v, want ErrClosed", err)
+	}
+	blocker.Release(ctx)
+}
+
+func TestHeartbeatBatches(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{TTL: time.Second, HeartbeatInterval: 200 * time.Millisecond})
+	rdb := srv.Client(t)
+	const n = 1200
+	held := make([]*Reservation, n)
+	for i := range held {
+		held[i] = mustLock(t, c, fmt.Sprintf("many-%d", i))
+	}
+	rdb.ConfigResetStat(ctx)
+	time.Sleep(2 * time.Second)
+	stats := rdb.Info(ctx, "commandstats").Val()
+	calls := commandCalls(stats, "evalsha")
+	// 1200 keys, renewed every 100-200ms for 2s: without batching that is
+	// 12,000 or more scripts; in chunks of 500 it is at most 3 per round.
+	if calls == 0 || calls > 80 {
+		t.Errorf("%d EVALSHA calls to renew %d reservations for 2s, want a handful per heartbeat", calls, n)
+	}
+	t.Logf("%d EVALSHA calls for %d reservations over 2s", calls, n)
+	for _, r := range held {
+		if r.Err() != nil {
+			t.Fatalf("%s lost: %v", r.Resource(), r.Err())
+		}
+	}
+}
+
+// commandCalls reads the calls of cmd from INFO commandstats.
+func commandCalls(info, cmd string) int {
+	for line := range strings.SplitSeq(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			var n int
+			fmt.Sscanf(rest, "%d", &n)
+			return n
+		}
+	}
+	return 0
+}

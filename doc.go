@@ -1,0 +1,73 @@
+// Package reservation holds reservations in Redis: locks on named resources
+// that expire unless their holder keeps renewing them. A worker that dies
+// stops renewing, its reservation expires, and another worker takes the job
+// over.
+//
+// It is the Go counterpart of the Node library node-redis-reservation, with
+// the same Redis keys ("reservation-<resource>") so that Node and Go workers
+// exclude each other, and the same operations:
+//
+//	Node                               Go
+//	new ReserveResource(by, host, ...) New(addr, &Options{By, HeartbeatInterval, TTL, Logger, Password})
+//	lock(resource, cb)                 Client.Lock(ctx, resource) (*Reservation, bool, error)
+//	wait_until_lock(resource, cb)      Client.WaitUntilLock(ctx, resource) (*Reservation, error)
+//	release(cb)                        Reservation.Release(ctx) error
+//
+// # A five-minute tour
+//
+// A Client is made once per process, from an address or an existing
+// go-redis client (Sentinel, Cluster):
+//
+//	c, err := reservation.New("redis://localhost:6379", &reservation.Options{By: "worker-1"})
+//	defer c.Close()
+//
+// Lock answers at once; WaitUntilLock blocks until the resource is free or
+// its context ends:
+//
+//	r, ok, err := c.Lock(ctx, "nightly-report")
+//	r, err := c.WaitUntilLock(ctx, "nightly-report")
+//
+// While held, a reservation is renewed every HeartbeatInterval by the
+// Client's one heartbeat loop (all held reservations together, in pipelined
+// multi-key scripts). It ends by Release, by Close, or by its loss: the key
+// was found gone or someone else's, or no renewal succeeded before the
+// holder's local deadline (the last successful renewal's send time plus the
+// TTL, less a drift margin of 1% of the TTL and 2 ms). A holder cut off from
+// Redis thus learns of its loss before the key can expire on the server and
+// anyone else can take it. The loss closes Done, sets Err to ErrLost and
+// cancels Context with the cause ErrLost:
+//
+//	select {
+//	case <-r.Done():      // lost: stop touching the resource
+//	case res := <-work:   // finished
+//	}
+//
+// Every acquisition gets a fencing token (Token) greater than every token
+// issued before for the resource, even after the server lost its data: pass
+// it to the storage you protect, so that it can refuse a holder that has
+// since lost its reservation.
+//
+// Release deletes the key only if it still holds this holding's value
+// ("<By>-<96 random bits>"), and answers ErrNotHeld when the reservation was
+// lost or already released: it can never delete someone else's.
+//
+// # Waiting
+//
+// A waiter never polls at a fixed interval. It is woken by server-assisted
+// client tracking (any change of the key: a release, a Node worker's DEL, an
+// expiry), by the release notice published by the release script (for
+// clients without tracking), by the holder's remaining TTL running out, and
+// at worst by the RetryInterval fallback (1 s). Waiters of one Client on one
+// resource queue in FIFO order and only the first contends with other
+// clients.
+//
+// # The restart guard
+//
+// When Redis loses its data (a restart without persistence, a FLUSHALL, a
+// failover to an empty replica), old holders believe for up to a TTL that
+// they hold keys that no longer exist. The acquire script notices the loss
+// through a marker key and refuses every acquisition for RestartGuard (the
+// TTL by default); by then every old holder has seen its loss. A brand-new
+// server looks the same, so the first acquisitions on it wait for the guard
+// too, unless PrimeRestartGuard is called by whoever knows the server is new.
+package reservation

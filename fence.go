@@ -1,0 +1,111 @@
+package reservation
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Companion keys. Every script touches the reservation key and companions
+// that hash to the same Redis Cluster slot, so that it runs on one node:
+//
+//   - the fencing key, which holds the last token issued for the resource;
+//   - the restart-guard marker, one per slot on Cluster and one in all on a
+//     single server;
+//   - the release channel (not a key, but named the same way so that it can
+//     move to sharded Pub/Sub).
+//
+// Companion names start with "{", so they never collide with reservation
+// keys as long as the prefix does not start with "{".
+
+const (
+	fenceSuffix   = "fence"
+	channelSuffix = "released"
+	// guardKey is the restart-guard marker on a single server.
+	guardKey = "{reservation}:restart-guard"
+)
+
+// hashPart returns the part of key that Redis Cluster hashes: the content of
+// the first {...} when it is not empty, else the whole key.
+func hashPart(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
+
+// companion returns a name for suffix in the same hash slot as key. For a
+// key with no hash tag and no "}" it is "{key}:suffix", which Redis hashes
+// exactly like key. Otherwise the hashed part is put in braces again, or,
+// when it contains a "}" and so cannot be, a short tag of the same slot.
+func companion(key, suffix string) string {
+	h := hashPart(key)
+	switch {
+	case h == key && !strings.Contains(key, "}"):
+		return "{" + key + "}:" + suffix
+	case !strings.Contains(h, "}"):
+		return "{" + h + "}:" + suffix + ":" + key
+	default:
+		return "{" + slotTag(slot(h)) + "}:" + suffix + ":" + key
+	}
+}
+
+// slot returns the Redis Cluster hash slot of a hashed part.
+func slot(h string) uint16 {
+	return crc16(h) % 16384
+}
+
+// crc16 is the CRC16-CCITT (XModem) checksum Redis Cluster uses for slots.
+// go-redis has one, but in an internal package.
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+var (
+	slotTagsOnce sync.Once
+	slotTags     []string
+)
+
+// slotTag returns a short string without braces that hashes to slot s.
+func slotTag(s uint16) string {
+	slotTagsOnce.Do(func() {
+		slotTags = make([]string, 16384)
+		for n, found := 0, 0; found < len(slotTags); n++ {
+			tag := strconv.Itoa(n)
+			if s := slot(tag); slotTags[s] == "" {
+				slotTags[s] = tag
+				found++
+			}
+		}
+	})
+	return slotTags[s]
+}
+
+// guardKeyFor returns the restart-guard marker for key: one per slot on
+// Cluster, so that the acquire script stays in one slot, else one in all.
+func guardKeyFor(key string, cluster bool) string {
+	if !cluster {
+		return guardKey
+	}
+	return "{" + slotTag(slot(hashPart(key))) + "}:reservation-restart-guard"
+}
+
+// fenceLifetime is how long the fencing key outlives an acquisition. Its
+// loss cannot make tokens go backwards (the next one is at least the
+// server's time in microseconds); it only needs to outlive one microsecond.
+func fenceLifetime(ttlMillis int64) int64 {
+	return max(2*ttlMillis, 60_000)
+}

@@ -1,0 +1,187 @@
+package reservation
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// renewChunk is how many keys one renew script extends at most, so that a
+// script never keeps a single server busy for long.
+const renewChunk = 500
+
+// heartbeatLoop renews every held reservation of the Client and declares
+// the loss of those whose local deadline passes. It is the Client's only
+// timer for held reservations: renewals due within half an interval of each
+// other go together, in one pipeline of multi-key scripts.
+func (c *Client) heartbeatLoop() {
+	defer c.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		batch, next, earliest := c.due(time.Now())
+		if len(batch) > 0 {
+			c.renew(batch, earliest)
+			continue
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// due declares lost the reservations whose local deadline has passed, and
+// answers the ones to renew now, when to look again, and the earliest local
+// deadline of all.
+func (c *Client) due(now time.Time) (batch []*Reservation, next, earliest time.Time) {
+	var lost []*Reservation
+	c.mu.Lock()
+	anyDue := false
+	next = now.Add(time.Hour)
+	earliest = next
+	for r := range c.held {
+		if !now.Before(r.deadline) {
+			lost = append(lost, r)
+			continue
+		}
+		if r.deadline.Before(earliest) {
+			earliest = r.deadline
+		}
+		if !r.releasing && !r.due.After(now) {
+			anyDue = true
+		}
+	}
+	horizon := now.Add(c.opt.HeartbeatInterval / 2)
+	for r := range c.held {
+		if !now.Before(r.deadline) {
+			continue
+		}
+		if anyDue && !r.releasing && !r.due.After(horizon) {
+			batch = append(batch, r)
+			continue
+		}
+		if !r.releasing && r.due.Before(next) {
+			next = r.due
+		}
+	}
+	if earliest.Before(next) {
+		next = earliest
+	}
+	c.mu.Unlock()
+	for _, r := range lost {
+		c.lose(r, "no renewal succeeded before the local deadline")
+	}
+	return batch, next, earliest
+}
+
+// renew extends batch in one pipeline, bounded by the earliest deadline.
+func (c *Client) renew(batch []*Reservation, earliest time.Time) {
+	ctx, cancel := context.WithDeadline(c.ctx, earliest)
+	defer cancel()
+	groups := c.group(batch)
+	sent := time.Now()
+	cmds, err := c.sendRenewals(ctx, groups)
+	if err != nil && isNoScript(err) {
+		if err = loadScripts(ctx, c.rdb); err == nil {
+			sent = time.Now()
+			cmds, err = c.sendRenewals(ctx, groups)
+		}
+	}
+	if err != nil && c.ctx.Err() == nil {
+		c.log.Error("redis-error", "op", "renew", "reservations", len(batch), "err", err)
+	}
+	debug := c.log.Enabled(ctx, slog.LevelDebug)
+	var lost []*Reservation
+	c.mu.Lock()
+	for g, group := range groups {
+		var res []int64
+		var cerr error
+		if cmds != nil {
+			res, cerr = cmds[g].Int64Slice()
+		} else {
+			cerr = err
+		}
+		for i, r := range group {
+			if r.err != nil || r.releasing {
+				continue
+			}
+			switch {
+			case cerr != nil || i >= len(res):
+				r.failures++
+				r.due = time.Now().Add(c.backoff(r.failures))
+			case res[i] == 1:
+				r.failures = 0
+				r.deadline = sent.Add(c.opt.TTL - driftMargin(c.opt.TTL))
+				r.due = sent.Add(c.opt.HeartbeatInterval)
+				if debug {
+					c.log.Debug("reservation-extended", "resource", r.resource, "key", r.key)
+				}
+			default:
+				lost = append(lost, r)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, r := range lost {
+		c.lose(r, "renewal found the key gone or someone else's")
+	}
+}
+
+// backoff is the delay before the n-th retry of a failed renewal: from
+// 10 ms, doubling, up to a quarter of the heartbeat interval. Retries go on
+// until the local deadline.
+func (c *Client) backoff(n int) time.Duration {
+	d := 10 * time.Millisecond << min(n-1, 16)
+	return min(d, max(c.opt.HeartbeatInterval/4, time.Millisecond))
+}
+
+// group splits batch into the key sets of renew scripts: chunks of
+// renewChunk keys on a single server, one hash slot each on Cluster.
+func (c *Client) group(batch []*Reservation) [][]*Reservation {
+	var groups [][]*Reservation
+	if !c.cluster {
+		for len(batch) > 0 {
+			n := min(len(batch), renewChunk)
+			groups = append(groups, batch[:n])
+			batch = batch[n:]
+		}
+		return groups
+	}
+	bySlot := make(map[uint16]int)
+	for _, r := range batch {
+		s := slot(hashPart(r.key))
+		i, ok := bySlot[s]
+		if !ok || len(groups[i]) >= renewChunk {
+			i = len(groups)
+			bySlot[s] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], r)
+	}
+	return groups
+}
+
+// sendRenewals sends one renew script per group in one pipeline.
+func (c *Client) sendRenewals(ctx context.Context, groups [][]*Reservation) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(groups))
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for g, group := range groups {
+			keys := make([]string, len(group))
+			args := make([]any, len(group)+1)
+			for i, r := range group {
+				keys[i] = r.key
+				args[i] = r.value
+			}
+			args[len(group)] = c.ttlMs
+			cmds[g] = renewScript.EvalSha(ctx, p, keys, args...)
+		}
+		return nil
+	})
+	return cmds, err
+}

@@ -1,0 +1,127 @@
+package reservation
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+)
+
+// Defaults of the Options fields.
+const (
+	DefaultTTL           = 30 * time.Second
+	DefaultPrefix        = "reservation-"
+	DefaultRetryInterval = time.Second
+	// MaxTTL is the longest TTL accepted. A holder keeps its reservation
+	// for as long as it likes by renewing it; a long TTL only delays the
+	// takeover after the holder dies.
+	MaxTTL = 24 * time.Hour
+	// MaxByLen is the longest worker name accepted, in bytes.
+	MaxByLen = 256
+)
+
+// Options configures a Client. The zero value of every field means its
+// default; New and NewWithClient copy the Options and return an error
+// wrapping ErrInvalidOptions for a value out of range, never correcting it
+// silently. Each field maps onto a flag of the reserve command.
+type Options struct {
+	// By names the worker, as the Node library's "by": holder values are
+	// "<By>-<random id>". Required (the reserve command defaults it to the
+	// host name). At most MaxByLen bytes.
+	By string
+
+	// TTL is how long a reservation lives on the server without renewal.
+	// Default DefaultTTL (30 s); at least 1 ms, at most MaxTTL, a whole
+	// number of milliseconds.
+	TTL time.Duration
+
+	// HeartbeatInterval is how often a held reservation is renewed. Default
+	// a third of the TTL (10 s for the default TTL). It must be shorter
+	// than the TTL less the drift margin (1% of the TTL plus 2 ms).
+	HeartbeatInterval time.Duration
+
+	// Prefix is put before the resource name to make its Redis key.
+	// Default DefaultPrefix ("reservation-"), the Node library's.
+	Prefix string
+
+	// RetryInterval bounds how long a waiter sleeps between two attempts
+	// when nothing wakes it earlier (a release that published nothing and
+	// was not seen by client tracking). Default DefaultRetryInterval (1 s);
+	// at least 1 ms.
+	RetryInterval time.Duration
+
+	// RestartGuard is how long acquisitions are refused after the server
+	// is found to have lost its data (see the package documentation).
+	// Zero means the TTL; a deployment whose clients use several TTLs sets
+	// the largest. A negative value turns the guard off.
+	RestartGuard time.Duration
+
+	// Logger receives the structured events (reservation-acquired,
+	// -released, -extended, -lost, -wait, redis-error). Default
+	// slog.Default(). Routine events are at debug level, losses at warn,
+	// Redis errors at error.
+	Logger *slog.Logger
+
+	// Username and Password authenticate to Redis. They override those in
+	// the address URL. Default: none, or the URL's. Only used by New.
+	Username string
+	Password string
+
+	// TLSConfig, when not nil, makes New connect with TLS ("rediss://"
+	// URLs do so with a default configuration). Only used by New.
+	TLSConfig *tls.Config
+}
+
+// driftMargin is how much earlier than the server a holder gives up its
+// reservation: 1% of the TTL for clock rate drift plus 2 ms.
+func driftMargin(ttl time.Duration) time.Duration {
+	return ttl/100 + 2*time.Millisecond
+}
+
+// withDefaults returns a validated copy of o with defaults filled in.
+func (o *Options) withDefaults() (Options, error) {
+	var opt Options
+	if o != nil {
+		opt = *o
+	}
+	if opt.By == "" {
+		return opt, optionError("By (the worker name) is empty")
+	}
+	if len(opt.By) > MaxByLen {
+		return opt, optionError("By is %d bytes long, more than %d", len(opt.By), MaxByLen)
+	}
+	if opt.TTL == 0 {
+		opt.TTL = DefaultTTL
+	}
+	if opt.TTL < time.Millisecond || opt.TTL > MaxTTL {
+		return opt, optionError("TTL %v is out of range [1ms, %v]", opt.TTL, MaxTTL)
+	}
+	if opt.TTL%time.Millisecond != 0 {
+		return opt, optionError("TTL %v is not a whole number of milliseconds", opt.TTL)
+	}
+	if opt.HeartbeatInterval == 0 {
+		opt.HeartbeatInterval = opt.TTL / 3
+	}
+	if limit := opt.TTL - driftMargin(opt.TTL); opt.HeartbeatInterval <= 0 || opt.HeartbeatInterval >= limit {
+		return opt, optionError("heartbeat interval %v must be positive and shorter than the TTL %v less its drift margin (%v)",
+			opt.HeartbeatInterval, opt.TTL, driftMargin(opt.TTL))
+	}
+	if opt.Prefix == "" {
+		opt.Prefix = DefaultPrefix
+	}
+	if opt.RetryInterval == 0 {
+		opt.RetryInterval = DefaultRetryInterval
+	}
+	if opt.RetryInterval < time.Millisecond {
+		return opt, optionError("retry interval %v is shorter than 1ms", opt.RetryInterval)
+	}
+	if opt.RestartGuard == 0 {
+		opt.RestartGuard = opt.TTL
+	}
+	if opt.RestartGuard > 0 && opt.RestartGuard < time.Millisecond {
+		return opt, optionError("restart guard %v is shorter than 1ms", opt.RestartGuard)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	return opt, nil
+}

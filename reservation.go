@@ -1,0 +1,185 @@
+package reservation
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Reservation is one holding of a resource. It stays held, renewed by its
+// Client's heartbeat, until Release, Close, or its loss. Its Done channel
+// closes the moment it ends, and Err says why. It is not safe to assume a
+// reservation is held until it is released: watch Done, and pass Token to
+// the storage you protect.
+type Reservation struct {
+	c        *Client
+	resource string
+	key      string
+	value    string
+	token    int64
+	acquired time.Time
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	releaseMu sync.Mutex // one Release at a time
+
+	// Guarded by c.mu.
+	deadline  time.Time // local deadline: lost if not renewed by then
+	due       time.Time // next renewal
+	failures  int       // renewals failed in a row
+	releasing bool      // a Release is under way: renewals leave it alone
+	err       error     // nil while held, then ErrLost or ErrReleased
+}
+
+func newReservation(c *Client, resource, key, value string, token int64, sent time.Time) *Reservation {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &Reservation{
+		c:        c,
+		resource: resource,
+		key:      key,
+		value:    value,
+		token:    token,
+		acquired: sent,
+		ctx:      ctx,
+		cancel:   cancel,
+		deadline: sent.Add(c.opt.TTL - driftMargin(c.opt.TTL)),
+		due:      sent.Add(c.opt.HeartbeatInterval),
+	}
+}
+
+// Resource returns the name of the reserved resource.
+func (r *Reservation) Resource() string { return r.resource }
+
+// Key returns the Redis key that holds the reservation, as the Node
+// library's wait_until_lock answers it.
+func (r *Reservation) Key() string { return r.key }
+
+// Holder returns the holder value stored in the key: "<By>-<random id>".
+func (r *Reservation) Holder() string { return r.value }
+
+// Token returns the fencing token of this holding: greater than every token
+// issued before for the resource, even across a loss of the server's data.
+func (r *Reservation) Token() int64 { return r.token }
+
+// Done returns a channel that is closed when the reservation ends: lost,
+// released, or its Client closed.
+func (r *Reservation) Done() <-chan struct{} { return r.ctx.Done() }
+
+// Context returns a context that is cancelled when the reservation ends;
+// context.Cause of it is ErrLost or ErrReleased. Use it to bound work that
+// must stop when the reservation is lost.
+func (r *Reservation) Context() context.Context { return r.ctx }
+
+// Err returns nil while the reservation is held, ErrLost once it was lost
+// and ErrReleased once it was released.
+func (r *Reservation) Err() error {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	return r.err
+}
+
+// Validity returns how long the reservation is sure to stay held without a
+// further renewal: the time to its local deadline, which comes before the
+// key can expire on the server. It is zero once the reservation has ended.
+func (r *Reservation) Validity() time.Duration {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	if r.err != nil {
+		return 0
+	}
+	return max(time.Until(r.deadline), 0)
+}
+
+// Release gives the reservation up: it deletes the key only if it still
+// holds our value, and wakes the waiters. It returns an error wrapping
+// ErrNotHeld when the reservation was not ours any more (also wrapping
+// ErrLost when it was lost) or was already released, and a Redis error when
+// the server could not answer; the reservation is then still held, renewed,
+// and Release may be called again.
+func (r *Reservation) Release(ctx context.Context) error {
+	r.releaseMu.Lock()
+	defer r.releaseMu.Unlock()
+	c := r.c
+	c.mu.Lock()
+	if r.err != nil {
+		err := r.err
+		c.mu.Unlock()
+		if err == ErrLost {
+			// Lost by its local deadline, the key may still be ours on
+			// the server: free it for the others, as it is no use to us.
+			_ = releaseScript.Run(ctx, c.rdb, []string{r.key}, r.value, companion(r.key, channelSuffix)).Err()
+		}
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)
+	}
+	r.releasing = true
+	c.mu.Unlock()
+
+	released, err := releaseScript.Run(ctx, c.rdb, []string{r.key}, r.value, companion(r.key, channelSuffix)).Int()
+	if err != nil {
+		c.mu.Lock()
+		r.releasing = false
+		c.mu.Unlock()
+		err = c.redisError("release", r.resource, err)
+		c.log.Error("redis-error", "op", "release", "resource", r.resource, "err", err)
+		return err
+	}
+	if released != 1 {
+		r.c.lose(r, "release found the key gone or someone else's")
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
+	}
+	if !r.end(ErrReleased) {
+		// Lost locally (deadline passed) while the release ran: the key
+		// was still ours and is now deleted, but the holder was told.
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
+	}
+	if n := c.notifierIfStarted(); n != nil {
+		n.released(r.key)
+	}
+	c.log.Debug("reservation-released", "resource", r.resource, "key", r.key, "held_for", time.Since(r.acquired))
+	return nil
+}
+
+// end ends the reservation with cause unless it already ended, and answers
+// whether it did.
+func (r *Reservation) end(cause error) bool {
+	c := r.c
+	c.mu.Lock()
+	if r.err != nil {
+		c.mu.Unlock()
+		return false
+	}
+	r.err = cause
+	delete(c.held, r)
+	c.mu.Unlock()
+	r.cancel(cause)
+	return true
+}
+
+// lose ends r as lost, for reason, and logs it.
+func (c *Client) lose(r *Reservation, reason string) {
+	if r.end(ErrLost) {
+		c.log.Warn("reservation-lost", "resource", r.resource, "key", r.key, "token", r.token, "reason", reason)
+	}
+}
+
+// hold registers a new reservation with the heartbeat.
+func (c *Client) hold(r *Reservation) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.held[r] = struct{}{}
+	if !c.heartbeat {
+		c.heartbeat = true
+		c.wg.Add(1)
+		go c.heartbeatLoop()
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}

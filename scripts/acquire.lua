@@ -1,0 +1,42 @@
+-- acquire: take a reservation if it is free, and issue its fencing token.
+--
+-- KEYS[1] reservation key
+-- KEYS[2] fencing companion key (same hash slot as KEYS[1])
+-- KEYS[3] restart-guard marker (same hash slot as KEYS[1])
+-- ARGV[1] holder value
+-- ARGV[2] TTL in milliseconds
+-- ARGV[3] restart guard in milliseconds (0: no guard)
+-- ARGV[4] lifetime of the fencing companion key in milliseconds
+--
+-- Answers {1, token} when acquired, {0, pttl, guarded} otherwise: pttl is
+-- the holder's remaining time (-1 when the key has no expiry), or the
+-- restart guard's remaining time when guarded is 1.
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+
+local guard = tonumber(ARGV[3])
+if guard > 0 then
+  local until_ms = tonumber(redis.call('GET', KEYS[3]))
+  if not until_ms then
+    -- The marker is gone: the server lost its data (or is new). Holders
+    -- of reservations that vanished with it have not seen their loss yet,
+    -- so nobody acquires until the guard has passed.
+    redis.call('SET', KEYS[3], string.format('%.0f', now_ms + guard))
+    return {0, guard, 1}
+  end
+  if until_ms > now_ms then
+    return {0, until_ms - now_ms, 1}
+  end
+end
+
+if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
+  return {0, redis.call('PTTL', KEYS[1]), 0}
+end
+
+-- The next token is max(last + 1, server time in microseconds), so tokens
+-- grow even when the companion key was lost with the rest of the data.
+local last = tonumber(redis.call('GET', KEYS[2])) or 0
+local token = math.max(last + 1, now_us)
+redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[4])
+return {1, token}
