@@ -220,7 +220,9 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, ti
 	reply, err := acquireScript.Run(ctx, c.rdb, keys, value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)).Int64Slice()
 	if err != nil {
 		err = c.redisError("lock", resource, err)
-		c.log.Error("redis-error", "op", "lock", "resource", resource, "err", err)
+		if ctx.Err() == nil {
+			c.log.Error("redis-error", "op", "lock", "resource", resource, "err", err)
+		}
 		return nil, 0, err
 	}
 	if len(reply) < 2 {

@@ -67,7 +67,7 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 			switch {
 			case r != nil:
 				acquired = true
-				c.log.Debug("reservation-acquired-after-wait", "resource", resource, "waited", time.Since(start))
+				c.log.Debug("reservation-wait", "resource", resource, "key", key, "waited", time.Since(start), "acquired", true)
 				return r, nil
 			case err != nil:
 				if ctx.Err() != nil {
