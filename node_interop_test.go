@@ -1,0 +1,113 @@
+package reservation
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis-reservation/reservation/internal/nodeinterop"
+	"github.com/redis-reservation/reservation/internal/redistest"
+)
+
+// These tests run the real npm package redis-reservation@0.4.0 (see
+// interop/node) against the same server as the Go library.
+
+// TestNodeReleaseWakesGoWaiter: a Node worker holds; a Go waiter is woken by
+// its release (a plain DEL, no notice published) through client tracking,
+// and never holds before the Node worker let go.
+func TestNodeReleaseWakesGoWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{By: "go-worker", TTL: 5 * time.Second})
+
+	node := nodeinterop.Worker(t, srv, "lock", "shared-job", "-1", "--by=node-worker")
+	node.Expect(t, "acquired", 10*time.Second)
+
+	// The Node worker holds: Go is refused.
+	if _, ok, err := c.Lock(ctx, "shared-job"); ok || err != nil {
+		t.Fatalf("Go Lock while Node holds = %v, %v; want false, nil", ok, err)
+	}
+
+	got := make(chan *Reservation, 1)
+	go func() {
+		r, err := c.WaitUntilLock(ctx, "shared-job")
+		if err != nil {
+			t.Errorf("WaitUntilLock: %v", err)
+		}
+		got <- r
+	}()
+	time.Sleep(300 * time.Millisecond)
+	node.Release()
+	releasing := node.Expect(t, "releasing", 5*time.Second)
+	released := node.Expect(t, "released", 5*time.Second)
+	r := <-got
+	if r == nil {
+		t.FailNow()
+	}
+	acquired := time.Now()
+	defer r.Release(ctx)
+	if acquired.Before(releasing.Time()) {
+		t.Errorf("Go acquired at %v, before the Node worker released at %v", acquired, releasing.Time())
+	}
+	// Millisecond timestamps from another process: allow a few ms.
+	if d := acquired.Sub(released.Time()); d > 150*time.Millisecond {
+		t.Errorf("Go waiter had it %v after the Node release, want well under the 1s fallback", d)
+	} else {
+		t.Logf("Go waiter had it %v after the Node release", d)
+	}
+	if err := node.Wait(); err != nil {
+		t.Errorf("node worker: %v", err)
+	}
+}
+
+// TestGoReleaseLetsNodeIn: Go holds; a Node worker polling with
+// wait_until_lock is refused until the Go release, then gets the key.
+func TestGoReleaseLetsNodeIn(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	c := newTestClient(t, srv, Options{By: "go-worker", TTL: 5 * time.Second})
+	r := mustLock(t, c, "handover")
+
+	// A Node worker trying once is refused.
+	once := nodeinterop.Worker(t, srv, "lock", "handover", "0", "--by=node-once")
+	once.Expect(t, "not_acquired", 10*time.Second)
+	once.Wait()
+
+	node := nodeinterop.Worker(t, srv, "wait", "handover", "100", "--by=node-worker")
+	node.Expect(t, "start", 10*time.Second)
+	// Let it poll (every second) while Go holds, renewing.
+	time.Sleep(1500 * time.Millisecond)
+	if err := r.Err(); err != nil {
+		t.Fatalf("Go reservation ended while the Node worker polled: %v", err)
+	}
+	releasedAt := time.Now()
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	acq := node.Expect(t, "acquired", 5*time.Second)
+	if acq.Time().Before(releasedAt.Truncate(time.Millisecond)) {
+		t.Errorf("Node acquired at %v, before the Go release at %v", acq.Time(), releasedAt)
+	}
+	for _, e := range node.Events() {
+		if e.Event == "lock" && e.Status && e.Time().Before(releasedAt.Truncate(time.Millisecond)) {
+			t.Errorf("a Node lock() succeeded at %v, while Go held it", e.Time())
+		}
+	}
+	// While the Node worker holds it, Go is refused, then gets it after.
+	if _, ok, err := c.Lock(ctx, "handover"); ok || err != nil {
+		t.Errorf("Go Lock while Node holds = %v, %v; want false, nil", ok, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r2, err := c.WaitUntilLock(wctx, "handover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Release(ctx)
+	if rel := node.Expect(t, "releasing", 5*time.Second); time.Now().Before(rel.Time()) {
+		t.Errorf("Go acquired before the Node worker released")
+	}
+	if r2.Token() <= r.Token() {
+		t.Errorf("token %d after %d, want it greater", r2.Token(), r.Token())
+	}
+}
