@@ -1,0 +1,104 @@
+package reservation
+
+import (
+	"testing"
+	"time"
+)
+
+// scheduleClient returns a Client that is never connected, for testing the
+// heartbeat's schedule as a pure function of time.
+func scheduleClient(t *testing.T, ttl, hb time.Duration) *Client {
+	t.Helper()
+	o, err := (&Options{By: "sched", TTL: ttl, HeartbeatInterval: hb, Logger: quiet}).withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(nil, o)
+	t.Cleanup(c.cancel)
+	return c
+}
+
+func TestScheduleBatchesNearbyRenewals(t *testing.T) {
+	const ttl, hb = 3 * time.Second, time.Second
+	c := scheduleClient(t, ttl, hb)
+	t0 := time.Unix(1000, 0)
+	// Acquired at t0, t0+200ms, t0+400ms and t0+900ms: due a heartbeat later.
+	var rs []*Reservation
+	for _, off := range []time.Duration{0, 200, 400, 900} {
+		r := newReservation(c, "r", "k", "v", 1, t0.Add(off*time.Millisecond))
+		c.held[r] = struct{}{}
+		rs = append(rs, r)
+	}
+
+	// Before the first is due: nothing to do, look again when it is.
+	batch, next, earliest := c.due(t0.Add(500 * time.Millisecond))
+	if len(batch) != 0 || !next.Equal(t0.Add(hb)) {
+		t.Fatalf("at +500ms: batch %d, next %v; want 0 and %v", len(batch), next.Sub(t0), hb)
+	}
+	if want := t0.Add(ttl - driftMargin(ttl)); !earliest.Equal(want) {
+		t.Errorf("earliest deadline %v, want %v", earliest.Sub(t0), want.Sub(t0))
+	}
+
+	// When the first falls due, those due within half an interval come
+	// along (+1.2s and +1.4s), the one due at +1.9s waits.
+	batch, next, _ = c.due(t0.Add(hb))
+	if len(batch) != 3 {
+		t.Fatalf("at +1s: batch of %d, want 3", len(batch))
+	}
+	if want := t0.Add(1900 * time.Millisecond); !next.Equal(want) {
+		t.Errorf("next = %v, want %v", next.Sub(t0), want.Sub(t0))
+	}
+}
+
+func TestScheduleDeclaresLossAtDeadline(t *testing.T) {
+	const ttl, hb = time.Second, 300 * time.Millisecond
+	c := scheduleClient(t, ttl, hb)
+	t0 := time.Unix(1000, 0)
+	r := newReservation(c, "r", "k", "v", 1, t0)
+	c.held[r] = struct{}{}
+	deadline := t0.Add(ttl - driftMargin(ttl))
+
+	// A renewal that keeps failing is retried, never past the deadline.
+	c.due(deadline.Add(-time.Millisecond))
+	if r.Err() != nil {
+		t.Fatalf("lost a millisecond before the deadline: %v", r.Err())
+	}
+	batch, _, _ := c.due(deadline)
+	if len(batch) != 0 || r.Err() != ErrLost {
+		t.Fatalf("at the deadline: batch %d, Err %v; want 0, ErrLost", len(batch), r.Err())
+	}
+	select {
+	case <-r.Done():
+	default:
+		t.Fatal("Done not closed at the deadline")
+	}
+	if got := deadline.Sub(t0); got != 988*time.Millisecond {
+		t.Errorf("deadline %v after the send, want TTL less 1%% less 2ms = 988ms", got)
+	}
+}
+
+func TestScheduleSkipsReleasing(t *testing.T) {
+	c := scheduleClient(t, time.Second, 300*time.Millisecond)
+	t0 := time.Unix(1000, 0)
+	r := newReservation(c, "r", "k", "v", 1, t0)
+	r.releasing = true
+	c.held[r] = struct{}{}
+	if batch, _, _ := c.due(t0.Add(400 * time.Millisecond)); len(batch) != 0 {
+		t.Errorf("a reservation being released was renewed")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	c := scheduleClient(t, 10*time.Second, 2*time.Second)
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{
+		{1, 10 * time.Millisecond}, {2, 20 * time.Millisecond}, {3, 40 * time.Millisecond},
+		{6, 320 * time.Millisecond}, {7, 500 * time.Millisecond}, {60, 500 * time.Millisecond},
+	} {
+		if got := c.backoff(tc.n); got != tc.want {
+			t.Errorf("backoff(%d) = %v, want %v", tc.n, got, tc.want)
+		}
+	}
+}
