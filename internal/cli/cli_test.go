@@ -1,0 +1,469 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redis-reservation/reservation"
+	"github.com/redis-reservation/reservation/internal/redistest"
+)
+
+// TestUsageErrors runs reserve in process with bad usage: each exits 64
+// with a one-line message and the usage line, before touching Redis.
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"run", "--bogus", "job", "--", "true"}, "unknown flag: --bogus"},
+		{[]string{"run", "job", "true"}, "missing -- before the command"},
+		{[]string{"run", "job"}, "missing -- before the command"},
+		{[]string{"run"}, "missing RESOURCE and COMMAND"},
+		{[]string{"run", "job", "--"}, "missing COMMAND after --"},
+		{[]string{"run", "--", "true"}, "missing RESOURCE before --"},
+		{[]string{"run", "a", "b", "--", "true"}, "one RESOURCE before --"},
+		{[]string{"run", "--ttl", "3x", "job", "--", "true"}, `invalid argument "3x" for "--ttl"`},
+		{[]string{"run", "--timeout", "soon", "job", "--", "true"}, `invalid argument "soon" for "--timeout"`},
+		{[]string{"run", "--restart-guard", "never", "job", "--", "true"}, `want a duration like 30s, or "off"`},
+		{[]string{"run", "--no-wait", "--timeout", "1s", "job", "--", "true"}, "none of the others can be"},
+		{[]string{"run", "--grace", "-1s", "job", "--", "true"}, "--grace -1s is negative"},
+		{[]string{"run", "--ttl", "30s", "--heartbeat", "1m", "job", "--", "true"}, "heartbeat interval 1m0s must be"},
+		{[]string{"run", "--redis", "http://127.0.0.1:6379", "job", "--", "true"}, "bad Redis URL"},
+		{[]string{"run", "--redis", "not an address", "job", "--", "true"}, "bad Redis address"},
+		{[]string{"run", "--tls-cert", "/no/cert.pem", "job", "--", "true"}, "--tls-cert and --tls-key go together"},
+		{[]string{"run", "--tls-ca", "/no/such/ca.pem", "job", "--", "true"}, "--tls-ca"},
+		{[]string{"run", "--prefix", "", "job", "--", "true"}, "--prefix is empty"},
+		{[]string{"run", "", "--", "true"}, "RESOURCE is empty"},
+		{[]string{"status"}, "accepts 1 arg(s), received 0"},
+		{[]string{"status", "a", "b"}, "accepts 1 arg(s), received 2"},
+		{[]string{"list", "extra"}, `unknown command "extra"`},
+		{[]string{"wait", "--timeout", "-1s", "job"}, "--timeout -1s is negative"},
+		{[]string{"release", "job"}, "add --force"},
+		{[]string{"bogus"}, `unknown command "bogus"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			res := inProcess(t, nil, tc.args...)
+			if res.code != ExitUsage {
+				t.Errorf("got %v\nwant exit %d", res, ExitUsage)
+			}
+			first, _, _ := strings.Cut(res.stderr, "\n")
+			if !strings.HasPrefix(first, "reserve: ") || !strings.Contains(first, tc.msg) {
+				t.Errorf("first line of stderr = %q, want reserve: ...%s...", first, tc.msg)
+			}
+			if !strings.Contains(res.stderr, "Usage: reserve") && !strings.Contains(tc.msg, "heartbeat") &&
+				!strings.Contains(tc.msg, "Redis") && tc.msg != "--tls-ca" {
+				t.Errorf("stderr has no usage line:\n%s", res.stderr)
+			}
+			if res.stdout != "" {
+				t.Errorf("stdout = %q, want nothing", res.stdout)
+			}
+		})
+	}
+}
+
+// TestUsageErrorsBinary checks the exit code of the real binary too.
+func TestUsageErrorsBinary(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"run", "--bogus", "job", "--", "true"},
+		{"run", "job", "true"},
+		{"run", "--redis", "redis://127.0.0.1:notaport", "job", "--", "true"},
+		{"run", "--ttl", "1h1x", "job", "--", "true"},
+	} {
+		if res := runReserve(t, nil, nil, args...); res.code != ExitUsage {
+			t.Errorf("reserve %s: got %v\nwant exit %d", strings.Join(args, " "), res, ExitUsage)
+		}
+	}
+}
+
+// unusedAddr answers a loopback address where nothing listens.
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestRedisUnavailable(t *testing.T) {
+	t.Parallel()
+	addr := unusedAddr(t)
+	for _, args := range [][]string{
+		{"run", "job", "--", "true"},
+		{"status", "job"},
+		{"list"},
+		{"wait", "job"},
+		{"release", "--force", "job"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel() // each takes go-redis's retries, about 2 s
+			res := inProcess(t, map[string]string{envRedisURL: "redis://" + addr}, args...)
+			if res.code != ExitUnavailable {
+				t.Errorf("got %v\nwant exit %d", res, ExitUnavailable)
+			}
+			if !strings.Contains(res.stderr, addr) || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
+				t.Errorf("stderr = %q, want one line naming %s", res.stderr, addr)
+			}
+		})
+	}
+}
+
+// TestPasswordNeverShown gives reserve passwords, right and wrong, in the
+// URL and in REDIS_PASSWORD, and looks for them in everything it prints.
+func TestPasswordNeverShown(t *testing.T) {
+	t.Parallel()
+	const (
+		right = "Right-Pa55word_x9"
+		wrong = "Wr0ng-Pa55word_q7"
+	)
+	srv := startTestRedis(t, redistest.WithPassword(right))
+	hold(t, libClient(t, srv, "other", 5*time.Second), "held")
+	down := unusedAddr(t)
+	withPw := func(addr, pw string) string {
+		return (&url.URL{Scheme: "redis", User: url.UserPassword("", pw), Host: addr}).String()
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want int
+	}{
+		{"wrong in URL", []string{envRedisURL + "=" + withPw(srv.Addr, wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
+		{"wrong in env", []string{envRedisURL + "=redis://" + srv.Addr, envRedisPassword + "=" + wrong}, []string{"status", "job"}, ExitUnavailable},
+		{"missing", []string{envRedisURL + "=redis://" + srv.Addr}, []string{"list"}, ExitUnavailable},
+		{"server down", []string{envRedisURL + "=" + withPw(down, wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
+		{"bad URL", []string{envRedisURL + "=redis://:" + wrong + "@127.0.0.1:port"}, []string{"run", "job", "--", "true"}, ExitUsage},
+		{"bad URL flag", nil, []string{"status", "--redis", "redis://:" + wrong + "@127.0.0.1:6379/notadb", "job"}, ExitUsage},
+		{"right, held", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"run", "--no-wait", "held", "--", "true"}, ExitNotAcquired},
+		{"right, status", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"status", "held"}, ExitOK},
+		{"right, list", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"list", "--json"}, ExitOK},
+		{"right, env", []string{envRedisURL + "=redis://" + srv.Addr, envRedisPassword + "=" + right}, []string{"run", "job", "--", "true"}, ExitOK},
+		{"help", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"run", "--help"}, ExitOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runReserve(t, nil, tc.env, tc.args...)
+			if res.code != tc.want {
+				t.Errorf("got %v\nwant exit %d", res, tc.want)
+			}
+			for _, pw := range []string{right, wrong} {
+				if strings.Contains(res.stdout+res.stderr, pw) {
+					t.Errorf("the password %q shows in the output:\n%v", pw, res)
+				}
+			}
+			if tc.want == ExitUnavailable && !strings.Contains(res.stderr, "127.0.0.1:") {
+				t.Errorf("stderr does not name the address: %q", res.stderr)
+			}
+		})
+	}
+}
+
+func TestStatusAndListJSON(t *testing.T) {
+	t.Parallel()
+	srv := startTestRedis(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	c := libClient(t, srv, "host-a", 20*time.Second)
+	held := map[string]*reservation.Reservation{}
+	for _, name := range []string{"json:one", "json:two", "json:{tagged}", "other"} {
+		held[name] = hold(t, c, name)
+	}
+	free := hold(t, c, "json:free")
+	if err := free.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{envRedisURL + "=" + srv.URL()}
+
+	// status of each, against what Redis holds.
+	for name, r := range held {
+		res := runReserve(t, nil, env, "status", "--json", name)
+		if res.code != 0 {
+			t.Fatalf("status %s: %v", name, res)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
+			t.Fatalf("status --json %s: %v\n%s", name, err, res.stdout)
+		}
+		if keys := slices.Sorted(mapKeys(got)); !slices.Equal(keys, []string{"held", "holder", "key", "resource", "token", "ttl_ms"}) {
+			t.Errorf("status --json has keys %v, want resource key held holder ttl_ms token", keys)
+		}
+		var in reservation.Info
+		_ = json.Unmarshal([]byte(res.stdout), &in)
+		value, _ := rdb.Get(ctx, "reservation-"+name).Result()
+		pttl, _ := rdb.PTTL(ctx, "reservation-"+name).Result()
+		if in.Resource != name || in.Key != "reservation-"+name || !in.Held || in.Holder != value || in.Holder != r.Holder() || in.Token != r.Token() {
+			t.Errorf("status --json %s = %+v; Redis holds %q, token %d", name, in, value, r.Token())
+		}
+		if d := time.Duration(in.TTLMillis)*time.Millisecond - pttl; in.TTLMillis <= 0 || d < 0 || d > 2*time.Second {
+			t.Errorf("status --json %s: ttl_ms %d, Redis's PTTL %v", name, in.TTLMillis, pttl)
+		}
+	}
+	res := runReserve(t, nil, env, "status", "--json", "json:free")
+	var in reservation.Info
+	if err := json.Unmarshal([]byte(res.stdout), &in); err != nil || res.code != 0 {
+		t.Fatalf("status --json json:free: %v, %v", err, res)
+	}
+	if want := (reservation.Info{Resource: "json:free", Key: "reservation-json:free", Token: free.Token()}); in != want {
+		t.Errorf("status --json json:free = %+v, want %+v", in, want)
+	}
+
+	// list --match, against the held set.
+	res = runReserve(t, nil, env, "list", "--json", "--match", "json:*")
+	var infos []reservation.Info
+	if err := json.Unmarshal([]byte(res.stdout), &infos); err != nil || res.code != 0 {
+		t.Fatalf("list --json: %v, %v", err, res)
+	}
+	var names []string
+	for _, in := range infos {
+		names = append(names, in.Resource)
+		if r := held[in.Resource]; r == nil || in.Holder != r.Holder() || in.Token != r.Token() || !in.Held {
+			t.Errorf("list --json has %+v", in)
+		}
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"json:one", "json:two", "json:{tagged}"}) {
+		t.Errorf("list --json --match json:* lists %v", names)
+	}
+	res = runReserve(t, nil, env, "list", "--json", "--match", "nothing-*")
+	if strings.TrimSpace(res.stdout) != "[]" {
+		t.Errorf("list --json of nothing = %q, want []", res.stdout)
+	}
+
+	// The human forms name the holder and the token.
+	res = runReserve(t, nil, env, "status", "json:one")
+	for _, want := range []string{"json:one is held by " + held["json:one"].Holder(), fmt.Sprint(held["json:one"].Token()), "expires", "held for"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("status output has no %q:\n%s", want, res.stdout)
+		}
+	}
+	res = runReserve(t, nil, env, "list")
+	for _, want := range []string{"RESOURCE", "HOLDER", "json:two", held["json:two"].Holder(), "other"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("list output has no %q:\n%s", want, res.stdout)
+		}
+	}
+	res = runReserve(t, nil, env, "status", "json:free")
+	if !strings.Contains(res.stdout, "json:free is free") {
+		t.Errorf("status of a free resource:\n%s", res.stdout)
+	}
+}
+
+func mapKeys(m map[string]any) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func TestWait(t *testing.T) {
+	t.Parallel()
+	srv := startTestRedis(t)
+	env := []string{envRedisURL + "=" + srv.URL()}
+	r := hold(t, libClient(t, srv, "other", 20*time.Second), "waited")
+
+	res := runReserve(t, nil, env, "wait", "--timeout", "300ms", "waited")
+	if res.code != ExitNotAcquired || !strings.Contains(res.stderr, r.Holder()) {
+		t.Errorf("wait --timeout while held: got %v\nwant exit %d naming the holder", res, ExitNotAcquired)
+	}
+
+	p := startReserve(t, nil, env, "wait", "--json", "waited")
+	time.Sleep(300 * time.Millisecond)
+	released := time.Now()
+	if err := r.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res = p.wait(t, 10*time.Second)
+	var in reservation.Info
+	if err := json.Unmarshal([]byte(res.stdout), &in); err != nil || res.code != 0 || in.Held {
+		t.Fatalf("wait --json: %v, %v", err, res)
+	}
+	if after := time.Since(released); after > 2*time.Second {
+		t.Errorf("wait returned %v after the release", after)
+	}
+	// Nothing was taken: the token is the holder's.
+	if in.Token != r.Token() {
+		t.Errorf("after wait, token %d, want the last holder's %d", in.Token, r.Token())
+	}
+}
+
+func TestReleaseForce(t *testing.T) {
+	t.Parallel()
+	srv := startTestRedis(t)
+	env := []string{envRedisURL + "=" + srv.URL()}
+	c, err := reservation.New(srv.URL(), &reservation.Options{By: "victim", TTL: 3 * time.Second, HeartbeatInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := hold(t, c, "stuck")
+	res := runReserve(t, nil, env, "release", "--force", "--json", "stuck")
+	var got releaseResult
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 {
+		t.Fatalf("release --force --json: %v, %v", err, res)
+	}
+	if want := (releaseResult{Resource: "stuck", Key: "reservation-stuck", Released: true, Holder: r.Holder()}); got != want {
+		t.Errorf("release --force --json = %+v, want %+v", got, want)
+	}
+	select {
+	case <-r.Done():
+	case <-time.After(2 * time.Second):
+		t.Errorf("the holder did not see its loss")
+	}
+	res = runReserve(t, nil, env, "release", "--force", "stuck")
+	if res.code != 0 || !strings.Contains(res.stdout, "was not held") {
+		t.Errorf("release --force of a free resource: %v", res)
+	}
+}
+
+// TestRestartGuardFlag runs on a brand-new server: the restart guard
+// refuses the first acquisition, unless --restart-guard is off or short.
+func TestRestartGuardFlag(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t) // not primed
+	env := []string{envRedisURL + "=" + srv.URL()}
+	res := runReserve(t, nil, env, "run", "--no-wait", "--restart-guard", "off", "a", "--", "true")
+	if res.code != 0 {
+		t.Errorf("--restart-guard off: %v", res)
+	}
+	res = runReserve(t, nil, env, "run", "--no-wait", "b", "--", "true")
+	if res.code != ExitNotAcquired || !strings.Contains(res.stderr, "restart guard") {
+		t.Errorf("first acquisition on a new server: got %v\nwant exit %d explaining the restart guard", res, ExitNotAcquired)
+	}
+	srv.FlushAll(t)
+	res = runReserve(t, nil, env, "run", "--restart-guard", "300ms", "c", "--", "true")
+	if res.code != 0 || res.elapsed < 300*time.Millisecond {
+		t.Errorf("--restart-guard 300ms: got %v, want exit 0 after 300ms", res)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	check := func(t *testing.T, res result, wantHeader string) {
+		t.Helper()
+		if res.code != 0 {
+			t.Fatalf("demo: %v", res)
+		}
+		for _, want := range []string{wantHeader, "1. ", "2. ", "3. Summary", "kill -9", "took over", "token"} {
+			if !strings.Contains(res.stdout, want) {
+				t.Errorf("demo output has no %q:\n%s", want, res.stdout)
+			}
+		}
+		if n := strings.Count(res.stdout, "✓"); n != 4 || strings.Contains(res.stdout, "✗") {
+			t.Errorf("demo summary has %d checks passed, want 4:\n%s", n, res.stdout)
+		}
+		if res.elapsed > 20*time.Second {
+			t.Errorf("demo took %v, want about 15s at most", res.elapsed)
+		}
+	}
+	t.Run("own server", func(t *testing.T) {
+		t.Parallel()
+		res := runReserve(t, nil, nil, "demo", "--probe", unusedAddr(t))
+		check(t, res, "started a throwaway redis-server")
+	})
+	t.Run("given server", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t) // not primed: the demo turns the guard off
+		res := runReserve(t, nil, []string{envRedisURL + "=" + srv.URL()}, "demo")
+		check(t, res, "reserve demo on the Redis at "+srv.Addr)
+		if strings.Contains(srv.Log(), "guard") {
+			t.Log(srv.Log())
+		}
+		exists, err := srv.Client(t).Exists(context.Background(), "{reservation}:restart-guard").Result()
+		if err != nil || exists != 0 {
+			t.Errorf("the demo set the restart guard's marker on a server it did not start (%d, %v)", exists, err)
+		}
+	})
+	t.Run("no redis-server", func(t *testing.T) {
+		t.Parallel()
+		empty := t.TempDir()
+		p := startReserve(t, nil, []string{"PATH=" + empty}, "demo", "--probe", unusedAddr(t))
+		res := p.wait(t, 10*time.Second)
+		if res.code != ExitUnavailable || !strings.Contains(res.stderr, "apt-get install redis-server") {
+			t.Errorf("demo without redis-server: got %v\nwant exit %d saying how to install it", res, ExitUnavailable)
+		}
+	})
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	t.Parallel()
+	res := inProcess(t, nil, "version")
+	if res.code != 0 || !strings.HasPrefix(res.stdout, "reserve ") {
+		t.Errorf("version: %v", res)
+	}
+	res = inProcess(t, nil, "--version")
+	if res.code != 0 || !strings.HasPrefix(res.stdout, "reserve ") {
+		t.Errorf("--version: %v", res)
+	}
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		res = inProcess(t, nil, "completion", shell)
+		if res.code != 0 || !strings.Contains(res.stdout, "reserve") {
+			t.Errorf("completion %s: exit %d, %d bytes", shell, res.code, len(res.stdout))
+		}
+	}
+}
+
+// TestHelp checks that every command has a short description and examples.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	var walk func(*cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		for _, c := range cmd.Commands() {
+			if c.Hidden || c.Name() == "help" || c.Name() == "completion" {
+				continue
+			}
+			if c.Short == "" || c.Example == "" {
+				t.Errorf("%s has no short description or no examples", c.CommandPath())
+			}
+			res := inProcess(t, nil, append(strings.Fields(c.CommandPath())[1:], "--help")...)
+			if res.code != 0 || !strings.Contains(res.stdout, "Examples:") {
+				t.Errorf("%s --help: %v", c.CommandPath(), res)
+			}
+			walk(c)
+		}
+	}
+	walk(newRootCmd(&app{secrets: new([]string)}))
+}
+
+// TestTLS runs reserve against a Redis that only speaks TLS, with a CA and
+// a client certificate made for the test.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	files := writeTestPKI(t, dir)
+	port := strings.TrimPrefix(unusedAddr(t), "127.0.0.1:")
+	// redistest talks to the plain port; reserve to the TLS one.
+	redistest.Start(t, redistest.WithArgs(
+		"--tls-port", port,
+		"--tls-cert-file", files.serverCert, "--tls-key-file", files.serverKey,
+		"--tls-ca-cert-file", files.ca, "--tls-auth-clients", "yes"))
+	addr := "127.0.0.1:" + port
+	env := []string{envRedisURL + "=rediss://" + addr}
+	tlsFlags := []string{"--tls-ca", files.ca, "--tls-cert", files.clientCert, "--tls-key", files.clientKey}
+	res := runReserve(t, nil, env, append(append([]string{"run"}, tlsFlags...), "--restart-guard", "off", "tls-job", "--", "true")...)
+	if res.code != 0 {
+		t.Errorf("run over TLS: %v", res)
+	}
+	res = runReserve(t, nil, env, append(append([]string{"status"}, tlsFlags...), "tls-job")...)
+	if res.code != 0 || !strings.Contains(res.stdout, "tls-job is free") {
+		t.Errorf("status over TLS: %v", res)
+	}
+	// Without the client certificate, the server refuses.
+	res = runReserve(t, nil, env, "status", "--tls-ca", files.ca, "tls-job")
+	if res.code != ExitUnavailable {
+		t.Errorf("status over TLS without a client certificate: got %v\nwant exit %d", res, ExitUnavailable)
+	}
+}

@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/redis-reservation/reservation"
+	"github.com/redis-reservation/reservation/internal/redistest"
+)
+
+// reserveBin is the reserve binary built by TestMain.
+var reserveBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "reserve-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	reserveBin = filepath.Join(dir, "reserve")
+	args := []string{"build", "-o", reserveBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/redis-reservation/reservation/cmd/reserve")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build reserve: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startTestRedis starts a Redis for one test, with its restart guard primed
+// (the server is brand new), as a deployment's long-lived server has it.
+func startTestRedis(t *testing.T, opts ...redistest.Option) *redistest.Server {
+	t.Helper()
+	srv := redistest.Start(t, opts...)
+	c := libClient(t, srv, "primer", time.Second)
+	if err := c.PrimeRestartGuard(context.Background()); err != nil {
+		t.Fatalf("PrimeRestartGuard: %v", err)
+	}
+	return srv
+}
+
+// libClient returns a library Client on srv, closed at the end of the test.
+func libClient(t *testing.T, srv *redistest.Server, by string, ttl time.Duration) *reservation.Client {
+	t.Helper()
+	c, err := reservation.New(srv.URL(), &reservation.Options{By: by, TTL: ttl, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("reservation.New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// hold takes resource with c and fails the test when it cannot.
+func hold(t *testing.T, c *reservation.Client, resource string) *reservation.Reservation {
+	t.Helper()
+	r, ok, err := c.Lock(context.Background(), resource)
+	if err != nil || !ok {
+		t.Fatalf("Lock(%q) = %v, %v; want true, nil", resource, ok, err)
+	}
+	return r
+}
+
+// result is what a run of reserve left.
+type result struct {
+	stdout, stderr string
+	code           int
+	elapsed        time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d after %v\nstdout:\n%s\nstderr:\n%s", r.code, r.elapsed.Round(time.Millisecond), r.stdout, r.stderr)
+}
+
+// proc is a reserve process started by a test.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	start          time.Time
+}
+
+// baseEnv is the test's environment without the variables reserve reads.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case envRedisURL, envRedisPassword, envBy, "GORACE":
+		default:
+			env = append(env, kv)
+		}
+	}
+	// A race-enabled binary sleeps a second at exit by default; a race
+	// still makes it exit 66.
+	return append(env, "GORACE=atexit_sleep_ms=0")
+}
+
+// startReserve starts the built reserve with args and extra environment
+// variables; REDIS_URL is srv's unless env sets it.
+func startReserve(t *testing.T, srv *redistest.Server, env []string, args ...string) *proc {
+	t.Helper()
+	return startReserveIn(t, srv, nil, env, args...)
+}
+
+// startReserveIn is startReserve with stdin as standard input.
+func startReserveIn(t *testing.T, srv *redistest.Server, stdin io.Reader, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(reserveBin, args...)}
+	p.cmd.Stdin = stdin
+	p.cmd.Env = baseEnv()
+	if srv != nil {
+		p.cmd.Env = append(p.cmd.Env, envRedisURL+"="+srv.URL())
+	}
+	p.cmd.Env = append(p.cmd.Env, env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.start = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start reserve: %v", err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	return p
+}
+
+// wait waits for p to exit, at most limit.
+func (p *proc) wait(t *testing.T, limit time.Duration) result {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		_ = p.cmd.Process.Kill()
+		<-done
+		t.Fatalf("reserve %s still ran after %v; killed\nstdout:\n%s\nstderr:\n%s",
+			strings.Join(p.cmd.Args[1:], " "), limit, p.stdout.String(), p.stderr.String())
+	}
+	return result{stdout: p.stdout.String(), stderr: p.stderr.String(), code: p.cmd.ProcessState.ExitCode(), elapsed: time.Since(p.start)}
+}
+
+// runReserve runs the built reserve with args and waits for it.
+func runReserve(t *testing.T, srv *redistest.Server, env []string, args ...string) result {
+	t.Helper()
+	return startReserve(t, srv, env, args...).wait(t, 30*time.Second)
+}
+
+// inProcess runs reserve's commands in this process, through SetArgs, with
+// env as its whole environment.
+func inProcess(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	a := &app{
+		stdin:   strings.NewReader(""),
+		stdout:  &stdout,
+		stderr:  &stderr,
+		getenv:  func(k string) string { return env[k] },
+		environ: func() []string { return nil },
+	}
+	start := time.Now()
+	code := a.main(context.Background(), args)
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code, elapsed: time.Since(start)}
+}
+
+// waitFor polls cond every 10 ms until it holds, at most limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fileHas reports whether the file at path contains s.
+func fileHas(path, s string) bool {
+	b, _ := os.ReadFile(path)
+	return strings.Contains(string(b), s)
+}
+
+// processGone reports whether pid has exited (a zombie counts as gone).
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}

@@ -1,0 +1,338 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redis-reservation/reservation"
+)
+
+// releaseTimeout bounds the release after the command ended.
+const releaseTimeout = 5 * time.Second
+
+// runFlags are the flags of reserve run.
+type runFlags struct {
+	conn    connFlags
+	hold    holdFlags
+	noWait  bool
+	timeout time.Duration
+	grace   time.Duration
+}
+
+func newRunCmd(a *app) *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] RESOURCE -- COMMAND [ARG...]",
+		Short: "Run COMMAND while holding RESOURCE",
+		Long: `Run COMMAND while holding the reservation of RESOURCE, and release it when
+COMMAND exits.
+
+reserve waits for the reservation by default (--no-wait fails at once when
+it is held, --timeout bounds the wait), then starts COMMAND with its
+standard input, output and error, and in its environment:
+  RESERVE_RESOURCE  the resource name
+  RESERVE_KEY       the Redis key of the reservation
+  RESERVE_TOKEN     the fencing token: larger than every token issued before
+                    for RESOURCE; hand it to the storage you write to
+  RESERVE_BY        the worker name (--by)
+While COMMAND runs, reserve renews the reservation every --heartbeat. If the
+reservation is lost all the same (the key was deleted or taken, or Redis was
+unreachable for a TTL), COMMAND's process group gets SIGTERM, then SIGKILL
+after --grace, and reserve exits 70. SIGINT, SIGTERM and SIGHUP sent to
+reserve are passed on to COMMAND, which keeps the reservation until it
+exits. If reserve itself is killed with SIGKILL, COMMAND gets SIGTERM on
+Linux (its parent-death signal) and the reservation expires after --ttl.
+
+Exit status: COMMAND's own (128+n when killed by signal n); 75 when not
+acquired (--no-wait while held, --timeout reached); 70 when lost while
+COMMAND ran; 69 when Redis cannot be reached or refuses the credentials;
+64 for bad usage; 126/127 when COMMAND cannot be started/is not found.`,
+		Example: `  # Run the report, waiting as long as another host runs it.
+  reserve run nightly-report -- /usr/local/bin/report.sh
+
+  # From cron: skip this run when the previous one still runs (exit 75).
+  */5 * * * * reserve run --no-wait nightly-report -- /usr/local/bin/report.sh
+
+  # Wait at most a minute; a short TTL so that a crashed host is taken over fast.
+  reserve run --timeout 1m --ttl 10s invoice:42 -- ./bill --invoice 42
+
+  # Use the fencing token and a Redis with a password (kept out of argv).
+  REDIS_URL=redis://redis.internal:6379 REDIS_PASSWORD=... \
+    reserve run migrate -- sh -c 'migrate --fence "$RESERVE_TOKEN"'`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			switch {
+			case dash < 0 && len(args) == 0:
+				return usageErrorf("missing RESOURCE and COMMAND: reserve run RESOURCE -- COMMAND [ARG...]")
+			case dash < 0:
+				return usageErrorf("missing -- before the command: reserve run RESOURCE -- COMMAND [ARG...]")
+			case dash == 0:
+				return usageErrorf("missing RESOURCE before --")
+			case dash > 1:
+				return usageErrorf("one RESOURCE before --, got %d arguments", dash)
+			case len(args) == 1:
+				return usageErrorf("missing COMMAND after --")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(cmd.Context(), a, args[0], args[1:])
+		},
+	}
+	f.conn.add(cmd)
+	f.hold.add(cmd)
+	fs := cmd.Flags()
+	fs.BoolVar(&f.noWait, "no-wait", false, "fail at once (exit 75) when RESOURCE is held")
+	fs.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (exit 75); 0 waits for ever")
+	fs.DurationVar(&f.grace, "grace", 10*time.Second, "after a loss, how long COMMAND has between SIGTERM and SIGKILL")
+	cmd.MarkFlagsMutuallyExclusive("no-wait", "timeout")
+	return cmd
+}
+
+// run acquires resource, runs argv under it, and releases it.
+func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []string) error {
+	if f.timeout < 0 {
+		return usageErrorf("--timeout %v is negative", f.timeout)
+	}
+	if f.grace < 0 {
+		return usageErrorf("--grace %v is negative", f.grace)
+	}
+	if err := checkResource(resource); err != nil {
+		return err
+	}
+	actx, stop := a.interruptible(ctx)
+	c, err := f.conn.connect(actx, a, f.hold.options(a))
+	if err != nil {
+		stop()
+		return err
+	}
+	defer c.Close()
+	r, err := f.acquire(actx, a, c, resource)
+	stop()
+	if err != nil {
+		return err
+	}
+	if ierr := interrupted(actx); ierr != nil {
+		// A signal came just as the reservation was had.
+		rctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		defer cancel()
+		_ = r.Release(rctx)
+		return ierr
+	}
+	return f.runChild(a, r, c.Options().By, argv)
+}
+
+// acquire gets the reservation as the flags say: at once, or waiting.
+func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, resource string) (*reservation.Reservation, error) {
+	r, ok, err := c.Lock(ctx, resource)
+	if err != nil {
+		return nil, acquireError(ctx, err)
+	}
+	if ok {
+		return r, nil
+	}
+	if f.noWait {
+		return nil, notAcquired(ctx, c, resource, "not waiting (--no-wait)")
+	}
+	if isTerminal(a.stderr) {
+		bound := ""
+		if f.timeout > 0 {
+			bound = " up to " + f.timeout.String()
+		}
+		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(heldBy(ctx, c, resource)), bound)
+	}
+	wctx := ctx
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	r, err = c.WaitUntilLock(wctx, resource)
+	switch {
+	case err == nil:
+		return r, nil
+	case interrupted(ctx) != nil:
+		return nil, interrupted(ctx)
+	case errors.Is(err, reservation.ErrNotAcquired) && errors.Is(err, context.DeadlineExceeded):
+		return nil, notAcquired(ctx, c, resource, "gave up after --timeout "+f.timeout.String())
+	}
+	return nil, acquireError(ctx, err)
+}
+
+// acquireError maps an error of Lock or WaitUntilLock to an exit.
+func acquireError(ctx context.Context, err error) error {
+	if ierr := interrupted(ctx); ierr != nil {
+		return ierr
+	}
+	if errors.Is(err, reservation.ErrInvalidResource) {
+		return inputError(err)
+	}
+	return unavailable(err)
+}
+
+// checkResource refuses a resource name the library would refuse, before
+// touching Redis.
+func checkResource(resource string) error {
+	switch {
+	case resource == "":
+		return usageErrorf("RESOURCE is empty")
+	case len(resource) > reservation.MaxResourceLen:
+		return usageErrorf("RESOURCE is %d bytes long, more than %d", len(resource), reservation.MaxResourceLen)
+	}
+	return nil
+}
+
+// notAcquired reports a reservation not had, saying who holds it: exit 75.
+func notAcquired(ctx context.Context, c *reservation.Client, resource, why string) error {
+	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", heldBy(ctx, c, resource), why)}
+}
+
+// heldBy describes who holds resource, for a message.
+func heldBy(ctx context.Context, c *reservation.Client, resource string) string {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	in, err := c.Status(sctx, resource)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q is held", resource)
+	case in.Held:
+		return fmt.Sprintf("%q is held by %s (%s)", resource, in.Holder, expiry(in))
+	}
+	// Free, yet refused: the restart guard, unless it was released just
+	// after the refusal.
+	return fmt.Sprintf("%q is free but not available: the restart guard refuses acquisitions for now "+
+		"(Redis is new or lost its data; it lifts after --restart-guard, by default the TTL)", resource)
+}
+
+// expiry says when a held key expires.
+func expiry(in reservation.Info) string {
+	if in.TTLMillis < 0 {
+		return "it never expires: the key has no TTL"
+	}
+	return "expires in " + fmtDuration(in.TTL) + " unless renewed"
+}
+
+// runChild runs argv while r is held, then releases r.
+func (f *runFlags) runChild(a *app, r *reservation.Reservation, by string, argv []string) error {
+	cmd := exec.CommandContext(r.Context(), argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.stdin, a.stdout, a.stderr
+	cmd.Env = append(a.environ(),
+		"RESERVE_RESOURCE="+r.Resource(),
+		"RESERVE_KEY="+r.Key(),
+		"RESERVE_TOKEN="+strconv.FormatInt(r.Token(), 10),
+		"RESERVE_BY="+by,
+	)
+	// The command gets a process group of its own, so that a loss stops
+	// everything it started, not only its first process. When reserve is
+	// in the foreground of a terminal, so is the group (as a shell does).
+	tty := foregroundTTY(a.stdin)
+	cmd.SysProcAttr = sysProcAttr(tty)
+	cmd.Cancel = func() error { return signalGroup(cmd.Process, syscall.SIGTERM) }
+	cmd.WaitDelay = max(f.grace, time.Millisecond)
+	if err := cmd.Start(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		defer cancel()
+		_ = r.Release(ctx)
+		return startError(argv[0], r, err)
+	}
+	if tty >= 0 {
+		defer reclaimTTY(tty)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // the status is in cmd.ProcessState
+		close(exited)
+	}()
+
+	var (
+		done   = r.Done()
+		kill   <-chan time.Time
+		lostAt time.Time
+	)
+wait:
+	for {
+		select {
+		case <-exited:
+			break wait
+		case s := <-a.signals:
+			_ = signalGroup(cmd.Process, s)
+		case <-done:
+			done = nil
+			if errors.Is(r.Err(), reservation.ErrLost) {
+				// exec has sent SIGTERM through cmd.Cancel.
+				lostAt = time.Now()
+				fmt.Fprintf(a.stderr, "reserve: lost the reservation of %q while the command ran: sent SIGTERM, SIGKILL in %v\n",
+					r.Resource(), f.grace)
+				t := time.NewTimer(f.grace)
+				defer t.Stop()
+				kill = t.C
+			}
+		case <-kill:
+			kill = nil
+			_ = signalGroup(cmd.Process, syscall.SIGKILL)
+		}
+	}
+	status := childStatus(cmd.ProcessState)
+
+	lost := errors.Is(r.Err(), reservation.ErrLost)
+	if lost {
+		// The first process is gone; what it started must not outlive
+		// the grace period either.
+		stopGroup(cmd.Process.Pid, lostAt.Add(f.grace))
+	}
+	// A lost reservation's release only frees a key that may still be ours
+	// on the server (lost by the local deadline): it must not hold up the
+	// exit when Redis does not answer.
+	timeout := releaseTimeout
+	if lost {
+		timeout = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	switch err := r.Release(ctx); {
+	case lost:
+	case errors.Is(err, reservation.ErrLost):
+		// Found at release: the key was deleted or taken before the
+		// command ended, so it did not run under the reservation to its end.
+		lost = true
+	case err != nil:
+		fmt.Fprintf(a.stderr, "reserve: could not release %q (it expires within the TTL): %s\n", r.Resource(), a.redact(err.Error()))
+	}
+	if lost {
+		return &exitError{code: ExitLost, err: fmt.Errorf("the reservation of %q was lost while the command ran (its exit status: %d)",
+			r.Resource(), status)}
+	}
+	return exitCode(status)
+}
+
+// startError maps a failure to start the command to an exit.
+func startError(name string, r *reservation.Reservation, err error) error {
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return &exitError{code: ExitNotFound, err: fmt.Errorf("%s: command not found", name)}
+	case errors.Is(r.Err(), reservation.ErrLost):
+		return &exitError{code: ExitLost, err: fmt.Errorf("the reservation of %q was lost before the command started", r.Resource())}
+	}
+	return &exitError{code: ExitCannotExec, err: fmt.Errorf("cannot run %s: %w", name, err)}
+}
+
+// childStatus answers the exit status of a child as a shell reports it:
+// its exit code, or 128 + the number of the signal that killed it.
+func childStatus(ps *os.ProcessState) int {
+	if ps == nil {
+		return ExitFailure
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ExitSignal + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
