@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,7 @@ type Client struct {
 	kick      chan struct{} // wakes the heartbeat loop
 	heartbeat bool          // whether the heartbeat loop runs
 	notif     *notifier     // started by the first wait
+	batch     *batcher      // acquire and release scripts of concurrent calls
 
 	noTracking bool // tests: wait without client tracking
 }
@@ -70,7 +72,14 @@ func New(addr string, opt *Options) (*Client, error) {
 	}
 	if o.TLSConfig != nil {
 		ropt.TLSConfig = o.TLSConfig.Clone()
+		if ropt.TLSConfig.ServerName == "" {
+			ropt.TLSConfig.ServerName, _, _ = strings.Cut(ropt.Addr, ":")
+		}
 	}
+	// Without it go-redis bounds a call by its ReadTimeout (5 s) and not by
+	// the caller's context, so a Lock or Release with a short deadline on a
+	// server that does not answer would block for seconds.
+	ropt.ContextTimeoutEnabled = true
 	c := newClient(redis.NewClient(ropt), o)
 	c.ownsRDB = true
 	return c, nil
@@ -105,6 +114,7 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 		held:    make(map[*Reservation]struct{}),
 		kick:    make(chan struct{}, 1),
 	}
+	c.batch = newBatcher(ctx, rdb)
 	if o.RestartGuard > 0 {
 		c.guardMs = max(o.RestartGuard.Milliseconds(), 1)
 	}
@@ -135,6 +145,10 @@ func parseAddr(addr string) (*redis.Options, error) {
 	}
 	host, port, ok := strings.Cut(addr, ":")
 	if !ok || port == "" || strings.ContainsAny(addr, "/@ ") {
+		if strings.Contains(addr, "@") {
+			// It may hold a password: do not repeat it.
+			return nil, optionError("bad Redis address: want host:port, or a redis:// URL for a user and password")
+		}
 		return nil, optionError("bad Redis address %q: want host:port or a redis:// URL", addr)
 	}
 	_ = host
@@ -143,6 +157,12 @@ func parseAddr(addr string) (*redis.Options, error) {
 
 // redactURLError returns err's text with any password of addr removed.
 func redactURLError(err error, addr string) string {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		// Its text repeats the whole URL, escaped, where the password
+		// could not be found and replaced: keep only what was wrong.
+		err = uerr.Err
+	}
 	msg := err.Error()
 	if i := strings.Index(addr, "://"); i >= 0 {
 		if at := strings.LastIndex(addr, "@"); at > i {
@@ -185,7 +205,11 @@ func (c *Client) Lock(ctx context.Context, resource string) (*Reservation, bool,
 	if err := c.check(resource); err != nil {
 		return nil, false, err
 	}
-	r, _, err := c.acquire(ctx, resource)
+	r, pttl, err := c.acquire(ctx, resource)
+	if err == errGuarded {
+		c.logGuard(resource, pttl)
+		return nil, false, nil
+	}
 	if err != nil || r == nil {
 		return nil, false, err
 	}
@@ -210,14 +234,14 @@ func (c *Client) checkOpen() error {
 }
 
 // acquire runs the acquire script once. It answers the Reservation when
-// acquired, else how long the current holder (or the restart guard) has
-// left: -1 when the key has no expiry, -2 when it vanished meanwhile.
+// acquired, else how long the current holder (or the restart guard, with
+// errGuarded) has left: -1 when the key has no expiry.
 func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, time.Duration, error) {
 	key := c.Key(resource)
 	value := c.opt.By + "-" + newID()
 	keys := []string{key, companion(key, fenceSuffix), guardKeyFor(key, c.cluster)}
 	sent := time.Now()
-	reply, err := acquireScript.Run(ctx, c.rdb, keys, value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)).Int64Slice()
+	reply, err := c.batch.run(ctx, acquireScript, keys, value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)).Int64Slice()
 	if err != nil {
 		err = c.redisError("lock", resource, err)
 		if ctx.Err() == nil {
@@ -234,12 +258,22 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, ti
 			pttl = time.Duration(reply[1])
 		}
 		if len(reply) > 2 && reply[2] == 1 {
-			c.log.Warn("reservation-guarded", "resource", resource, "remaining", pttl,
-				"reason", "the server lost its data; acquisitions wait for the restart guard")
+			return nil, pttl, errGuarded
 		}
 		return nil, pttl, nil
 	}
 	r := newReservation(c, resource, key, value, reply[1], sent)
+	if !time.Now().Before(r.deadline) {
+		// The answer came back after the local deadline (a link slower
+		// than the TTL): the key may have expired and been taken by
+		// someone else before we knew it was ours. It is no use: give it
+		// back if it is still ours, and answer that it was not acquired.
+		_ = releaseScript.Run(ctx, c.rdb, []string{key}, value, companion(key, channelSuffix)).Err()
+		r.end(ErrLost)
+		c.log.Warn("reservation-lost", "resource", resource, "key", key, "token", r.token,
+			"reason", "the acquire reply came back after the local deadline")
+		return nil, 0, nil
+	}
 	if err := c.hold(r); err != nil {
 		// Closed while acquiring: give it back at once.
 		rctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
@@ -250,6 +284,16 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, ti
 	}
 	c.log.Debug("reservation-acquired", "resource", resource, "key", key, "token", r.token)
 	return r, 0, nil
+}
+
+// errGuarded is acquire's answer when the restart guard refused it. It
+// never leaves the package: Lock answers false, WaitUntilLock waits.
+var errGuarded = errors.New("reservation: refused by the restart guard")
+
+// logGuard logs that the restart guard holds acquisitions back.
+func (c *Client) logGuard(resource string, remaining time.Duration) {
+	c.log.Warn("reservation-guarded", "resource", resource, "remaining", remaining,
+		"reason", "the server lost its data (or is new): acquisitions wait for the restart guard")
 }
 
 // redisError wraps an error of Redis for operation op on resource.
@@ -300,6 +344,7 @@ func (c *Client) Close() error {
 	if notif != nil {
 		notif.close()
 	}
+	c.batch.wait()
 	c.wg.Wait()
 	if c.ownsRDB {
 		err = errors.Join(err, c.rdb.Close())

@@ -85,14 +85,7 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	ctx, cancel := context.WithDeadline(c.ctx, earliest)
 	defer cancel()
 	groups := c.group(batch)
-	sent := time.Now()
-	cmds, err := c.sendRenewals(ctx, groups)
-	if err != nil && isNoScript(err) {
-		if err = loadScripts(ctx, c.rdb); err == nil {
-			sent = time.Now()
-			cmds, err = c.sendRenewals(ctx, groups)
-		}
-	}
+	sent, cmds, err := c.renewBounded(ctx, groups)
 	if err != nil && c.ctx.Err() == nil {
 		c.log.Error("redis-error", "op", "renew", "reservations", len(batch), "err", err)
 	}
@@ -130,6 +123,42 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	c.mu.Unlock()
 	for _, r := range lost {
 		c.lose(r, "renewal found the key gone or someone else's")
+	}
+}
+
+// renewBounded sends the renewals of groups (again after loading the
+// scripts on NOSCRIPT) and answers when the last attempt was sent and its
+// replies, but stops waiting when ctx ends: go-redis bounds a call by its
+// ReadTimeout, not by the context (unless ContextTimeoutEnabled is set), and
+// the heartbeat must not be held past the earliest local deadline by a
+// server that does not answer (paused, or behind a link that drops
+// everything), or it would declare the loss late, after the key could
+// expire and someone else take it. Replies that come later are dropped.
+func (c *Client) renewBounded(ctx context.Context, groups [][]*Reservation) (time.Time, []*redis.Cmd, error) {
+	type result struct {
+		sent time.Time
+		cmds []*redis.Cmd
+		err  error
+	}
+	done := make(chan result, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		sent := time.Now()
+		cmds, err := c.sendRenewals(ctx, groups)
+		if err != nil && isNoScript(err) {
+			if err = loadScripts(ctx, c.rdb); err == nil {
+				sent = time.Now()
+				cmds, err = c.sendRenewals(ctx, groups)
+			}
+		}
+		done <- result{sent, cmds, err}
+	}()
+	select {
+	case r := <-done:
+		return r.sent, r.cmds, r.err
+	case <-ctx.Done():
+		return time.Time{}, nil, ctx.Err()
 	}
 }
 
@@ -172,13 +201,15 @@ func (c *Client) sendRenewals(ctx context.Context, groups [][]*Reservation) ([]*
 	cmds := make([]*redis.Cmd, len(groups))
 	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for g, group := range groups {
-			keys := make([]string, len(group))
-			args := make([]any, len(group)+1)
+			keys := make([]string, 2*len(group))
+			args := make([]any, len(group)+2)
 			for i, r := range group {
 				keys[i] = r.key
+				keys[len(group)+i] = companion(r.key, fenceSuffix)
 				args[i] = r.value
 			}
 			args[len(group)] = c.ttlMs
+			args[len(group)+1] = fenceLifetime(c.ttlMs)
 			cmds[g] = renewScript.EvalSha(ctx, p, keys, args...)
 		}
 		return nil

@@ -40,8 +40,13 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 	// then take a place behind them. An error of Redis on this first
 	// attempt is returned (a wrong address or password shows at once);
 	// later ones are retried until ctx ends.
+	guardLogged := false
 	if n := c.notifierIfStarted(); n == nil || !n.waited(key) {
-		r, _, err := c.acquire(ctx, resource)
+		r, pttl, err := c.acquire(ctx, resource)
+		if err == errGuarded {
+			c.logGuard(resource, pttl)
+			guardLogged, err = true, nil
+		}
 		if r != nil || err != nil {
 			return r, err
 		}
@@ -64,6 +69,13 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 		delay := c.opt.RetryInterval
 		if head {
 			r, pttl, err := c.acquire(ctx, resource)
+			if err == errGuarded {
+				if !guardLogged {
+					c.logGuard(resource, pttl)
+					guardLogged = true
+				}
+				err = nil
+			}
 			switch {
 			case r != nil:
 				acquired = true

@@ -2,7 +2,7 @@
 --
 -- KEYS[1] reservation key
 -- KEYS[2] fencing companion key (same hash slot as KEYS[1])
--- KEYS[3] restart-guard marker (same hash slot as KEYS[1])
+-- KEYS[3] restart-guard marker (same hash slot as KEYS[1]): when it was set
 -- ARGV[1] holder value
 -- ARGV[2] TTL in milliseconds
 -- ARGV[3] restart guard in milliseconds (0: no guard)
@@ -17,18 +17,26 @@ local now_ms = math.floor(now_us / 1000)
 
 local guard = tonumber(ARGV[3])
 if guard > 0 then
-  local until_ms = tonumber(redis.call('GET', KEYS[3]))
-  if not until_ms then
+  -- The marker holds when it was set (ms). Each client waits its own
+  -- guard from then, so a client with a short TTL cannot cut short the
+  -- guard that a client with a longer one needs.
+  local set_ms = tonumber(redis.call('GET', KEYS[3]))
+  if not set_ms then
     -- The marker is gone: the server lost its data (or is new). Holders
     -- of reservations that vanished with it have not seen their loss yet,
     -- so nobody acquires until the guard has passed.
-    redis.call('SET', KEYS[3], string.format('%.0f', now_ms + guard))
+    redis.call('SET', KEYS[3], string.format('%.0f', now_ms))
     return {0, guard, 1}
   end
-  if until_ms > now_ms then
-    return {0, until_ms - now_ms, 1}
+  if set_ms + guard > now_ms then
+    return {0, set_ms + guard - now_ms, 1}
   end
 end
+
+-- Read the last token before writing anything: a key of another type at
+-- the companion fails the script here, with nothing changed, rather than
+-- after the SET, which would leave a reservation nobody knows it holds.
+local last = tonumber(redis.call('GET', KEYS[2])) or 0
 
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
   return {0, redis.call('PTTL', KEYS[1]), 0}
@@ -36,7 +44,6 @@ end
 
 -- The next token is max(last + 1, server time in microseconds), so tokens
 -- grow even when the companion key was lost with the rest of the data.
-local last = tonumber(redis.call('GET', KEYS[2])) or 0
 local token = math.max(last + 1, now_us)
 redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[4])
 return {1, token}
