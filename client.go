@@ -30,6 +30,7 @@ type Client struct {
 	log     *slog.Logger
 	addr    string // for messages; never holds a password
 	cluster bool
+	single  bool // a *redis.Client: every key on one server
 	ttlMs   int64
 	guardMs int64
 
@@ -38,13 +39,14 @@ type Client struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 
-	mu        sync.Mutex
-	closed    bool
-	held      map[*Reservation]struct{}
-	kick      chan struct{} // wakes the heartbeat loop
-	heartbeat bool          // whether the heartbeat loop runs
-	notif     *notifier     // started by the first wait
-	batch     *batcher      // acquire and release scripts of concurrent calls
+	mu         sync.Mutex
+	closed     bool
+	held       map[*Reservation]struct{}
+	kick       chan struct{}  // wakes the heartbeat loop
+	heartbeat  bool           // whether the heartbeat loop runs
+	notif      *notifier      // started by the first wait
+	notifStart *notifierStart // its start, while under way
+	batch      *batcher       // acquire and release scripts of concurrent calls
 
 	noTracking bool // tests: wait without client tracking
 }
@@ -121,6 +123,7 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 	switch r := rdb.(type) {
 	case *redis.Client:
 		c.addr = r.Options().Addr
+		c.single = true
 	case *redis.ClusterClient:
 		c.cluster = true
 		c.addr = "cluster " + strings.Join(r.Options().Addrs, ",")
@@ -243,6 +246,10 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, ti
 	sent := time.Now()
 	reply, err := c.batch.run(ctx, acquireScript, keys, value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)).Int64Slice()
 	if err != nil {
+		// The script may have run before the error (a reply lost, a
+		// context that ended while it was on its way): the key may be
+		// ours, for nothing. Give it back.
+		c.giveBack(key, value)
 		err = c.redisError("lock", resource, err)
 		if ctx.Err() == nil {
 			c.log.Error("redis-error", "op", "lock", "resource", resource, "err", err)
@@ -268,7 +275,7 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, ti
 		// than the TTL): the key may have expired and been taken by
 		// someone else before we knew it was ours. It is no use: give it
 		// back if it is still ours, and answer that it was not acquired.
-		_ = releaseScript.Run(ctx, c.rdb, []string{key}, value, companion(key, channelSuffix)).Err()
+		c.giveBack(key, value)
 		r.end(ErrLost)
 		c.log.Warn("reservation-lost", "resource", resource, "key", key, "token", r.token,
 			"reason", "the acquire reply came back after the local deadline")
@@ -276,14 +283,39 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, ti
 	}
 	if err := c.hold(r); err != nil {
 		// Closed while acquiring: give it back at once.
-		rctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		defer cancel()
-		_ = releaseScript.Run(rctx, c.rdb, []string{key}, value, companion(key, channelSuffix)).Err()
+		c.giveBack(key, value)
 		r.end(ErrReleased)
 		return nil, 0, err
 	}
 	c.log.Debug("reservation-acquired", "resource", resource, "key", key, "token", r.token)
 	return r, 0, nil
+}
+
+// giveBackTimeout bounds a give-back.
+const giveBackTimeout = 2 * time.Second
+
+// giveBack deletes key if it holds value, with a fresh bounded context: an
+// acquisition the caller will not hold. The compare-and-delete is safe
+// whatever happened, since value is unique to one attempt. It runs in the
+// background while the Client is open (Close waits for it), else at once.
+func (c *Client) giveBack(key, value string) {
+	release := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+		defer cancel()
+		_ = releaseScript.Run(ctx, c.rdb, []string{key}, value, companion(key, channelSuffix)).Err()
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		release()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		release()
+	}()
 }
 
 // errGuarded is acquire's answer when the restart guard refused it. It
@@ -334,6 +366,7 @@ func (c *Client) Close() error {
 	close(c.closing)
 	held := make([]*Reservation, 0, len(c.held))
 	for r := range c.held {
+		r.releasing = true // the heartbeat leaves them alone from now on
 		held = append(held, r)
 	}
 	notif := c.notif
@@ -375,15 +408,21 @@ func (c *Client) releaseAll(held []*Reservation) error {
 			cmds, err = run()
 		}
 	}
-	for _, r := range held {
+	for i, r := range held {
+		if n, rerr := cmds[i].Int(); rerr == nil && n == 0 {
+			c.lose(r, "close found the key gone or someone else's")
+			continue
+		}
+		// Released, or the outcome is unknown: either way the holder
+		// is done with it, and the key expires within a TTL at worst.
 		r.end(ErrReleased)
 	}
 	if err != nil {
 		c.log.Error("redis-error", "op", "close", "err", err)
 		return fmt.Errorf("reservation: release %d held on close on %s: %w", len(held), c.addr, err)
 	}
-	for i, r := range held {
-		c.log.Debug("reservation-released", "resource", r.resource, "key", r.key, "released", cmds[i].Val())
+	for _, r := range held {
+		c.log.Debug("reservation-released", "resource", r.resource, "key", r.key)
 	}
 	return nil
 }

@@ -609,3 +609,107 @@ func commandCalls(info, cmd string) int {
 	}
 	return 0
 }
+
+// A go-redis retry of an acquire whose reply was lost finds its own key:
+// the script answers acquired, not held by someone else. Simulated by
+// running the script twice with one value.
+func TestAcquireScriptIsRetrySafe(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rdb := srv.Client(t)
+	keys := []string{"reservation-retry", companion("reservation-retry", fenceSuffix), guardKey}
+	first, err := acquireScript.Run(ctx, rdb, keys, "a-1", 5000, 0, 60000).Int64Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := acquireScript.Run(ctx, rdb, keys, "a-1", 5000, 0, 60000).Int64Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first[0] != 1 || again[0] != 1 || again[1] != first[1] {
+		t.Errorf("first %v, retried %v; want both acquired with one token", first, again)
+	}
+	other, _ := acquireScript.Run(ctx, rdb, keys, "b-1", 5000, 0, 60000).Int64Slice()
+	if other[0] != 0 {
+		t.Errorf("another value got %v, want refused", other)
+	}
+}
+
+func TestWaitCancelledContextContract(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.WaitUntilLock(ctx, "cancelled")
+	if !errors.Is(err, ErrNotAcquired) || !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitUntilLock(cancelled) = %v; want ErrNotAcquired and context.Canceled", err)
+	}
+	r := mustLock(t, c, "kept")
+	if err := r.Release(ctx); err == nil || r.Err() != nil {
+		t.Errorf("Release(cancelled) = %v, Err() = %v; want an error and the reservation still held", err, r.Err())
+	}
+}
+
+func TestCloseEndsReservationsByWhatRedisSays(t *testing.T) {
+	srv := redistest.Start(t)
+	c, err := New(srv.URL(), &Options{By: "a", TTL: 10 * time.Second, Logger: quiet, RestartGuard: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := mustLock(t, c, "stolen")
+	kept := mustLock(t, c, "kept")
+	srv.Client(t).Set(context.Background(), stolen.Key(), "node-worker", 0)
+	c.Close()
+	if stolen.Err() != ErrLost {
+		t.Errorf("stolen: Err() = %v after Close, want ErrLost", stolen.Err())
+	}
+	if kept.Err() != ErrReleased {
+		t.Errorf("kept: Err() = %v after Close, want ErrReleased", kept.Err())
+	}
+}
+
+// Close and a heartbeat running at the same moment: every reservation ends
+// released, none lost.
+func TestCloseRacesHeartbeat(t *testing.T) {
+	srv := redistest.Start(t)
+	for round := range 5 {
+		c, err := New(srv.URL(), &Options{By: "a", TTL: 50 * time.Millisecond, HeartbeatInterval: 10 * time.Millisecond, Logger: quiet, RestartGuard: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := make([]*Reservation, 40)
+		for i := range held {
+			held[i] = mustLock(t, c, fmt.Sprintf("race-%d-%d", round, i))
+		}
+		time.Sleep(15 * time.Millisecond)
+		c.Close()
+		for _, r := range held {
+			if r.Err() != ErrReleased {
+				t.Fatalf("round %d: %s ended with %v, want ErrReleased", round, r.Resource(), r.Err())
+			}
+		}
+	}
+}
+
+// On a Ring each key may live on another shard: renewals must not be
+// grouped into one multi-key script.
+func TestRingRenewals(t *testing.T) {
+	s1, s2 := redistest.Start(t), redistest.Start(t)
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"s1": s1.Addr, "s2": s2.Addr}})
+	t.Cleanup(func() { ring.Close() })
+	c, err := NewWithClient(ring, &Options{By: "a", TTL: time.Second, HeartbeatInterval: 200 * time.Millisecond, RestartGuard: -1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var held []*Reservation
+	for i := range 8 {
+		held = append(held, mustLock(t, c, fmt.Sprintf("ring-%d", i)))
+	}
+	time.Sleep(700 * time.Millisecond)
+	for _, r := range held {
+		if r.Err() != nil {
+			t.Errorf("%s: %v on a healthy Ring", r.Resource(), r.Err())
+		}
+	}
+}

@@ -171,9 +171,18 @@ func (c *Client) backoff(n int) time.Duration {
 }
 
 // group splits batch into the key sets of renew scripts: chunks of
-// renewChunk keys on a single server, one hash slot each on Cluster.
+// renewChunk keys on a single server, one hash slot each on Cluster, one
+// key each on other clients (Ring).
 func (c *Client) group(batch []*Reservation) [][]*Reservation {
 	var groups [][]*Reservation
+	if !c.cluster && !c.single {
+		// A Ring, or a client we do not know, may shard keys its own
+		// way: one key per script.
+		for _, r := range batch {
+			groups = append(groups, []*Reservation{r})
+		}
+		return groups
+	}
 	if !c.cluster {
 		for len(batch) > 0 {
 			n := min(len(batch), renewChunk)

@@ -95,9 +95,11 @@ func (r *Reservation) Validity() time.Duration {
 // Release gives the reservation up: it deletes the key only if it still
 // holds our value, and wakes the waiters. It returns an error wrapping
 // ErrNotHeld when the reservation was not ours any more (also wrapping
-// ErrLost when it was lost) or was already released, and a Redis error when
-// the server could not answer; the reservation is then still held, renewed,
-// and Release may be called again.
+// ErrLost when it was lost) or was already released. When ctx has already
+// ended it sends nothing and the reservation stays held. When Redis could
+// not answer, the outcome is unknown: the error wraps the Redis error and
+// ErrLost, the reservation ends as lost, and its key is deleted in the
+// background if it is still ours.
 func (r *Reservation) Release(ctx context.Context) error {
 	r.releaseMu.Lock()
 	defer r.releaseMu.Unlock()
@@ -113,19 +115,33 @@ func (r *Reservation) Release(ctx context.Context) error {
 		}
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)
 	}
+	if err := ctx.Err(); err != nil {
+		// Nothing sent: the reservation is still held.
+		c.mu.Unlock()
+		return fmt.Errorf("reservation: release %s: %w", quote(r.resource), err)
+	}
 	r.releasing = true
+	closed := c.closed
 	c.mu.Unlock()
 
-	released, err := releaseScript.Run(ctx, c.rdb, []string{r.key}, r.value, companion(r.key, channelSuffix)).Int()
+	released, err := c.batch.run(ctx, releaseScript, []string{r.key}, r.value, companion(r.key, channelSuffix)).Int()
 	if err != nil {
-		c.mu.Lock()
-		r.releasing = false
-		c.mu.Unlock()
+		// The script may or may not have run: the key may be deleted
+		// already, and someone else may take it at any moment. Holding
+		// on would be unsafe, so the reservation ends as lost, and its
+		// key is deleted in the background if it is still ours.
 		err = c.redisError("release", r.resource, err)
 		c.log.Error("redis-error", "op", "release", "resource", r.resource, "err", err)
-		return err
+		c.lose(r, "the release's outcome is unknown")
+		c.giveBack(r.key, r.value)
+		return fmt.Errorf("%w: %w", err, ErrLost)
 	}
 	if released != 1 {
+		if closed || c.checkOpen() != nil {
+			// Close released it first.
+			r.end(ErrReleased)
+			return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), ErrReleased)
+		}
 		r.c.lose(r, "release found the key gone or someone else's")
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
 	}

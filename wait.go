@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,12 +48,21 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 			c.logGuard(resource, pttl)
 			guardLogged, err = true, nil
 		}
+		if err != nil && ctx.Err() != nil {
+			return nil, notAcquired(ctx, resource)
+		}
 		if r != nil || err != nil {
 			return r, err
 		}
 	}
 	n, err := c.notifierFor(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, notAcquired(ctx, resource)
+		}
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
 		return nil, c.redisError("wait for", resource, err)
 	}
 	w := n.join(key)
@@ -64,6 +74,7 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var failures int
+	quiet := false
 	for {
 		wake, head, armed := n.state(key, w)
 		delay := c.opt.RetryInterval
@@ -83,7 +94,7 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 				return r, nil
 			case err != nil:
 				if ctx.Err() != nil {
-					return nil, errors.Join(fmt.Errorf("%w: %s", ErrNotAcquired, quote(resource)), ctx.Err())
+					return nil, notAcquired(ctx, resource)
 				}
 				if errors.Is(err, ErrClosed) {
 					return nil, err
@@ -92,9 +103,13 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 				delay = min(c.opt.RetryInterval, 10*time.Millisecond<<min(failures, 10))
 			default:
 				failures = 0
-				if !armed {
-					// Watch the key from now on. If it changed since the
-					// attempt, try again at once.
+				if n.tracking && (!armed || quiet) {
+					// Not watched, or nothing came for a whole
+					// RetryInterval: (re)set the watch, which also finds
+					// out a tracking connection that died silently.
+					quiet = false
+					// If the key changed since the attempt, try again at
+					// once.
 					p, aerr := n.arm(ctx, key)
 					if aerr == nil && p == -2 {
 						continue
@@ -103,7 +118,7 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 						pttl = p
 					}
 				}
-				if pttl > 0 {
+				if pttl >= 0 {
 					delay = min(delay, pttl+time.Millisecond)
 				}
 			}
@@ -112,12 +127,18 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 		select {
 		case <-wake:
 		case <-timer.C:
+			quiet = delay >= c.opt.RetryInterval
 		case <-ctx.Done():
-			return nil, errors.Join(fmt.Errorf("%w: %s", ErrNotAcquired, quote(resource)), ctx.Err())
+			return nil, notAcquired(ctx, resource)
 		case <-c.closing:
 			return nil, ErrClosed
 		}
 	}
+}
+
+// notAcquired is WaitUntilLock's error when ctx ended first.
+func notAcquired(ctx context.Context, resource string) error {
+	return errors.Join(fmt.Errorf("%w: %s", ErrNotAcquired, quote(resource)), ctx.Err())
 }
 
 // notifier multiplexes every wake-up source of one Client over one
@@ -132,8 +153,11 @@ type notifier struct {
 	trackClient *redis.Client // one connection that reads watched keys
 	ps          *redis.PubSub
 	psID        atomic.Int64 // client id of the subscriber connection
+	trackConns  atomic.Int64 // connections the tracking client opened
 
-	mu   sync.Mutex
+	subMu sync.Mutex // orders the subscription changes of join and leave
+
+	mu   sync.Mutex // never held across network I/O
 	keys map[string]*keyWait
 }
 
@@ -153,24 +177,71 @@ func (c *Client) notifierIfStarted() *notifier {
 	return c.notif
 }
 
-// notifierFor answers the Client's notifier, starting it on first use.
+// notifierStartTimeout bounds the start of the subscriber.
+const notifierStartTimeout = 5 * time.Second
+
+// notifierStart is a start of the notifier under way.
+type notifierStart struct {
+	done chan struct{}
+	n    *notifier
+	err  error
+}
+
+// notifierFor answers the Client's notifier, starting it on first use. The
+// start (a few round trips) runs in the background with its own bounded
+// context, never under c.mu, which the heartbeat needs; callers wait for it
+// as long as their ctx lets them.
 func (c *Client) notifierFor(ctx context.Context) (*notifier, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, ErrClosed
 	}
 	if c.notif != nil {
-		return c.notif, nil
+		n := c.notif
+		c.mu.Unlock()
+		return n, nil
 	}
+	st := c.notifStart
+	if st == nil {
+		st = &notifierStart{done: make(chan struct{})}
+		c.notifStart = st
+		c.wg.Add(1)
+		go c.startNotifier(st)
+	}
+	c.mu.Unlock()
+	select {
+	case <-st.done:
+		return st.n, st.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.closing:
+		return nil, ErrClosed
+	}
+}
+
+// startNotifier starts the notifier for st, and publishes it.
+func (c *Client) startNotifier(st *notifierStart) {
+	defer c.wg.Done()
+	defer close(st.done)
+	ctx, cancel := context.WithTimeout(c.ctx, notifierStartTimeout)
+	defer cancel()
 	n := &notifier{c: c, keys: make(map[string]*keyWait)}
-	if err := n.start(ctx); err != nil {
-		return nil, err
+	err := n.start(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.notifStart = nil
+	switch {
+	case err != nil:
+		st.err = err
+	case c.closed:
+		n.close()
+		st.err = ErrClosed
+	default:
+		c.notif, st.n = n, n
+		c.wg.Add(1)
+		go n.receive()
 	}
-	c.notif = n
-	c.wg.Add(1)
-	go n.receive()
-	return n, nil
 }
 
 // start opens the subscriber. Client tracking needs a *redis.Client (one
@@ -183,10 +254,29 @@ func (n *notifier) start(ctx context.Context) error {
 		n.db = opt.DB
 		opt.Protocol = 2 // invalidations arrive as messages of invalidateChannel
 		opt.ClientSideCache, opt.ClientSideCacheConfig = nil, nil
+		opt.PushNotificationProcessor, opt.Limiter = nil, nil
+		// Options() answers normalized values that NewClient would
+		// normalize again; set the ones that matter outright.
+		opt.MaxRetries = 1
+		opt.ReadTimeout, opt.WriteTimeout = 3*time.Second, 3*time.Second
 		opt.PoolSize, opt.MinIdleConns, opt.MaxIdleConns = 1, 0, 1
+		opt.PipelinePoolSize = -1 // pipelines on the one connection too
 		opt.ConnMaxIdleTime, opt.ConnMaxLifetime = -1, 0
 		onConnect := opt.OnConnect
 		trackOpt := opt
+		trackOpt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+			if onConnect != nil {
+				if err := onConnect(ctx, cn); err != nil {
+					return err
+				}
+			}
+			// A new tracking connection has no watches: every waiter
+			// sets its watch again.
+			if n.trackConns.Add(1) > 1 {
+				n.wakeAll()
+			}
+			return nil
+		}
 		opt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
 			if onConnect != nil {
 				if err := onConnect(ctx, cn); err != nil {
@@ -244,32 +334,37 @@ func (n *notifier) channels(key string) []string {
 	}
 }
 
-// join queues a waiter on key.
+// join queues a waiter on key. Without tracking, the first waiter of a key
+// subscribes to its channels; the confirmation wakes it, and it tries
+// again, so no release between its last attempt and then is missed.
 func (n *notifier) join(key string) *waiter {
 	w := &waiter{}
+	n.subMu.Lock()
+	defer n.subMu.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	kw := n.keys[key]
-	if kw == nil {
+	first := kw == nil
+	if first {
 		kw = &keyWait{wake: make(chan struct{})}
 		n.keys[key] = kw
-		if !n.tracking {
-			// The confirmation wakes the waiter, which then tries again:
-			// no release between its last attempt and now is missed.
-			_ = n.ps.Subscribe(n.c.ctx, n.channels(key)...)
-		}
 	}
 	kw.queue = append(kw.queue, w)
+	n.mu.Unlock()
+	if first && !n.tracking {
+		_ = n.ps.Subscribe(n.c.ctx, n.channels(key)...)
+	}
 	return w
 }
 
 // leave takes w off key's queue. When w gave up without acquiring, the next
 // waiter is woken to contend in its place.
 func (n *notifier) leave(key string, w *waiter, acquired bool) {
+	n.subMu.Lock()
+	defer n.subMu.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	kw := n.keys[key]
 	if kw == nil {
+		n.mu.Unlock()
 		return
 	}
 	for i, q := range kw.queue {
@@ -281,11 +376,13 @@ func (n *notifier) leave(key string, w *waiter, acquired bool) {
 			break
 		}
 	}
-	if len(kw.queue) == 0 {
+	last := len(kw.queue) == 0
+	if last {
 		delete(n.keys, key)
-		if !n.tracking && n.c.ctx.Err() == nil {
-			_ = n.ps.Unsubscribe(n.c.ctx, n.channels(key)...)
-		}
+	}
+	n.mu.Unlock()
+	if last && !n.tracking && n.c.ctx.Err() == nil {
+		_ = n.ps.Unsubscribe(n.c.ctx, n.channels(key)...)
 	}
 }
 
@@ -371,20 +468,43 @@ func (kw *keyWait) signal() {
 	kw.wake = make(chan struct{})
 }
 
+// healthInterval is how long the subscriber may stay silent before it is
+// pinged; silent for as long again, its connection is dropped and made anew.
+const healthInterval = 10 * time.Second
+
 // receive dispatches what the subscriber receives until the Client closes.
 func (n *notifier) receive() {
 	defer n.c.wg.Done()
 	ctx := n.c.ctx
 	var failures int
+	pinged := false
 	for {
-		msg, err := n.ps.Receive(ctx)
+		var msg any
+		var err error
+		if !pinged {
+			// A timeout here leaves the connection alone.
+			msg, err = n.ps.ReceiveTimeout(ctx, healthInterval)
+		} else {
+			// Pinged and still silent: a timeout here is a dead
+			// connection, which go-redis replaces.
+			rctx, cancel := context.WithTimeout(ctx, healthInterval)
+			msg, err = n.ps.Receive(rctx)
+			cancel()
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
+			var ne net.Error
+			if !pinged && errors.As(err, &ne) && ne.Timeout() {
+				pinged = true
+				_ = n.ps.Ping(ctx)
+				continue
+			}
 			// A broken connection (it reconnects on the next Receive), or a
 			// message go-redis cannot parse, such as the null invalidation
 			// of a FLUSHALL: either way, every waiter looks again.
+			pinged = false
 			n.wakeAll()
 			failures++
 			if !sleep(ctx, min(10*time.Millisecond<<min(failures, 7), time.Second)) {
@@ -392,30 +512,35 @@ func (n *notifier) receive() {
 			}
 			continue
 		}
-		failures = 0
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				break
+		failures, pinged = 0, false
+		n.dispatch(msg)
+	}
+}
+
+// dispatch wakes the waiters that msg concerns.
+func (n *notifier) dispatch(msg any) {
+	switch m := msg.(type) {
+	case *redis.Subscription:
+		if m.Kind != "subscribe" {
+			return
+		}
+		if m.Channel == invalidateChannel {
+			n.wakeAll() // a new connection: watches must be set again
+		} else if key, ok := n.keyOfChannel(m.Channel, ""); ok {
+			n.notify(key, false)
+		}
+	case *redis.Message:
+		switch {
+		case m.Channel == invalidateChannel:
+			if len(m.PayloadSlice) == 0 && m.Payload == "" {
+				n.wakeAll()
 			}
-			if m.Channel == invalidateChannel {
-				n.wakeAll() // a new connection: watches must be set again
-			} else if key, ok := n.keyOfChannel(m.Channel, ""); ok {
+			for _, key := range m.PayloadSlice {
+				n.notify(key, true)
+			}
+		default:
+			if key, ok := n.keyOfChannel(m.Channel, m.Payload); ok {
 				n.notify(key, false)
-			}
-		case *redis.Message:
-			switch {
-			case m.Channel == invalidateChannel:
-				if len(m.PayloadSlice) == 0 && m.Payload == "" {
-					n.wakeAll()
-				}
-				for _, key := range m.PayloadSlice {
-					n.notify(key, true)
-				}
-			default:
-				if key, ok := n.keyOfChannel(m.Channel, m.Payload); ok {
-					n.notify(key, false)
-				}
 			}
 		}
 	}

@@ -1,0 +1,161 @@
+package reservation
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// maxBatches is how many round trips of acquire and release scripts one
+// Client has under way at once; calls that come while that many are under
+// way queue and go together in the next pipeline. Two let the client read
+// one batch's replies while the server runs the next.
+const maxBatches = 2
+
+// batcher sends the acquire and release scripts of concurrent calls of one
+// Client in pipelines, so that many goroutines locking and releasing at
+// once cost one round trip per batch, not one each (what rueidis does by
+// itself; go-redis's AutoPipeliner is experimental and does not honour a
+// call's context once queued). A call that finds fewer than maxBatches
+// round trips under way runs at once, on its own, with its own context:
+// an uncontended call costs what it did without the batcher.
+//
+// A queued call whose context ends before its batch is sent is taken off
+// the queue and never runs; once sent, it waits for its reply, as a plain
+// call does, so that its caller always learns what a script that ran did.
+type batcher struct {
+	rdb redis.UniversalClient
+	ctx context.Context // the Client's: ends with Close
+
+	mu       sync.Mutex
+	inflight int            // round trips under way, at most maxBatches
+	queue    []*batchedCall // calls waiting for the next batch
+	senders  int            // goroutines sending batches
+	idle     *sync.Cond     // signalled when senders drops to 0
+}
+
+type batchedCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	cmd    *redis.Cmd
+	done   chan struct{}
+}
+
+func newBatcher(ctx context.Context, rdb redis.UniversalClient) *batcher {
+	b := &batcher{rdb: rdb, ctx: ctx}
+	b.idle = sync.NewCond(&b.mu)
+	return b
+}
+
+// run runs script like script.Run, in a batch when other calls are under way.
+func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	b.mu.Lock()
+	if b.inflight < maxBatches {
+		b.inflight++
+		b.mu.Unlock()
+		cmd := script.Run(ctx, b.rdb, keys, args...)
+		b.next()
+		return cmd
+	}
+	call := &batchedCall{script: script, keys: keys, args: args, done: make(chan struct{})}
+	b.queue = append(b.queue, call)
+	b.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.cmd
+	case <-ctx.Done():
+	}
+	// Not sent yet: it never will be, and the caller knows it did not
+	// run. Already sent: its outcome matters (a release that ran deleted
+	// the key), so wait for it, as a plain call waits for a reply on its
+	// way; the batch's round trip is bounded by the client's timeouts.
+	b.mu.Lock()
+	for i, c := range b.queue {
+		if c == call {
+			b.queue = append(b.queue[:i], b.queue[i+1:]...)
+			b.mu.Unlock()
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(ctx.Err())
+			return cmd
+		}
+	}
+	b.mu.Unlock()
+	<-call.done
+	return call.cmd
+}
+
+// next hands a round trip that ended to the calls queued meanwhile, or
+// gives it up when none are.
+func (b *batcher) next() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.queue) == 0 {
+		b.inflight--
+		return
+	}
+	calls := b.queue
+	b.queue = nil
+	b.senders++
+	go b.send(calls)
+}
+
+// send sends calls in one pipeline, then what queued meanwhile, until the
+// queue is empty.
+func (b *batcher) send(calls []*batchedCall) {
+	for {
+		b.pipeline(calls)
+		for _, c := range calls {
+			close(c.done)
+		}
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.inflight--
+			b.senders--
+			if b.senders == 0 {
+				b.idle.Broadcast()
+			}
+			b.mu.Unlock()
+			return
+		}
+		calls = b.queue
+		b.queue = nil
+		b.mu.Unlock()
+	}
+}
+
+// pipeline runs calls with EVALSHA in one pipeline; those that find their
+// script missing (a restarted or flushed server) run again after loading
+// the scripts: they did not run.
+func (b *batcher) pipeline(calls []*batchedCall) {
+	ctx := b.ctx
+	exec := func(calls []*batchedCall) {
+		_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range calls {
+				c.cmd = c.script.EvalSha(ctx, p, c.keys, c.args...)
+			}
+			return nil
+		})
+	}
+	exec(calls)
+	var again []*batchedCall
+	for _, c := range calls {
+		if isNoScript(c.cmd.Err()) {
+			again = append(again, c)
+		}
+	}
+	if len(again) > 0 && loadScripts(ctx, b.rdb) == nil {
+		exec(again)
+	}
+}
+
+// wait returns once no batch is being sent: Close calls it after ending
+// the Client's context, which ends the batches under way.
+func (b *batcher) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.senders > 0 {
+		b.idle.Wait()
+	}
+}
