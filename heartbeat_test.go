@@ -23,11 +23,9 @@ func TestScheduleBatchesNearbyRenewals(t *testing.T) {
 	c := scheduleClient(t, ttl, hb)
 	t0 := time.Unix(1000, 0)
 	// Acquired at t0, t0+200ms, t0+400ms and t0+900ms: due a heartbeat later.
-	var rs []*Reservation
 	for _, off := range []time.Duration{0, 200, 400, 900} {
 		r := newReservation(c, "r", "k", "v", 1, t0.Add(off*time.Millisecond))
 		c.held[r] = struct{}{}
-		rs = append(rs, r)
 	}
 
 	// Before the first is due: nothing to do, look again when it is.
