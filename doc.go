@@ -27,6 +27,11 @@
 //	r, ok, err := c.Lock(ctx, "nightly-report")
 //	r, err := c.WaitUntilLock(ctx, "nightly-report")
 //
+// Each acquisition and each Release is one script, one round trip. When
+// many goroutines lock and release through one Client at once, their
+// scripts share round trips: those that come while two are under way go
+// together in the next pipeline.
+//
 // While held, a reservation is renewed every HeartbeatInterval by the
 // Client's one heartbeat loop (all held reservations together, in pipelined
 // multi-key scripts). It ends by Release, by Close, or by its loss: the key

@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/go-redsync/redsync/v4"
+	redsyncgoredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+	"github.com/redis/rueidis/rueidislock"
+
+	"github.com/redis-reservation/reservation"
+)
+
+// The libraries compared, in the order of the tables.
+const (
+	libOurs     = "reservation"
+	libRedsync  = "redsync"
+	libRedlock  = "redislock"
+	libRueidis  = "rueidislock"
+	libRueidis1 = "rueidislock-km1"
+	libRawGo    = "raw go-redis"
+	libRawRue   = "raw rueidis"
+)
+
+var allLibs = []string{libOurs, libRedsync, libRedlock, libRueidis, libRueidis1, libRawGo, libRawRue}
+
+// peers are the lock libraries (not the raw floors).
+var peers = []string{libRedsync, libRedlock, libRueidis, libRueidis1}
+
+// isRaw reports whether lib is a raw floor: it cannot wait or renew.
+func isRaw(lib string) bool { return lib == libRawGo || lib == libRawRue }
+
+// settings are the timings a library instance is made with.
+type settings struct {
+	ttl       time.Duration // lock validity
+	heartbeat time.Duration // renewal interval (0: the library's default)
+}
+
+// locker is what every library offers the scenarios.
+type locker interface {
+	// try acquires res once and answers false when someone else holds it.
+	try(ctx context.Context, res string) (held, bool, error)
+	// wait blocks until it holds res or ctx ends. The raw floors cannot.
+	wait(ctx context.Context, res string) (held, error)
+	// keys are the Redis keys that hold res for this library: a foreign
+	// holder (scenarios 5 and 6) sets all of them.
+	keys(res string) []string
+	// renews reports whether the library renews what it holds by itself.
+	renews() bool
+	close()
+}
+
+// held is one holding.
+type held interface {
+	release(ctx context.Context) error
+	// extend renews it once, for libraries without a heartbeat of their own.
+	extend(ctx context.Context) error
+	// lost reports whether the library has declared it lost.
+	lost() bool
+}
+
+var errNotSupported = errors.New("not supported by this library")
+
+// newLocker makes an instance of lib on addr, counting its round trips in rt.
+func newLocker(lib, addr string, rt *roundTrips, st settings) (locker, error) {
+	goRedis := func() *redis.Client {
+		return redis.NewClient(&redis.Options{Addr: addr, Dialer: rt.dial})
+	}
+	switch lib {
+	case libOurs:
+		rdb := goRedis()
+		c, err := reservation.NewWithClient(rdb, &reservation.Options{
+			By: "bench", TTL: st.ttl, HeartbeatInterval: st.heartbeat,
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			rdb.Close()
+			return nil, err
+		}
+		return &ours{c: c, rdb: rdb}, nil
+	case libRedsync:
+		rdb := goRedis()
+		return &redsyncLocker{rdb: rdb, rs: redsync.New(redsyncgoredis.NewPool(rdb)), ttl: st.ttl}, nil
+	case libRedlock:
+		rdb := goRedis()
+		return &redlockLocker{rdb: rdb, c: redislock.New(rdb), ttl: st.ttl}, nil
+	case libRueidis, libRueidis1:
+		opt := rueidislock.LockerOption{
+			ClientOption: rueidis.ClientOption{InitAddress: []string{addr}, DialCtxFn: rt.dialRueidis},
+			KeyValidity:  st.ttl,
+			// The default extend interval is half the validity; the
+			// heartbeat of scenario 7 is set like the others'.
+			ExtendInterval: st.heartbeat,
+		}
+		majority := int32(2) // the default
+		if lib == libRueidis1 {
+			majority = 1
+		}
+		opt.KeyMajority = majority
+		l, err := rueidislock.NewLocker(opt)
+		if err != nil {
+			return nil, err
+		}
+		return &rueidisLocker{l: l, n: 2*majority - 1}, nil
+	case libRawGo:
+		return &rawGoRedis{rdb: goRedis(), ttl: st.ttl}, nil
+	case libRawRue:
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DialCtxFn: rt.dialRueidis, DisableCache: true})
+		if err != nil {
+			return nil, err
+		}
+		return &rawRueidis{c: c, ttl: st.ttl}, nil
+	}
+	return nil, fmt.Errorf("unknown library %q", lib)
+}
+
+// --- this library ---
+
+type ours struct {
+	c   *reservation.Client
+	rdb *redis.Client
+}
+
+type oursHeld struct{ r *reservation.Reservation }
+
+func (o *ours) try(ctx context.Context, res string) (held, bool, error) {
+	r, ok, err := o.c.Lock(ctx, res)
+	if !ok {
+		return nil, false, err
+	}
+	return oursHeld{r}, true, nil
+}
+
+func (o *ours) wait(ctx context.Context, res string) (held, error) {
+	r, err := o.c.WaitUntilLock(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+	return oursHeld{r}, nil
+}
+
+func (o *ours) keys(res string) []string { return []string{o.c.Key(res)} }
+func (o *ours) renews() bool             { return true }
+func (o *ours) close()                   { o.c.Close(); o.rdb.Close() }
+
+func (h oursHeld) release(ctx context.Context) error { return h.r.Release(ctx) }
+func (h oursHeld) extend(context.Context) error      { return errNotSupported }
+func (h oursHeld) lost() bool                        { return errors.Is(h.r.Err(), reservation.ErrLost) }
+
+// --- redsync v4: SET NX PX to acquire, a script to release and extend; it
+// waits by retrying after a random 50-250 ms, 32 times by default. ---
+
+type redsyncLocker struct {
+	rdb *redis.Client
+	rs  *redsync.Redsync
+	ttl time.Duration
+}
+
+type redsyncHeld struct {
+	m    *redsync.Mutex
+	gone bool
+}
+
+func (l *redsyncLocker) mutex(res string) *redsync.Mutex {
+	if l.ttl > 0 {
+		return l.rs.NewMutex(res, redsync.WithExpiry(l.ttl))
+	}
+	return l.rs.NewMutex(res)
+}
+
+func (l *redsyncLocker) try(ctx context.Context, res string) (held, bool, error) {
+	m := l.mutex(res)
+	err := m.TryLockContext(ctx)
+	var taken *redsync.ErrTaken
+	switch {
+	case err == nil:
+		return &redsyncHeld{m: m}, true, nil
+	case errors.As(err, &taken), errors.Is(err, redsync.ErrFailed):
+		return nil, false, nil
+	}
+	return nil, false, err
+}
+
+func (l *redsyncLocker) wait(ctx context.Context, res string) (held, error) {
+	m := l.mutex(res)
+	for {
+		err := m.LockContext(ctx) // 32 tries, then ErrFailed: try again
+		if err == nil {
+			return &redsyncHeld{m: m}, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (l *redsyncLocker) keys(res string) []string { return []string{res} }
+func (l *redsyncLocker) renews() bool             { return false }
+func (l *redsyncLocker) close()                   { l.rdb.Close() }
+
+func (h *redsyncHeld) release(ctx context.Context) error {
+	ok, err := h.m.UnlockContext(ctx)
+	if err == nil && !ok {
+		err = errors.New("redsync: not released")
+	}
+	return err
+}
+
+func (h *redsyncHeld) extend(ctx context.Context) error {
+	ok, err := h.m.ExtendContext(ctx)
+	if err == nil && !ok {
+		err = errors.New("redsync: not extended")
+	}
+	if err != nil {
+		h.gone = true
+	}
+	return err
+}
+
+func (h *redsyncHeld) lost() bool { return h.gone }
+
+// --- bsm/redislock: a script to acquire (EVALSHA), one to release; it
+// waits with the README's LinearBackoff(100ms). ---
+
+type redlockLocker struct {
+	rdb *redis.Client
+	c   *redislock.Client
+	ttl time.Duration
+}
+
+type redlockHeld struct {
+	l    *redislock.Lock
+	ttl  time.Duration
+	gone bool
+}
+
+func (l *redlockLocker) try(ctx context.Context, res string) (held, bool, error) {
+	lk, err := l.c.Obtain(ctx, res, l.ttl, nil)
+	switch {
+	case err == nil:
+		return &redlockHeld{l: lk, ttl: l.ttl}, true, nil
+	case errors.Is(err, redislock.ErrNotObtained):
+		return nil, false, nil
+	}
+	return nil, false, err
+}
+
+func (l *redlockLocker) wait(ctx context.Context, res string) (held, error) {
+	lk, err := l.c.Obtain(ctx, res, l.ttl, &redislock.Options{RetryStrategy: redislock.LinearBackoff(100 * time.Millisecond)})
+	if err != nil {
+		return nil, err
+	}
+	return &redlockHeld{l: lk, ttl: l.ttl}, nil
+}
+
+func (l *redlockLocker) keys(res string) []string { return []string{res} }
+func (l *redlockLocker) renews() bool             { return false }
+func (l *redlockLocker) close()                   { l.rdb.Close() }
+
+func (h *redlockHeld) release(ctx context.Context) error { return h.l.Release(ctx) }
+
+func (h *redlockHeld) extend(ctx context.Context) error {
+	err := h.l.Refresh(ctx, h.ttl, nil)
+	if err != nil {
+		h.gone = true
+	}
+	return err
+}
+
+func (h *redlockHeld) lost() bool { return h.gone }
+
+// --- rueidislock: 2*KeyMajority-1 keys per lock, client-side caching
+// invalidations to wait, a goroutine per key to extend, rueidis's automatic
+// pipelining underneath. ---
+
+type rueidisLocker struct {
+	l rueidislock.Locker
+	n int32 // keys per lock
+}
+
+type rueidisHeld struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   bool
+}
+
+func (l *rueidisLocker) try(ctx context.Context, res string) (held, bool, error) {
+	// The lock's context derives from ctx: hold it on a context of its own.
+	lctx, cancel, err := l.l.TryWithContext(context.WithoutCancel(ctx), res)
+	switch {
+	case err == nil:
+		return &rueidisHeld{ctx: lctx, cancel: cancel}, true, nil
+	case errors.Is(err, rueidislock.ErrNotLocked):
+		return nil, false, nil
+	}
+	return nil, false, err
+}
+
+func (l *rueidisLocker) wait(ctx context.Context, res string) (held, error) {
+	lctx, cancel, err := l.l.WithContext(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+	return &rueidisHeld{ctx: lctx, cancel: cancel}, nil
+}
+
+func (l *rueidisLocker) keys(res string) []string {
+	keys := make([]string, l.n)
+	for i := range keys {
+		keys[i] = "rueidislock:" + strconv.Itoa(i) + ":" + res
+	}
+	return keys
+}
+
+func (l *rueidisLocker) renews() bool { return true }
+func (l *rueidisLocker) close()       { l.l.Close() }
+
+func (h *rueidisHeld) release(context.Context) error {
+	h.done = true
+	h.cancel() // waits until every key was deleted
+	return nil
+}
+
+func (h *rueidisHeld) extend(context.Context) error { return errNotSupported }
+func (h *rueidisHeld) lost() bool                   { return !h.done && h.ctx.Err() != nil }
+
+// --- raw floors: SET NX PX, then EVALSHA of a compare-and-delete script.
+// No waiting, no renewal, no fencing: the least a correct lock costs. ---
+
+const casDelete = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
+
+var casDeleteScript = redis.NewScript(casDelete)
+
+type rawGoRedis struct {
+	rdb *redis.Client
+	ttl time.Duration
+}
+
+type rawGoHeld struct {
+	rdb        *redis.Client
+	key, value string
+}
+
+func (l *rawGoRedis) try(ctx context.Context, res string) (held, bool, error) {
+	v := randomValue()
+	ok, err := l.rdb.SetNX(ctx, res, v, l.ttl).Result()
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return rawGoHeld{l.rdb, res, v}, true, nil
+}
+
+func (l *rawGoRedis) wait(context.Context, string) (held, error) { return nil, errNotSupported }
+func (l *rawGoRedis) keys(res string) []string                   { return []string{res} }
+func (l *rawGoRedis) renews() bool                               { return false }
+func (l *rawGoRedis) close()                                     { l.rdb.Close() }
+
+func (h rawGoHeld) release(ctx context.Context) error {
+	return casDeleteScript.Run(ctx, h.rdb, []string{h.key}, h.value).Err()
+}
+func (h rawGoHeld) extend(context.Context) error { return errNotSupported }
+func (h rawGoHeld) lost() bool                   { return false }
+
+var casDeleteLua = rueidis.NewLuaScript(casDelete)
+
+type rawRueidis struct {
+	c   rueidis.Client
+	ttl time.Duration
+}
+
+type rawRueHeld struct {
+	c          rueidis.Client
+	key, value string
+}
+
+func (l *rawRueidis) try(ctx context.Context, res string) (held, bool, error) {
+	v := randomValue()
+	err := l.c.Do(ctx, l.c.B().Set().Key(res).Value(v).Nx().PxMilliseconds(l.ttl.Milliseconds()).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return rawRueHeld{l.c, res, v}, true, nil
+}
+
+func (l *rawRueidis) wait(context.Context, string) (held, error) { return nil, errNotSupported }
+func (l *rawRueidis) keys(res string) []string                   { return []string{res} }
+func (l *rawRueidis) renews() bool                               { return false }
+func (l *rawRueidis) close()                                     { l.c.Close() }
+
+func (h rawRueHeld) release(ctx context.Context) error {
+	return casDeleteLua.Exec(ctx, h.c, []string{h.key}, []string{h.value}).Error()
+}
+func (h rawRueHeld) extend(context.Context) error { return errNotSupported }
+func (h rawRueHeld) lost() bool                   { return false }

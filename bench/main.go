@@ -1,0 +1,266 @@
+// Command bench measures github.com/redis-reservation/reservation against
+// redsync v4, bsm/redislock and rueidislock, and against raw floors (SET NX
+// PX plus a compare-and-delete script, on go-redis and on rueidis), on one
+// redis-server that it starts itself, in one run, interleaved and repeated.
+// It writes the tables of docs/PERFORMANCE.md and the plot of the handoff
+// latency CDF. See docs/PERFORMANCE.md for the command and the scenarios.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-reservation/reservation"
+)
+
+// config is what a run measures and for how long.
+type config struct {
+	rounds    int           // each scenario is run this many times per library, interleaved
+	scenarios []string      // "1" to "7"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL
+	libs      []string      // libraries, in table order
+	d12       time.Duration // scenarios 1 and 2, per library and round
+	d34       time.Duration // scenarios 3 and 4
+	trials    int           // scenarios 5 and 6, per library and round
+	ttl5      time.Duration // scenario 5: how long the foreign holder's keys live (plus 0-100 ms)
+	giveUp    time.Duration // scenarios 5 and 6: a waiter not woken by then after the expiry or the DEL gives up
+	n7        int           // scenario 7: reservations held
+	d7        time.Duration
+	ttl7, hb7 time.Duration
+	rounds7   int
+	redisCPU  string // CPU list to pin redis-server to ("" for none)
+	pings     int    // PINGs per round for the loopback round trip
+}
+
+// crowded is how many other keys with a TTL the database holds in
+// scenario 5k.
+const crowded = 20_000
+
+// fullConfig is the documented run: about 12 minutes.
+func fullConfig() config {
+	return config{
+		rounds:    5,
+		scenarios: []string{"1", "2", "3", "4", "4x", "5", "5k", "6", "7"},
+		libs:      allLibs,
+		d12:       time.Second,
+		d34:       2 * time.Second,
+		trials:    6,
+		ttl5:      300 * time.Millisecond,
+		giveUp:    time.Second,
+		n7:        10_000,
+		d7:        30 * time.Second,
+		ttl7:      5 * time.Second,
+		hb7:       time.Second,
+		rounds7:   1,
+		redisCPU:  "0",
+		pings:     5000,
+	}
+}
+
+// smokeConfig runs every scenario and library very briefly: for CI, so
+// that the harness never rots. Its figures mean nothing.
+func smokeConfig() config {
+	c := fullConfig()
+	c.rounds = 1
+	c.d12 = 150 * time.Millisecond
+	c.d34 = 300 * time.Millisecond
+	c.trials = 2
+	c.ttl5 = 100 * time.Millisecond
+	c.giveUp = 300 * time.Millisecond
+	c.n7 = 200
+	c.d7 = 800 * time.Millisecond
+	c.ttl7, c.hb7 = 2*time.Second, 500*time.Millisecond
+	c.redisCPU = ""
+	c.pings = 200
+	return c
+}
+
+func main() {
+	smoke := flag.Bool("smoke", false, "run every scenario very briefly (CI); figures mean nothing")
+	out := flag.String("out", "", "write the results into this Markdown file, between the results markers (default: stdout)")
+	plotPath := flag.String("plot", "", "write the handoff latency CDF of scenario 4 to this PNG file")
+	rounds := flag.Int("rounds", 0, "rounds (default 5; 1 with -smoke)")
+	scen := flag.String("scenarios", "", "comma-separated scenarios to run (default all: 1,2,3,4,4x,5,5k,6,7)")
+	libs := flag.String("libs", "", "comma-separated libraries (default all: "+strings.Join(allLibs, ",")+")")
+	redisCPU := flag.String("redis-cpu", "", "CPU list to pin redis-server to with taskset (default 0; none with -smoke)")
+	n7 := flag.Int("n7", 0, "scenario 7: reservations held (default 10000)")
+	d7 := flag.Duration("d7", 0, "scenario 7: how long they are held (default 30s)")
+	command := flag.String("command", "", "the command line to quote in the report (default: this one)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	cfg := fullConfig()
+	if *smoke {
+		cfg = smokeConfig()
+	}
+	if *rounds > 0 {
+		cfg.rounds = *rounds
+	}
+	if *scen != "" {
+		cfg.scenarios = strings.Split(*scen, ",")
+	}
+	if *libs != "" {
+		cfg.libs = strings.Split(*libs, ",")
+		for _, l := range cfg.libs {
+			if !slices.Contains(allLibs, l) {
+				fmt.Fprintf(os.Stderr, "bench: unknown library %q (known: %s)\n", l, strings.Join(allLibs, ", "))
+				os.Exit(2)
+			}
+		}
+	}
+	if *redisCPU != "" {
+		cfg.redisCPU = *redisCPU
+	}
+	if *n7 > 0 {
+		cfg.n7 = *n7
+	}
+	if *d7 > 0 {
+		cfg.d7 = *d7
+	}
+	cmdline := *command
+	if cmdline == "" {
+		cmdline = strings.Join(os.Args, " ")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rep, err := run(ctx, cfg, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	rep.command = cmdline
+	if *plotPath != "" {
+		if err := rep.plotHandoffs(*plotPath); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: plot:", err)
+			os.Exit(1)
+		}
+	}
+	md := rep.markdown()
+	if *out == "" {
+		fmt.Print(md)
+		return
+	}
+	if err := writeBetweenMarkers(*out, md); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts a server, runs every scenario of cfg and answers the report.
+// Progress goes to progress.
+func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
+	srv, err := startServer(cfg.redisCPU)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	info := redis.NewClient(&redis.Options{Addr: srv.addr})
+	defer info.Close()
+	// A fresh or flushed server: prime the restart guard, as its
+	// documentation says.
+	prime := func(ctx context.Context) error {
+		c, err := reservation.NewWithClient(info, &reservation.Options{By: "bench", Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return c.PrimeRestartGuard(ctx)
+	}
+	e := &env{srv: srv, info: info, prime: prime, cfg: cfg, tag: fmt.Sprintf("b%d", time.Now().UnixNano()%1e6)}
+	rep := newReport(cfg, srv)
+	add := func(r result) error {
+		rep.add(r)
+		status := ""
+		if r.Err != nil {
+			status = " ERROR: " + r.Err.Error()
+		}
+		fmt.Fprintf(progress, "round %d scenario %-2s %-16s ops %-7d %8.1f/s%s\n",
+			r.Round, r.Scenario, r.Lib, r.Ops, rate(r), status)
+		// A library that fails a run is reported, and the run goes on.
+		return ctx.Err()
+	}
+	for round := range cfg.rounds {
+		if err := add(e.pingRTT(ctx, round, cfg.pings)); err != nil {
+			return nil, err
+		}
+		for _, s := range cfg.scenarios {
+			if s == "7" && round >= cfg.rounds7 {
+				continue
+			}
+			// Rotate the order of the libraries every round, so that no
+			// library always runs first or after the same neighbour.
+			libs := rotate(cfg.libs, round)
+			for _, lib := range libs {
+				if isRaw(lib) && !slices.Contains([]string{"1", "2"}, s) {
+					continue // the raw floors cannot wait or renew
+				}
+				if err := e.reset(ctx); err != nil {
+					return nil, err
+				}
+				if s == "5k" {
+					if err := e.crowd(ctx, crowded); err != nil {
+						return nil, err
+					}
+				}
+				var r result
+				switch s {
+				case "1":
+					r = e.cycles(ctx, lib, s, round, 1, cfg.d12)
+				case "2":
+					r = e.cycles(ctx, lib, s, round, 16, cfg.d12)
+				case "3":
+					r = e.contended(ctx, lib, s, round, 8, 1, false, cfg.d34)
+				case "3x":
+					r = e.contended(ctx, lib, s, round, 8, 8, false, cfg.d34)
+				case "4":
+					r = e.contended(ctx, lib, s, round, 8, 1, true, cfg.d34)
+				case "4x":
+					r = e.contended(ctx, lib, s, round, 8, 8, true, cfg.d34)
+				case "5":
+					r = e.foreignHolder(ctx, lib, s, round, cfg.trials, cfg.ttl5)
+				case "5k":
+					r = e.foreignHolder(ctx, lib, s, round, cfg.trials, cfg.ttl5)
+				case "6":
+					r = e.foreignHolder(ctx, lib, s, round, cfg.trials, 0)
+				case "7":
+					r = e.atScale(ctx, lib, round, cfg.n7, cfg.ttl7, cfg.hb7, cfg.d7)
+				default:
+					return nil, fmt.Errorf("unknown scenario %q", s)
+				}
+				if err := add(r); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return rep, nil
+}
+
+func rotate(s []string, n int) []string {
+	if len(s) == 0 {
+		return s
+	}
+	n %= len(s)
+	return append(slices.Clone(s[n:]), s[:n]...)
+}

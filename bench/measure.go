@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// roundTrips counts client round trips on every connection a library
+// opens: a round trip is a burst of writes on a connection that follows a
+// read on it (or its opening). A pipeline or an automatically pipelined
+// batch is one round trip; a push received on a subscriber connection,
+// which the client did not ask for, is none. The same counter works for
+// go-redis (Options.Dialer) and rueidis (ClientOption.DialCtxFn), and sees
+// the connections that a library opens by itself (the subscriber and
+// tracking connections of this library, the tracking of rueidislock).
+type roundTrips struct {
+	n atomic.Int64
+}
+
+func (c *roundTrips) load() int64 { return c.n.Load() }
+
+// dial is a go-redis Options.Dialer.
+func (c *roundTrips) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: conn, c: c}, nil
+}
+
+// dialRueidis is a rueidis ClientOption.DialCtxFn.
+func (c *roundTrips) dialRueidis(ctx context.Context, addr string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: conn, c: c}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	c       *roundTrips
+	writing atomic.Bool // the last operation was a write
+}
+
+func (cc *countingConn) Write(p []byte) (int, error) {
+	if !cc.writing.Swap(true) {
+		cc.c.n.Add(1)
+	}
+	return cc.Conn.Write(p)
+}
+
+func (cc *countingConn) Read(p []byte) (int, error) {
+	n, err := cc.Conn.Read(p)
+	if n > 0 {
+		cc.writing.Store(false)
+	}
+	return n, err
+}
+
+// snapshot is what is measured at the start and the end of a run.
+type snapshot struct {
+	at        time.Time
+	rt        int64            // client round trips
+	cpu       time.Duration    // this process's user+system CPU
+	redisCPU  time.Duration    // redis-server's user+system CPU
+	calls     map[string]int64 // Redis calls per command, scripts' inner calls included
+	mallocs   uint64
+	bytes     uint64
+	connected int64 // Redis connected_clients
+}
+
+// take reads a snapshot; info is a client of the server that is not counted.
+func take(ctx context.Context, info *redis.Client, rt *roundTrips) (snapshot, error) {
+	s := snapshot{at: time.Now(), cpu: processCPU()}
+	if rt != nil {
+		s.rt = rt.load()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.mallocs, s.bytes = ms.Mallocs, ms.TotalAlloc
+	text, err := info.Info(ctx, "commandstats", "cpu", "clients").Result()
+	if err != nil {
+		return s, err
+	}
+	s.calls = make(map[string]int64)
+	for line := range strings.SplitSeq(text, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "cmdstat_"):
+			name, rest, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+			for field := range strings.SplitSeq(rest, ",") {
+				if v, ok := strings.CutPrefix(field, "calls="); ok {
+					n, _ := strconv.ParseInt(v, 10, 64)
+					s.calls[name] = n
+				}
+			}
+		case strings.HasPrefix(line, "used_cpu_sys:"), strings.HasPrefix(line, "used_cpu_user:"):
+			_, v, _ := strings.Cut(line, ":")
+			f, _ := strconv.ParseFloat(v, 64)
+			s.redisCPU += time.Duration(f * float64(time.Second))
+		case strings.HasPrefix(line, "connected_clients:"):
+			s.connected, _ = strconv.ParseInt(strings.TrimPrefix(line, "connected_clients:"), 10, 64)
+		}
+	}
+	return s, nil
+}
+
+// usage is the difference of two snapshots.
+type usage struct {
+	elapsed  time.Duration
+	rt       int64
+	cpu      time.Duration
+	redisCPU time.Duration
+	calls    map[string]int64 // INFO and CONFIG (the bench's own) left out
+	mallocs  uint64
+	bytes    uint64
+}
+
+func (a snapshot) to(b snapshot) usage {
+	u := usage{
+		elapsed:  b.at.Sub(a.at),
+		rt:       b.rt - a.rt,
+		cpu:      b.cpu - a.cpu,
+		redisCPU: b.redisCPU - a.redisCPU,
+		calls:    make(map[string]int64),
+		mallocs:  b.mallocs - a.mallocs,
+		bytes:    b.bytes - a.bytes,
+	}
+	for name, n := range b.calls {
+		if name == "info" || strings.HasPrefix(name, "config") {
+			continue
+		}
+		if d := n - a.calls[name]; d > 0 {
+			u.calls[name] = d
+		}
+	}
+	return u
+}
+
+// totalCalls is the number of Redis commands executed, those run inside
+// scripts included.
+func (u usage) totalCalls() int64 {
+	var n int64
+	for _, c := range u.calls {
+		n += c
+	}
+	return n
+}
+
+// callsPer describes the commands per operation, most frequent first:
+// "evalsha 2, get 3, set 2".
+func (u usage) callsPer(ops float64) string {
+	if ops <= 0 {
+		return ""
+	}
+	type kv struct {
+		name string
+		n    int64
+	}
+	var all []kv
+	for name, n := range u.calls {
+		all = append(all, kv{name, n})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].n != all[j].n {
+			return all[i].n > all[j].n
+		}
+		return all[i].name < all[j].name
+	})
+	var parts []string
+	for _, e := range all {
+		per := float64(e.n) / ops
+		if per < 0.05 {
+			continue
+		}
+		parts = append(parts, e.name+" "+trimFloat(per))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func trimFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'f', 1, 64)
+	return strings.TrimSuffix(s, ".0")
+}
+
+// processCPU is this process's user plus system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// percentile returns the p-th percentile (0..100) of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p / 100 * float64(len(sorted)-1))
+	return sorted[i]
+}
+
+func sortedCopy(d []time.Duration) []time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s
+}
+
+// heapInUse is the Go memory in use after a collection: heap objects and
+// goroutine stacks (rueidislock keeps goroutines per held lock).
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc + ms.StackInuse
+}

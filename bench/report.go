@@ -1,0 +1,717 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// report collects the results of a run and writes them as Markdown.
+type report struct {
+	cfg     config
+	started time.Time
+	ended   time.Time
+	redis   string // version
+	pinned  string
+	command string
+	results map[string]map[string][]result // scenario -> library -> rounds
+	failed  []result                       // runs that ended in an error
+}
+
+func newReport(cfg config, srv *server) *report {
+	return &report{cfg: cfg, started: time.Now(), redis: srv.version, pinned: srv.pinned,
+		results: make(map[string]map[string][]result)}
+}
+
+func (rep *report) add(r result) {
+	rep.ended = time.Now()
+	if r.Err != nil {
+		rep.failed = append(rep.failed, r)
+		return
+	}
+	m := rep.results[r.Scenario]
+	if m == nil {
+		m = make(map[string][]result)
+		rep.results[r.Scenario] = m
+	}
+	m[r.Lib] = append(m[r.Lib], r)
+	rep.ended = time.Now()
+}
+
+// --- figures over rounds ---
+
+// rate is operations per second; in scenario 4, the holds imposed by the
+// harness are left out.
+func rate(r result) float64 { return float64(r.Ops) / max((r.Elapsed-r.Held).Seconds(), 1e-9) }
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// rates answers the throughput of every round of lib in scenario.
+func (rep *report) rates(scenario, lib string) []float64 {
+	var xs []float64
+	for _, r := range rep.results[scenario][lib] {
+		xs = append(xs, rate(r))
+	}
+	return xs
+}
+
+// ratio answers the median over rounds of lib's throughput divided by
+// other's in the same round, and the lowest and highest of those ratios.
+func (rep *report) ratio(scenario, lib, other string) (med, lo, hi float64, ok bool) {
+	a, b := rep.results[scenario][lib], rep.results[scenario][other]
+	var xs []float64
+	for _, ra := range a {
+		for _, rb := range b {
+			if ra.Round == rb.Round && rb.Ops > 0 {
+				xs = append(xs, rate(ra)/rate(rb))
+			}
+		}
+	}
+	if len(xs) == 0 {
+		return 0, 0, 0, false
+	}
+	return median(xs), slices.Min(xs), slices.Max(xs), true
+}
+
+// ratioToBest answers the median over rounds of lib's throughput divided by
+// the fastest of others in the same round, and which one was fastest most.
+func (rep *report) ratioToBest(scenario, lib string, others []string) (float64, string, bool) {
+	var xs []float64
+	wins := make(map[string]int)
+	for _, ra := range rep.results[scenario][lib] {
+		best, bestLib := 0.0, ""
+		for _, o := range others {
+			for _, rb := range rep.results[scenario][o] {
+				if rb.Round == ra.Round && rate(rb) > best {
+					best, bestLib = rate(rb), o
+				}
+			}
+		}
+		if best > 0 {
+			xs = append(xs, rate(ra)/best)
+			wins[bestLib]++
+		}
+	}
+	if len(xs) == 0 {
+		return 0, "", false
+	}
+	top := ""
+	for _, o := range others {
+		if top == "" || wins[o] > wins[top] {
+			top = o
+		}
+	}
+	return median(xs), top, true
+}
+
+// lat answers every latency sample of lib in scenario, sorted.
+func (rep *report) lat(scenario, lib string) []time.Duration {
+	var all []time.Duration
+	for _, r := range rep.results[scenario][lib] {
+		all = append(all, r.Lat...)
+	}
+	return sortedCopy(all)
+}
+
+// per answers a usage figure per operation, summed over rounds.
+func (rep *report) per(scenario, lib string, f func(u usage) float64) float64 {
+	var sum, ops float64
+	for _, r := range rep.results[scenario][lib] {
+		sum += f(r.U)
+		ops += float64(r.Ops)
+	}
+	if ops == 0 {
+		return math.NaN()
+	}
+	return sum / ops
+}
+
+// callsText answers Redis calls per operation by command, over rounds.
+func (rep *report) callsText(scenario, lib string) string {
+	u := usage{calls: make(map[string]int64)}
+	var ops float64
+	for _, r := range rep.results[scenario][lib] {
+		for k, v := range r.U.calls {
+			u.calls[k] += v
+		}
+		ops += float64(r.Ops)
+	}
+	return u.callsPer(ops)
+}
+
+// rtt answers the loopback round trip: the median PING latency.
+func (rep *report) rtt() time.Duration {
+	return percentile(rep.lat("rtt", "PING"), 50)
+}
+
+func (rep *report) libsIn(scenario string) []string {
+	var libs []string
+	for _, l := range rep.cfg.libs {
+		if len(rep.results[scenario][l]) > 0 {
+			libs = append(libs, l)
+		}
+	}
+	return libs
+}
+
+// --- formatting ---
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+	case d < time.Second:
+		return fmt.Sprintf("%.0f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func fmtRate(x float64) string {
+	switch {
+	case math.IsNaN(x):
+		return "-"
+	case x >= 1000:
+		return fmt.Sprintf("%.0f", x)
+	case x >= 10:
+		return fmt.Sprintf("%.1f", x)
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+func fmtX(x float64) string {
+	if math.IsNaN(x) || x == 0 {
+		return "-"
+	}
+	if x >= 10 {
+		return fmt.Sprintf("%.0fx", x)
+	}
+	return fmt.Sprintf("%.2fx", x)
+}
+
+func fmtNum(x float64) string {
+	if math.IsNaN(x) {
+		return "-"
+	}
+	if x >= 100 {
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+// spread answers "median (min-max)" of rates over rounds.
+func spread(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	if len(xs) == 1 {
+		return fmtRate(xs[0])
+	}
+	return fmt.Sprintf("%s (%s-%s)", fmtRate(median(xs)), fmtRate(slices.Min(xs)), fmtRate(slices.Max(xs)))
+}
+
+type table struct {
+	b *bytes.Buffer
+}
+
+func (t table) head(cols ...string) {
+	fmt.Fprintf(t.b, "| %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat(" --- |", len(cols)))
+}
+
+func (t table) row(cols ...string) {
+	fmt.Fprintf(t.b, "| %s |\n", strings.Join(cols, " | "))
+}
+
+func cpuPer(u usage) float64      { return float64(u.cpu) / 1e3 }
+func redisCPUPer(u usage) float64 { return float64(u.redisCPU) / 1e3 }
+func rtPer(u usage) float64       { return float64(u.rt) }
+func callsPer(u usage) float64    { return float64(u.totalCalls()) }
+
+// --- the report ---
+
+const (
+	beginMarker = "<!-- bench results: begin (written by bench/, do not edit by hand) -->"
+	endMarker   = "<!-- bench results: end -->"
+)
+
+// markdown answers the results section: machine, command, tables, targets.
+func (rep *report) markdown() string {
+	b := &bytes.Buffer{}
+	t := table{b}
+	fmt.Fprintf(b, "%s\n\n", beginMarker)
+	rep.writeSetup(b)
+
+	rtt := rep.rtt()
+	fmt.Fprintf(b, "Loopback round trip (go-redis PING, median of %d per round): **%s** (p99 %s).\n\n",
+		rep.cfg.pings, fmtDur(rtt), fmtDur(percentile(rep.lat("rtt", "PING"), 99)))
+
+	titles := map[string]string{
+		"1": "Scenario 1: uncontended, one goroutine, fresh resources, acquire + release",
+		"2": "Scenario 2: parallel uncontended, 16 goroutines on distinct resources, one client",
+	}
+	for _, s := range []string{"1", "2"} {
+		libs := rep.libsIn(s)
+		if len(libs) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "### %s\n\n", titles[s])
+		cols := []string{"library", "cycles/s median (min-max)", "x raw go-redis", "p50", "p99", "failed acquisitions",
+			"round trips/cycle", "Redis calls/cycle", "Redis calls by command", "client CPU µs/cycle", "Redis CPU µs/cycle"}
+		if s == "1" {
+			cols = append(cols, "allocs/cycle", "B/cycle")
+		}
+		t.head(cols...)
+		for _, l := range libs {
+			lat := rep.lat(s, l)
+			x, lo, hi, ok := rep.ratio(s, l, libRawGo)
+			xs := "-"
+			if ok {
+				xs = fmt.Sprintf("%s (%s-%s)", fmtX(x), fmtX(lo), fmtX(hi))
+			}
+			var failed int64
+			for _, r := range rep.results[s][l] {
+				failed += r.Failures
+			}
+			row := []string{name(l), spread(rep.rates(s, l)), xs,
+				fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)), fmt.Sprint(failed),
+				fmtNum(rep.per(s, l, rtPer)), fmtNum(rep.per(s, l, callsPer)), rep.callsText(s, l),
+				fmtNum(rep.per(s, l, cpuPer)), fmtNum(rep.per(s, l, redisCPUPer))}
+			if s == "1" {
+				row = append(row, fmtNum(rep.per(s, l, func(u usage) float64 { return float64(u.mallocs) })),
+					fmtNum(rep.per(s, l, func(u usage) float64 { return float64(u.bytes) })))
+			}
+			t.row(row...)
+		}
+		b.WriteString("\n")
+	}
+
+	for _, s := range []string{"3", "3x"} {
+		libs := rep.libsIn(s)
+		if len(libs) == 0 {
+			continue
+		}
+		clients := "one client shared by the 8"
+		if s == "3x" {
+			clients = "a client per goroutine"
+		}
+		fmt.Fprintf(b, "### Scenario %s: contended free-for-all, 8 goroutines on one resource, hold 0, %s\n\n", s, clients)
+		t.head("library", "acquisitions/s median (min-max)", "wait p50", "wait p99", "longest wait",
+			"back to the releaser", "acquisitions per goroutine (min-max)", "round trips/acq.", "Redis calls/acq.",
+			"client CPU µs/acq.", "Redis CPU µs/acq.")
+		for _, l := range libs {
+			lat := rep.lat(s, l)
+			var back []float64
+			var lo, hi int64 = math.MaxInt64, 0
+			for _, r := range rep.results[s][l] {
+				back = append(back, r.BackShare)
+				lo, hi = min(lo, r.MinPer), max(hi, r.MaxPer)
+			}
+			t.row(name(l), spread(rep.rates(s, l)), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
+				fmtDur(percentile(lat, 100)), fmt.Sprintf("%.0f%%", 100*median(back)), fmt.Sprintf("%d-%d", lo, hi),
+				fmtNum(rep.per(s, l, rtPer)), fmtNum(rep.per(s, l, callsPer)),
+				fmtNum(rep.per(s, l, cpuPer)), fmtNum(rep.per(s, l, redisCPUPer)))
+		}
+		b.WriteString("\n")
+	}
+
+	for _, s := range []string{"4", "4x"} {
+		libs := rep.libsIn(s)
+		if len(libs) == 0 {
+			continue
+		}
+		clients := "one client shared by the 8"
+		if s == "4x" {
+			clients = "a client per goroutine (as 8 processes)"
+		}
+		fmt.Fprintf(b, "### Scenario %s: contended round-robin, 8 goroutines, %s\n\n", s, clients)
+		t.head("library", "acquisitions/s median (min-max)", "x rueidislock", "handoff p50", "handoff p99",
+			"handoff p50 in round trips", "round trips/acq.", "Redis calls/acq.", "Redis calls by command",
+			"client CPU µs/acq.", "Redis CPU µs/acq.")
+		for _, l := range libs {
+			lat := rep.lat(s, l)
+			x, _, _, _ := rep.ratio(s, l, libRueidis)
+			t.row(name(l), spread(rep.rates(s, l)), fmtX(x), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
+				fmtNum(float64(percentile(lat, 50))/float64(max(rtt, 1))),
+				fmtNum(rep.per(s, l, rtPer)), fmtNum(rep.per(s, l, callsPer)), rep.callsText(s, l),
+				fmtNum(rep.per(s, l, cpuPer)), fmtNum(rep.per(s, l, redisCPUPer)))
+		}
+		b.WriteString("\n")
+	}
+
+	titles = map[string]string{
+		"5":  "Scenario 5: expiry handoff, the holder vanished; delay from the key's expiry to a waiter holding it",
+		"5k": fmt.Sprintf("Scenario 5k: scenario 5 in a database that holds %d other keys with a TTL", crowded),
+		"6":  "Scenario 6: foreign release, the key removed by a plain DEL; delay from the DEL to a waiter holding it",
+	}
+	for _, s := range []string{"5", "5k", "6"} {
+		libs := rep.libsIn(s)
+		if len(libs) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "### %s\n\n", titles[s])
+		t.head("library", "trials", "p50", "p99", "max", fmt.Sprintf("not woken within %v", rep.cfg.giveUp),
+			"round trips/trial", "Redis calls/trial", "keys with a TTL in the database")
+		for _, l := range libs {
+			lat := rep.lat(s, l)
+			var timeouts int
+			var expires []float64
+			for _, r := range rep.results[s][l] {
+				timeouts += r.Timeouts
+				expires = append(expires, float64(r.Expires))
+			}
+			t.row(name(l), fmt.Sprint(len(lat)), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
+				fmtDur(percentile(lat, 100)), fmt.Sprint(timeouts), fmtNum(rep.per(s, l, rtPer)),
+				fmtNum(rep.per(s, l, callsPer)), fmt.Sprintf("%.0f", median(expires)))
+		}
+		b.WriteString("\n")
+	}
+
+	if libs := rep.libsIn("7"); len(libs) > 0 {
+		fmt.Fprintf(b, "### Scenario 7: renewal at scale, %d reservations, heartbeat %v, TTL %v, for %v\n\n",
+			rep.cfg.n7, rep.cfg.hb7, rep.cfg.ttl7, rep.cfg.d7)
+		t.head("library", "held", "attempts that failed (tried again)", "lost", "client round trips/s", "Redis calls/s", "Redis calls by command (per s)",
+			"client CPU (% of a core)", "Redis CPU (% of a core)", "Go memory per reservation", "goroutines per reservation")
+		for _, l := range libs {
+			var held, lost int
+			var retried int64
+			var bytesPer, gor []float64
+			var u usage
+			u.calls = make(map[string]int64)
+			var secs float64
+			for _, r := range rep.results["7"][l] {
+				held += r.Holding
+				retried += r.Failures
+				lost += r.Lost
+				bytesPer = append(bytesPer, r.BytesPer)
+				gor = append(gor, r.Goroutines)
+				u.rt += r.U.rt
+				u.cpu += r.U.cpu
+				u.redisCPU += r.U.redisCPU
+				for k, v := range r.U.calls {
+					u.calls[k] += v
+				}
+				secs += r.Elapsed.Seconds()
+			}
+			t.row(name(l), fmt.Sprint(held), fmt.Sprint(retried), fmt.Sprint(lost), fmtNum(float64(u.rt)/secs),
+				fmtNum(float64(u.totalCalls())/secs), u.callsPer(secs),
+				fmt.Sprintf("%.2f%%", 100*u.cpu.Seconds()/secs), fmt.Sprintf("%.2f%%", 100*u.redisCPU.Seconds()/secs),
+				fmt.Sprintf("%.0f B", median(bytesPer)), fmtNum(median(gor)))
+		}
+		b.WriteString("\n")
+	}
+
+	var failed []string
+	for _, r := range rep.failed {
+		failed = append(failed, fmt.Sprintf("- round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err))
+	}
+	if len(failed) > 0 {
+		slices.Sort(failed)
+		fmt.Fprintf(b, "### Runs that failed (left out of the tables)\n\n%s\n\n", strings.Join(failed, "\n"))
+	}
+	rep.writeTargets(b)
+	fmt.Fprintf(b, "%s\n", endMarker)
+	return b.String()
+}
+
+func name(lib string) string {
+	switch lib {
+	case libOurs:
+		return "**reservation**"
+	case libRueidis1:
+		return "rueidislock KeyMajority 1"
+	}
+	return lib
+}
+
+func (rep *report) writeSetup(b *bytes.Buffer) {
+	fmt.Fprintf(b, "Measured %s, in %v.\n\n", rep.started.UTC().Format("2006-01-02 15:04 MST"),
+		rep.ended.Sub(rep.started).Round(time.Second))
+	fmt.Fprintf(b, "Command (from the repository root):\n\n```\n%s\n```\n\n", rep.command)
+	fmt.Fprintf(b, "- Machine: %s, %d CPUs, kernel %s; this process on CPUs %s (GOMAXPROCS %d), redis-server on CPUs %s.\n",
+		cpuModel(), cpuCount(), readTrim("/proc/sys/kernel/osrelease"), allowedCPUs(), runtime.GOMAXPROCS(0), orAll(rep.pinned))
+	fmt.Fprintf(b, "- Redis %s (no persistence, default configuration otherwise), on loopback.\n", rep.redis)
+	fmt.Fprintf(b, "- %s; %s.\n", runtime.Version(), versions())
+	fmt.Fprintf(b, "- %d round(s); in each, every library runs every scenario in turn, the order rotated every round. "+
+		"Scenarios 1-2: %v per library and round; 3-4: %v; 5-6: %d trials; 7: %d reservation(s) for %v, %d round(s).\n\n",
+		rep.cfg.rounds, rep.cfg.d12, rep.cfg.d34, rep.cfg.trials, rep.cfg.n7, rep.cfg.d7, rep.cfg.rounds7)
+}
+
+func orAll(s string) string {
+	if s == "" {
+		return "any"
+	}
+	return s
+}
+
+func readTrim(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func cpuModel() string {
+	for line := range strings.SplitSeq(readTrim("/proc/cpuinfo"), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimLeft(v, " \t:"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+// cpuCount is the machine's CPUs, not only those this process may use.
+func cpuCount() int {
+	n := strings.Count(readTrim("/proc/cpuinfo"), "\nprocessor")
+	if strings.HasPrefix(readTrim("/proc/cpuinfo"), "processor") {
+		n++
+	}
+	if n == 0 {
+		return runtime.NumCPU()
+	}
+	return n
+}
+
+func allowedCPUs() string {
+	for line := range strings.SplitSeq(readTrim("/proc/self/status"), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+// versions answers the versions of the compared modules, from the build.
+func versions() string {
+	want := []string{"github.com/redis/go-redis/v9", "github.com/go-redsync/redsync/v4",
+		"github.com/bsm/redislock", "github.com/redis/rueidis"}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "module versions unknown"
+	}
+	var parts []string
+	for _, w := range want {
+		for _, d := range bi.Deps {
+			if d.Path == w {
+				parts = append(parts, w+" "+d.Version)
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// writeTargets checks the targets of the performance issue.
+func (rep *report) writeTargets(b *bytes.Buffer) {
+	t := table{b}
+	fmt.Fprintf(b, "### Targets\n\n")
+	t.head("target", "measured", "met")
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "**no**"
+	}
+	rtt := rep.rtt()
+	if len(rep.results["1"][libOurs]) > 0 {
+		rt := rep.per("1", libOurs, rtPer)
+		t.row("acquire and release: one round trip each (scenario 1)", fmt.Sprintf("%.2f round trips per cycle", rt), yes(rt <= 2.05))
+		if x, _, _, ok := rep.ratio("1", libOurs, libRawGo); ok {
+			t.row("scenario 1: at least 0.9x the go-redis raw floor", fmtX(x), yes(x >= 0.9))
+		}
+		if x, top, ok := rep.ratioToBest("1", libOurs, rep.peersIn("1")); ok {
+			t.row("scenario 1: at least the fastest peer", fmt.Sprintf("%s (fastest peer: %s)", fmtX(x), top), yes(x >= 1))
+		}
+	}
+	if x, top, ok := rep.ratioToBest("2", libOurs, rep.peersIn("2")); ok {
+		t.row("scenario 2: at least the fastest peer, rueidislock KeyMajority 1 included", fmt.Sprintf("%s (fastest peer: %s)", fmtX(x), top), yes(x >= 1))
+	}
+	for _, s := range []string{"3", "3x"} {
+		if lat := rep.lat(s, libOurs); len(lat) > 0 {
+			p := percentile(lat, 99)
+			t.row(fmt.Sprintf("scenario %s: no starvation, p99 wait under 10 ms", s), fmtDur(p), yes(p < 10*time.Millisecond))
+		}
+	}
+	for _, s := range []string{"4", "4x"} {
+		lat := rep.lat(s, libOurs)
+		if len(lat) == 0 {
+			continue
+		}
+		p := percentile(lat, 50)
+		t.row(fmt.Sprintf("scenario %s: handoff p50 at most 3 loopback round trips", s),
+			fmt.Sprintf("%s = %.2f round trips of %s", fmtDur(p), float64(p)/float64(max(rtt, 1)), fmtDur(rtt)), yes(p <= 3*rtt))
+		best := time.Duration(math.MaxInt64)
+		for _, l := range []string{libRueidis, libRueidis1} {
+			if rl := rep.lat(s, l); len(rl) > 0 {
+				best = min(best, percentile(rl, 50))
+			}
+		}
+		if best != math.MaxInt64 {
+			t.row(fmt.Sprintf("scenario %s: handoff p50 no slower than rueidislock's (the faster variant)", s),
+				fmt.Sprintf("%s vs %s", fmtDur(p), fmtDur(best)), yes(p <= best))
+		}
+		if x, _, _, ok := rep.ratio(s, libOurs, libRueidis); ok {
+			t.row(fmt.Sprintf("scenario %s: acquisitions/s at least 1.5x rueidislock's", s), fmtX(x), yes(x >= 1.5))
+		}
+		for _, l := range []string{libRedsync, libRedlock} {
+			if x, _, _, ok := rep.ratio(s, libOurs, l); ok {
+				t.row(fmt.Sprintf("scenario %s: acquisitions/s at least 100x %s's", s, l), fmtX(x), yes(x >= 100))
+			}
+		}
+	}
+	for _, s := range []string{"5", "5k"} {
+		if lat := rep.lat(s, libOurs); len(lat) > 0 {
+			p := percentile(lat, 50)
+			t.row(fmt.Sprintf("scenario %s: a waiter holds it within 5 ms of the expiry (p50)", s), fmtDur(p), yes(p <= 5*time.Millisecond))
+		}
+	}
+	if lat := rep.lat("6", libOurs); len(lat) > 0 {
+		p := percentile(lat, 50)
+		t.row("scenario 6: woken within 5 ms of a plain DEL, with client tracking (p50)", fmtDur(p), yes(p <= 5*time.Millisecond))
+	}
+	for _, r := range rep.results["7"][libOurs] {
+		secs := r.Elapsed.Seconds()
+		rts := float64(r.U.rt) / secs
+		cpu := r.U.cpu.Seconds() / secs
+		t.row(fmt.Sprintf("scenario 7: at most 20 client round trips/s for the %d", r.Holding), fmtNum(rts), yes(rts <= 20))
+		t.row("scenario 7: client CPU under 5% of one core", fmt.Sprintf("%.2f%%", 100*cpu), yes(cpu < 0.05))
+		t.row("scenario 7: under 1 KiB per reservation", fmt.Sprintf("%.0f B", r.BytesPer), yes(r.BytesPer < 1024))
+		t.row("scenario 7: no reservation lost", fmt.Sprint(r.Lost), yes(r.Lost == 0))
+	}
+	b.WriteString("\n")
+}
+
+func (rep *report) peersIn(scenario string) []string {
+	var ps []string
+	for _, p := range peers {
+		if len(rep.results[scenario][p]) > 0 {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// writeBetweenMarkers puts section into path between the results markers,
+// keeping what is around them; a file without markers gets them appended.
+func writeBetweenMarkers(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	switch {
+	case i >= 0 && j > i:
+		s = s[:i] + section + s[j+len(endMarker)+1:]
+	default:
+		if s != "" && !strings.HasSuffix(s, "\n\n") {
+			s += "\n"
+		}
+		s += section
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// plotHandoffs draws the handoff latency CDF of scenarios 4 and 4x, one
+// panel each, every library a line, on a logarithmic time axis.
+func (rep *report) plotHandoffs(path string) error {
+	var plots []*plot.Plot
+	for _, s := range []string{"4", "4x"} {
+		libs := rep.libsIn(s)
+		if len(libs) == 0 {
+			continue
+		}
+		p := plot.New()
+		p.Title.Text = "Scenario " + s + ": handoff latency CDF, 8 goroutines, round-robin"
+		if s == "4" {
+			p.Title.Text += "\none client shared by the 8"
+		} else {
+			p.Title.Text += "\na client per goroutine"
+		}
+		p.X.Label.Text = "handoff latency (ms, log scale): release returned -> next acquire returned"
+		p.Y.Label.Text = "fraction of handoffs"
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Y.Min, p.Y.Max = 0, 1
+		p.Add(plotter.NewGrid())
+		// Top left: the fast libraries rise to the right of it, the
+		// pollers far to the right.
+		p.Legend.Top = true
+		p.Legend.Left = true
+		p.Legend.XOffs = vg.Points(8)
+		p.Legend.YOffs = -vg.Points(8)
+		for i, l := range libs {
+			lat := rep.lat(s, l)
+			if len(lat) == 0 {
+				continue
+			}
+			pts := make(plotter.XYs, 0, len(lat))
+			step := max(len(lat)/2000, 1)
+			for k := 0; k < len(lat); k += step {
+				ms := max(float64(lat[k])/1e6, 0.001) // a log axis has no zero
+				pts = append(pts, plotter.XY{X: ms, Y: float64(k+1) / float64(len(lat))})
+			}
+			last := lat[len(lat)-1]
+			pts = append(pts, plotter.XY{X: max(float64(last)/1e6, 0.001), Y: 1})
+			line, err := plotter.NewLine(pts)
+			if err != nil {
+				return err
+			}
+			line.Color = plotutil.Color(i)
+			line.Width = vg.Points(1.5)
+			line.Dashes = plotutil.Dashes(i)
+			p.Add(line)
+			p.Legend.Add(fmt.Sprintf("%s (p50 %s)", strings.Trim(name(l), "*"), fmtDur(percentile(lat, 50))), line)
+		}
+		plots = append(plots, p)
+	}
+	if len(plots) == 0 {
+		return nil
+	}
+	w, h := vg.Points(720), vg.Points(380*float64(len(plots)))
+	img := vgimg.New(w, h)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadY: vg.Points(20), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(10)}
+	grid := make([][]*plot.Plot, len(plots))
+	for i, p := range plots {
+		grid[i] = []*plot.Plot{p}
+	}
+	canvases := plot.Align(grid, tiles, dc)
+	for i, p := range plots {
+		p.Draw(canvases[i][0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
