@@ -42,8 +42,10 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 	// attempt is returned (a wrong address or password shows at once);
 	// later ones are retried until ctx ends.
 	guardLogged := false
+	tried, triedPTTL := false, time.Duration(0)
 	if n := c.notifierIfStarted(); n == nil || !n.waited(key) {
 		r, pttl, err := c.acquire(ctx, resource)
+		tried, triedPTTL = true, pttl
 		if err == errGuarded {
 			c.logGuard(resource, pttl)
 			guardLogged, err = true, nil
@@ -66,6 +68,11 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 		return nil, c.redisError("wait for", resource, err)
 	}
 	w := n.join(key)
+	if !n.tracking {
+		// Try again once subscribed: the confirmation may come before
+		// the loop looks at the wake channel.
+		tried = false
+	}
 	acquired := false
 	defer func() { n.leave(key, w, acquired) }()
 
@@ -79,7 +86,17 @@ func (c *Client) WaitUntilLock(ctx context.Context, resource string) (*Reservati
 		wake, head, armed := n.state(key, w)
 		delay := c.opt.RetryInterval
 		if head {
-			r, pttl, err := c.acquire(ctx, resource)
+			var r *Reservation
+			var pttl time.Duration
+			var err error
+			if tried {
+				// The attempt before joining the queue counts as this
+				// one: the watch (or the subscription's confirmation)
+				// catches any change since.
+				tried, pttl = false, triedPTTL
+			} else {
+				r, pttl, err = c.acquire(ctx, resource)
+			}
 			if err == errGuarded {
 				if !guardLogged {
 					c.logGuard(resource, pttl)

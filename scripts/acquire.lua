@@ -38,13 +38,12 @@ end
 -- after the SET, which would leave a reservation nobody knows it holds.
 local last = tonumber(redis.call('GET', KEYS[2])) or 0
 
--- A retry of this very attempt (the client resends a script whose reply
--- it lost): the value is unique to the attempt, so the key is ours.
-if redis.pcall('GET', KEYS[1]) == ARGV[1] then
-  return {1, tonumber(redis.call('GET', KEYS[2])) or 0}
-end
-
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
+  -- A retry of this very attempt (the client resent a script whose reply
+  -- it lost) finds its own value, unique to the attempt: the key is ours.
+  if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+    return {1, tonumber(redis.call('GET', KEYS[2])) or 0}
+  end
   return {0, redis.call('PTTL', KEYS[1]), 0}
 end
 
