@@ -1,0 +1,498 @@
+package faults
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/redis-reservation/reservation"
+	"github.com/redis-reservation/reservation/faults/history"
+	"github.com/redis-reservation/reservation/faults/internal/redisproc"
+	"github.com/redis-reservation/reservation/faults/internal/report"
+)
+
+// soak, when set, makes every scenario run that long instead of its short
+// form of a few seconds: go test -run Fault -soak=60s.
+var soak = flag.Duration("soak", 0, "run each fault scenario this long (default: the short form, a few seconds)")
+
+// Timings of every scenario: short TTLs, so that takeovers happen often.
+const (
+	ttl       = 600 * time.Millisecond
+	heartbeat = 200 * time.Millisecond
+	retry     = 100 * time.Millisecond
+	// slack is what a check allows for the scheduling of 20-odd busy
+	// goroutines and a few processes on two cores.
+	slack = 60 * time.Millisecond
+)
+
+// resources are what the workers contend for: few, so that they collide.
+var resources = []string{"job-a", "job-b", "{tagged}job-c"}
+
+// scenario is one fault test under way: a Redis server, workers in this
+// process and in worker processes, the history they record, and the
+// scenario's own checks.
+type scenario struct {
+	t        *testing.T
+	order    int
+	title    string
+	srv      *redisproc.Server
+	h        *history.History
+	duration time.Duration
+	start    time.Time
+
+	ctx    context.Context // ends when the workers must stop
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	workers []stopper
+	checks  []*check
+	byName  map[string]*check
+	faults  int
+	tox     *toxiproxy.ApiServer
+	logs    io.Writer
+	seed    uint64
+	names   map[string]bool
+	proxies []*toxiproxy.Proxy
+}
+
+type stopper interface{ stop() }
+
+// check accumulates one scenario-specific check.
+type check struct {
+	name      string
+	checked   int
+	failed    int
+	worst     time.Duration
+	haveWorst bool
+	// lowerIsWorse: the measure is a headroom (worst is the smallest),
+	// else a delay (worst is the largest).
+	lowerIsWorse bool
+	label        string
+}
+
+// newScenario starts a Redis server and primes its restart guard (it is
+// new). short is the length of the short form.
+func newScenario(t *testing.T, order int, title string, short time.Duration) *scenario {
+	t.Helper()
+	s := &scenario{
+		t: t, order: order, title: title, h: history.New(),
+		duration: short, byName: map[string]*check{}, names: map[string]bool{},
+		seed: uint64(time.Now().UnixNano()),
+	}
+	if *soak > 0 {
+		s.duration = *soak
+	}
+	s.srv = redisproc.Start(t)
+	logs, err := os.Create(filepath.Join(t.ArtifactDir(), "workers.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logs.Close() })
+	s.logs = &lockedWriter{w: logs}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	t.Cleanup(s.cancel)
+
+	c := s.client("primer")
+	if err := c.PrimeRestartGuard(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.start = time.Now()
+	t.Logf("seed %d, %v of traffic, TTL %v, heartbeat %v", s.seed, s.duration, ttl, heartbeat)
+	return s
+}
+
+// client returns a Client of the server for the test itself, closed at the
+// end of the test.
+func (s *scenario) client(by string) *reservation.Client {
+	s.t.Helper()
+	c, err := reservation.New(s.srv.URL(), &reservation.Options{By: by, TTL: ttl, HeartbeatInterval: heartbeat,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// spec returns a worker spec with the scenario's timings, on url.
+func (s *scenario) spec(name, url string) workerSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.names[name] {
+		s.t.Fatalf("worker name %s used twice", name)
+	}
+	s.names[name] = true
+	s.seed++
+	return workerSpec{
+		Name: name, URL: url, Resources: resources, Lanes: 1,
+		TTL: ttl, Heartbeat: heartbeat, Retry: retry,
+		HoldMin: 20 * time.Millisecond, HoldMax: 2 * ttl,
+		LockRatio: 0.25, Seed: s.seed,
+		Life:     s.duration + 2*time.Minute,
+		External: len(s.names)%2 == 0,
+	}
+}
+
+// logger returns a logger of warnings and errors into the test's
+// workers.log artifact.
+func (s *scenario) logger(worker string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", worker)
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// inproc is a worker in this process.
+type inproc struct {
+	name   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (w *inproc) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// goWorker starts a worker in this process. log may be nil.
+func (s *scenario) goWorker(spec workerSpec, log *slog.Logger) *inproc {
+	if log == nil {
+		log = s.logger(spec.Name)
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	w := &inproc{name: spec.Name, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		if err := runWorker(ctx, spec, log, s.h.Add); err != nil {
+			s.t.Errorf("worker %s: %v", spec.Name, err)
+		}
+	}()
+	s.mu.Lock()
+	s.workers = append(s.workers, w)
+	s.mu.Unlock()
+	return w
+}
+
+// proc is a worker process: this test binary run again with $FAULTS_WORKER.
+type proc struct {
+	name  string
+	s     *scenario
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	read  chan struct{} // closed when its output is read to the end
+	mu    sync.Mutex
+	dead  bool
+}
+
+// startProc starts a worker process. Its events go to the history as they
+// come.
+func (s *scenario) startProc(spec workerSpec) *proc {
+	s.t.Helper()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), workerEnv+"="+string(b))
+	cmd.Stderr = s.logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	p := &proc{name: spec.Name, s: s, cmd: cmd, stdin: stdin, read: make(chan struct{})}
+	go func() {
+		defer close(p.read)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if err := s.h.AddJSON(sc.Bytes()); err != nil {
+				s.t.Errorf("worker %s: %v", spec.Name, err)
+			}
+		}
+	}()
+	s.mu.Lock()
+	s.workers = append(s.workers, p)
+	s.mu.Unlock()
+	return p
+}
+
+// stop asks the process to finish (its standard input closes), and kills
+// it if it does not within a few seconds.
+func (p *proc) stop() {
+	p.mu.Lock()
+	dead := p.dead
+	p.dead = true
+	p.mu.Unlock()
+	if dead {
+		<-p.read
+		return
+	}
+	p.stdin.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	exited := make(chan error, 1)
+	go func() { <-p.read; exited <- p.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			p.s.t.Errorf("worker %s: %v", p.name, err)
+		}
+	case <-time.After(15 * time.Second):
+		p.s.t.Errorf("worker %s did not stop: killed", p.name)
+		_ = p.cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// kill kills the process with SIGKILL, waits until it is gone, and records
+// the crash of its holdings at that instant.
+func (p *proc) kill() {
+	p.mu.Lock()
+	p.dead = true
+	p.mu.Unlock()
+	_ = p.cmd.Process.Kill()
+	<-p.read
+	_ = p.cmd.Wait()
+	p.s.h.Add(history.Event{Kind: history.Crashed, Worker: p.name, At: history.Now()})
+}
+
+// suspend stops the process (SIGSTOP) for d and records it: from is taken
+// once it is stopped, until before it is continued.
+func (p *proc) suspend(d time.Duration) (from, until int64) {
+	_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	from = history.Now()
+	time.Sleep(d)
+	until = history.Now()
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	p.s.h.Add(history.Event{Kind: history.Suspended, Worker: p.name, At: from, Until: until})
+	return from, until
+}
+
+// proxy returns a toxiproxy proxy in this process, in front of the server.
+func (s *scenario) proxy(name string) *toxiproxy.Proxy {
+	s.t.Helper()
+	s.mu.Lock()
+	if s.tox == nil {
+		s.tox = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	}
+	tox := s.tox
+	s.mu.Unlock()
+	p := toxiproxy.NewProxy(tox, name, "127.0.0.1:0", s.srv.Addr)
+	if err := p.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.proxies = append(s.proxies, p)
+	s.mu.Unlock()
+	return p
+}
+
+// proxyURL is the URL of the server through p.
+func proxyURL(p *toxiproxy.Proxy) string { return "redis://" + p.Listen + "/0" }
+
+// addToxic adds a toxic to p, both ways: typ with attributes attrs.
+func (s *scenario) addToxic(p *toxiproxy.Proxy, name, typ string, attrs map[string]int64) {
+	s.t.Helper()
+	for _, stream := range []string{"upstream", "downstream"} {
+		b, _ := json.Marshal(map[string]any{"name": name + "-" + stream, "type": typ, "stream": stream, "attributes": attrs})
+		if _, err := p.Toxics.AddToxicJson(strings.NewReader(string(b))); err != nil {
+			s.t.Fatalf("add toxic %s: %v", name, err)
+		}
+	}
+}
+
+// removeToxic removes a toxic that addToxic added.
+func (s *scenario) removeToxic(p *toxiproxy.Proxy, name string) {
+	s.t.Helper()
+	for _, stream := range []string{"upstream", "downstream"} {
+		if err := p.Toxics.RemoveToxic(context.Background(), name+"-"+stream); err != nil {
+			s.t.Fatalf("remove toxic %s: %v", name, err)
+		}
+	}
+}
+
+// fault counts one injected fault.
+func (s *scenario) fault() {
+	s.mu.Lock()
+	s.faults++
+	s.mu.Unlock()
+}
+
+// running reports whether the scenario's traffic should go on.
+func (s *scenario) running() bool {
+	return time.Since(s.start) < s.duration && !s.t.Failed()
+}
+
+// check records one instance of a scenario-specific check: ok says
+// whether it passed; v, when not negative, is its measure (a headroom when
+// lowerIsWorse, else a delay) for the table's worst value.
+func (s *scenario) check(name string, ok bool, v time.Duration, lowerIsWorse bool, format string, args ...any) {
+	s.t.Helper()
+	s.mu.Lock()
+	c := s.byName[name]
+	if c == nil {
+		c = &check{name: name, lowerIsWorse: lowerIsWorse}
+		s.byName[name] = c
+		s.checks = append(s.checks, c)
+	}
+	c.checked++
+	if !ok {
+		c.failed++
+	}
+	if v >= 0 && (!c.haveWorst || (lowerIsWorse && v < c.worst) || (!lowerIsWorse && v > c.worst)) {
+		c.worst, c.haveWorst = v, true
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.t.Errorf(name+": "+format, args...)
+	}
+}
+
+// waitHolding waits until a holding of one of the workers named is open,
+// and answers it.
+func (s *scenario) waitHolding(workers ...string) (history.Event, bool) {
+	deadline := time.Now().Add(10 * ttl)
+	for time.Now().Before(deadline) {
+		for _, w := range workers {
+			if open := openHoldings(s.h, w); len(open) > 0 {
+				return open[0], true
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return history.Event{}, false
+}
+
+// waitFresh waits until one of the workers named acquires, and answers
+// which worker and its holding, while it is younger than age.
+func (s *scenario) waitFresh(workers []string, age time.Duration) (int, history.Event, bool) {
+	deadline := time.Now().Add(10 * ttl)
+	for time.Now().Before(deadline) {
+		for i, w := range workers {
+			for _, e := range openHoldings(s.h, w) {
+				if time.Since(time.Unix(0, e.At)) < age {
+					return i, e, true
+				}
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return 0, history.Event{}, false
+}
+
+// openHoldings answers the Acquired events of worker with no end yet.
+func openHoldings(h *history.History, worker string) []history.Event {
+	ended := map[string]bool{}
+	var acquired []history.Event
+	for _, e := range h.Events() {
+		switch {
+		case e.Kind == history.Acquired && e.Worker == worker:
+			acquired = append(acquired, e)
+		case e.Kind == history.Released || e.Kind == history.Lost:
+			ended[e.Holder] = true
+		}
+	}
+	return slices.DeleteFunc(acquired, func(e history.Event) bool { return ended[e.Holder] })
+}
+
+// holding answers the holding of holder as Check rebuilt it.
+func holdingOf(res *history.Result, holder string) *history.Holding {
+	for _, hd := range res.Holds {
+		if hd.Holder == holder {
+			return hd
+		}
+	}
+	return nil
+}
+
+// finish stops the workers, checks the history, prints the summary line
+// for the reliability table, and fails the test on any violation. extra,
+// if not nil, runs scenario checks on the checked history first.
+func (s *scenario) finish(extra func(res *history.Result)) {
+	t := s.t
+	t.Helper()
+	elapsed := time.Since(s.start)
+	s.mu.Lock()
+	workers := slices.Clone(s.workers)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(w.stop)
+	}
+	wg.Wait()
+	s.mu.Lock()
+	for _, p := range s.proxies {
+		p.Stop()
+	}
+	s.mu.Unlock()
+
+	res := s.h.Check()
+	if extra != nil {
+		extra(res)
+	}
+	lin := res.Linearizable(30*time.Second, t.ArtifactDir(), "porcupine")
+	t.Logf("history: %v; porcupine: %s", res, lin)
+	bad := map[string]bool{}
+	for _, v := range res.Violations {
+		t.Errorf("%v", v)
+		bad[v.Resource] = true
+	}
+	for r := range bad {
+		if r != "" {
+			t.Logf("holdings of %q:\n%s", r, res.Dump(r))
+		}
+	}
+	if lin != "ok" && lin != "unknown" {
+		t.Errorf("porcupine: history of holdings not linearizable against the lock model: %s", lin)
+	}
+	if res.Holdings == 0 {
+		t.Errorf("no holding recorded")
+	}
+
+	sum := report.Summary{
+		Order: s.order, Test: t.Name(), Scenario: s.title, Duration: elapsed.Round(100 * time.Millisecond).String(),
+		Workers: res.Workers, Faults: s.faults,
+		Holdings: res.Holdings, Resources: res.Resources, Released: res.Released, Lost: res.Lost,
+		Crashed: res.Crashed, Excused: res.Excused, Violations: len(res.Violations), Porcupine: lin,
+	}
+	s.mu.Lock()
+	for _, c := range s.checks {
+		rc := report.Check{Name: c.name, Checked: c.checked, Failed: c.failed}
+		if c.haveWorst {
+			rc.Worst = "worst " + c.worst.Round(100*time.Microsecond).String()
+		}
+		sum.Checks = append(sum.Checks, rc)
+	}
+	s.mu.Unlock()
+	sum.Pass = !t.Failed()
+	fmt.Println(sum.Line())
+}

@@ -1,0 +1,139 @@
+package history
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// lockInput is an operation on the lock model of one resource.
+type lockInput struct {
+	acquire bool // else the holding ends
+	holder  string
+	token   int64
+}
+
+// lockState is the model's state for one resource: who holds it (""
+// when free) and the last token issued.
+type lockState struct {
+	holder string
+	token  int64
+}
+
+// LockModel is the sequential specification that a history of one
+// resource must be linearizable against: a lock that only a free resource
+// can be acquired from, that only its holder can end, and whose every
+// acquisition carries a token greater than the last.
+var LockModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byRes := map[string][]porcupine.Operation{}
+		var order []string
+		for _, op := range history {
+			r := op.Metadata.(string)
+			if _, ok := byRes[r]; !ok {
+				order = append(order, r)
+			}
+			byRes[r] = append(byRes[r], op)
+		}
+		out := make([][]porcupine.Operation, 0, len(order))
+		for _, r := range order {
+			out = append(out, byRes[r])
+		}
+		return out
+	},
+	Init: func() any { return lockState{} },
+	Step: func(state, input, _ any) (bool, any) {
+		s, in := state.(lockState), input.(lockInput)
+		if in.acquire {
+			if s.holder != "" || in.token <= s.token {
+				return false, s
+			}
+			return true, lockState{holder: in.holder, token: in.token}
+		}
+		if s.holder != in.holder {
+			return false, s
+		}
+		return true, lockState{token: s.token}
+	},
+	DescribeOperation: func(input, _ any) string {
+		in := input.(lockInput)
+		if in.acquire {
+			return fmt.Sprintf("acquire %s token %d", in.holder, in.token)
+		}
+		return "end " + in.holder
+	},
+	DescribeState: func(state any) string {
+		s := state.(lockState)
+		if s.holder == "" {
+			return fmt.Sprintf("free (last token %d)", s.token)
+		}
+		return fmt.Sprintf("held by %s (token %d)", s.holder, s.token)
+	},
+}
+
+// Operations turns the holdings of r into porcupine operations of
+// LockModel, partitioned by resource (the Metadata). An acquisition spans
+// from its call to its reply. The end of a holding spans from the instant
+// another worker may take over without a violation (Excused) to the end
+// its holder reported, and is a single instant when nothing excuses it.
+func (r *Result) Operations() []porcupine.Operation {
+	clients := map[string]int{}
+	client := func(w string) int {
+		id, ok := clients[w]
+		if !ok {
+			id = len(clients)
+			clients[w] = id
+		}
+		return id
+	}
+	var ops []porcupine.Operation
+	for _, hd := range r.Holds {
+		id := client(hd.Worker)
+		ops = append(ops, porcupine.Operation{
+			ClientId: id, Metadata: hd.Resource,
+			Input: lockInput{acquire: true, holder: hd.Holder, token: hd.Token},
+			Call:  hd.Call, Return: hd.Acquired,
+		})
+		if hd.End == 0 {
+			continue
+		}
+		from := hd.End
+		if hd.Excused != 0 && hd.Excused < from {
+			from = hd.Excused
+		}
+		ops = append(ops, porcupine.Operation{
+			ClientId: id, Metadata: hd.Resource,
+			Input: lockInput{holder: hd.Holder},
+			Call:  from, Return: hd.End,
+		})
+	}
+	return ops
+}
+
+// Linearizable checks the holdings against LockModel with porcupine, for
+// at most timeout. It answers "ok", "illegal" or "unknown" (timed out).
+// When the history is not linearizable and dir is not empty, it writes
+// porcupine's visualization to dir/name.html and names the file in the
+// answer.
+func (r *Result) Linearizable(timeout time.Duration, dir, name string) string {
+	res, info := porcupine.CheckOperationsVerbose(LockModel, r.Operations(), timeout)
+	switch res {
+	case porcupine.Ok:
+		return "ok"
+	case porcupine.Unknown:
+		return "unknown"
+	}
+	if dir == "" {
+		return "illegal"
+	}
+	path := filepath.Join(dir, name+".html")
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		if err := porcupine.VisualizePath(LockModel, info, path); err == nil {
+			return "illegal (see " + path + ")"
+		}
+	}
+	return "illegal"
+}
