@@ -450,7 +450,6 @@ func (e *env) foreignHolder(ctx context.Context, lib, scenario string, round, tr
 func (e *env) atScale(ctx context.Context, lib string, round, n int, ttl, hb, d time.Duration) result {
 	r := result{Scenario: "7", Lib: lib, Round: round}
 	base := heapInUse()
-	goroutines := runtime.NumGoroutine()
 	ls, rt, err := e.open(lib, 1, settings{ttl: ttl, heartbeat: hb})
 	if err != nil {
 		r.Err = err
@@ -467,7 +466,7 @@ func (e *env) atScale(ctx context.Context, lib string, round, n int, ttl, hb, d 
 		return r
 	}
 	base = max(base, heapInUse())
-	goroutines = runtime.NumGoroutine()
+	goroutines := runtime.NumGoroutine()
 
 	hs := make([]held, n)
 	const par = 16

@@ -83,7 +83,6 @@ type check struct {
 	// lowerIsWorse: the measure is a headroom (worst is the smallest),
 	// else a delay (worst is the largest).
 	lowerIsWorse bool
-	label        string
 }
 
 // newScenario starts a Redis server and primes its restart guard (it is
