@@ -36,11 +36,8 @@ type batcher struct {
 }
 
 type batchedCall struct {
-	script *redis.Script
-	keys   []string
-	args   []any
-	cmd    *redis.Cmd
-	done   chan struct{}
+	scriptCall
+	done chan struct{}
 }
 
 func newBatcher(ctx context.Context, rdb redis.UniversalClient) *batcher {
@@ -59,7 +56,7 @@ func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, 
 		b.next()
 		return cmd
 	}
-	call := &batchedCall{script: script, keys: keys, args: args, done: make(chan struct{})}
+	call := &batchedCall{scriptCall: scriptCall{script: script, keys: keys, args: args}, done: make(chan struct{})}
 	b.queue = append(b.queue, call)
 	b.mu.Unlock()
 	select {
@@ -125,29 +122,13 @@ func (b *batcher) send(calls []*batchedCall) {
 	}
 }
 
-// pipeline runs calls with EVALSHA in one pipeline; those that find their
-// script missing (a restarted or flushed server) run again after loading
-// the scripts: they did not run.
+// pipeline runs calls in one pipeline; replies and errors are the calls'.
 func (b *batcher) pipeline(calls []*batchedCall) {
-	ctx := b.ctx
-	exec := func(calls []*batchedCall) {
-		_, _ = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, c := range calls {
-				c.cmd = c.script.EvalSha(ctx, p, c.keys, c.args...)
-			}
-			return nil
-		})
+	sc := make([]*scriptCall, len(calls))
+	for i, c := range calls {
+		sc[i] = &c.scriptCall
 	}
-	exec(calls)
-	var again []*batchedCall
-	for _, c := range calls {
-		if isNoScript(c.cmd.Err()) {
-			again = append(again, c)
-		}
-	}
-	if len(again) > 0 && loadScripts(ctx, b.rdb) == nil {
-		exec(again)
-	}
+	_, _ = evalPipelined(b.ctx, b.rdb, sc)
 }
 
 // wait returns once no batch is being sent: Close calls it after ending

@@ -146,7 +146,7 @@ func parseAddr(addr string) (*redis.Options, error) {
 		}
 		return ropt, nil
 	}
-	host, port, ok := strings.Cut(addr, ":")
+	_, port, ok := strings.Cut(addr, ":")
 	if !ok || port == "" || strings.ContainsAny(addr, "/@ ") {
 		if strings.Contains(addr, "@") {
 			// It may hold a password: do not repeat it.
@@ -154,7 +154,6 @@ func parseAddr(addr string) (*redis.Options, error) {
 		}
 		return nil, optionError("bad Redis address %q: want host:port or a redis:// URL", addr)
 	}
-	_ = host
 	return &redis.Options{Addr: addr}, nil
 }
 
@@ -392,24 +391,13 @@ func (c *Client) releaseAll(held []*Reservation) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	run := func() ([]*redis.Cmd, error) {
-		cmds := make([]*redis.Cmd, len(held))
-		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, r := range held {
-				cmds[i] = releaseScript.EvalSha(ctx, p, []string{r.key}, r.value, companion(r.key, channelSuffix))
-			}
-			return nil
-		})
-		return cmds, err
-	}
-	cmds, err := run()
-	if err != nil && isNoScript(err) {
-		if lerr := loadScripts(ctx, c.rdb); lerr == nil {
-			cmds, err = run()
-		}
-	}
+	calls := make([]*scriptCall, len(held))
 	for i, r := range held {
-		if n, rerr := cmds[i].Int(); rerr == nil && n == 0 {
+		calls[i] = &scriptCall{script: releaseScript, keys: []string{r.key}, args: []any{r.value, companion(r.key, channelSuffix)}}
+	}
+	_, err := evalPipelined(ctx, c.rdb, calls)
+	for i, r := range held {
+		if n, rerr := calls[i].cmd.Int(); rerr == nil && n == 0 {
 			c.lose(r, "close found the key gone or someone else's")
 			continue
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // renewChunk is how many keys one renew script extends at most, so that a
@@ -85,7 +83,7 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	ctx, cancel := context.WithDeadline(c.ctx, earliest)
 	defer cancel()
 	groups := c.group(batch)
-	sent, cmds, err := c.renewBounded(ctx, groups)
+	sent, calls, err := c.renewBounded(ctx, groups)
 	if err != nil && c.ctx.Err() == nil {
 		c.log.Error("redis-error", "op", "renew", "reservations", len(batch), "err", err)
 	}
@@ -95,8 +93,8 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	for g, group := range groups {
 		var res []int64
 		var cerr error
-		if cmds != nil {
-			res, cerr = cmds[g].Int64Slice()
+		if calls != nil {
+			res, cerr = calls[g].cmd.Int64Slice()
 		} else {
 			cerr = err
 		}
@@ -134,29 +132,23 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 // server that does not answer (paused, or behind a link that drops
 // everything), or it would declare the loss late, after the key could
 // expire and someone else take it. Replies that come later are dropped.
-func (c *Client) renewBounded(ctx context.Context, groups [][]*Reservation) (time.Time, []*redis.Cmd, error) {
+func (c *Client) renewBounded(ctx context.Context, groups [][]*Reservation) (time.Time, []*scriptCall, error) {
 	type result struct {
-		sent time.Time
-		cmds []*redis.Cmd
-		err  error
+		sent  time.Time
+		calls []*scriptCall
+		err   error
 	}
 	done := make(chan result, 1)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		sent := time.Now()
-		cmds, err := c.sendRenewals(ctx, groups)
-		if err != nil && isNoScript(err) {
-			if err = loadScripts(ctx, c.rdb); err == nil {
-				sent = time.Now()
-				cmds, err = c.sendRenewals(ctx, groups)
-			}
-		}
-		done <- result{sent, cmds, err}
+		calls := c.renewals(groups)
+		sent, err := evalPipelined(ctx, c.rdb, calls)
+		done <- result{sent, calls, err}
 	}()
 	select {
 	case r := <-done:
-		return r.sent, r.cmds, r.err
+		return r.sent, r.calls, r.err
 	case <-ctx.Done():
 		return time.Time{}, nil, ctx.Err()
 	}
@@ -205,23 +197,20 @@ func (c *Client) group(batch []*Reservation) [][]*Reservation {
 	return groups
 }
 
-// sendRenewals sends one renew script per group in one pipeline.
-func (c *Client) sendRenewals(ctx context.Context, groups [][]*Reservation) ([]*redis.Cmd, error) {
-	cmds := make([]*redis.Cmd, len(groups))
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for g, group := range groups {
-			keys := make([]string, 2*len(group))
-			args := make([]any, len(group)+2)
-			for i, r := range group {
-				keys[i] = r.key
-				keys[len(group)+i] = companion(r.key, fenceSuffix)
-				args[i] = r.value
-			}
-			args[len(group)] = c.ttlMs
-			args[len(group)+1] = fenceLifetime(c.ttlMs)
-			cmds[g] = renewScript.EvalSha(ctx, p, keys, args...)
+// renewals answers one renew script per group.
+func (c *Client) renewals(groups [][]*Reservation) []*scriptCall {
+	calls := make([]*scriptCall, len(groups))
+	for g, group := range groups {
+		keys := make([]string, 2*len(group))
+		args := make([]any, len(group)+2)
+		for i, r := range group {
+			keys[i] = r.key
+			keys[len(group)+i] = companion(r.key, fenceSuffix)
+			args[i] = r.value
 		}
-		return nil
-	})
-	return cmds, err
+		args[len(group)] = c.ttlMs
+		args[len(group)+1] = fenceLifetime(c.ttlMs)
+		calls[g] = &scriptCall{script: renewScript, keys: keys, args: args}
+	}
+	return calls
 }

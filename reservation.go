@@ -121,7 +121,6 @@ func (r *Reservation) Release(ctx context.Context) error {
 		return fmt.Errorf("reservation: release %s: %w", quote(r.resource), err)
 	}
 	r.releasing = true
-	closed := c.closed
 	c.mu.Unlock()
 
 	released, err := c.batch.run(ctx, releaseScript, []string{r.key}, r.value, companion(r.key, channelSuffix)).Int()
@@ -137,7 +136,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", err, ErrLost)
 	}
 	if released != 1 {
-		if closed || c.checkOpen() != nil {
+		if c.checkOpen() != nil {
 			// Close released it first.
 			r.end(ErrReleased)
 			return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), ErrReleased)

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -30,6 +31,48 @@ var (
 func isNoScript(err error) bool {
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}
+
+// scriptCall is one script run in a pipeline by evalPipelined.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	cmd    *redis.Cmd // its reply, once run
+}
+
+// evalPipelined runs calls with EVALSHA in one pipeline. Those that find
+// their script missing (a restarted or flushed server) did not run: they
+// run again, in a second pipeline, after the scripts are loaded. It answers
+// when the last pipeline was sent and the first call's error, as Pipelined
+// does; each call's own reply is in its cmd.
+func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scriptCall) (time.Time, error) {
+	exec := func(calls []*scriptCall) (time.Time, error) {
+		sent := time.Now()
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range calls {
+				c.cmd = c.script.EvalSha(ctx, p, c.keys, c.args...)
+			}
+			return nil
+		})
+		return sent, err
+	}
+	sent, _ := exec(calls)
+	var again []*scriptCall
+	for _, c := range calls {
+		if isNoScript(c.cmd.Err()) {
+			again = append(again, c)
+		}
+	}
+	if len(again) > 0 && loadScripts(ctx, rdb) == nil {
+		sent, _ = exec(again)
+	}
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 // loadScripts loads every script on every node, for pipelines that send
