@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -70,10 +71,10 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 	}
 	var err error
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
-		var mu = make(chan struct{}, 1)
+		var mu sync.Mutex // ForEachMaster calls in parallel
 		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			mu <- struct{}{}
-			defer func() { <-mu }()
+			mu.Lock()
+			defer mu.Unlock()
 			return scan(ctx, m)
 		})
 	} else {
