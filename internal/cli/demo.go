@@ -170,18 +170,7 @@ func (d *demo) client(ctx context.Context, by string) (*reservation.Client, erro
 		RestartGuard:      d.guard,
 		Logger:            slog.New(slog.DiscardHandler),
 	}
-	if err := d.conn.options(d.a, d.addr, &opt); err != nil {
-		return nil, err
-	}
-	c, err := reservation.New(d.addr, &opt)
-	if err != nil {
-		return nil, inputError(err)
-	}
-	if err := ping(ctx, c, d.addr); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return d.conn.connectTo(ctx, d.a, d.addr, opt)
 }
 
 // say prints one line of the show: seconds since the start, who, what.

@@ -173,6 +173,11 @@ func (f *connFlags) tlsConfig(addr string) (*tls.Config, error) {
 // the address, never the password.
 func (f *connFlags) connect(ctx context.Context, a *app, opt reservation.Options) (*reservation.Client, error) {
 	addr, _ := f.addr(a)
+	return f.connectTo(ctx, a, addr, opt)
+}
+
+// connectTo is connect to addr rather than the address of the flags.
+func (f *connFlags) connectTo(ctx context.Context, a *app, addr string, opt reservation.Options) (*reservation.Client, error) {
 	if err := f.options(a, addr, &opt); err != nil {
 		return nil, err
 	}

@@ -40,16 +40,14 @@ It exits 0 whether or not RESOURCE was held. --json prints
 			if err := checkResource(resource); err != nil {
 				return err
 			}
-			ctx, stop := a.interruptible(cmd.Context())
-			defer stop()
-			c, err := f.connect(ctx, a)
+			ctx, c, done, err := f.open(cmd, a)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			holder, err := c.ForceRelease(ctx, resource)
 			if err != nil {
-				return readError(ctx, err)
+				return acquireError(ctx, err)
 			}
 			res := releaseResult{Resource: resource, Key: c.Key(resource), Released: holder != "", Holder: holder}
 			if f.json {

@@ -168,7 +168,8 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 	return nil, acquireError(ctx, err)
 }
 
-// acquireError maps an error of Lock or WaitUntilLock to an exit.
+// acquireError maps an error of Lock or WaitUntilLock, or of a reading
+// command, to an exit.
 func acquireError(ctx context.Context, err error) error {
 	if ierr := interrupted(ctx); ierr != nil {
 		return ierr

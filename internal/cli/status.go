@@ -29,10 +29,17 @@ func (f *readFlags) add(cmd *cobra.Command, what string) {
 	addJSON(cmd, &f.json, what)
 }
 
-// connect makes a Client for reading: no reservation is taken, so By only
-// names the client in logs.
-func (f *readFlags) connect(ctx context.Context, a *app) (*reservation.Client, error) {
-	return f.conn.connect(ctx, a, reservation.Options{})
+// open makes a Client for reading (no reservation is taken, so By only
+// names the client in logs), with a context that ends at the first signal.
+// done closes the Client and ends the watch of signals.
+func (f *readFlags) open(cmd *cobra.Command, a *app) (ctx context.Context, c *reservation.Client, done func(), err error) {
+	ctx, stop := a.interruptible(cmd.Context())
+	c, err = f.conn.connect(ctx, a, reservation.Options{})
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return ctx, c, func() { c.Close(); stop() }, nil
 }
 
 func newStatusCmd(a *app) *cobra.Command {
@@ -54,19 +61,17 @@ resource is held or free.
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeResources(a, &f.conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := a.interruptible(cmd.Context())
-			defer stop()
 			if err := checkResource(args[0]); err != nil {
 				return err
 			}
-			c, err := f.connect(ctx, a)
+			ctx, c, done, err := f.open(cmd, a)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			in, err := c.Status(ctx, args[0])
 			if err != nil {
-				return readError(ctx, err)
+				return acquireError(ctx, err)
 			}
 			if f.json {
 				return writeJSON(a.stdout, in)
@@ -94,16 +99,14 @@ with its holder, time left, fencing token and approximate age.
   reserve list --json | jq -r '.[].resource'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := a.interruptible(cmd.Context())
-			defer stop()
-			c, err := f.connect(ctx, a)
+			ctx, c, done, err := f.open(cmd, a)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			infos, err := c.List(ctx, match)
 			if err != nil {
-				return readError(ctx, err)
+				return acquireError(ctx, err)
 			}
 			if infos == nil {
 				infos = []reservation.Info{} // [] in JSON, not null
@@ -118,14 +121,6 @@ with its holder, time left, fencing token and approximate age.
 	f.add(cmd, "an array of {resource,key,held,holder,ttl_ms,token}")
 	cmd.Flags().StringVar(&match, "match", "*", "only resources whose name matches this `glob`")
 	return cmd
-}
-
-// readError maps an error of a reading command to an exit.
-func readError(ctx context.Context, err error) error {
-	if ierr := interrupted(ctx); ierr != nil {
-		return ierr
-	}
-	return acquireError(ctx, err)
 }
 
 // writeJSON prints v as one JSON document on w.

@@ -35,13 +35,11 @@ resource is free, or 75 when --timeout passes first.`,
 			if err := checkResource(resource); err != nil {
 				return err
 			}
-			ctx, stop := a.interruptible(cmd.Context())
-			defer stop()
-			c, err := f.connect(ctx, a)
+			ctx, c, done, err := f.open(cmd, a)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			var deadline <-chan time.Time
 			if timeout > 0 {
 				t := time.NewTimer(timeout)
@@ -55,13 +53,12 @@ resource is free, or 75 when --timeout passes first.`,
 				case <-ctx.Done():
 					return interrupted(ctx)
 				case <-deadline:
-					return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; gave up after --timeout %v",
-						heldBy(ctx, c, resource), timeout)}
+					return notAcquired(ctx, c, resource, "gave up after --timeout "+timeout.String())
 				case <-timer.C:
 				}
 				in, err := c.Status(ctx, resource)
 				if err != nil {
-					return readError(ctx, err)
+					return acquireError(ctx, err)
 				}
 				if !in.Held {
 					if f.json {
