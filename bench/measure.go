@@ -72,26 +72,24 @@ func (cc *countingConn) Read(p []byte) (int, error) {
 
 // snapshot is what is measured at the start and the end of a run.
 type snapshot struct {
-	at        time.Time
-	rt        int64            // client round trips
-	cpu       time.Duration    // this process's user+system CPU
-	redisCPU  time.Duration    // redis-server's user+system CPU
-	calls     map[string]int64 // Redis calls per command, scripts' inner calls included
-	mallocs   uint64
-	bytes     uint64
-	connected int64 // Redis connected_clients
+	rt       int64            // client round trips
+	cpu      time.Duration    // this process's user+system CPU
+	redisCPU time.Duration    // redis-server's user+system CPU
+	calls    map[string]int64 // Redis calls per command, scripts' inner calls included
+	mallocs  uint64
+	bytes    uint64
 }
 
 // take reads a snapshot; info is a client of the server that is not counted.
 func take(ctx context.Context, info *redis.Client, rt *roundTrips) (snapshot, error) {
-	s := snapshot{at: time.Now(), cpu: processCPU()}
+	s := snapshot{cpu: processCPU()}
 	if rt != nil {
 		s.rt = rt.load()
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.mallocs, s.bytes = ms.Mallocs, ms.TotalAlloc
-	text, err := info.Info(ctx, "commandstats", "cpu", "clients").Result()
+	text, err := info.Info(ctx, "commandstats", "cpu").Result()
 	if err != nil {
 		return s, err
 	}
@@ -111,8 +109,6 @@ func take(ctx context.Context, info *redis.Client, rt *roundTrips) (snapshot, er
 			_, v, _ := strings.Cut(line, ":")
 			f, _ := strconv.ParseFloat(v, 64)
 			s.redisCPU += time.Duration(f * float64(time.Second))
-		case strings.HasPrefix(line, "connected_clients:"):
-			s.connected, _ = strconv.ParseInt(strings.TrimPrefix(line, "connected_clients:"), 10, 64)
 		}
 	}
 	return s, nil
@@ -120,7 +116,6 @@ func take(ctx context.Context, info *redis.Client, rt *roundTrips) (snapshot, er
 
 // usage is the difference of two snapshots.
 type usage struct {
-	elapsed  time.Duration
 	rt       int64
 	cpu      time.Duration
 	redisCPU time.Duration
@@ -131,7 +126,6 @@ type usage struct {
 
 func (a snapshot) to(b snapshot) usage {
 	u := usage{
-		elapsed:  b.at.Sub(a.at),
 		rt:       b.rt - a.rt,
 		cpu:      b.cpu - a.cpu,
 		redisCPU: b.redisCPU - a.redisCPU,

@@ -76,9 +76,7 @@ func (e *env) open(lib string, n int, st settings) ([]locker, *roundTrips, error
 	for range n {
 		l, err := newLocker(lib, e.srv.addr, rt, st)
 		if err != nil {
-			for _, l := range ls {
-				l.close()
-			}
+			closeAll(ls)
 			return nil, nil, err
 		}
 		ls = append(ls, l)
@@ -90,6 +88,21 @@ func closeAll(ls []locker) {
 	for _, l := range ls {
 		l.close()
 	}
+}
+
+// keyPrefix answers the prefix of the resources of lib in one round of a
+// scenario.
+func (e *env) keyPrefix(scenario, lib string, round int) string {
+	return fmt.Sprintf("%s-s%s-%s-r%d", e.tag, scenario, lib, round)
+}
+
+// warmUp acquires and releases key once: connections, scripts loaded.
+func warmUp(ctx context.Context, l locker, key string) error {
+	h, ok, err := l.try(ctx, key)
+	if err != nil || !ok {
+		return fmt.Errorf("warm-up: %v %v", ok, err)
+	}
+	return h.release(ctx)
 }
 
 // measure runs body between two snapshots.
@@ -123,7 +136,7 @@ func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers i
 	}
 	defer closeAll(ls)
 	l := ls[0]
-	prefix := fmt.Sprintf("%s-s%s-%s-r%d", e.tag, scenario, lib, round)
+	prefix := e.keyPrefix(scenario, lib, round)
 	var ops, failures atomic.Int64
 	// cycle acquires and releases name. An acquisition that fails (an
 	// error, or false though the resource is free) is counted, not fatal:
@@ -216,7 +229,7 @@ func (e *env) contended(ctx context.Context, lib, scenario string, round, worker
 		return r
 	}
 	defer closeAll(ls)
-	res := fmt.Sprintf("%s-s%s-%s-r%d", e.tag, scenario, lib, round)
+	res := e.keyPrefix(scenario, lib, round)
 	// Warm up every client.
 	for i, l := range ls {
 		h, ok, err := l.try(ctx, res+"-warm-"+strconv.Itoa(i))
@@ -366,11 +379,8 @@ func (e *env) foreignHolder(ctx context.Context, lib, scenario string, round, tr
 	}
 	defer closeAll(ls)
 	l := ls[0]
-	prefix := fmt.Sprintf("%s-s%s-%s-r%d", e.tag, scenario, lib, round)
-	if h, ok, err := l.try(ctx, prefix+"-warm"); err != nil || !ok {
-		r.Err = fmt.Errorf("warm-up: %v %v", ok, err)
-		return r
-	} else if err := h.release(ctx); err != nil {
+	prefix := e.keyPrefix(scenario, lib, round)
+	if err := warmUp(ctx, l, prefix+"-warm"); err != nil {
 		r.Err = err
 		return r
 	}
@@ -457,11 +467,8 @@ func (e *env) atScale(ctx context.Context, lib string, round, n int, ttl, hb, d 
 	}
 	l := ls[0]
 	defer closeAll(ls)
-	prefix := fmt.Sprintf("%s-s7-%s-r%d-", e.tag, lib, round)
-	if h, ok, err := l.try(ctx, prefix+"warm"); err != nil || !ok {
-		r.Err = fmt.Errorf("warm-up: %v %v", ok, err)
-		return r
-	} else if err := h.release(ctx); err != nil {
+	prefix := e.keyPrefix("7", lib, round) + "-"
+	if err := warmUp(ctx, l, prefix+"warm"); err != nil {
 		r.Err = err
 		return r
 	}
