@@ -26,7 +26,6 @@ const maxBatches = 2
 // call does, so that its caller always learns what a script that ran did.
 type batcher struct {
 	rdb redis.UniversalClient
-	ctx context.Context // the Client's: ends with Close
 
 	mu       sync.Mutex
 	inflight int            // round trips under way, at most maxBatches
@@ -36,27 +35,27 @@ type batcher struct {
 }
 
 type batchedCall struct {
-	scriptCall
+	*scriptCall
 	done chan struct{}
 }
 
-func newBatcher(ctx context.Context, rdb redis.UniversalClient) *batcher {
-	b := &batcher{rdb: rdb, ctx: ctx}
+func newBatcher(rdb redis.UniversalClient) *batcher {
+	b := &batcher{rdb: rdb}
 	b.idle = sync.NewCond(&b.mu)
 	return b
 }
 
-// run runs script like script.Run, in a batch when other calls are under way.
-func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+// run runs sc like sc.run, in a batch when other calls are under way.
+func (b *batcher) run(ctx context.Context, sc *scriptCall) *redis.Cmd {
 	b.mu.Lock()
 	if b.inflight < maxBatches {
 		b.inflight++
 		b.mu.Unlock()
-		cmd := script.Run(ctx, b.rdb, keys, args...)
+		cmd := sc.run(ctx, b.rdb)
 		b.next()
 		return cmd
 	}
-	call := &batchedCall{scriptCall: scriptCall{script: script, keys: keys, args: args}, done: make(chan struct{})}
+	call := &batchedCall{scriptCall: sc, done: make(chan struct{})}
 	b.queue = append(b.queue, call)
 	b.mu.Unlock()
 	select {
@@ -126,13 +125,14 @@ func (b *batcher) send(calls []*batchedCall) {
 func (b *batcher) pipeline(calls []*batchedCall) {
 	sc := make([]*scriptCall, len(calls))
 	for i, c := range calls {
-		sc[i] = &c.scriptCall
+		sc[i] = c.scriptCall
 	}
-	_, _ = evalPipelined(b.ctx, b.rdb, sc)
+	// Not a caller's context: once sent, every call waits for its reply,
+	// bounded by the client's timeouts.
+	_, _ = evalPipelined(context.Background(), b.rdb, sc)
 }
 
-// wait returns once no batch is being sent: Close calls it after ending
-// the Client's context, which ends the batches under way.
+// wait returns once no batch is being sent.
 func (b *batcher) wait() {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -34,7 +34,7 @@ func newBenchClient(b *testing.B, srv *redistest.Server) *reservation.Client {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
-	if err := c.PrimeRestartGuard(context.Background()); err != nil {
+	if _, err := c.PrimeRestartGuard(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	return c
@@ -45,9 +45,9 @@ func newBenchClient(b *testing.B, srv *redistest.Server) *reservation.Client {
 // must not be called.
 func cycle(b *testing.B, c *reservation.Client, resource string) bool {
 	ctx := context.Background()
-	r, ok, err := c.Lock(ctx, resource)
-	if err != nil || !ok {
-		b.Errorf("Lock(%q) = %v, %v; want true, nil", resource, ok, err)
+	r, err := c.TryLock(ctx, resource)
+	if err != nil {
+		b.Errorf("TryLock(%q): %v", resource, err)
 		return false
 	}
 	if err := r.Release(ctx); err != nil {
@@ -108,7 +108,7 @@ func BenchmarkContended(b *testing.B) {
 		wg.Go(func() {
 			for {
 				start := time.Now()
-				r, err := c.WaitUntilLock(ctx, "s3")
+				r, err := c.Lock(ctx, "s3")
 				if err != nil {
 					return // the benchmark is over
 				}
@@ -195,7 +195,7 @@ func roundRobin(b *testing.B, clients []*reservation.Client) {
 				if !first {
 					entered[w] <- struct{}{}
 				}
-				r, err := clients[w].WaitUntilLock(ctx, "s4")
+				r, err := clients[w].Lock(ctx, "s4")
 				if err != nil {
 					return
 				}

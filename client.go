@@ -34,19 +34,20 @@ type Client struct {
 	ttlMs   int64
 	guardMs int64
 
-	ctx     context.Context // ends with Close
-	cancel  context.CancelFunc
-	closing chan struct{}
-	wg      sync.WaitGroup
+	ctx    context.Context // the Client's one close signal: ends with Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the Client's goroutines
+	ops    sync.WaitGroup // acquisitions and releases under way
+	batch  *batcher       // acquire and release scripts of concurrent calls
 
-	mu         sync.Mutex
-	closed     bool
-	held       map[*Reservation]struct{}
-	kick       chan struct{}  // wakes the heartbeat loop
-	heartbeat  bool           // whether the heartbeat loop runs
-	notif      *notifier      // started by the first wait
-	notifStart *notifierStart // its start, while under way
-	batch      *batcher       // acquire and release scripts of concurrent calls
+	mu            sync.Mutex
+	closed        bool // set by Close before ctx ends
+	held          map[*Reservation]struct{}
+	kick          chan struct{}  // wakes the heartbeat loop
+	heartbeat     bool           // whether the heartbeat loop runs
+	notif         *notifier      // started by the first hold or wait
+	notifStart    *notifierStart // its start, while under way
+	guardReported time.Time      // until when the restart guard was reported
 
 	noTracking bool // tests: wait without client tracking
 }
@@ -100,23 +101,25 @@ func NewWithClient(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Username != "" || o.Password != "" || o.TLSConfig != nil {
+		return nil, optionError("Username, Password and TLSConfig are for New: set them on the go-redis client")
+	}
 	return newClient(rdb, o), nil
 }
 
 func newClient(rdb redis.UniversalClient, o Options) *Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		rdb:     rdb,
-		opt:     o,
-		log:     o.Logger,
-		ttlMs:   o.TTL.Milliseconds(),
-		ctx:     ctx,
-		cancel:  cancel,
-		closing: make(chan struct{}),
-		held:    make(map[*Reservation]struct{}),
-		kick:    make(chan struct{}, 1),
+		rdb:    rdb,
+		opt:    o,
+		log:    o.Logger,
+		ttlMs:  o.TTL.Milliseconds(),
+		ctx:    ctx,
+		cancel: cancel,
+		held:   make(map[*Reservation]struct{}),
+		kick:   make(chan struct{}, 1),
 	}
-	c.batch = newBatcher(ctx, rdb)
+	c.batch = newBatcher(rdb)
 	if o.RestartGuard > 0 {
 		c.guardMs = max(o.RestartGuard.Milliseconds(), 1)
 	}
@@ -181,9 +184,12 @@ func (c *Client) Key(resource string) string {
 	return c.opt.Prefix + resource
 }
 
-// Options returns the options in force, defaults filled in.
+// Options returns the options in force, defaults filled in, without the
+// password.
 func (c *Client) Options() Options {
-	return c.opt
+	o := c.opt
+	o.Password = ""
+	return o
 }
 
 // Ping checks that the server answers and accepts the credentials. Its error
@@ -193,30 +199,46 @@ func (c *Client) Ping(ctx context.Context) error {
 		return err
 	}
 	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("reservation: ping %s: %w", c.addr, err)
+		return fmt.Errorf("reservation: ping %s: %w", c.addr, classify(c.addr, err))
 	}
 	return nil
 }
 
-// Lock tries once to reserve resource, in one round trip. It answers true
-// with the held Reservation when it got it, and false when someone else
-// holds it (or the restart guard is on). The error is not nil only when
-// Redis could not answer, the resource name is bad (ErrInvalidResource) or
-// the Client is closed (ErrClosed); the answer is then false.
-func (c *Client) Lock(ctx context.Context, resource string) (*Reservation, bool, error) {
+// TryLock tries once to reserve resource, in one round trip. When someone
+// else holds it, or the restart guard refuses, the error is a
+// *NotAcquiredError matching ErrNotAcquired (and ErrRestartGuard for the
+// guard), which says who holds it and for how long. Other errors: a bad
+// name (ErrInvalidResource), a closed Client (ErrClosed), refused
+// credentials (*AuthError), or Redis not answering.
+//
+// The options of opts apply to this call only.
+func (c *Client) TryLock(ctx context.Context, resource string, opts ...LockOption) (*Reservation, error) {
 	if err := c.check(resource); err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	r, pttl, err := c.acquire(ctx, resource)
-	if err == errGuarded {
-		c.logGuard(resource, pttl)
-		return nil, false, nil
+	r, nerr, err := c.acquire(ctx, resource)
+	if err != nil {
+		return nil, err
 	}
-	if err != nil || r == nil {
-		return nil, false, err
+	if nerr != nil {
+		if nerr.Guard {
+			c.reportGuard(nerr)
+		}
+		return nil, nerr
 	}
-	return r, true, nil
+	c.emit(Event{Kind: EventAcquired, Resource: resource, Key: r.key, Holder: r.value, Token: r.token})
+	return r, nil
 }
+
+// LockOption changes one TryLock or Lock call. None is defined yet: the
+// type is where per-call settings (a number of permits, several resources
+// at once) will come, without a change of signature.
+type LockOption interface {
+	applyLock(*lockConfig)
+}
+
+// lockConfig is what the LockOptions of a call set.
+type lockConfig struct{}
 
 // check validates a call's resource and that the Client is open.
 func (c *Client) check(resource string) error {
@@ -227,23 +249,39 @@ func (c *Client) check(resource string) error {
 }
 
 func (c *Client) checkOpen() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	if c.ctx.Err() != nil {
 		return ErrClosed
 	}
 	return nil
 }
 
-// acquire runs the acquire script once. It answers the Reservation when
-// acquired, else how long the current holder (or the restart guard, with
-// errGuarded) has left: -1 when the key has no expiry.
-func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, time.Duration, error) {
+// enter counts a call that may change keys, so that Close waits for it
+// before it closes the pool; it returns ErrClosed after Close. The caller
+// calls c.ops.Done when done.
+func (c *Client) enter() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.ops.Add(1)
+	return nil
+}
+
+// acquire runs the acquire script once. It returns the Reservation when
+// acquired, else a *NotAcquiredError that says why; err is for a call that
+// failed.
+func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *NotAcquiredError, error) {
+	if err := c.enter(); err != nil {
+		return nil, nil, err
+	}
+	defer c.ops.Done()
 	key := c.Key(resource)
 	value := c.opt.By + "-" + newID()
 	keys := []string{key, companion(key, fenceSuffix), guardKeyFor(key, c.cluster)}
 	sent := time.Now()
-	reply, err := c.batch.run(ctx, acquireScript, keys, value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)).Int64Slice()
+	reply, err := c.batch.run(ctx, &scriptCall{script: acquireScript, keys: keys,
+		args: []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)}}).Slice()
 	if err != nil {
 		// The script may have run before the error (a reply lost, a
 		// context that ended while it was on its way): the key may be
@@ -251,43 +289,79 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, ti
 		c.giveBack(key, value)
 		err = c.redisError("lock", resource, err)
 		if ctx.Err() == nil {
-			c.log.Error("redis-error", "op", "lock", "resource", resource, "err", err)
+			c.emit(Event{Kind: EventRedisError, Resource: resource, Key: key, Err: err})
 		}
-		return nil, 0, err
+		return nil, nil, err
 	}
-	if len(reply) < 2 {
-		return nil, 0, fmt.Errorf("reservation: lock %s: unexpected reply %v from %s", quote(resource), reply, c.addr)
+	res, err := parseAcquire(reply)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.addr, err)
 	}
-	if reply[0] != 1 {
-		pttl := time.Duration(reply[1]) * time.Millisecond
-		if reply[1] < 0 {
-			pttl = time.Duration(reply[1])
-		}
-		if len(reply) > 2 && reply[2] == 1 {
-			return nil, pttl, errGuarded
-		}
-		return nil, pttl, nil
+	if !res.acquired {
+		return nil, &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
+			NoExpiry: res.noExpiry, Guard: res.guard}, nil
 	}
-	r := newReservation(c, resource, key, value, reply[1], sent)
+	r := newReservation(c, resource, key, value, res.token, sent)
 	if !time.Now().Before(r.deadline) {
-		// The answer came back after the local deadline (a link slower
-		// than the TTL): the key may have expired and been taken by
-		// someone else before we knew it was ours. It is no use: give it
-		// back if it is still ours, and answer that it was not acquired.
+		// The answer came back after the local deadline (a link or a
+		// scheduler slower than the TTL): the key may have expired and
+		// been taken by someone else before we knew it was ours. It is no
+		// use: give it back if it is still ours.
 		c.giveBack(key, value)
-		r.end(ErrLost)
-		c.log.Warn("reservation-lost", "resource", resource, "key", key, "token", r.token,
-			"reason", "the acquire reply came back after the local deadline")
-		return nil, 0, nil
+		r.end(lostError("the acquire reply came back after the local deadline"))
+		return nil, &NotAcquiredError{Resource: resource, Late: true}, nil
 	}
 	if err := c.hold(r); err != nil {
 		// Closed while acquiring: give it back at once.
 		c.giveBack(key, value)
 		r.end(ErrReleased)
-		return nil, 0, err
+		return nil, nil, err
 	}
-	c.log.Debug("reservation-acquired", "resource", resource, "key", key, "token", r.token)
-	return r, 0, nil
+	return r, nil, nil
+}
+
+// acquireResult is the acquire script's reply.
+type acquireResult struct {
+	acquired  bool
+	token     int64
+	holder    string
+	remaining time.Duration
+	noExpiry  bool
+	guard     bool
+}
+
+// parseAcquire reads the acquire script's reply: {1, token} when acquired,
+// {0, pttl, guarded, holder} otherwise.
+func parseAcquire(reply []any) (acquireResult, error) {
+	var res acquireResult
+	num := func(i int) (int64, bool) {
+		if i >= len(reply) {
+			return 0, false
+		}
+		n, ok := reply[i].(int64)
+		return n, ok
+	}
+	flag, ok1 := num(0)
+	n, ok2 := num(1)
+	if !ok1 || !ok2 {
+		return res, fmt.Errorf("unexpected reply %v", reply)
+	}
+	if flag == 1 {
+		res.acquired, res.token = true, n
+		return res, nil
+	}
+	switch {
+	case n >= 0:
+		res.remaining = time.Duration(n) * time.Millisecond
+	case n == -1:
+		res.noExpiry = true
+	}
+	g, _ := num(2)
+	res.guard = g == 1
+	if len(reply) > 3 {
+		res.holder, _ = reply[3].(string)
+	}
+	return res, nil
 }
 
 // giveBackTimeout bounds a give-back.
@@ -301,7 +375,7 @@ func (c *Client) giveBack(key, value string) {
 	release := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
 		defer cancel()
-		_ = releaseScript.Run(ctx, c.rdb, []string{key}, value, companion(key, channelSuffix)).Err()
+		_ = releaseCall(key, value).run(ctx, c.rdb).Err()
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -317,14 +391,19 @@ func (c *Client) giveBack(key, value string) {
 	}()
 }
 
-// errGuarded is acquire's answer when the restart guard refused it. It
-// never leaves the package: Lock answers false, WaitUntilLock waits.
-var errGuarded = errors.New("reservation: refused by the restart guard")
-
-// logGuard logs that the restart guard holds acquisitions back.
-func (c *Client) logGuard(resource string, remaining time.Duration) {
-	c.log.Warn("reservation-guarded", "resource", resource, "remaining", remaining,
-		"reason", "the server lost its data (or is new): acquisitions wait for the restart guard")
+// reportGuard reports that the restart guard holds acquisitions back, once
+// per guard period.
+func (c *Client) reportGuard(e *NotAcquiredError) {
+	now := time.Now()
+	c.mu.Lock()
+	if now.Before(c.guardReported) {
+		c.mu.Unlock()
+		return
+	}
+	c.guardReported = now.Add(e.Remaining)
+	c.mu.Unlock()
+	c.emit(Event{Kind: EventRestartGuard, Resource: e.Resource, Key: c.Key(e.Resource), Duration: e.Remaining,
+		Err: fmt.Errorf("%w: the server lost its data or is new", ErrRestartGuard)})
 }
 
 // redisError wraps an error of Redis for operation op on resource.
@@ -332,7 +411,7 @@ func (c *Client) redisError(op, resource string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("reservation: %s %s: %w", op, quote(resource), err)
 	}
-	return fmt.Errorf("reservation: %s %s on %s: %w", op, quote(resource), c.addr, err)
+	return fmt.Errorf("reservation: %s %s on %s: %w", op, quote(resource), c.addr, classify(c.addr, err))
 }
 
 // quote returns resource quoted for a message, shortened when long.
@@ -354,7 +433,8 @@ func newID() string {
 // whatever the state of any caller's context, ends every wait with
 // ErrClosed, stops the Client's goroutines and, when New made it, closes the
 // connection pool. Calls after Close return ErrClosed, and so does a second
-// Close.
+// Close. When Redis could not confirm every release, the error says how
+// many keys may remain held: they expire within the TTL.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -362,7 +442,7 @@ func (c *Client) Close() error {
 		return ErrClosed
 	}
 	c.closed = true
-	close(c.closing)
+	c.cancel() // ends every wait, the heartbeat and the notifier
 	held := make([]*Reservation, 0, len(c.held))
 	for r := range c.held {
 		r.releasing = true // the heartbeat leaves them alone from now on
@@ -372,7 +452,9 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 
 	err := c.releaseAll(held)
-	c.cancel()
+	// Calls under way may still acquire (and then give back, as the
+	// Client is closed) or release: the pool must outlive them.
+	c.ops.Wait()
 	if notif != nil {
 		notif.close()
 	}
@@ -393,24 +475,32 @@ func (c *Client) releaseAll(held []*Reservation) error {
 	defer cancel()
 	calls := make([]*scriptCall, len(held))
 	for i, r := range held {
-		calls[i] = &scriptCall{script: releaseScript, keys: []string{r.key}, args: []any{r.value, companion(r.key, channelSuffix)}}
+		calls[i] = releaseCall(r.key, r.value)
 	}
 	_, err := evalPipelined(ctx, c.rdb, calls)
+	unknown := 0
 	for i, r := range held {
-		if n, rerr := calls[i].cmd.Int(); rerr == nil && n == 0 {
+		n, rerr := calls[i].cmd.Int()
+		switch {
+		case rerr != nil:
+			// The outcome is unknown: the holder is done with it all
+			// the same, and the key expires within a TTL at worst.
+			unknown++
+			r.end(ErrReleased)
+		case n == 0:
 			c.lose(r, "close found the key gone or someone else's")
-			continue
+		default:
+			if r.end(ErrReleased) {
+				c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value,
+					Token: r.token, Duration: time.Since(r.acquired)})
+			}
 		}
-		// Released, or the outcome is unknown: either way the holder
-		// is done with it, and the key expires within a TTL at worst.
-		r.end(ErrReleased)
 	}
 	if err != nil {
-		c.log.Error("redis-error", "op", "close", "err", err)
-		return fmt.Errorf("reservation: release %d held on close on %s: %w", len(held), c.addr, err)
-	}
-	for _, r := range held {
-		c.log.Debug("reservation-released", "resource", r.resource, "key", r.key)
+		err = fmt.Errorf("reservation: close: %d of %d keys may remain held until they expire (within %v) on %s: %w",
+			unknown, len(held), c.opt.TTL, c.addr, classify(c.addr, err))
+		c.emit(Event{Kind: EventRedisError, Err: err})
+		return err
 	}
 	return nil
 }

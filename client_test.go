@@ -2,9 +2,11 @@ package reservation
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +38,7 @@ func newTestClient(t testing.TB, srv *redistest.Server, opt Options) *Client {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := c.PrimeRestartGuard(context.Background()); err != nil {
+	if _, err := c.PrimeRestartGuard(context.Background()); err != nil {
 		t.Fatalf("PrimeRestartGuard: %v", err)
 	}
 	return c
@@ -45,7 +47,7 @@ func newTestClient(t testing.TB, srv *redistest.Server, opt Options) *Client {
 // mustLock locks resource and fails the test unless it was acquired.
 func mustLock(t testing.TB, c *Client, resource string) *Reservation {
 	t.Helper()
-	r, ok, err := c.Lock(context.Background(), resource)
+	r, ok, err := tryLock(context.Background(), c, resource)
 	if err != nil || !ok {
 		t.Fatalf("Lock(%q) = %v, %v; want true, nil", resource, ok, err)
 	}
@@ -78,10 +80,10 @@ func TestLockContention(t *testing.T) {
 	if !strings.HasPrefix(r.Holder(), "a-") {
 		t.Errorf("Holder() = %q, want prefix a-", r.Holder())
 	}
-	if _, ok, err := b.Lock(ctx, "job"); ok || err != nil {
+	if _, ok, err := tryLock(ctx, b, "job"); ok || err != nil {
 		t.Fatalf("second Lock = %v, %v; want false, nil", ok, err)
 	}
-	if _, ok, err := a.Lock(ctx, "job"); ok || err != nil {
+	if _, ok, err := tryLock(ctx, a, "job"); ok || err != nil {
 		t.Fatalf("Lock by the same client = %v, %v; want false, nil", ok, err)
 	}
 	if err := r.Release(ctx); err != nil {
@@ -122,7 +124,7 @@ func TestReleaseNotOursRefused(t *testing.T) {
 	if got := rdb.Get(ctx, r.Key()).Val(); got != "node-worker" {
 		t.Errorf("key = %q, want the other holder's value left alone", got)
 	}
-	if got := r.Err(); got != ErrLost {
+	if got := r.Err(); !errors.Is(got, ErrLost) {
 		t.Errorf("Err() = %v, want ErrLost", got)
 	}
 }
@@ -165,10 +167,10 @@ func TestLossBehindItsBack(t *testing.T) {
 			if took := waitDone(t, r, 2*time.Second); took > hb+100*time.Millisecond {
 				t.Errorf("loss reported after %v, want within one heartbeat (%v)", took, hb)
 			}
-			if got := r.Err(); got != ErrLost {
+			if got := r.Err(); !errors.Is(got, ErrLost) {
 				t.Errorf("Err() = %v, want ErrLost", got)
 			}
-			if got := context.Cause(r.Context()); got != ErrLost {
+			if got := context.Cause(r.Context()); !errors.Is(got, ErrLost) {
 				t.Errorf("Cause = %v, want ErrLost", got)
 			}
 			if tc.name == "overwritten" {
@@ -197,7 +199,7 @@ func TestLossWhenRedisStops(t *testing.T) {
 	if took >= ttl {
 		t.Errorf("loss reported %v after Redis died, want before the TTL (%v)", took, ttl)
 	}
-	if got := r.Err(); got != ErrLost {
+	if got := r.Err(); !errors.Is(got, ErrLost) {
 		t.Errorf("Err() = %v, want ErrLost", got)
 	}
 	t.Logf("loss reported %v after the kill (TTL %v)", time.Since(killed), ttl)
@@ -215,7 +217,7 @@ func TestWaiterWokenByRelease(t *testing.T) {
 			r := mustLock(t, holder, "handoff")
 			got := make(chan time.Time, 1)
 			go func() {
-				w, err := waiter.WaitUntilLock(ctx, "handoff")
+				w, err := waiter.Lock(ctx, "handoff")
 				if err != nil {
 					t.Errorf("WaitUntilLock: %v", err)
 				}
@@ -252,7 +254,7 @@ func TestWaiterWokenByForeignDelete(t *testing.T) {
 	rdb.SetNX(ctx, "reservation-node-job", "node-worker", 30*time.Second)
 	got := make(chan time.Time, 1)
 	go func() {
-		r, err := c.WaitUntilLock(ctx, "node-job")
+		r, err := c.Lock(ctx, "node-job")
 		if err != nil {
 			t.Errorf("WaitUntilLock: %v", err)
 		}
@@ -281,7 +283,7 @@ func TestWaiterGetsExpiredKey(t *testing.T) {
 	// A holder that died: its key just runs out.
 	srv.Client(t).Set(ctx, "reservation-orphan", "dead-worker", 400*time.Millisecond)
 	start := time.Now()
-	r, err := c.WaitUntilLock(ctx, "orphan")
+	r, err := c.Lock(ctx, "orphan")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +301,7 @@ func TestWaitContextCancelled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := c.WaitUntilLock(ctx, "busy")
+	_, err := c.Lock(ctx, "busy")
 	if !errors.Is(err, ErrNotAcquired) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("WaitUntilLock = %v, want ErrNotAcquired and DeadlineExceeded", err)
 	}
@@ -322,7 +324,7 @@ func TestWaitersQueueFairly(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range rounds {
-				r, err := c.WaitUntilLock(ctx, "shared")
+				r, err := c.Lock(ctx, "shared")
 				if err != nil {
 					t.Error(err)
 					return
@@ -359,7 +361,7 @@ func TestTokensGrowAcrossDataLoss(t *testing.T) {
 	var last int64
 	take := func(step string) {
 		t.Helper()
-		r, err := c.WaitUntilLock(ctx, "fenced")
+		r, err := c.Lock(ctx, "fenced")
 		if err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
@@ -389,7 +391,7 @@ func TestRestartGuard(t *testing.T) {
 	srv.FlushAll(t)
 	flushed := time.Now()
 	// b must not get the resource before a knows it lost it.
-	nb, err := b.WaitUntilLock(ctx, "guarded")
+	nb, err := b.Lock(ctx, "guarded")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +419,7 @@ func TestResourceNames(t *testing.T) {
 		"with space", "{braces}", "a}b{c", "{}", "line\nbreak", "bin\x00\xff\x01ary",
 		strings.Repeat("x", MaxResourceLen), "ünïcødé",
 	} {
-		r, ok, err := c.Lock(ctx, name)
+		r, ok, err := tryLock(ctx, c, name)
 		if err != nil || !ok {
 			t.Errorf("Lock(%q) = %v, %v; want true", name, ok, err)
 			continue
@@ -430,10 +432,10 @@ func TestResourceNames(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"", strings.Repeat("x", MaxResourceLen+1)} {
-		if _, ok, err := c.Lock(ctx, name); ok || !errors.Is(err, ErrInvalidResource) {
+		if _, ok, err := tryLock(ctx, c, name); ok || !errors.Is(err, ErrInvalidResource) {
 			t.Errorf("Lock(%d bytes) = %v, %v; want ErrInvalidResource", len(name), ok, err)
 		}
-		if _, err := c.WaitUntilLock(ctx, name); !errors.Is(err, ErrInvalidResource) {
+		if _, err := c.Lock(ctx, name); !errors.Is(err, ErrInvalidResource) {
 			t.Errorf("WaitUntilLock(%d bytes) = %v; want ErrInvalidResource", len(name), err)
 		}
 	}
@@ -448,7 +450,7 @@ func TestConnectionErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer wrong.Close()
-	_, ok, err := wrong.Lock(ctx, "job")
+	_, ok, err := tryLock(ctx, wrong, "job")
 	if ok || err == nil || !strings.Contains(err.Error(), srv.Addr) || strings.Contains(err.Error(), "wrong-pw") {
 		t.Errorf("Lock with a wrong password = %v, %v; want an error naming %s, not the password", ok, err, srv.Addr)
 	}
@@ -470,10 +472,10 @@ func TestConnectionErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gone.Close()
-	if _, ok, err := gone.Lock(ctx, "job"); ok || err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+	if _, ok, err := tryLock(ctx, gone, "job"); ok || err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("Lock on an unreachable server = %v, %v; want an error naming the address", ok, err)
 	}
-	if _, err := gone.WaitUntilLock(ctx, "job"); err == nil {
+	if _, err := gone.Lock(ctx, "job"); err == nil {
 		t.Error("WaitUntilLock on an unreachable server: no error")
 	}
 }
@@ -484,8 +486,6 @@ func TestOptionsValidation(t *testing.T) {
 		addr string
 		opt  *Options
 	}{
-		{"nil options", "127.0.0.1:6379", nil},
-		{"empty by", "127.0.0.1:6379", &Options{}},
 		{"long by", "127.0.0.1:6379", &Options{By: strings.Repeat("b", MaxByLen+1)}},
 		{"negative ttl", "127.0.0.1:6379", &Options{By: "x", TTL: -time.Second}},
 		{"ttl below 1ms", "127.0.0.1:6379", &Options{By: "x", TTL: time.Microsecond}},
@@ -517,6 +517,29 @@ func TestOptionsValidation(t *testing.T) {
 	if _, err := NewWithClient(nil, &Options{By: "x"}); !errors.Is(err, ErrInvalidOptions) {
 		t.Errorf("NewWithClient(nil) = %v, want ErrInvalidOptions", err)
 	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	for _, opt := range []*Options{{Password: "pw"}, {Username: "u"}, {TLSConfig: &tls.Config{}}} {
+		if _, err := NewWithClient(rdb, opt); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("NewWithClient with %+v = %v, want ErrInvalidOptions: New's fields only", opt, err)
+		}
+	}
+	// Nil options mean every default, the host name as By included.
+	for _, opt := range []*Options{nil, {}} {
+		c, err := New("127.0.0.1:6379", opt)
+		if err != nil {
+			t.Fatalf("New(%v) = %v, want defaults", opt, err)
+		}
+		if host, _ := os.Hostname(); c.Options().By != host {
+			t.Errorf("default By = %q, want the host name %q", c.Options().By, host)
+		}
+		c.Close()
+	}
+	if c, err := New("redis://:secret@127.0.0.1:6379", &Options{Password: "pw"}); err != nil || c.Options().Password != "" {
+		t.Errorf("Options() shows the password, or New failed: %v", err)
+	} else {
+		c.Close()
+	}
 	c, err := New("127.0.0.1:6379", &Options{By: "x"})
 	if err != nil {
 		t.Fatal(err)
@@ -541,7 +564,7 @@ func TestCloseReleasesAndStops(t *testing.T) {
 	blocker := mustLock(t, other, "blocked")
 	waitErr := make(chan error, 1)
 	go func() {
-		_, err := c.WaitUntilLock(ctx, "blocked")
+		_, err := c.Lock(ctx, "blocked")
 		waitErr <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -559,10 +582,10 @@ func TestCloseReleasesAndStops(t *testing.T) {
 	if n := srv.Client(t).Exists(ctx, "reservation-close-0", "reservation-close-49").Val(); n != 0 {
 		t.Errorf("%d keys left after Close, want 0", n)
 	}
-	if _, _, err := c.Lock(ctx, "x"); !errors.Is(err, ErrClosed) {
+	if _, _, err := tryLock(ctx, c, "x"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Lock after Close = %v, want ErrClosed", err)
 	}
-	if _, err := c.WaitUntilLock(ctx, "x"); !errors.Is(err, ErrClosed) {
+	if _, err := c.Lock(ctx, "x"); !errors.Is(err, ErrClosed) {
 		t.Errorf("WaitUntilLock after Close = %v, want ErrClosed", err)
 	}
 	if err := c.Close(); !errors.Is(err, ErrClosed) {
@@ -618,20 +641,24 @@ func TestAcquireScriptIsRetrySafe(t *testing.T) {
 	ctx := context.Background()
 	rdb := srv.Client(t)
 	keys := []string{"reservation-retry", companion("reservation-retry", fenceSuffix), guardKey}
-	first, err := acquireScript.Run(ctx, rdb, keys, "a-1", 5000, 0, 60000).Int64Slice()
-	if err != nil {
-		t.Fatal(err)
+	run := func(value string) acquireResult {
+		t.Helper()
+		reply, err := acquireScript.Run(ctx, rdb, keys, value, 5000, 0, 60000).Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := parseAcquire(reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
 	}
-	again, err := acquireScript.Run(ctx, rdb, keys, "a-1", 5000, 0, 60000).Int64Slice()
-	if err != nil {
-		t.Fatal(err)
+	first, again := run("a-1"), run("a-1")
+	if !first.acquired || !again.acquired || again.token != first.token {
+		t.Errorf("first %+v, retried %+v; want both acquired with one token", first, again)
 	}
-	if first[0] != 1 || again[0] != 1 || again[1] != first[1] {
-		t.Errorf("first %v, retried %v; want both acquired with one token", first, again)
-	}
-	other, _ := acquireScript.Run(ctx, rdb, keys, "b-1", 5000, 0, 60000).Int64Slice()
-	if other[0] != 0 {
-		t.Errorf("another value got %v, want refused", other)
+	if other := run("b-1"); other.acquired || other.holder != "a-1" || other.remaining <= 0 {
+		t.Errorf("another value got %+v, want refused, naming holder a-1 and its time left", other)
 	}
 }
 
@@ -640,7 +667,7 @@ func TestWaitCancelledContextContract(t *testing.T) {
 	c := newTestClient(t, srv, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := c.WaitUntilLock(ctx, "cancelled")
+	_, err := c.Lock(ctx, "cancelled")
 	if !errors.Is(err, ErrNotAcquired) || !errors.Is(err, context.Canceled) {
 		t.Errorf("WaitUntilLock(cancelled) = %v; want ErrNotAcquired and context.Canceled", err)
 	}
@@ -660,7 +687,7 @@ func TestCloseEndsReservationsByWhatRedisSays(t *testing.T) {
 	kept := mustLock(t, c, "kept")
 	srv.Client(t).Set(context.Background(), stolen.Key(), "node-worker", 0)
 	c.Close()
-	if stolen.Err() != ErrLost {
+	if !errors.Is(stolen.Err(), ErrLost) {
 		t.Errorf("stolen: Err() = %v after Close, want ErrLost", stolen.Err())
 	}
 	if kept.Err() != ErrReleased {
@@ -712,4 +739,15 @@ func TestRingRenewals(t *testing.T) {
 			t.Errorf("%s: %v on a healthy Ring", r.Resource(), r.Err())
 		}
 	}
+}
+
+// tryLock is TryLock with its outcome split the way these tests check it:
+// ok reports whether it was acquired, and a resource held by someone else
+// (ErrNotAcquired) is not an error.
+func tryLock(ctx context.Context, c *Client, resource string) (*Reservation, bool, error) {
+	r, err := c.TryLock(ctx, resource)
+	if errors.Is(err, ErrNotAcquired) {
+		return nil, false, nil
+	}
+	return r, err == nil, err
 }

@@ -3,29 +3,43 @@ package reservation
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Errors returned by this package. Test for them with errors.Is: most are
-// wrapped with the resource concerned, and several may be joined (a wait
-// that ran out ends with both ErrNotAcquired and the context's error).
+// wrapped with the resource concerned, and several may apply at once (a
+// Lock whose context ended matches both ErrNotAcquired and the context's
+// error).
 var (
+	// ErrNotAcquired is matched by the error of TryLock when someone else
+	// holds the resource (or the restart guard refuses), and of Lock when
+	// its context ends first. The error is a *NotAcquiredError, which says
+	// who holds the resource and for how long.
+	ErrNotAcquired = errors.New("reservation: not acquired")
+
+	// ErrRestartGuard is matched, together with ErrNotAcquired, when the
+	// restart guard refused the acquisition: the server lost its data (or
+	// is new) and acquisitions wait for the guard period.
+	ErrRestartGuard = errors.New("reservation: held back by the restart guard")
+
 	// ErrNotHeld is returned by Release when the reservation is no longer
-	// ours: it was lost (expired, deleted or taken by someone else) or was
-	// already released. When it was lost, the error also matches ErrLost.
+	// ours: it was lost (expired, deleted or taken by someone else), was
+	// already released, or is nil. When it was lost, the error also
+	// matches ErrLost.
 	ErrNotHeld = errors.New("reservation: not held")
 
-	// ErrLost is the cause of a reservation's end when it was lost: a
-	// renewal found its key gone or someone else's, or no renewal succeeded
-	// before the holder's local deadline.
+	// ErrLost is the cause of a reservation's end when it was lost: its key
+	// was found gone or someone else's, or no renewal succeeded before the
+	// holder's local deadline. The error that Err returns wraps it with the
+	// reason.
 	ErrLost = errors.New("reservation: lost")
 
 	// ErrReleased is the cause of a reservation's end when it was released
 	// by its holder, or by Close.
 	ErrReleased = errors.New("reservation: released")
-
-	// ErrNotAcquired is returned, joined with the context's error, by
-	// WaitUntilLock when its context ended before the reservation was had.
-	ErrNotAcquired = errors.New("reservation: not acquired")
 
 	// ErrClosed is returned by every call on a Client after Close.
 	ErrClosed = errors.New("reservation: client closed")
@@ -37,7 +51,90 @@ var (
 	// ErrInvalidOptions is returned by the constructors for a bad Options
 	// value or address.
 	ErrInvalidOptions = errors.New("reservation: invalid options")
+
+	// ErrNoPermission is matched when Redis refused a command to the
+	// connection's user (an ACL error, NOPERM).
+	ErrNoPermission = errors.New("reservation: permission denied")
 )
+
+// NotAcquiredError is the error of an acquisition that did not succeed. It
+// matches ErrNotAcquired, ErrRestartGuard when the guard refused, and the
+// context's error when Lock's context ended first.
+type NotAcquiredError struct {
+	// Resource is the resource asked for.
+	Resource string
+	// Holder is the value in the resource's key when the attempt found it
+	// held: "<By>-<id>" for this library, the Node library's value for a
+	// Node worker. It is empty when the key was free.
+	Holder string
+	// Remaining is how long the holder's key lives without renewal, or,
+	// when Guard is set, how long the restart guard still refuses. It is
+	// zero when unknown or when the key has no expiry.
+	Remaining time.Duration
+	// NoExpiry reports that the key has no expiry: whoever set it never
+	// lets it go by itself.
+	NoExpiry bool
+	// Guard reports that the restart guard refused the attempt.
+	Guard bool
+	// Late reports that the key was acquired, but the reply came back
+	// after the holder's local deadline (a link or a scheduler slower than
+	// the TTL), so the key was given back: it may have expired before we
+	// knew it was ours.
+	Late bool
+	// Err is the context's error when Lock gave up, else nil.
+	Err error
+}
+
+// Error returns a sentence that names the resource and why.
+func (e *NotAcquiredError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "reservation: not acquired: %s", quote(e.Resource))
+	switch {
+	case e.Guard:
+		fmt.Fprintf(&b, ": the restart guard refuses acquisitions for %v more", e.Remaining.Round(time.Millisecond))
+	case e.Late:
+		b.WriteString(": the acquire reply came back after the local deadline, so the key was given back")
+	case e.Holder != "" && e.NoExpiry:
+		fmt.Fprintf(&b, ": held by %q, with no expiry", e.Holder)
+	case e.Holder != "":
+		fmt.Fprintf(&b, ": held by %q for %v more", e.Holder, e.Remaining.Round(time.Millisecond))
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrNotAcquired, ErrRestartGuard when the guard refused,
+// and Err.
+func (e *NotAcquiredError) Unwrap() []error {
+	errs := []error{ErrNotAcquired}
+	if e.Guard {
+		errs = append(errs, ErrRestartGuard)
+	}
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	return errs
+}
+
+// AuthError is the error of a call that Redis refused because of the
+// credentials: a wrong user or password (WRONGPASS), or none given where one
+// is needed (NOAUTH). It names the server, never the password.
+type AuthError struct {
+	// Addr is the server's address.
+	Addr string
+	// Err is Redis's answer.
+	Err error
+}
+
+// Error returns the server's address and its answer.
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("reservation: %s refused the credentials: %v", e.Addr, e.Err)
+}
+
+// Unwrap returns Redis's answer.
+func (e *AuthError) Unwrap() error { return e.Err }
 
 // MaxResourceLen is the longest resource name accepted, in bytes.
 const MaxResourceLen = 1024
@@ -56,4 +153,29 @@ func checkResource(resource string) error {
 // optionError reports a bad option.
 func optionError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidOptions, fmt.Sprintf(format, args...))
+}
+
+// lostError returns the error of a loss for reason: it matches ErrLost.
+func lostError(reason string) error {
+	return fmt.Errorf("%w: %s", ErrLost, reason)
+}
+
+// classify wraps err, an error of Redis, so that errors.As and errors.Is
+// find what a caller acts on: *AuthError for refused credentials,
+// ErrNoPermission for an ACL refusal.
+func classify(addr string, err error) error {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return err
+	}
+	msg := rerr.Error()
+	switch {
+	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"),
+		strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"),
+		strings.Contains(msg, "without any password configured"):
+		return &AuthError{Addr: addr, Err: err}
+	case strings.HasPrefix(msg, "NOPERM"), strings.Contains(msg, "NOPERM"):
+		return fmt.Errorf("%w: %w", ErrNoPermission, err)
+	}
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math"
 	"os"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func newExampleClient(by string, ttl time.Duration) *reservation.Client {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := c.PrimeRestartGuard(context.Background()); err != nil {
+	if _, err := c.PrimeRestartGuard(context.Background()); err != nil {
 		log.Fatal(err)
 	}
 	return c
@@ -68,41 +69,46 @@ func ExampleNew() {
 	// Output: 30m0s 10m0s
 }
 
-// lock(job_name, cb(err, lock_status)) answers at once.
-func ExampleClient_Lock() {
+// lock(job_name, cb(err, lock_status)) tries once and returns at once: a
+// resource held by someone else is an error matching ErrNotAcquired, which
+// says who holds it.
+func ExampleClient_TryLock() {
 	c := newExampleClient("worker-name", 30*time.Second)
 	defer c.Close()
 	ctx := context.Background()
 
-	r, ok, err := c.Lock(ctx, "job_name")
-	if err != nil {
-		log.Fatal(err)
-	}
-	if ok {
+	r, err := c.TryLock(ctx, "job_name")
+	switch {
+	case err == nil:
 		fmt.Println("doing the job")
 		defer r.Release(ctx)
-	} else {
+	case errors.Is(err, reservation.ErrNotAcquired):
 		fmt.Println("Reservation already held")
+	default:
+		log.Fatal(err)
 	}
 
 	// A second worker finds it held.
 	other := newExampleClient("other-worker", 30*time.Second)
 	defer other.Close()
-	_, ok, err = other.Lock(ctx, "job_name")
-	fmt.Println(ok, err)
+	_, err = other.TryLock(ctx, "job_name")
+	var held *reservation.NotAcquiredError
+	if errors.As(err, &held) {
+		fmt.Println("held by", held.Holder[:len("worker-name")], "for up to", time.Duration(math.Ceil(held.Remaining.Seconds()))*time.Second)
+	}
 	// Output:
 	// doing the job
-	// false <nil>
+	// held by worker-name for up to 30s
 }
 
 // wait_until_lock(job_name, cb(err, reserve_key)) blocks until it holds the
 // resource; the reservation's key is the Node library's reserve_key.
-func ExampleClient_WaitUntilLock() {
+func ExampleClient_Lock() {
 	c := newExampleClient("worker-name", 30*time.Second)
 	defer c.Close()
 	ctx := context.Background()
 
-	r, err := c.WaitUntilLock(ctx, "wait_job")
+	r, err := c.Lock(ctx, "wait_job")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -111,59 +117,74 @@ func ExampleClient_WaitUntilLock() {
 	// Output: reservation-wait_job
 }
 
-// A wait bounded by a deadline ends with both ErrNotAcquired and the
-// context's error.
-func ExampleClient_WaitUntilLock_deadline() {
+// A wait bounded by a deadline ends with an error that matches both
+// ErrNotAcquired and the context's error.
+func ExampleClient_Lock_deadline() {
 	holder := newExampleClient("holder", 30*time.Second)
 	defer holder.Close()
 	waiter := newExampleClient("waiter", 30*time.Second)
 	defer waiter.Close()
 
-	r, _, _ := holder.Lock(context.Background(), "busy_job")
+	r, err := holder.TryLock(context.Background(), "busy_job")
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer r.Release(context.Background())
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := waiter.WaitUntilLock(ctx, "busy_job")
+	_, err = waiter.Lock(ctx, "busy_job")
 	fmt.Println(errors.Is(err, reservation.ErrNotAcquired), errors.Is(err, context.DeadlineExceeded))
 	// Output: true true
 }
 
-// release(cb(err)) fails when the reservation was already lost.
+// release(cb(err)) fails when the reservation was already lost or
+// released, and on the nil reservation of a failed TryLock.
 func ExampleReservation_Release() {
 	c := newExampleClient("worker-name", 30*time.Second)
 	defer c.Close()
 	ctx := context.Background()
 
-	r, _, _ := c.Lock(ctx, "release_job")
+	r, err := c.TryLock(ctx, "release_job")
+	if err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println(r.Release(ctx))
 	if err := r.Release(ctx); err != nil {
 		fmt.Println("Could not release lock, maybe the reservation was already lost?")
 		fmt.Println(errors.Is(err, reservation.ErrNotHeld))
 	}
+	var none *reservation.Reservation
+	fmt.Println(errors.Is(none.Release(ctx), reservation.ErrNotHeld))
 	// Output:
 	// <nil>
 	// Could not release lock, maybe the reservation was already lost?
 	// true
+	// true
 }
 
-// Done closes the moment the reservation is lost; Context carries the cause.
+// Done closes the moment the reservation is lost, here within milliseconds
+// of an operator's forced release although the next renewal is minutes
+// away; Context carries the cause.
 func ExampleReservation_Done() {
-	c := newExampleClient("worker-name", time.Second)
+	c := newExampleClient("worker-name", 30*time.Minute)
 	defer c.Close()
 	ctx := context.Background()
 
-	r, _, _ := c.Lock(ctx, "fragile_job")
+	r, err := c.TryLock(ctx, "fragile_job")
+	if err != nil {
+		log.Fatal(err)
+	}
 	// Someone deletes the key behind the holder's back.
 	deleteKey(r.Key())
 
 	select {
 	case <-r.Done():
-		fmt.Println("lost:", context.Cause(r.Context()))
-	case <-time.After(5 * time.Second):
+		fmt.Println("lost:", errors.Is(context.Cause(r.Context()), reservation.ErrLost))
+	case <-time.After(time.Second):
 		fmt.Println("still held")
 	}
-	// Output: lost: reservation: lost
+	// Output: lost: true
 }
 
 // Every acquisition gets a token greater than all before it, for the
@@ -173,9 +194,15 @@ func ExampleReservation_Token() {
 	defer c.Close()
 	ctx := context.Background()
 
-	first, _, _ := c.Lock(ctx, "fenced_job")
+	first, err := c.TryLock(ctx, "fenced_job")
+	if err != nil {
+		log.Fatal(err)
+	}
 	first.Release(ctx)
-	second, _, _ := c.Lock(ctx, "fenced_job")
+	second, err := c.TryLock(ctx, "fenced_job")
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer second.Release(ctx)
 	fmt.Println(second.Token() > first.Token())
 	// Output: true

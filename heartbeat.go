@@ -2,6 +2,7 @@ package reservation
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -35,7 +36,7 @@ func (c *Client) heartbeatLoop() {
 }
 
 // due declares lost the reservations whose local deadline has passed, and
-// answers the ones to renew now, when to look again, and the earliest local
+// returns the ones to renew now, when to look again, and the earliest local
 // deadline of all.
 func (c *Client) due(now time.Time) (batch []*Reservation, next, earliest time.Time) {
 	var lost []*Reservation
@@ -85,10 +86,12 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	groups := c.group(batch)
 	sent, calls, err := c.renewBounded(ctx, groups)
 	if err != nil && c.ctx.Err() == nil {
-		c.log.Error("redis-error", "op", "renew", "reservations", len(batch), "err", err)
+		c.emit(Event{Kind: EventRedisError, Err: fmt.Errorf("reservation: renew %d reservations on %s: %w",
+			len(batch), c.addr, classify(c.addr, err))})
 	}
-	debug := c.log.Enabled(ctx, slog.LevelDebug)
-	var lost []*Reservation
+	rtt := time.Since(sent)
+	report := c.opt.OnEvent != nil || c.log.Enabled(ctx, slog.LevelDebug)
+	var lost, extended []*Reservation
 	c.mu.Lock()
 	for g, group := range groups {
 		var res []int64
@@ -110,8 +113,8 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 				r.failures = 0
 				r.deadline = sent.Add(c.opt.TTL - driftMargin(c.opt.TTL))
 				r.due = sent.Add(c.opt.HeartbeatInterval)
-				if debug {
-					c.log.Debug("reservation-extended", "resource", r.resource, "key", r.key)
+				if report {
+					extended = append(extended, r)
 				}
 			default:
 				lost = append(lost, r)
@@ -122,10 +125,13 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	for _, r := range lost {
 		c.lose(r, "renewal found the key gone or someone else's")
 	}
+	for _, r := range extended {
+		c.emit(Event{Kind: EventExtended, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token, Duration: rtt})
+	}
 }
 
 // renewBounded sends the renewals of groups (again after loading the
-// scripts on NOSCRIPT) and answers when the last attempt was sent and its
+// scripts on NOSCRIPT) and returns when the last attempt was sent and its
 // replies, but stops waiting when ctx ends: go-redis bounds a call by its
 // ReadTimeout, not by the context (unless ContextTimeoutEnabled is set), and
 // the heartbeat must not be held past the earliest local deadline by a
@@ -142,8 +148,14 @@ func (c *Client) renewBounded(ctx context.Context, groups [][]*Reservation) (tim
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		calls := c.renewals(groups)
-		sent, err := evalPipelined(ctx, c.rdb, calls)
+		// On the notifier's tracking connection when it has one: the
+		// renewals then keep the keys watched, without waking us.
+		rdb, watch := c.rdb, 0
+		if n := c.notifierIfStarted(); n != nil && n.tracking {
+			rdb, watch = n.trackClient, 1
+		}
+		calls := c.renewals(groups, watch)
+		sent, err := evalPipelined(ctx, rdb, calls)
 		done <- result{sent, calls, err}
 	}()
 	select {
@@ -197,12 +209,13 @@ func (c *Client) group(batch []*Reservation) [][]*Reservation {
 	return groups
 }
 
-// renewals answers one renew script per group.
-func (c *Client) renewals(groups [][]*Reservation) []*scriptCall {
+// renewals returns one renew script per group; watch is 1 when they run on
+// the tracking connection, to read each key again once extended.
+func (c *Client) renewals(groups [][]*Reservation, watch int) []*scriptCall {
 	calls := make([]*scriptCall, len(groups))
 	for g, group := range groups {
 		keys := make([]string, 2*len(group))
-		args := make([]any, len(group)+2)
+		args := make([]any, len(group)+3)
 		for i, r := range group {
 			keys[i] = r.key
 			keys[len(group)+i] = companion(r.key, fenceSuffix)
@@ -210,6 +223,7 @@ func (c *Client) renewals(groups [][]*Reservation) []*scriptCall {
 		}
 		args[len(group)] = c.ttlMs
 		args[len(group)+1] = fenceLifetime(c.ttlMs)
+		args[len(group)+2] = watch
 		calls[g] = &scriptCall{script: renewScript, keys: keys, args: args}
 	}
 	return calls

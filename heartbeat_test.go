@@ -1,6 +1,7 @@
 package reservation
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -62,7 +63,7 @@ func TestScheduleDeclaresLossAtDeadline(t *testing.T) {
 		t.Fatalf("lost a millisecond before the deadline: %v", r.Err())
 	}
 	batch, _, _ := c.due(deadline)
-	if len(batch) != 0 || r.Err() != ErrLost {
+	if len(batch) != 0 || !errors.Is(r.Err(), ErrLost) {
 		t.Fatalf("at the deadline: batch %d, Err %v; want 0, ErrLost", len(batch), r.Err())
 	}
 	select {

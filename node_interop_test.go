@@ -24,13 +24,13 @@ func TestNodeReleaseWakesGoWaiter(t *testing.T) {
 	node.Expect(t, "acquired", 10*time.Second)
 
 	// The Node worker holds: Go is refused.
-	if _, ok, err := c.Lock(ctx, "shared-job"); ok || err != nil {
+	if _, ok, err := tryLock(ctx, c, "shared-job"); ok || err != nil {
 		t.Fatalf("Go Lock while Node holds = %v, %v; want false, nil", ok, err)
 	}
 
 	got := make(chan *Reservation, 1)
 	go func() {
-		r, err := c.WaitUntilLock(ctx, "shared-job")
+		r, err := c.Lock(ctx, "shared-job")
 		if err != nil {
 			t.Errorf("WaitUntilLock: %v", err)
 		}
@@ -94,12 +94,12 @@ func TestGoReleaseLetsNodeIn(t *testing.T) {
 		}
 	}
 	// While the Node worker holds it, Go is refused, then gets it after.
-	if _, ok, err := c.Lock(ctx, "handover"); ok || err != nil {
+	if _, ok, err := tryLock(ctx, c, "handover"); ok || err != nil {
 		t.Errorf("Go Lock while Node holds = %v, %v; want false, nil", ok, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	r2, err := c.WaitUntilLock(wctx, "handover")
+	r2, err := c.Lock(wctx, "handover")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package reservation
 import (
 	"crypto/tls"
 	"log/slog"
+	"os"
 	"time"
 )
 
@@ -25,8 +26,7 @@ const (
 // silently. Each field maps onto a flag of the reserve command.
 type Options struct {
 	// By names the worker, as the Node library's "by": holder values are
-	// "<By>-<random id>". Required (the reserve command defaults it to the
-	// host name). At most MaxByLen bytes.
+	// "<By>-<random id>". Default the host name. At most MaxByLen bytes.
 	By string
 
 	// TTL is how long a reservation lives on the server without renewal.
@@ -55,19 +55,27 @@ type Options struct {
 	// the largest. A negative value turns the guard off.
 	RestartGuard time.Duration
 
-	// Logger receives the structured events (reservation-acquired,
-	// -released, -extended, -lost, -wait, redis-error). Default
-	// slog.Default(). Routine events are at debug level, losses at warn,
-	// Redis errors at error.
+	// Logger receives a record for every Event, with the event's kind as
+	// its message (reservation-acquired, -released, -extended, -lost, -wait,
+	// restart-guard, eviction-risk, permission-denied, tracking-unavailable,
+	// redis-error). Default slog.Default(). Routine events are at debug
+	// level, losses and warnings at warn, Redis errors at error.
 	Logger *slog.Logger
 
+	// OnEvent, when not nil, is called with every Event, from the
+	// goroutine that saw it and never with a lock held. It must return
+	// quickly: it is on the path of the call or the renewal concerned.
+	// Default nil.
+	OnEvent func(Event)
+
 	// Username and Password authenticate to Redis. They override those in
-	// the address URL. Default: none, or the URL's. Only used by New.
+	// the address URL. Default: none, or the URL's. New only:
+	// NewWithClient refuses them (set them on the go-redis client).
 	Username string
 	Password string
 
 	// TLSConfig, when not nil, makes New connect with TLS ("rediss://"
-	// URLs do so with a default configuration). Only used by New.
+	// URLs do so with a default configuration). New only, like Username.
 	TLSConfig *tls.Config
 }
 
@@ -84,7 +92,7 @@ func (o *Options) withDefaults() (Options, error) {
 		opt = *o
 	}
 	if opt.By == "" {
-		return opt, optionError("By (the worker name) is empty")
+		opt.By = hostname()
 	}
 	if len(opt.By) > MaxByLen {
 		return opt, optionError("By is %d bytes long, more than %d", len(opt.By), MaxByLen)
@@ -124,4 +132,13 @@ func (o *Options) withDefaults() (Options, error) {
 		opt.Logger = slog.Default()
 	}
 	return opt, nil
+}
+
+// hostname is the default worker name: the host name, or "reservation"
+// when it cannot be read.
+func hostname() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "reservation"
 }

@@ -2,6 +2,7 @@ package reservation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,6 +13,10 @@ import (
 // closes the moment it ends, and Err says why. It is not safe to assume a
 // reservation is held until it is released: watch Done, and pass Token to
 // the storage you protect.
+//
+// The life of a Reservation, in this file: the Client holds it (hold),
+// renews it (heartbeat.go), watches its key (notifier.go), and it ends once,
+// by end: released (Release, Close), or lost (lose).
 type Reservation struct {
 	c        *Client
 	resource string
@@ -20,7 +25,7 @@ type Reservation struct {
 	token    int64
 	acquired time.Time
 
-	ctx    context.Context
+	ctx    context.Context // ends when the reservation ends; its cause is Err
 	cancel context.CancelCauseFunc
 
 	releaseMu sync.Mutex // one Release at a time
@@ -29,8 +34,8 @@ type Reservation struct {
 	deadline  time.Time // local deadline: lost if not renewed by then
 	due       time.Time // next renewal
 	failures  int       // renewals failed in a row
-	releasing bool      // a Release is under way: renewals leave it alone
-	err       error     // nil while held, then ErrLost or ErrReleased
+	releasing bool      // a release is under way: renewals leave it alone
+	err       error     // nil while held, then why it ended
 }
 
 func newReservation(c *Client, resource, key, value string, token int64, sent time.Time) *Reservation {
@@ -53,7 +58,7 @@ func newReservation(c *Client, resource, key, value string, token int64, sent ti
 func (r *Reservation) Resource() string { return r.resource }
 
 // Key returns the Redis key that holds the reservation, as the Node
-// library's wait_until_lock answers it.
+// library's wait_until_lock returns it.
 func (r *Reservation) Key() string { return r.key }
 
 // Holder returns the holder value stored in the key: "<By>-<random id>".
@@ -63,17 +68,31 @@ func (r *Reservation) Holder() string { return r.value }
 // issued before for the resource, even across a loss of the server's data.
 func (r *Reservation) Token() int64 { return r.token }
 
+// Fence is the fencing token of one resource of a holding.
+type Fence struct {
+	Resource string
+	Token    int64
+}
+
+// Fences returns the fencing token of every resource the reservation holds:
+// one today, Token's. A holding of several resources at once returns one
+// Fence each.
+func (r *Reservation) Fences() []Fence {
+	return []Fence{{Resource: r.resource, Token: r.token}}
+}
+
 // Done returns a channel that is closed when the reservation ends: lost,
 // released, or its Client closed.
 func (r *Reservation) Done() <-chan struct{} { return r.ctx.Done() }
 
 // Context returns a context that is cancelled when the reservation ends;
-// context.Cause of it is ErrLost or ErrReleased. Use it to bound work that
-// must stop when the reservation is lost.
+// context.Cause of it is the error that Err returns. Use it to bound work
+// that must stop when the reservation is lost.
 func (r *Reservation) Context() context.Context { return r.ctx }
 
-// Err returns nil while the reservation is held, ErrLost once it was lost
-// and ErrReleased once it was released.
+// Err returns nil while the reservation is held, then why it ended: an
+// error matching ErrLost (with the reason) once it was lost, or ErrReleased
+// once it was released.
 func (r *Reservation) Err() error {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
@@ -93,14 +112,17 @@ func (r *Reservation) Validity() time.Duration {
 }
 
 // Release gives the reservation up: it deletes the key only if it still
-// holds our value, and wakes the waiters. It returns an error wrapping
-// ErrNotHeld when the reservation was not ours any more (also wrapping
-// ErrLost when it was lost) or was already released. When ctx has already
-// ended it sends nothing and the reservation stays held. When Redis could
-// not answer, the outcome is unknown: the error wraps the Redis error and
-// ErrLost, the reservation ends as lost, and its key is deleted in the
+// holds our value, and wakes the waiters. It returns an error matching
+// ErrNotHeld when the reservation is nil, was not ours any more (also
+// matching ErrLost when it was lost) or was already released. When ctx has
+// already ended it sends nothing and the reservation stays held. When Redis
+// could not answer, the outcome is unknown: the error wraps the Redis error
+// and ErrLost, the reservation ends as lost, and its key is deleted in the
 // background if it is still ours.
 func (r *Reservation) Release(ctx context.Context) error {
+	if r == nil {
+		return fmt.Errorf("%w: release of a nil reservation (did the lock fail?)", ErrNotHeld)
+	}
 	r.releaseMu.Lock()
 	defer r.releaseMu.Unlock()
 	c := r.c
@@ -108,10 +130,10 @@ func (r *Reservation) Release(ctx context.Context) error {
 	if r.err != nil {
 		err := r.err
 		c.mu.Unlock()
-		if err == ErrLost {
+		if errors.Is(err, ErrLost) {
 			// Lost by its local deadline, the key may still be ours on
 			// the server: free it for the others, as it is no use to us.
-			_ = releaseScript.Run(ctx, c.rdb, []string{r.key}, r.value, companion(r.key, channelSuffix)).Err()
+			c.giveBack(r.key, r.value)
 		}
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)
 	}
@@ -122,26 +144,26 @@ func (r *Reservation) Release(ctx context.Context) error {
 	}
 	r.releasing = true
 	c.mu.Unlock()
+	if err := c.enter(); err != nil {
+		// Close releases it.
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)
+	}
+	defer c.ops.Done()
 
-	released, err := c.batch.run(ctx, releaseScript, []string{r.key}, r.value, companion(r.key, channelSuffix)).Int()
+	released, err := c.batch.run(ctx, releaseCall(r.key, r.value)).Int()
 	if err != nil {
 		// The script may or may not have run: the key may be deleted
 		// already, and someone else may take it at any moment. Holding
 		// on would be unsafe, so the reservation ends as lost, and its
 		// key is deleted in the background if it is still ours.
 		err = c.redisError("release", r.resource, err)
-		c.log.Error("redis-error", "op", "release", "resource", r.resource, "err", err)
+		c.emit(Event{Kind: EventRedisError, Resource: r.resource, Key: r.key, Err: err})
 		c.lose(r, "the release's outcome is unknown")
 		c.giveBack(r.key, r.value)
 		return fmt.Errorf("%w: %w", err, ErrLost)
 	}
 	if released != 1 {
-		if c.checkOpen() != nil {
-			// Close released it first.
-			r.end(ErrReleased)
-			return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), ErrReleased)
-		}
-		r.c.lose(r, "release found the key gone or someone else's")
+		c.lose(r, "release found the key gone or someone else's")
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
 	}
 	if !r.end(ErrReleased) {
@@ -152,34 +174,13 @@ func (r *Reservation) Release(ctx context.Context) error {
 	if n := c.notifierIfStarted(); n != nil {
 		n.released(r.key)
 	}
-	c.log.Debug("reservation-released", "resource", r.resource, "key", r.key, "held_for", time.Since(r.acquired))
+	c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
+		Duration: time.Since(r.acquired)})
 	return nil
 }
 
-// end ends the reservation with cause unless it already ended, and answers
-// whether it did.
-func (r *Reservation) end(cause error) bool {
-	c := r.c
-	c.mu.Lock()
-	if r.err != nil {
-		c.mu.Unlock()
-		return false
-	}
-	r.err = cause
-	delete(c.held, r)
-	c.mu.Unlock()
-	r.cancel(cause)
-	return true
-}
-
-// lose ends r as lost, for reason, and logs it.
-func (c *Client) lose(r *Reservation, reason string) {
-	if r.end(ErrLost) {
-		c.log.Warn("reservation-lost", "resource", r.resource, "key", r.key, "token", r.token, "reason", reason)
-	}
-}
-
-// hold registers a new reservation with the heartbeat.
+// hold registers a new reservation with the heartbeat and the notifier,
+// which watches its key.
 func (c *Client) hold(r *Reservation) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -187,6 +188,11 @@ func (c *Client) hold(r *Reservation) error {
 		return ErrClosed
 	}
 	c.held[r] = struct{}{}
+	if c.notif != nil {
+		c.notif.watchHeld(r)
+	} else {
+		c.startNotifierLocked() // it watches r once started
+	}
 	if !c.heartbeat {
 		c.heartbeat = true
 		c.wg.Add(1)
@@ -197,4 +203,34 @@ func (c *Client) hold(r *Reservation) error {
 	default:
 	}
 	return nil
+}
+
+// end ends the reservation with cause unless it already ended, and reports
+// whether it did.
+func (r *Reservation) end(cause error) bool {
+	c := r.c
+	c.mu.Lock()
+	if r.err != nil {
+		c.mu.Unlock()
+		return false
+	}
+	r.err = cause
+	if _, ok := c.held[r]; ok {
+		delete(c.held, r)
+		if c.notif != nil {
+			c.notif.unwatchHeld(r)
+		}
+	}
+	c.mu.Unlock()
+	r.cancel(cause)
+	return true
+}
+
+// lose ends r as lost, for reason, and reports it.
+func (c *Client) lose(r *Reservation, reason string) {
+	err := lostError(reason)
+	if r.end(err) {
+		c.emit(Event{Kind: EventLost, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
+			Duration: time.Since(r.acquired), Err: err})
+	}
 }

@@ -41,9 +41,21 @@ type scriptCall struct {
 	cmd    *redis.Cmd // its reply, once run
 }
 
+// run runs the call on its own, with EVALSHA, falling back to EVAL on
+// NOSCRIPT.
+func (sc *scriptCall) run(ctx context.Context, rdb redis.Scripter) *redis.Cmd {
+	sc.cmd = sc.script.Run(ctx, rdb, sc.keys, sc.args...)
+	return sc.cmd
+}
+
+// releaseCall returns the release script's call for key held with value.
+func releaseCall(key, value string) *scriptCall {
+	return &scriptCall{script: releaseScript, keys: []string{key}, args: []any{value, companion(key, channelSuffix)}}
+}
+
 // evalPipelined runs calls with EVALSHA in one pipeline. Those that find
 // their script missing (a restarted or flushed server) did not run: they
-// run again, in a second pipeline, after the scripts are loaded. It answers
+// run again, in a second pipeline, after the scripts are loaded. It returns
 // when the last pipeline was sent and the first call's error, as Pipelined
 // does; each call's own reply is in its cmd.
 func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scriptCall) (time.Time, error) {

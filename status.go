@@ -11,24 +11,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Info describes what Redis holds for one resource, as the reserve
-// command's status and list show it.
+// Info describes what Redis holds for one resource.
 type Info struct {
-	Resource string `json:"resource"`
-	Key      string `json:"key"`
-	// Held says whether the key exists.
-	Held bool `json:"held"`
+	Resource string
+	Key      string
+	// Held reports whether the key exists.
+	Held bool
 	// Holder is the value in the key: "<by>-<id>" for this library, the
 	// Node library's value for a Node worker. Empty when not held.
-	Holder string `json:"holder"`
-	// TTL is how long the key lives without renewal: -1 when it has no
-	// expiry, 0 when not held.
-	TTL time.Duration `json:"-"`
-	// TTLMillis is TTL in milliseconds, for JSON.
-	TTLMillis int64 `json:"ttl_ms"`
+	Holder string
+	// TTL is how long the key lives without renewal; zero when it is not
+	// held or has no expiry.
+	TTL time.Duration
+	// NoExpiry reports that the key is held and has no expiry.
+	NoExpiry bool
 	// Token is the last fencing token issued for the resource, 0 when
 	// none is known (never held, or the record expired).
-	Token int64 `json:"token"`
+	Token int64
+	// Guard is how long the restart guard still refuses acquisitions of
+	// the resource, for this Client's guard period; zero when it does not.
+	Guard time.Duration
+	// GuardUnset reports that the restart guard's marker is missing: the
+	// server is new or lost its data, and the next acquisition starts the
+	// guard (unless PrimeRestartGuard is called first). Always false when
+	// the guard is off.
+	GuardUnset bool
 }
 
 // Status reads what Redis holds for resource, in one round trip. It never
@@ -96,8 +103,8 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 	return held, nil
 }
 
-// infos reads GET, PTTL and the fencing key of each resource in one
-// pipeline.
+// infos reads GET, PTTL, the fencing key and the restart-guard marker of
+// each resource in one pipeline, with the server's time.
 func (c *Client) infos(ctx context.Context, resources []string) ([]Info, error) {
 	if len(resources) == 0 {
 		return nil, nil
@@ -106,12 +113,16 @@ func (c *Client) infos(ctx context.Context, resources []string) ([]Info, error) 
 		get   *redis.StringCmd
 		pttl  *redis.DurationCmd
 		token *redis.StringCmd
+		guard *redis.StringCmd
 	}
 	all := make([]cmds, len(resources))
+	var now *redis.TimeCmd
 	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		now = p.Time(ctx)
 		for i, res := range resources {
 			key := c.Key(res)
-			all[i] = cmds{p.Get(ctx, key), p.PTTL(ctx, key), p.Get(ctx, companion(key, fenceSuffix))}
+			all[i] = cmds{p.Get(ctx, key), p.PTTL(ctx, key), p.Get(ctx, companion(key, fenceSuffix)),
+				p.Get(ctx, guardKeyFor(key, c.cluster))}
 		}
 		return nil
 	})
@@ -125,13 +136,23 @@ func (c *Client) infos(ctx context.Context, resources []string) ([]Info, error) 
 			in.Held, in.Holder = true, v
 			switch d := all[i].pttl.Val(); {
 			case d > 0:
-				in.TTL, in.TTLMillis = d, d.Milliseconds()
+				in.TTL = d
 			case d == -1:
-				in.TTL, in.TTLMillis = -1, -1
+				in.NoExpiry = true
 			}
 		}
 		if t, err := all[i].token.Int64(); err == nil {
 			in.Token = t
+		}
+		if c.guardMs > 0 {
+			set, gerr := all[i].guard.Int64()
+			switch {
+			case errors.Is(gerr, redis.Nil):
+				in.GuardUnset = true
+			case gerr == nil && now.Err() == nil:
+				left := time.UnixMilli(set).Add(time.Duration(c.guardMs) * time.Millisecond).Sub(now.Val())
+				in.Guard = max(left, 0).Round(time.Millisecond)
+			}
 		}
 		infos[i] = in
 	}
@@ -155,48 +176,4 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// ForceRelease deletes the reservation of resource whoever holds it (an
-// operator breaking a stuck or unwanted holding), wakes its waiters, and
-// answers the holder value it deleted. The holder finds out at its next
-// renewal. It answers "" and no error when nothing was held.
-func (c *Client) ForceRelease(ctx context.Context, resource string) (string, error) {
-	if err := c.check(resource); err != nil {
-		return "", err
-	}
-	key := c.Key(resource)
-	v, err := forceReleaseScript.Run(ctx, c.rdb, []string{key}, companion(key, channelSuffix)).Text()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", c.redisError("force release", resource, err)
-	}
-	c.log.Info("reservation-released", "resource", resource, "key", key, "holder", v, "forced", true)
-	return v, nil
-}
-
-// PrimeRestartGuard records that the server's data is intact, so that the
-// restart guard does not hold back the first acquisitions on a new server.
-// Call it only when no reservation can be held there yet: right after
-// starting a fresh server, say. On Cluster it primes every slot.
-func (c *Client) PrimeRestartGuard(ctx context.Context) error {
-	if err := c.checkOpen(); err != nil {
-		return err
-	}
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if !c.cluster {
-			p.SetNX(ctx, guardKey, 0, 0)
-			return nil
-		}
-		for s := range uint16(16384) {
-			p.SetNX(ctx, "{"+slotTag(s)+"}:reservation-restart-guard", 0, 0)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("reservation: prime restart guard on %s: %w", c.addr, err)
-	}
-	return nil
 }

@@ -8,9 +8,11 @@
 -- ARGV[3] restart guard in milliseconds (0: no guard)
 -- ARGV[4] lifetime of the fencing companion key in milliseconds
 --
--- Answers {1, token} when acquired, {0, pttl, guarded} otherwise: pttl is
--- the holder's remaining time (-1 when the key has no expiry), or the
--- restart guard's remaining time when guarded is 1.
+-- Returns {1, token} when acquired, {0, pttl, guarded, holder} otherwise:
+-- pttl is the holder's remaining time (-1 when the key has no expiry), or
+-- the restart guard's remaining time when guarded is 1; holder is the value
+-- in the key ('' when it is not a string), so that the caller can say who
+-- holds it without a second round trip that could race.
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
@@ -41,10 +43,14 @@ local last = tonumber(redis.call('GET', KEYS[2])) or 0
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
   -- A retry of this very attempt (the client resent a script whose reply
   -- it lost) finds its own value, unique to the attempt: the key is ours.
-  if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  local holder = redis.pcall('GET', KEYS[1])
+  if holder == ARGV[1] then
     return {1, tonumber(redis.call('GET', KEYS[2])) or 0}
   end
-  return {0, redis.call('PTTL', KEYS[1]), 0}
+  if type(holder) ~= 'string' then
+    holder = ''
+  end
+  return {0, redis.call('PTTL', KEYS[1]), 0, holder}
 end
 
 -- The next token is max(last + 1, server time in microseconds), so tokens

@@ -3,7 +3,7 @@
 -- KEYS[1] reservation key
 -- ARGV[1] release channel
 --
--- Answers the holder value that was deleted, or false when nobody held it.
+-- Returns the holder value that was deleted, or false when nobody held it.
 local v = redis.pcall('GET', KEYS[1])
 if type(v) ~= 'string' then
   return false

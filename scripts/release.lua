@@ -4,7 +4,7 @@
 -- ARGV[1] holder value
 -- ARGV[2] release channel
 --
--- Answers 1 when released, 0 when the key was gone or someone else's.
+-- Returns 1 when released, 0 when the key was gone or someone else's.
 if redis.pcall('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[2], KEYS[1])

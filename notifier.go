@@ -1,0 +1,738 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// invalidateChannel carries client-tracking invalidations redirected to a
+// subscriber (RESP2).
+const invalidateChannel = "__redis__:invalidate"
+
+// healthInterval is how long the subscriber may stay silent before it is
+// pinged; silent for as long again, its connection is dropped and made anew.
+// So a connection that went silent (a blackholed link) is replaced within
+// two intervals; one that was closed (reset, FIN, CLIENT KILL) at once.
+const healthInterval = 5 * time.Second
+
+// notifierStartTimeout bounds the start of the notifier.
+const notifierStartTimeout = 5 * time.Second
+
+// notifier carries every push of the server to one Client: the waiters of
+// a key are woken when it changes, and its holder checks at once whether it
+// still holds it. It uses two connections of its own:
+//
+//   - the subscriber, always reading: client-tracking invalidations are
+//     redirected to it (RESP2 REDIRECT), and without tracking it receives
+//     release notices and keyspace notifications;
+//   - the tracking connection (CLIENT TRACKING ON REDIRECT ... NOLOOP): the
+//     keys it reads are watched. Waiters read their key's PTTL on it, and
+//     the heartbeat renews on it, with a last read of each key in the
+//     renew script: NOLOOP keeps our own renewals from waking us, and the
+//     read watches the key again.
+//
+// Where tracking is not available (Cluster, servers before Redis 6, a
+// refused CLIENT TRACKING), the subscriber subscribes to the release channel
+// and keyspace channel of every watched key instead.
+type notifier struct {
+	c        *Client
+	tracking bool
+	db       int
+
+	psClient    *redis.Client // the subscriber's own client
+	trackClient *redis.Client // the tracking connection
+	ps          *redis.PubSub
+	psID        atomic.Int64 // client id of the subscriber connection
+	trackConns  atomic.Int64 // connections the tracking client opened
+
+	kick    chan struct{}  // wakes the watch loop
+	watches sync.WaitGroup // watchClosing's goroutines
+
+	mu         sync.Mutex // never held across network I/O
+	keys       map[string]*keyWatch
+	verify     map[string]bool // held keys to read again
+	rearm      bool            // re-enable tracking and read every held key
+	subscribed map[string]bool // keys subscribed to, without tracking
+}
+
+// keyWatch is the state of one watched key: held by this Client, waited
+// for, or both.
+type keyWatch struct {
+	queue  []*waiter     // FIFO: the head contends, the others wait
+	wake   chan struct{} // closed at every notice for the key, then replaced
+	armed  bool          // a waiter's read watches it since the last notice
+	holder *Reservation  // this Client's reservation of the key, or nil
+}
+
+// waiter is one Lock call's place in a key's queue.
+type waiter struct{ _ byte }
+
+// notifierStart is a start of the notifier under way.
+type notifierStart struct {
+	done chan struct{}
+	n    *notifier
+	err  error
+}
+
+// notifierIfStarted returns the Client's notifier, or nil.
+func (c *Client) notifierIfStarted() *notifier {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.notif
+}
+
+// notifierFor returns the Client's notifier, starting it on first use. The
+// start (a few round trips) runs in the background with its own bounded
+// context, never under c.mu, which the heartbeat needs; callers wait for it
+// as long as their ctx lets them.
+func (c *Client) notifierFor(ctx context.Context) (*notifier, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c.notif != nil {
+		n := c.notif
+		c.mu.Unlock()
+		return n, nil
+	}
+	st := c.startNotifierLocked()
+	c.mu.Unlock()
+	select {
+	case <-st.done:
+		return st.n, st.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, ErrClosed
+	}
+}
+
+// startNotifierLocked starts the notifier unless a start is under way, and
+// returns the start. c.mu is held.
+func (c *Client) startNotifierLocked() *notifierStart {
+	if c.notifStart == nil {
+		c.notifStart = &notifierStart{done: make(chan struct{})}
+		c.wg.Add(1)
+		go c.startNotifier(c.notifStart)
+	}
+	return c.notifStart
+}
+
+// startNotifier starts the notifier for st, and publishes it, watching
+// every reservation already held.
+func (c *Client) startNotifier(st *notifierStart) {
+	defer c.wg.Done()
+	defer close(st.done)
+	ctx, cancel := context.WithTimeout(c.ctx, notifierStartTimeout)
+	defer cancel()
+	n := &notifier{
+		c:          c,
+		keys:       make(map[string]*keyWatch),
+		verify:     make(map[string]bool),
+		subscribed: make(map[string]bool),
+		kick:       make(chan struct{}, 1),
+	}
+	err := n.start(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.notifStart = nil
+	switch {
+	case err != nil:
+		st.err = err
+	case c.closed:
+		n.close()
+		st.err = ErrClosed
+	default:
+		c.notif, st.n = n, n
+		for r := range c.held {
+			n.watchHeld(r)
+		}
+		c.wg.Add(1)
+		go n.watchLoop()
+		if n.ps != nil {
+			c.wg.Add(1)
+			go n.receive()
+		}
+	}
+}
+
+// start opens the subscriber. Client tracking needs a *redis.Client (one
+// server) that answers CLIENT TRACKING (Redis 6 and later); elsewhere the
+// notifier subscribes to release notices and keyspace notifications.
+func (n *notifier) start(ctx context.Context) error {
+	base, ok := n.c.rdb.(*redis.Client)
+	if ok {
+		n.db = base.Options().DB
+	}
+	if ok && !n.c.noTracking {
+		err := n.startTracking(ctx, base)
+		var rerr redis.Error
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &rerr):
+			n.c.emit(Event{Kind: EventTrackingUnavailable, Err: classify(n.c.addr, err)})
+		default:
+			return err
+		}
+	}
+	if _, ring := n.c.rdb.(*redis.Ring); ring {
+		// A Ring subscribes on the shard of its first channel only: no
+		// push source fits keys spread over shards. Waiters wake on
+		// their timers, holders learn of a loss at the next renewal.
+		return nil
+	}
+	n.ps = n.c.rdb.Subscribe(ctx)
+	return nil
+}
+
+// startTracking opens the subscriber and the tracking connection, clones
+// of base's options with one connection each.
+func (n *notifier) startTracking(ctx context.Context, base *redis.Client) error {
+	opt := *base.Options()
+	opt.Protocol = 2 // invalidations arrive as messages of invalidateChannel
+	opt.ClientSideCache, opt.ClientSideCacheConfig = nil, nil
+	opt.PushNotificationProcessor, opt.Limiter = nil, nil
+	// Options() returns normalized values that NewClient would normalize
+	// again; set the ones that matter outright.
+	opt.MaxRetries = 1
+	opt.ReadTimeout, opt.WriteTimeout = 3*time.Second, 3*time.Second
+	opt.PoolSize, opt.MinIdleConns, opt.MaxIdleConns = 1, 0, 1
+	opt.PipelinePoolSize = -1 // pipelines on the one connection too
+	opt.ConnMaxIdleTime, opt.ConnMaxLifetime = -1, 0
+	onConnect := opt.OnConnect
+	psOpt, trackOpt := opt, opt
+	psOpt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+		if onConnect != nil {
+			if err := onConnect(ctx, cn); err != nil {
+				return err
+			}
+		}
+		id, err := cn.ClientID(ctx).Result()
+		if err != nil {
+			return err
+		}
+		if n.psID.Swap(id) != 0 {
+			// A new subscriber: the tracking connection still redirects
+			// to the old one.
+			n.askRearm()
+		}
+		return nil
+	}
+	trackOpt.Dialer = watchClosing(opt.Dialer, &n.watches, n.askRearm)
+	trackOpt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+		if onConnect != nil {
+			if err := onConnect(ctx, cn); err != nil {
+				return err
+			}
+		}
+		// A new tracking connection watches nothing: turn tracking on,
+		// and have every key watched again.
+		if err := n.trackOn(ctx, cn); err != nil {
+			return err
+		}
+		if n.trackConns.Add(1) > 1 {
+			n.askRearm()
+		}
+		return nil
+	}
+	n.psClient = redis.NewClient(&psOpt)
+	n.trackClient = redis.NewClient(&trackOpt)
+	n.ps = n.psClient.Subscribe(ctx, invalidateChannel)
+	// The first receive is the confirmation: it connects the subscriber,
+	// whose id the tracking connection needs.
+	if _, err := n.ps.ReceiveTimeout(ctx, notifierStartTimeout); err != nil {
+		n.close()
+		return err
+	}
+	if err := n.trackClient.Ping(ctx).Err(); err != nil {
+		n.close()
+		return err
+	}
+	n.tracking = true
+	return nil
+}
+
+// trackOn turns tracking on for cn, redirected to the subscriber.
+func (n *notifier) trackOn(ctx context.Context, cn *redis.Conn) error {
+	id := n.psID.Load()
+	if id == 0 {
+		return errors.New("reservation: tracking: subscriber not connected")
+	}
+	_, err := cn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "CLIENT", "TRACKING", "OFF")
+		p.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "NOLOOP")
+		return nil
+	})
+	return err
+}
+
+// close ends the notifier's connections; its goroutines then return.
+func (n *notifier) close() {
+	if n.ps != nil {
+		n.ps.Close()
+	}
+	if n.psClient != nil {
+		n.psClient.Close()
+		n.trackClient.Close()
+	}
+	n.watches.Wait()
+}
+
+// scripter returns where the heartbeat renews: the tracking connection, so
+// that its renewals keep the held keys watched without waking it.
+func (n *notifier) scripter() redis.UniversalClient {
+	if n.tracking {
+		return n.trackClient
+	}
+	return n.c.rdb
+}
+
+// channels returns the channels to subscribe to for key without tracking.
+func (n *notifier) channels(key string) []string {
+	return []string{
+		companion(key, channelSuffix),
+		"__keyspace@" + strconv.Itoa(n.db) + "__:" + key,
+	}
+}
+
+// watch returns the keyWatch of key, made on first use. n.mu is held.
+func (n *notifier) watch(key string) *keyWatch {
+	kw := n.keys[key]
+	if kw == nil {
+		kw = &keyWatch{wake: make(chan struct{})}
+		n.keys[key] = kw
+		if !n.tracking {
+			n.kickLocked()
+		}
+	}
+	return kw
+}
+
+// forget drops the keyWatch of key when nothing needs it any more. n.mu is
+// held.
+func (n *notifier) forget(key string, kw *keyWatch) {
+	if len(kw.queue) == 0 && kw.holder == nil {
+		delete(n.keys, key)
+		if !n.tracking {
+			n.kickLocked()
+		}
+	}
+}
+
+// watchHeld watches r's key for changes by others, and reads it once to
+// start (which also catches a change since the acquisition). c.mu is held.
+func (n *notifier) watchHeld(r *Reservation) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.watch(r.key).holder = r
+	n.verify[r.key] = true
+	n.kickLocked()
+}
+
+// unwatchHeld stops watching r's key for r. c.mu is held.
+func (n *notifier) unwatchHeld(r *Reservation) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if kw := n.keys[r.key]; kw != nil && kw.holder == r {
+		kw.holder = nil
+		n.forget(r.key, kw)
+	}
+}
+
+// join queues a waiter on key. Without tracking, the watch loop subscribes
+// to the key's channels; the confirmation wakes the waiter, and it tries
+// again, so no release between its last attempt and then is missed.
+func (n *notifier) join(key string) *waiter {
+	w := &waiter{}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.watch(key)
+	kw.queue = append(kw.queue, w)
+	return w
+}
+
+// leave takes w off key's queue. When w gave up without acquiring, the next
+// waiter is woken to contend in its place.
+func (n *notifier) leave(key string, w *waiter, acquired bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.keys[key]
+	if kw == nil {
+		return
+	}
+	for i, q := range kw.queue {
+		if q == w {
+			kw.queue = append(kw.queue[:i], kw.queue[i+1:]...)
+			if i == 0 && !acquired {
+				kw.signal()
+			}
+			break
+		}
+	}
+	n.forget(key, kw)
+}
+
+// state returns, for waiter w of key: the channel that closes at the next
+// notice, whether w is at the head of the queue, and whether the key is
+// watched.
+func (n *notifier) state(key string, w *waiter) (<-chan struct{}, bool, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.keys[key]
+	return kw.wake, len(kw.queue) > 0 && kw.queue[0] == w, kw.armed || !n.tracking
+}
+
+// arm makes the tracking connection watch key for a waiter, and returns its
+// PTTL at that moment (-2 when it is gone, -1 when it has no expiry).
+func (n *notifier) arm(ctx context.Context, key string) (time.Duration, error) {
+	n.mu.Lock()
+	if kw := n.keys[key]; kw != nil {
+		kw.armed = true
+	}
+	n.mu.Unlock()
+	pttl, err := n.trackClient.PTTL(ctx, key).Result()
+	if err != nil {
+		// The connection may have been replaced, and its watches lost:
+		// every key is watched again at its next attempt.
+		n.mu.Lock()
+		for _, kw := range n.keys {
+			kw.armed = false
+		}
+		n.mu.Unlock()
+		return 0, err
+	}
+	return pttl, nil
+}
+
+// waited reports whether waiters of this Client queue for key.
+func (n *notifier) waited(key string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.keys[key]
+	return kw != nil && len(kw.queue) > 0
+}
+
+// released tells the local waiters of key that it was just released here,
+// without waiting for the notice to come back from the server.
+func (n *notifier) released(key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if kw := n.keys[key]; kw != nil {
+		kw.signal()
+	}
+}
+
+// notify handles a notice that key changed: its waiters wake, and its
+// holder reads it again.
+func (n *notifier) notify(key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if kw := n.keys[key]; kw != nil {
+		kw.armed = false
+		kw.signal()
+		if kw.holder != nil {
+			n.verify[key] = true
+			n.kickLocked()
+		}
+	}
+}
+
+// askRearm has the watch loop turn tracking on again and read every held
+// key, and wakes every waiter: after a reconnection or a flush, anything
+// may have happened.
+func (n *notifier) askRearm() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.rearm = true
+	for _, kw := range n.keys {
+		kw.armed = false
+		kw.signal()
+	}
+	n.kickLocked()
+}
+
+func (n *notifier) kickLocked() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (kw *keyWatch) signal() {
+	close(kw.wake)
+	kw.wake = make(chan struct{})
+}
+
+// watchLoop does the notifier's network work that must not wait under a
+// lock: reading held keys again when they changed, turning tracking on
+// again after a reconnection, and, without tracking, the subscriptions.
+func (n *notifier) watchLoop() {
+	defer n.c.wg.Done()
+	ctx := n.c.ctx
+	var failures int
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.kick:
+		}
+		for {
+			err := n.watchOnce(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				failures = 0
+				break
+			}
+			failures++
+			if !sleep(ctx, min(5*time.Millisecond<<min(failures, 8), time.Second)) {
+				return
+			}
+		}
+	}
+}
+
+// watchOnce does what the watch loop was asked for. On an error, what
+// failed is asked for again.
+func (n *notifier) watchOnce(ctx context.Context) error {
+	n.mu.Lock()
+	rearm := n.rearm
+	n.rearm = false
+	verify := make(map[string]*Reservation, len(n.verify))
+	for key := range n.verify {
+		if kw := n.keys[key]; kw != nil && kw.holder != nil {
+			verify[key] = kw.holder
+		}
+	}
+	if rearm {
+		for key, kw := range n.keys {
+			if kw.holder != nil {
+				verify[key] = kw.holder
+			}
+		}
+	}
+	clear(n.verify)
+	var sub, unsub []string
+	if !n.tracking {
+		for key := range n.keys {
+			if !n.subscribed[key] {
+				sub = append(sub, n.channels(key)...)
+				n.subscribed[key] = true
+			}
+		}
+		for key := range n.subscribed {
+			if n.keys[key] == nil {
+				unsub = append(unsub, n.channels(key)...)
+				delete(n.subscribed, key)
+			}
+		}
+	}
+	n.mu.Unlock()
+
+	err := n.subscribe(ctx, sub, unsub)
+	if rearm && n.tracking {
+		if rerr := n.retrack(ctx); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	if verr := n.verifyHeld(ctx, verify); verr != nil {
+		err = errors.Join(err, verr)
+	}
+	if err != nil {
+		n.mu.Lock()
+		n.rearm = n.rearm || rearm
+		for key := range verify {
+			n.verify[key] = true
+		}
+		n.mu.Unlock()
+	}
+	return err
+}
+
+// subscribe changes the subscriptions, without tracking.
+func (n *notifier) subscribe(ctx context.Context, sub, unsub []string) error {
+	if n.ps == nil {
+		return nil
+	}
+	var err error
+	if len(sub) > 0 {
+		err = n.ps.Subscribe(ctx, sub...)
+	}
+	if len(unsub) > 0 {
+		err = errors.Join(err, n.ps.Unsubscribe(ctx, unsub...))
+	}
+	return err
+}
+
+// retrack turns tracking on again on the tracking connection, redirected
+// to the subscriber of now.
+func (n *notifier) retrack(ctx context.Context) error {
+	cn := n.trackClient.Conn()
+	defer cn.Close()
+	return n.trackOn(ctx, cn)
+}
+
+// verifyHeld reads held keys again, on the tracking connection (which
+// watches them again), and declares lost those that are not ours any more.
+func (n *notifier) verifyHeld(ctx context.Context, held map[string]*Reservation) error {
+	if len(held) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(held))
+	for key := range held {
+		keys = append(keys, key)
+	}
+	gets := make([]*redis.StringCmd, len(keys))
+	rdb := n.scripter()
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			gets[i] = p.Get(ctx, key)
+		}
+		return nil
+	})
+	if err != nil && !isPerCommand(err) {
+		return err
+	}
+	for i, key := range keys {
+		r := held[key]
+		v, gerr := gets[i].Result()
+		if gerr != nil && !errors.Is(gerr, redis.Nil) && !isWrongType(gerr) {
+			continue
+		}
+		n.c.mu.Lock()
+		releasing := r.releasing // its own release deleted it
+		n.c.mu.Unlock()
+		if v != r.value && !releasing {
+			n.c.lose(r, "its key was deleted or overwritten by another client")
+		}
+	}
+	return nil
+}
+
+// isWrongType reports whether err is Redis's answer to a read of a key of
+// another type.
+func isWrongType(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "WRONGTYPE")
+}
+
+// receive dispatches what the subscriber receives until the Client closes.
+func (n *notifier) receive() {
+	defer n.c.wg.Done()
+	ctx := n.c.ctx
+	var failures int
+	pinged := false
+	for {
+		var msg any
+		var err error
+		if !pinged {
+			// A timeout here leaves the connection alone.
+			msg, err = n.ps.ReceiveTimeout(ctx, healthInterval)
+		} else {
+			// Pinged and still silent: a timeout here is a dead
+			// connection, which go-redis replaces.
+			rctx, cancel := context.WithTimeout(ctx, healthInterval)
+			msg, err = n.ps.Receive(rctx)
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if !pinged && errors.As(err, &ne) && ne.Timeout() {
+				pinged = true
+				_ = n.ps.Ping(ctx)
+				continue
+			}
+			// A broken connection (it reconnects on the next Receive), or a
+			// message go-redis cannot parse, such as the null invalidation
+			// of a FLUSHALL: either way, every key is looked at again.
+			pinged = false
+			n.askRearm()
+			if failures++; failures > 1 {
+				if !sleep(ctx, min(5*time.Millisecond<<min(failures, 8), time.Second)) {
+					return
+				}
+			}
+			continue
+		}
+		failures, pinged = 0, false
+		n.dispatch(msg)
+	}
+}
+
+// dispatch handles one message of the subscriber.
+func (n *notifier) dispatch(msg any) {
+	switch m := msg.(type) {
+	case *redis.Subscription:
+		if m.Kind != "subscribe" {
+			return
+		}
+		if m.Channel == invalidateChannel {
+			n.askRearm() // a new connection: watches must be set again
+		} else if key, ok := n.keyOfChannel(m.Channel, ""); ok {
+			n.notify(key)
+		}
+	case *redis.Message:
+		switch {
+		case m.Channel == invalidateChannel:
+			if len(m.PayloadSlice) == 0 && m.Payload == "" {
+				// A flush (of any database: Redis 7.0 tells every
+				// tracking client the same): read everything again.
+				n.askRearm()
+			}
+			for _, key := range m.PayloadSlice {
+				n.notify(key)
+			}
+		default:
+			if key, ok := n.keyOfChannel(m.Channel, m.Payload); ok {
+				n.notify(key)
+			}
+		}
+	}
+}
+
+// keyOfChannel returns the key that a release-notice or keyspace channel is
+// about. A release notice's payload is the key.
+func (n *notifier) keyOfChannel(channel, payload string) (string, bool) {
+	if rest, ok := strings.CutPrefix(channel, "__keyspace@"); ok {
+		_, key, ok := strings.Cut(rest, "__:")
+		return key, ok
+	}
+	if payload != "" {
+		return payload, true
+	}
+	// A subscription confirmation of a release channel: find its key.
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for key := range n.keys {
+		if companion(key, channelSuffix) == channel {
+			return key, true
+		}
+	}
+	return "", false
+}
+
+// sleep waits d, and reports false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,67 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Operator actions: what a person does to a deployment by hand, not what a
+// worker does in its normal life.
+
+// ForceRelease deletes the reservation of resource whoever holds it (an
+// operator breaking a stuck or unwanted holding), wakes its waiters, and
+// returns the holder value it deleted. A holder of this library learns of
+// its loss within milliseconds where the server has client tracking (else
+// at its next renewal). It returns "" and no error when nothing was held.
+func (c *Client) ForceRelease(ctx context.Context, resource string) (string, error) {
+	if err := c.check(resource); err != nil {
+		return "", err
+	}
+	key := c.Key(resource)
+	v, err := forceReleaseScript.Run(ctx, c.rdb, []string{key}, companion(key, channelSuffix)).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", c.redisError("force release", resource, err)
+	}
+	c.emit(Event{Kind: EventReleased, Resource: resource, Key: key, Holder: v})
+	return v, nil
+}
+
+// PrimeRestartGuard records that the server's data is intact, so that the
+// restart guard does not hold back the first acquisitions on a new server.
+// It reports whether it set the marker (false: it was there already, and
+// nothing changed). On Cluster it primes every slot.
+//
+// Call it only when no reservation can be held there yet: right after
+// starting a fresh server, say. A server that restarted without its data
+// looks new, and priming it lets new holders overlap old ones that have not
+// seen their loss yet.
+func (c *Client) PrimeRestartGuard(ctx context.Context) (bool, error) {
+	if err := c.checkOpen(); err != nil {
+		return false, err
+	}
+	var set []*redis.BoolCmd
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if !c.cluster {
+			set = append(set, p.SetNX(ctx, guardKey, 0, 0))
+			return nil
+		}
+		for s := range uint16(16384) {
+			set = append(set, p.SetNX(ctx, "{"+slotTag(s)+"}:reservation-restart-guard", 0, 0))
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("reservation: prime restart guard on %s: %w", c.addr, classify(c.addr, err))
+	}
+	primed := false
+	for _, cmd := range set {
+		primed = primed || cmd.Val()
+	}
+	return primed, nil
+}
