@@ -9,9 +9,13 @@
 //
 //	Node                               Go
 //	new ReserveResource(by, host, ...) New(addr, &Options{By, HeartbeatInterval, TTL, Logger, Password})
-//	lock(resource, cb)                 Client.Lock(ctx, resource) (*Reservation, bool, error)
-//	wait_until_lock(resource, cb)      Client.WaitUntilLock(ctx, resource) (*Reservation, error)
+//	lock(resource, cb)                 Client.TryLock(ctx, resource) (*Reservation, error)
+//	wait_until_lock(resource, cb)      Client.Lock(ctx, resource) (*Reservation, error)
 //	release(cb)                        Reservation.Release(ctx) error
+//
+// As in sync.Mutex, Lock blocks and TryLock tries once. A resource held by
+// someone else is an error for TryLock: a *NotAcquiredError matching
+// ErrNotAcquired, which says who holds it and for how long.
 //
 // # A five-minute tour
 //
@@ -21,11 +25,12 @@
 //	c, err := reservation.New("redis://localhost:6379", &reservation.Options{By: "worker-1"})
 //	defer c.Close()
 //
-// Lock answers at once; WaitUntilLock blocks until the resource is free or
-// its context ends:
+// TryLock returns at once; Lock blocks until the resource is free or its
+// context ends:
 //
-//	r, ok, err := c.Lock(ctx, "nightly-report")
-//	r, err := c.WaitUntilLock(ctx, "nightly-report")
+//	r, err := c.TryLock(ctx, "nightly-report")
+//	if errors.Is(err, reservation.ErrNotAcquired) { ... } // held by someone else
+//	r, err := c.Lock(ctx, "nightly-report")
 //
 // Each acquisition and each Release is one script, one round trip. When
 // many goroutines lock and release through one Client at once, their
@@ -39,8 +44,11 @@
 // holder's local deadline (the last successful renewal's send time plus the
 // TTL, less a drift margin of 1% of the TTL and 2 ms). A holder cut off from
 // Redis thus learns of its loss before the key can expire on the server and
-// anyone else can take it. The loss closes Done, sets Err to ErrLost and
-// cancels Context with the cause ErrLost:
+// anyone else can take it. A holder also watches its key through client
+// tracking: a delete, overwrite, flush or eviction by anyone else ends the
+// holding within milliseconds, not at the next renewal. The loss closes
+// Done, sets Err to an error matching ErrLost (with the reason) and cancels
+// Context with that cause:
 //
 //	select {
 //	case <-r.Done():      // lost: stop touching the resource
@@ -53,8 +61,16 @@
 // since lost its reservation.
 //
 // Release deletes the key only if it still holds this holding's value
-// ("<By>-<96 random bits>"), and answers ErrNotHeld when the reservation was
+// ("<By>-<96 random bits>"), and returns ErrNotHeld when the reservation was
 // lost or already released: it can never delete someone else's.
+//
+// # Events
+//
+// Options.OnEvent receives an Event for what a user or a metrics system may
+// want to know: acquisitions, releases, renewals, losses and their cause,
+// the restart guard holding acquisitions back, Redis errors. The same
+// events are logged through Options.Logger, with the event's kind as the
+// message.
 //
 // # Waiting
 //

@@ -53,6 +53,8 @@ type notifier struct {
 	psID        atomic.Int64 // client id of the subscriber connection
 	trackConns  atomic.Int64 // connections the tracking client opened
 
+	rereads atomic.Int64 // held keys read again: a measure of the pushes that concern them
+
 	kick    chan struct{}  // wakes the watch loop
 	watches sync.WaitGroup // watchClosing's goroutines
 
@@ -245,6 +247,8 @@ func (n *notifier) startTracking(ctx context.Context, base *redis.Client) error 
 		}
 		return nil
 	}
+	// Named, so that an operator's CLIENT LIST tells them apart.
+	psOpt.ClientName, trackOpt.ClientName = "reservation-subscriber", "reservation-tracking"
 	n.psClient = redis.NewClient(&psOpt)
 	n.trackClient = redis.NewClient(&trackOpt)
 	n.ps = n.psClient.Subscribe(ctx, invalidateChannel)
@@ -589,6 +593,7 @@ func (n *notifier) verifyHeld(ctx context.Context, held map[string]*Reservation)
 	if len(held) == 0 {
 		return nil
 	}
+	n.rereads.Add(int64(len(held)))
 	keys := make([]string, 0, len(held))
 	for key := range held {
 		keys = append(keys, key)

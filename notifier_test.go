@@ -1,0 +1,239 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-reservation/reservation/internal/redistest"
+)
+
+// slowHeartbeat is a TTL and heartbeat under which a loss reported within a
+// second cannot come from a renewal: it came through the notifier.
+var slowHeartbeat = Options{TTL: 30 * time.Second, HeartbeatInterval: 10 * time.Second, RetryInterval: 10 * time.Second}
+
+// started waits for c's notifier and returns it.
+func started(t *testing.T, c *Client) *notifier {
+	t.Helper()
+	n, err := c.notifierFor(t.Context())
+	if err != nil {
+		t.Fatalf("notifier: %v", err)
+	}
+	if !n.tracking {
+		t.Fatal("notifier without client tracking on a Redis 7 server")
+	}
+	return n
+}
+
+// settle waits until n has read every held key once, so that they are
+// watched.
+func settle(t *testing.T, n *notifier, reads int64) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for n.rereads.Load() < reads {
+		if time.Now().After(deadline) {
+			t.Fatalf("notifier read %d held keys, want %d", n.rereads.Load(), reads)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(5 * time.Millisecond) // the read's reply, then the watch is set
+}
+
+func TestHolderHearsForeignChange(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, tc := range []struct {
+		name   string
+		change func(ctx context.Context, rdb *redis.Client, key string) error
+	}{
+		{"DEL", func(ctx context.Context, rdb *redis.Client, key string) error { return rdb.Del(ctx, key).Err() }},
+		{"SET", func(ctx context.Context, rdb *redis.Client, key string) error {
+			return rdb.Set(ctx, key, "someone-else", time.Minute).Err()
+		}},
+		{"FLUSHALL", func(ctx context.Context, rdb *redis.Client, _ string) error { return rdb.FlushAll(ctx).Err() }},
+		{"force release", func(ctx context.Context, _ *redis.Client, key string) error {
+			op := newTestClient(t, srv, Options{By: "operator"})
+			_, err := op.ForceRelease(ctx, strings.TrimPrefix(key, DefaultPrefix))
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			c := newTestClient(t, srv, slowHeartbeat)
+			r := mustLock(t, c, "foreign-"+tc.name)
+			settle(t, started(t, c), 1)
+			if err := tc.change(ctx, srv.Client(t), r.Key()); err != nil {
+				t.Fatal(err)
+			}
+			took := waitDone(t, r, time.Second)
+			t.Logf("%s: Done closed %v after the foreign change", tc.name, took)
+			if err := r.Err(); !errors.Is(err, ErrLost) {
+				t.Errorf("Err() = %v, want ErrLost", err)
+			}
+		})
+	}
+}
+
+func TestHolderHearsEviction(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, slowHeartbeat)
+	rs := make([]*Reservation, 20)
+	for i := range rs {
+		rs[i] = mustLock(t, c, fmt.Sprintf("evicted-%d", i))
+	}
+	settle(t, started(t, c), int64(len(rs)))
+	rdb := srv.Client(t)
+	used, err := rdb.MemoryUsage(ctx, rs[0].Key()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := rdb.Info(ctx, "memory").Val()
+	var mem int64
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			fmt.Sscan(v, &mem)
+		}
+	}
+	_ = used
+	rdb.ConfigSet(ctx, "maxmemory-policy", "allkeys-random")
+	rdb.ConfigSet(ctx, "maxmemory", fmt.Sprint(mem+256<<10))
+	t.Cleanup(func() { rdb.ConfigSet(context.Background(), "maxmemory", "0") })
+	// Fill memory until the server evicts every reservation key.
+	big := strings.Repeat("x", 64<<10)
+	start := time.Now()
+	for i := 0; ; i++ {
+		left := 0
+		for _, r := range rs {
+			if rdb.Exists(ctx, r.Key()).Val() == 1 {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("%d reservation keys still there after filling memory", left)
+		}
+		rdb.Set(ctx, fmt.Sprintf("filler-%d", i), big, 0)
+	}
+	for _, r := range rs {
+		waitDone(t, r, time.Second)
+		if err := r.Err(); !errors.Is(err, ErrLost) {
+			t.Errorf("%s: Err() = %v, want ErrLost", r.Resource(), err)
+		}
+	}
+}
+
+func TestFlushOfAnotherDatabaseIsNotALoss(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, slowHeartbeat)
+	r := mustLock(t, c, "db0-job")
+	n := started(t, c)
+	settle(t, n, 1)
+	other := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 1})
+	defer other.Close()
+	if err := other.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Redis 7.0 tells every tracking client of any flush: the holder reads
+	// its key again and keeps it.
+	settle(t, n, 2)
+	select {
+	case <-r.Done():
+		t.Fatalf("lost after a FLUSHDB of another database: %v", r.Err())
+	case <-time.After(100 * time.Millisecond):
+	}
+	// And it still watches it.
+	srv.Client(t).Del(ctx, r.Key())
+	waitDone(t, r, time.Second)
+}
+
+func TestOwnRenewalsDoNotWakeTheHolder(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{TTL: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
+	r := mustLock(t, c, "renewed")
+	n := started(t, c)
+	settle(t, n, 1)
+	before := n.rereads.Load()
+	time.Sleep(500 * time.Millisecond) // about ten renewals
+	if got := n.rereads.Load() - before; got != 0 {
+		t.Errorf("%d reads of the held key after our own renewals, want 0: they woke us", got)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatalf("Err() = %v after renewals", err)
+	}
+	// The renewals kept it watched.
+	srv.Client(t).Del(t.Context(), r.Key())
+	waitDone(t, r, time.Second)
+}
+
+// killClient kills the notifier connection of c named name.
+func killClient(t *testing.T, srv *redistest.Server, name string) {
+	t.Helper()
+	rdb := srv.Client(t)
+	list := rdb.ClientList(t.Context()).Val()
+	for line := range strings.SplitSeq(list, "\n") {
+		if strings.Contains(line, " name="+name+" ") {
+			var id int64
+			for field := range strings.SplitSeq(line, " ") {
+				if v, ok := strings.CutPrefix(field, "id="); ok {
+					fmt.Sscan(v, &id)
+				}
+			}
+			if err := rdb.ClientKillByFilter(t.Context(), "ID", fmt.Sprint(id)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no client named %s in %s", name, list)
+}
+
+func TestNotifierConnectionKilled(t *testing.T) {
+	for _, name := range []string{"reservation-subscriber", "reservation-tracking"} {
+		t.Run(name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			ctx := t.Context()
+			c := newTestClient(t, srv, slowHeartbeat)
+			holder := newTestClient(t, srv, Options{By: "other"})
+			r := mustLock(t, c, "held")
+			busy := mustLock(t, holder, "busy")
+			n := started(t, c)
+			settle(t, n, 1)
+
+			waited := make(chan *Reservation, 1)
+			go func() {
+				w, err := c.Lock(ctx, "busy")
+				if err != nil {
+					t.Error(err)
+				}
+				waited <- w
+			}()
+			time.Sleep(50 * time.Millisecond) // the waiter watches "busy"
+			killClient(t, srv, name)
+			time.Sleep(50 * time.Millisecond)
+
+			// Both a holder and a waiter hear of changes again, through
+			// the new connection, not the 10 s heartbeat or re-check.
+			start := time.Now()
+			if err := busy.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case w := <-waited:
+				t.Logf("waiter woken %v after the release", time.Since(start))
+				w.Release(ctx)
+			case <-time.After(time.Second):
+				t.Fatal("waiter not woken within 1s of the release")
+			}
+			srv.Client(t).Del(ctx, r.Key())
+			t.Logf("holder told %v after the foreign delete", waitDone(t, r, time.Second))
+		})
+	}
+}
