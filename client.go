@@ -40,14 +40,16 @@ type Client struct {
 	ops    sync.WaitGroup // acquisitions and releases under way
 	batch  *batcher       // acquire and release scripts of concurrent calls
 
-	mu            sync.Mutex
-	closed        bool // set by Close before ctx ends
-	held          map[*Reservation]struct{}
-	kick          chan struct{}  // wakes the heartbeat loop
-	heartbeat     bool           // whether the heartbeat loop runs
-	notif         *notifier      // started by the first hold or wait
-	notifStart    *notifierStart // its start, while under way
-	guardReported time.Time      // until when the restart guard was reported
+	mu             sync.Mutex
+	closed         bool // set by Close before ctx ends
+	held           map[*Reservation]struct{}
+	kick           chan struct{}  // wakes the heartbeat loop
+	heartbeat      bool           // whether the heartbeat loop runs
+	notif          *notifier      // started by the first hold or wait
+	notifStart     *notifierStart // its start, while under way
+	guardReported  time.Time      // until when the restart guard was reported
+	noticeReported bool           // a refused release notice was reported
+	noSubscribe    bool           // a refused subscription was reported
 
 	noTracking bool // tests: wait without client tracking
 }
@@ -391,6 +393,17 @@ func (c *Client) giveBack(key, value string) {
 	}()
 }
 
+// reportOnce emits e unless *done, under c.mu, says it was already.
+func (c *Client) reportOnce(done *bool, e Event) {
+	c.mu.Lock()
+	first := !*done
+	*done = true
+	c.mu.Unlock()
+	if first {
+		c.emit(e)
+	}
+}
+
 // reportGuard reports that the restart guard holds acquisitions back, once
 // per guard period.
 func (c *Client) reportGuard(e *NotAcquiredError) {
@@ -489,6 +502,8 @@ func (c *Client) releaseAll(held []*Reservation) error {
 			r.end(ErrReleased)
 		case n == 0:
 			c.lose(r, "close found the key gone or someone else's")
+		case n == noticeRefused:
+			r.end(ErrReleased)
 		default:
 			if r.end(ErrReleased) {
 				c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value,

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/redis-reservation/reservation/internal/redistest"
 )
 
 // scheduleClient returns a Client that is never connected, for testing the
@@ -99,5 +101,18 @@ func TestBackoff(t *testing.T) {
 		if got := c.backoff(tc.n); got != tc.want {
 			t.Errorf("backoff(%d) = %v, want %v", tc.n, got, tc.want)
 		}
+	}
+}
+
+// Renewals go in pipelines of EVALSHA; where SCRIPT is renamed away (or
+// denied) they cannot load their script, and fall back to EVAL.
+func TestRenewalsWithoutScriptLoad(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithArgs("--rename-command", "SCRIPT", ""))
+	c := newTestClient(t, srv, Options{TTL: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
+	r := mustLock(t, c, "no-script-load")
+	select {
+	case <-r.Done():
+		t.Fatalf("lost with SCRIPT renamed: %v", r.Err())
+	case <-time.After(time.Second): // more than three TTLs
 	}
 }

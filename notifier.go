@@ -3,6 +3,7 @@ package reservation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -63,6 +64,7 @@ type notifier struct {
 	verify     map[string]bool // held keys to read again
 	rearm      bool            // re-enable tracking and read every held key
 	subscribed map[string]bool // keys subscribed to, without tracking
+	denied     bool            // the server refused our subscriptions
 }
 
 // keyWatch is the state of one watched key: held by this Client, waited
@@ -528,7 +530,7 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 	}
 	clear(n.verify)
 	var sub, unsub []string
-	if !n.tracking {
+	if !n.tracking && !n.denied {
 		for key := range n.keys {
 			if !n.subscribed[key] {
 				sub = append(sub, n.channels(key)...)
@@ -653,6 +655,17 @@ func (n *notifier) receive() {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if err != nil && errors.Is(classify(n.c.addr, err), ErrNoPermission) {
+			// The user may not subscribe (a Redis 7 ACL user gets no
+			// channel by default): say so once, and stop asking.
+			n.mu.Lock()
+			n.denied = true
+			n.mu.Unlock()
+			n.c.reportOnce(&n.c.noSubscribe, Event{Kind: EventNoPermission,
+				Err: fmt.Errorf("%w: subscriptions refused, so waiters wake on their timers (RetryInterval) and holders learn of a loss at their next renewal: %w", ErrNoPermission, err)})
+			n.askRearm()
+			continue
 		}
 		if err != nil {
 			var ne net.Error

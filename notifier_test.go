@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,5 +236,81 @@ func TestNotifierConnectionKilled(t *testing.T) {
 			srv.Client(t).Del(ctx, r.Key())
 			t.Logf("holder told %v after the foreign delete", waitDone(t, r, time.Second))
 		})
+	}
+}
+
+// An ACL user of Redis 7 gets no Pub/Sub channel by default: it can still
+// release, is told once why its waiters lose the push path, and its waiters
+// still get the reservation.
+func TestUserWithoutChannels(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	admin := srv.Client(t)
+	if err := admin.Do(ctx, "ACL", "SETUSER", "worker", "on", ">pw", "~*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var events []Event
+	var mu sync.Mutex
+	opt := Options{By: "acl", TTL: 2 * time.Second, RetryInterval: 100 * time.Millisecond, Logger: quiet,
+		OnEvent: func(e Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, e)
+		}}
+	c, err := New(strings.Replace(srv.URL(), "redis://", "redis://worker:pw@", 1), &opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.PrimeRestartGuard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.TryLock(ctx, "acl-job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatalf("Release by a user without channels = %v, want nil: the notice is best effort", err)
+	}
+	if n := admin.Exists(ctx, r.Key()).Val(); n != 0 {
+		t.Errorf("key still there after Release")
+	}
+	// A waiter still gets the resource.
+	held, err := c.TryLock(ctx, "acl-wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		w, err := c.Lock(ctx, "acl-wait")
+		if err == nil {
+			err = w.Release(ctx)
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	held.Release(ctx)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("waiter not served within 2s")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	perms := 0
+	for _, e := range events {
+		if e.Kind == EventNoPermission {
+			perms++
+			if !errors.Is(e.Err, ErrNoPermission) {
+				t.Errorf("event %v: Err %v, want ErrNoPermission", e.Kind, e.Err)
+			}
+			t.Logf("told: %v", e.Err)
+		}
+	}
+	if perms == 0 || perms > 2 {
+		t.Errorf("%d permission-denied events, want one for the notices and at most one for subscriptions", perms)
 	}
 }

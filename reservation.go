@@ -162,7 +162,11 @@ func (r *Reservation) Release(ctx context.Context) error {
 		c.giveBack(r.key, r.value)
 		return fmt.Errorf("%w: %w", err, ErrLost)
 	}
-	if released != 1 {
+	if released == noticeRefused {
+		c.reportOnce(&c.noticeReported, Event{Kind: EventNoPermission, Resource: r.resource, Key: r.key,
+			Err: fmt.Errorf("%w: release notices are not published (PUBLISH to %s refused): waiters of other clients rely on client tracking or their timers",
+				ErrNoPermission, companion(r.key, channelSuffix))})
+	} else if released != 1 {
 		c.lose(r, "release found the key gone or someone else's")
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
 	}
@@ -178,6 +182,10 @@ func (r *Reservation) Release(ctx context.Context) error {
 		Duration: time.Since(r.acquired)})
 	return nil
 }
+
+// noticeRefused is the release script's reply when it released the key but
+// the server refused to publish the notice.
+const noticeRefused = 2
 
 // hold registers a new reservation with the heartbeat and the notifier,
 // which watches its key.

@@ -55,7 +55,8 @@ func releaseCall(key, value string) *scriptCall {
 
 // evalPipelined runs calls with EVALSHA in one pipeline. Those that find
 // their script missing (a restarted or flushed server) did not run: they
-// run again, in a second pipeline, after the scripts are loaded. It returns
+// run again, in a second pipeline, after the scripts are loaded, or with
+// EVAL when they cannot be loaded. It returns
 // when the last pipeline was sent and the first call's error, as Pipelined
 // does; each call's own reply is in its cmd.
 func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scriptCall) (time.Time, error) {
@@ -76,8 +77,20 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 			again = append(again, c)
 		}
 	}
-	if len(again) > 0 && loadScripts(ctx, rdb) == nil {
-		sent, _ = exec(again)
+	if len(again) > 0 {
+		if loadScripts(ctx, rdb) == nil {
+			sent, _ = exec(again)
+		} else {
+			// SCRIPT LOAD refused (renamed, or denied to the user) where
+			// EVAL may be allowed: send the sources themselves.
+			sent = time.Now()
+			_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, c := range again {
+					c.cmd = c.script.Eval(ctx, p, c.keys, c.args...)
+				}
+				return nil
+			})
+		}
 	}
 	for _, c := range calls {
 		if err := c.cmd.Err(); err != nil {

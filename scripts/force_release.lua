@@ -9,5 +9,5 @@ if type(v) ~= 'string' then
   return false
 end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[1], KEYS[1])
+redis.pcall('PUBLISH', ARGV[1], KEYS[1]) -- best effort, as in release
 return v
