@@ -40,16 +40,17 @@ type Client struct {
 	ops    sync.WaitGroup // acquisitions and releases under way
 	batch  *batcher       // acquire and release scripts of concurrent calls
 
-	mu             sync.Mutex
-	closed         bool // set by Close before ctx ends
-	held           map[*Reservation]struct{}
-	kick           chan struct{}  // wakes the heartbeat loop
-	heartbeat      bool           // whether the heartbeat loop runs
-	notif          *notifier      // started by the first hold or wait
-	notifStart     *notifierStart // its start, while under way
-	guardReported  time.Time      // until when the restart guard was reported
-	noticeReported bool           // a refused release notice was reported
-	noSubscribe    bool           // a refused subscription was reported
+	mu              sync.Mutex
+	closed          bool // set by Close before ctx ends
+	held            map[*Reservation]struct{}
+	kick            chan struct{}  // wakes the heartbeat loop
+	heartbeat       bool           // whether the heartbeat loop runs
+	notif           *notifier      // started by the first hold or wait
+	notifStart      *notifierStart // its start, while under way
+	guardReported   time.Time      // until when the restart guard was reported
+	noticeReported  bool           // a refused release notice was reported
+	evictionSetting string         // the eviction setting last reported, "" for none
+	noSubscribe     bool           // a refused subscription was reported
 
 	noTracking bool // tests: wait without client tracking
 }

@@ -486,10 +486,16 @@ func (n *notifier) watchLoop() {
 	defer n.c.wg.Done()
 	ctx := n.c.ctx
 	var failures int
+	n.c.checkEviction(ctx)
+	evictionCheck := time.NewTicker(evictionCheckInterval)
+	defer evictionCheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-evictionCheck.C:
+			n.c.checkEviction(ctx)
+			continue
 		case <-n.kick:
 		}
 		for {
@@ -752,5 +758,40 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// evictionCheckInterval is how often the server's eviction policy is read
+// again: it can change at run time (CONFIG SET).
+const evictionCheckInterval = time.Minute
+
+// checkEviction warns, once per setting, when the server may evict
+// reservation keys: maxmemory set with a policy other than noeviction (the
+// volatile-* policies evict ours too, as every reservation key has a TTL).
+// It reads INFO, which users without CONFIG may still run.
+func (c *Client) checkEviction(ctx context.Context) {
+	info, err := c.rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return
+	}
+	var maxmemory, policy string
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
+			maxmemory = v
+		} else if v, ok := strings.CutPrefix(line, "maxmemory_policy:"); ok {
+			policy = v
+		}
+	}
+	setting := ""
+	if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
+		setting = "maxmemory " + maxmemory + " with maxmemory-policy " + policy
+	}
+	c.mu.Lock()
+	changed := setting != c.evictionSetting
+	c.evictionSetting = setting
+	c.mu.Unlock()
+	if changed && setting != "" {
+		c.emit(Event{Kind: EventEvictionRisk, Err: fmt.Errorf(
+			"reservation: %s may evict reservation keys, and another client can then take a resource that is still held: set maxmemory-policy noeviction on %s", setting, c.addr)})
 	}
 }

@@ -314,3 +314,35 @@ func TestUserWithoutChannels(t *testing.T) {
 		t.Errorf("%d permission-denied events, want one for the notices and at most one for subscriptions", perms)
 	}
 }
+
+func TestEvictionRiskReported(t *testing.T) {
+	for _, tc := range []struct {
+		policy string
+		want   int
+	}{{"volatile-lru", 1}, {"allkeys-lru", 1}, {"noeviction", 0}} {
+		t.Run(tc.policy, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.WithArgs("--maxmemory", "100mb", "--maxmemory-policy", tc.policy))
+			var mu sync.Mutex
+			var got []Event
+			c := newTestClient(t, srv, Options{OnEvent: func(e Event) {
+				if e.Kind == EventEvictionRisk {
+					mu.Lock()
+					got = append(got, e)
+					mu.Unlock()
+				}
+			}})
+			mustLock(t, c, "evictable")
+			mustLock(t, c, "evictable-2")
+			started(t, c)
+			time.Sleep(100 * time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != tc.want {
+				t.Fatalf("%d eviction-risk events, want %d: %v", len(got), tc.want, got)
+			}
+			if tc.want > 0 && !strings.Contains(got[0].Err.Error(), "noeviction") {
+				t.Errorf("event %v does not name the setting to change", got[0].Err)
+			}
+		})
+	}
+}
