@@ -32,6 +32,8 @@ type batcher struct {
 	queue    []*batchedCall // calls waiting for the next batch
 	senders  int            // goroutines sending batches
 	idle     *sync.Cond     // signalled when senders drops to 0
+
+	detached sync.WaitGroup // runDetached's goroutines
 }
 
 type batchedCall struct {
@@ -45,22 +47,27 @@ func newBatcher(rdb redis.UniversalClient) *batcher {
 	return b
 }
 
-// run runs sc like sc.run, in a batch when other calls are under way.
-func (b *batcher) run(ctx context.Context, sc *scriptCall) *redis.Cmd {
+// run runs sc like sc.run, in a batch when other calls are under way. It
+// reports whether the call was left running when ctx ended: then sc.late
+// gets its reply.
+func (b *batcher) run(ctx context.Context, sc *scriptCall) (*redis.Cmd, bool) {
 	b.mu.Lock()
 	if b.inflight < maxBatches {
 		b.inflight++
 		b.mu.Unlock()
-		cmd := sc.run(ctx, b.rdb)
-		b.next()
-		return cmd
+		if ctx.Done() == nil {
+			cmd := sc.run(ctx, b.rdb)
+			b.next()
+			return cmd, false
+		}
+		return b.runDetached(ctx, sc)
 	}
 	call := &batchedCall{scriptCall: sc, done: make(chan struct{})}
 	b.queue = append(b.queue, call)
 	b.mu.Unlock()
 	select {
 	case <-call.done:
-		return call.cmd
+		return call.cmd, false
 	case <-ctx.Done():
 	}
 	// Not sent yet: it never will be, and the caller knows it did not
@@ -74,12 +81,56 @@ func (b *batcher) run(ctx context.Context, sc *scriptCall) *redis.Cmd {
 			b.mu.Unlock()
 			cmd := redis.NewCmd(ctx)
 			cmd.SetErr(ctx.Err())
-			return cmd
+			return cmd, false
 		}
 	}
 	b.mu.Unlock()
 	<-call.done
-	return call.cmd
+	return call.cmd, false
+}
+
+// runDetached runs sc on its own, in a goroutine, with ctx's values but not
+// its deadline or cancellation, and returns its reply, or ctx's error when
+// ctx ends first. A call so abandoned still runs to its reply (bounded by
+// the client's timeouts), and then sc.late, when set, gets it: so what
+// undoes the call (giving back a key the caller will not hold) runs after
+// the server has answered it, never before it on another connection.
+func (b *batcher) runDetached(ctx context.Context, sc *scriptCall) (*redis.Cmd, bool) {
+	var (
+		mu                 sync.Mutex
+		replied, abandoned bool
+	)
+	done := make(chan struct{})
+	b.detached.Add(1)
+	go func() {
+		defer b.detached.Done()
+		cmd := sc.run(context.WithoutCancel(ctx), b.rdb)
+		b.next()
+		mu.Lock()
+		replied = true
+		late := abandoned
+		mu.Unlock()
+		close(done)
+		if late && sc.late != nil {
+			sc.late(cmd)
+		}
+	}()
+	select {
+	case <-done:
+		return sc.cmd, false
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	if replied {
+		mu.Unlock()
+		<-done
+		return sc.cmd, false
+	}
+	abandoned = true
+	mu.Unlock()
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(ctx.Err())
+	return cmd, true
 }
 
 // next hands a round trip that ended to the calls queued meanwhile, or
@@ -132,8 +183,9 @@ func (b *batcher) pipeline(calls []*batchedCall) {
 	_, _ = evalPipelined(context.Background(), b.rdb, sc)
 }
 
-// wait returns once no batch is being sent.
+// wait returns once no batch is being sent and no detached call runs.
 func (b *batcher) wait() {
+	b.detached.Wait()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.senders > 0 {

@@ -145,7 +145,7 @@ func BenchmarkContended(b *testing.B) {
 // holds it, the next waits; the holder releases once the next has been
 // waiting for park, so every handoff wakes a waiting goroutine. ns/op is
 // the release plus the handoff (the hold is left out); handoff-p50-µs is
-// from Release returning to the next WaitUntilLock returning.
+// from Release returning to the next Lock returning.
 func BenchmarkRoundRobin(b *testing.B) {
 	for _, mode := range []string{"shared-client", "client-per-goroutine"} {
 		b.Run(mode, func(b *testing.B) {

@@ -283,13 +283,24 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 	value := c.opt.By + "-" + newID()
 	keys := []string{key, companion(key, fenceSuffix), guardKeyFor(key, c.cluster)}
 	sent := time.Now()
-	reply, err := c.batch.run(ctx, &scriptCall{script: acquireScript, keys: keys,
-		args: []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)}}).Slice()
+	call := &scriptCall{script: acquireScript, keys: keys, args: []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)},
+		late: func(cmd *redis.Cmd) {
+			// Abandoned by a context that ended first: now that the
+			// server answered, give back what it gave us, if anything.
+			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) {
+				c.giveBack(key, value)
+			}
+		}}
+	cmd, left := c.batch.run(ctx, call)
+	reply, err := cmd.Slice()
 	if err != nil {
-		// The script may have run before the error (a reply lost, a
-		// context that ended while it was on its way): the key may be
-		// ours, for nothing. Give it back.
-		c.giveBack(key, value)
+		// The script may have run before the error (a reply lost): the
+		// key may be ours, for nothing. Give it back, unless the call was
+		// left running when ctx ended: then its late hook does, once the
+		// server answered.
+		if !left {
+			c.giveBack(key, value)
+		}
 		err = c.redisError("lock", resource, err)
 		if ctx.Err() == nil {
 			c.emit(Event{Kind: EventRedisError, Resource: resource, Key: key, Err: err})

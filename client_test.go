@@ -219,7 +219,7 @@ func TestWaiterWokenByRelease(t *testing.T) {
 			go func() {
 				w, err := waiter.Lock(ctx, "handoff")
 				if err != nil {
-					t.Errorf("WaitUntilLock: %v", err)
+					t.Errorf("Lock: %v", err)
 				}
 				got <- time.Now()
 				if w != nil {
@@ -256,7 +256,7 @@ func TestWaiterWokenByForeignDelete(t *testing.T) {
 	go func() {
 		r, err := c.Lock(ctx, "node-job")
 		if err != nil {
-			t.Errorf("WaitUntilLock: %v", err)
+			t.Errorf("Lock: %v", err)
 		}
 		got <- time.Now()
 		if r != nil {
@@ -303,7 +303,7 @@ func TestWaitContextCancelled(t *testing.T) {
 	start := time.Now()
 	_, err := c.Lock(ctx, "busy")
 	if !errors.Is(err, ErrNotAcquired) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("WaitUntilLock = %v, want ErrNotAcquired and DeadlineExceeded", err)
+		t.Errorf("Lock = %v, want ErrNotAcquired and DeadlineExceeded", err)
 	}
 	if d := time.Since(start); d > 300*time.Millisecond {
 		t.Errorf("returned %v after start, want soon after the 100ms deadline", d)
@@ -436,7 +436,7 @@ func TestResourceNames(t *testing.T) {
 			t.Errorf("Lock(%d bytes) = %v, %v; want ErrInvalidResource", len(name), ok, err)
 		}
 		if _, err := c.Lock(ctx, name); !errors.Is(err, ErrInvalidResource) {
-			t.Errorf("WaitUntilLock(%d bytes) = %v; want ErrInvalidResource", len(name), err)
+			t.Errorf("Lock(%d bytes) = %v; want ErrInvalidResource", len(name), err)
 		}
 	}
 }
@@ -476,7 +476,7 @@ func TestConnectionErrors(t *testing.T) {
 		t.Errorf("Lock on an unreachable server = %v, %v; want an error naming the address", ok, err)
 	}
 	if _, err := gone.Lock(ctx, "job"); err == nil {
-		t.Error("WaitUntilLock on an unreachable server: no error")
+		t.Error("Lock on an unreachable server: no error")
 	}
 }
 
@@ -586,7 +586,7 @@ func TestCloseReleasesAndStops(t *testing.T) {
 		t.Errorf("Lock after Close = %v, want ErrClosed", err)
 	}
 	if _, err := c.Lock(ctx, "x"); !errors.Is(err, ErrClosed) {
-		t.Errorf("WaitUntilLock after Close = %v, want ErrClosed", err)
+		t.Errorf("Lock after Close = %v, want ErrClosed", err)
 	}
 	if err := c.Close(); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Close = %v, want ErrClosed", err)
@@ -669,7 +669,7 @@ func TestWaitCancelledContextContract(t *testing.T) {
 	cancel()
 	_, err := c.Lock(ctx, "cancelled")
 	if !errors.Is(err, ErrNotAcquired) || !errors.Is(err, context.Canceled) {
-		t.Errorf("WaitUntilLock(cancelled) = %v; want ErrNotAcquired and context.Canceled", err)
+		t.Errorf("Lock(cancelled) = %v; want ErrNotAcquired and context.Canceled", err)
 	}
 	r := mustLock(t, c, "kept")
 	if err := r.Release(ctx); err == nil || r.Err() != nil {
@@ -750,4 +750,44 @@ func tryLock(ctx context.Context, c *Client, resource string) (*Reservation, boo
 		return nil, false, nil
 	}
 	return r, err == nil, err
+}
+
+// After Close returns without an error, nothing the Client acquired remains,
+// whatever Lock and Release calls were under way.
+func TestCloseUnderLoadLeavesNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	for round := range 20 {
+		prefix := fmt.Sprintf("close-%d-", round)
+		c, err := New(srv.URL(), &Options{By: "closer", TTL: 30 * time.Second, Prefix: prefix, Logger: quiet, RestartGuard: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				ctx := context.Background()
+				for i := 0; ; i++ {
+					r, err := c.TryLock(ctx, fmt.Sprintf("%d-%d", g, i))
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err == nil && i%2 == 0 {
+						if err := r.Release(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
+							t.Errorf("Release during Close: %v", err)
+						}
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(round%5) * 5 * time.Millisecond)
+		if err := c.Close(); err != nil {
+			t.Fatalf("round %d: Close: %v", round, err)
+		}
+		wg.Wait()
+		if keys := rdb.Keys(context.Background(), prefix+"*").Val(); len(keys) > 0 {
+			t.Fatalf("round %d: %d keys held by nobody after Close, e.g. %q (PTTL %v)",
+				round, len(keys), keys[0], rdb.PTTL(context.Background(), keys[0]).Val())
+		}
+	}
 }

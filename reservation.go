@@ -145,12 +145,13 @@ func (r *Reservation) Release(ctx context.Context) error {
 	r.releasing = true
 	c.mu.Unlock()
 	if err := c.enter(); err != nil {
-		// Close releases it.
-		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)
+		// Close took it to release it with the others.
+		return fmt.Errorf("%w: release %s: %w by Close", ErrNotHeld, quote(r.resource), ErrReleased)
 	}
 	defer c.ops.Done()
 
-	released, err := c.batch.run(ctx, releaseCall(r.key, r.value)).Int()
+	cmd, _ := c.batch.run(ctx, releaseCall(r.key, r.value))
+	released, err := cmd.Int()
 	if err != nil {
 		// The script may or may not have run: the key may be deleted
 		// already, and someone else may take it at any moment. Holding

@@ -39,6 +39,10 @@ type scriptCall struct {
 	keys   []string
 	args   []any
 	cmd    *redis.Cmd // its reply, once run
+
+	// late, when not nil, gets the reply of a call whose caller stopped
+	// waiting for it (see batcher.runDetached).
+	late func(*redis.Cmd)
 }
 
 // run runs the call on its own, with EVALSHA, falling back to EVAL on
