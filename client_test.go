@@ -489,6 +489,9 @@ func TestOptionsValidation(t *testing.T) {
 		{"long by", "127.0.0.1:6379", &Options{By: strings.Repeat("b", MaxByLen+1)}},
 		{"negative ttl", "127.0.0.1:6379", &Options{By: "x", TTL: -time.Second}},
 		{"ttl below 1ms", "127.0.0.1:6379", &Options{By: "x", TTL: time.Microsecond}},
+		{"ttl below the minimum", "127.0.0.1:6379", &Options{By: "x", TTL: MinTTL - time.Millisecond}},
+		{"drift margin over half the ttl", "127.0.0.1:6379", &Options{By: "x", TTL: time.Second, DriftMargin: 501 * time.Millisecond}},
+		{"negative drift margin", "127.0.0.1:6379", &Options{By: "x", DriftMargin: -time.Millisecond}},
 		{"ttl not whole ms", "127.0.0.1:6379", &Options{By: "x", TTL: 1500 * time.Microsecond}},
 		{"ttl too long", "127.0.0.1:6379", &Options{By: "x", TTL: 25 * time.Hour}},
 		{"heartbeat equals ttl", "127.0.0.1:6379", &Options{By: "x", TTL: time.Second, HeartbeatInterval: time.Second}},
@@ -700,7 +703,7 @@ func TestCloseEndsReservationsByWhatRedisSays(t *testing.T) {
 func TestCloseRacesHeartbeat(t *testing.T) {
 	srv := redistest.Start(t)
 	for round := range 5 {
-		c, err := New(srv.URL(), &Options{By: "a", TTL: 50 * time.Millisecond, HeartbeatInterval: 10 * time.Millisecond, Logger: quiet, RestartGuard: -1})
+		c, err := New(srv.URL(), &Options{By: "a", TTL: MinTTL, HeartbeatInterval: 10 * time.Millisecond, Logger: quiet, RestartGuard: -1})
 		if err != nil {
 			t.Fatal(err)
 		}

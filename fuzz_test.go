@@ -174,11 +174,11 @@ func FuzzOptions(f *testing.F) {
 		}
 		defer c.Close()
 		o := c.Options()
-		margin := o.TTL/100 + 2*time.Millisecond
+		margin := o.TTL/100 + o.DriftMargin
 		switch {
 		case by != "" && o.By != by || by == "" && o.By == "" || len(by) > reservation.MaxByLen:
 			t.Errorf("By %q accepted as %q", by, o.By)
-		case o.TTL < time.Millisecond || o.TTL > reservation.MaxTTL || o.TTL%time.Millisecond != 0:
+		case o.TTL < reservation.MinTTL || o.TTL > reservation.MaxTTL || o.TTL%time.Millisecond != 0:
 			t.Errorf("TTL %v accepted as %v", in.TTL, o.TTL)
 		case in.TTL != 0 && o.TTL != in.TTL:
 			t.Errorf("TTL %v corrected to %v", in.TTL, o.TTL)

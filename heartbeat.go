@@ -111,7 +111,7 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 				r.due = time.Now().Add(c.backoff(r.failures))
 			case res[i] == 1:
 				r.failures = 0
-				r.deadline = sent.Add(c.opt.TTL - driftMargin(c.opt.TTL))
+				r.deadline = sent.Add(c.opt.TTL - c.opt.margin())
 				r.due = sent.Add(c.opt.HeartbeatInterval)
 				if report {
 					extended = append(extended, r)

@@ -36,7 +36,8 @@ func TestScheduleBatchesNearbyRenewals(t *testing.T) {
 	if len(batch) != 0 || !next.Equal(t0.Add(hb)) {
 		t.Fatalf("at +500ms: batch %d, next %v; want 0 and %v", len(batch), next.Sub(t0), hb)
 	}
-	if want := t0.Add(ttl - driftMargin(ttl)); !earliest.Equal(want) {
+	// The earliest local deadline: sent + TTL - (1% of it + DriftMargin).
+	if want := t0.Add(ttl - ttl/100 - DefaultDriftMargin); !earliest.Equal(want) {
 		t.Errorf("earliest deadline %v, want %v", earliest.Sub(t0), want.Sub(t0))
 	}
 
@@ -57,7 +58,7 @@ func TestScheduleDeclaresLossAtDeadline(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	r := newReservation(c, "r", "k", "v", 1, t0)
 	c.held[r] = struct{}{}
-	deadline := t0.Add(ttl - driftMargin(ttl))
+	deadline := t0.Add(940 * time.Millisecond) // 1 s less 1% and the default 50 ms
 
 	// A renewal that keeps failing is retried, never past the deadline.
 	c.due(deadline.Add(-time.Millisecond))
@@ -73,8 +74,8 @@ func TestScheduleDeclaresLossAtDeadline(t *testing.T) {
 	default:
 		t.Fatal("Done not closed at the deadline")
 	}
-	if got := deadline.Sub(t0); got != 988*time.Millisecond {
-		t.Errorf("deadline %v after the send, want TTL less 1%% less 2ms = 988ms", got)
+	if got := r.deadline.Sub(t0); got != 940*time.Millisecond {
+		t.Errorf("deadline %v after the send, want TTL less 1%% less 50ms = 940ms", got)
 	}
 }
 

@@ -136,7 +136,10 @@ func (c *Client) startNotifierLocked() *notifierStart {
 func (c *Client) startNotifier(st *notifierStart) {
 	defer c.wg.Done()
 	defer close(st.done)
-	ctx, cancel := context.WithTimeout(c.ctx, notifierStartTimeout)
+	// Not ended by Close: go-redis goes on dialing in the background for
+	// a call whose context ended, and closing a client while it dials is a
+	// data race in go-redis. Close waits for the start instead.
+	ctx, cancel := context.WithTimeout(context.Background(), notifierStartTimeout)
 	defer cancel()
 	n := &notifier{
 		c:          c,

@@ -12,6 +12,14 @@ const (
 	DefaultTTL           = 30 * time.Second
 	DefaultPrefix        = "reservation-"
 	DefaultRetryInterval = time.Second
+	// MinTTL is the shortest TTL accepted: below it, the drift margin
+	// would leave a holder too little time to renew.
+	MinTTL = 100 * time.Millisecond
+	// DefaultDriftMargin is the default of Options.DriftMargin. It covers
+	// what a CPU-starved Go process meets: with GOMAXPROCS=1 and four
+	// CPU-bound goroutines, a timer fires up to 40 ms late (the scheduler
+	// gives each runnable goroutine 10 ms in turn).
+	DefaultDriftMargin = 50 * time.Millisecond
 	// MaxTTL is the longest TTL accepted. A holder keeps its reservation
 	// for as long as it likes by renewing it; a long TTL only delays the
 	// takeover after the holder dies.
@@ -30,14 +38,24 @@ type Options struct {
 	By string
 
 	// TTL is how long a reservation lives on the server without renewal.
-	// Default DefaultTTL (30 s); at least 1 ms, at most MaxTTL, a whole
-	// number of milliseconds.
+	// Default DefaultTTL (30 s); at least MinTTL (100 ms), at most MaxTTL,
+	// a whole number of milliseconds.
 	TTL time.Duration
 
 	// HeartbeatInterval is how often a held reservation is renewed. Default
 	// a third of the TTL (10 s for the default TTL). It must be shorter
-	// than the TTL less the drift margin (1% of the TTL plus 2 ms).
+	// than the TTL less the drift margin.
 	HeartbeatInterval time.Duration
+
+	// DriftMargin is how much earlier than the server a holder declares
+	// its reservation lost when no renewal succeeded, on top of 1% of the
+	// TTL for clock rates: the send time of the last successful renewal
+	// plus the TTL, less the margin, is the holder's local deadline. It
+	// must cover the longest delay the holder's process may meet in waking
+	// up (a busy CPU, a container's CPU limit): a loss declared later than
+	// the margin may overlap the next holder. Default DefaultDriftMargin
+	// (50 ms); at least 1 ms, at most half the TTL.
+	DriftMargin time.Duration
 
 	// Prefix is put before the resource name to make its Redis key.
 	// Default DefaultPrefix ("reservation-"), the Node library's.
@@ -79,10 +97,10 @@ type Options struct {
 	TLSConfig *tls.Config
 }
 
-// driftMargin is how much earlier than the server a holder gives up its
-// reservation: 1% of the TTL for clock rate drift plus 2 ms.
-func driftMargin(ttl time.Duration) time.Duration {
-	return ttl/100 + 2*time.Millisecond
+// margin is how much earlier than the server a holder gives up its
+// reservation: 1% of the TTL for clock rate drift, plus DriftMargin.
+func (o *Options) margin() time.Duration {
+	return o.TTL/100 + o.DriftMargin
 }
 
 // withDefaults returns a validated copy of o with defaults filled in.
@@ -100,18 +118,24 @@ func (o *Options) withDefaults() (Options, error) {
 	if opt.TTL == 0 {
 		opt.TTL = DefaultTTL
 	}
-	if opt.TTL < time.Millisecond || opt.TTL > MaxTTL {
-		return opt, optionError("TTL %v is out of range [1ms, %v]", opt.TTL, MaxTTL)
+	if opt.TTL < MinTTL || opt.TTL > MaxTTL {
+		return opt, optionError("TTL %v is out of range [%v, %v]", opt.TTL, MinTTL, MaxTTL)
 	}
 	if opt.TTL%time.Millisecond != 0 {
 		return opt, optionError("TTL %v is not a whole number of milliseconds", opt.TTL)
 	}
+	if opt.DriftMargin == 0 {
+		opt.DriftMargin = DefaultDriftMargin
+	}
+	if opt.DriftMargin < time.Millisecond || opt.DriftMargin > opt.TTL/2 {
+		return opt, optionError("drift margin %v is out of range [1ms, half the TTL %v]", opt.DriftMargin, opt.TTL)
+	}
 	if opt.HeartbeatInterval == 0 {
 		opt.HeartbeatInterval = opt.TTL / 3
 	}
-	if limit := opt.TTL - driftMargin(opt.TTL); opt.HeartbeatInterval <= 0 || opt.HeartbeatInterval >= limit {
+	if limit := opt.TTL - opt.margin(); opt.HeartbeatInterval <= 0 || opt.HeartbeatInterval >= limit {
 		return opt, optionError("heartbeat interval %v must be positive and shorter than the TTL %v less its drift margin (%v)",
-			opt.HeartbeatInterval, opt.TTL, driftMargin(opt.TTL))
+			opt.HeartbeatInterval, opt.TTL, opt.margin())
 	}
 	if opt.Prefix == "" {
 		opt.Prefix = DefaultPrefix

@@ -49,7 +49,7 @@ func newReservation(c *Client, resource, key, value string, token int64, sent ti
 		acquired: sent,
 		ctx:      ctx,
 		cancel:   cancel,
-		deadline: sent.Add(c.opt.TTL - driftMargin(c.opt.TTL)),
+		deadline: sent.Add(c.opt.TTL - c.opt.margin()),
 		due:      sent.Add(c.opt.HeartbeatInterval),
 	}
 }
