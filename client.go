@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -28,7 +29,7 @@ type Client struct {
 	ownsRDB bool
 	opt     Options
 	log     *slog.Logger
-	addr    string // for messages; never holds a password
+	addr    string // for messages; never holds a password; see where
 	cluster bool
 	single  bool // a *redis.Client: every key on one server
 	ttlMs   int64
@@ -49,6 +50,7 @@ type Client struct {
 	notifStart      *notifierStart // its start, while under way
 	guardReported   time.Time      // until when the restart guard was reported
 	noticeReported  bool           // a refused release notice was reported
+	masterAddr      string         // the Sentinel master last connected to
 	evictionSetting string         // the eviction setting last reported, "" for none
 	noSubscribe     bool           // a refused subscription was reported
 
@@ -129,6 +131,12 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 	switch r := rdb.(type) {
 	case *redis.Client:
 		c.addr = r.Options().Addr
+		if c.addr == "FailoverClient" {
+			// go-redis's name for a Sentinel client: name the master it
+			// last connected to instead.
+			c.addr = "the Sentinel master"
+			r.AddHook(masterHook{c})
+		}
 		c.single = true
 	case *redis.ClusterClient:
 		c.cluster = true
@@ -137,6 +145,38 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 		c.addr = fmt.Sprintf("%T", rdb)
 	}
 	return c
+}
+
+// masterHook records the address of the Sentinel master that a failover
+// client connects to, for messages.
+type masterHook struct{ c *Client }
+
+func (h masterHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := next(ctx, network, addr)
+		if err == nil {
+			h.c.mu.Lock()
+			h.c.masterAddr = cn.RemoteAddr().String()
+			h.c.mu.Unlock()
+		}
+		return cn, err
+	}
+}
+
+func (h masterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h masterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// where returns the server's address for a message.
+func (c *Client) where() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.masterAddr != "" {
+		return "the Sentinel master " + c.masterAddr
+	}
+	return c.addr
 }
 
 // parseAddr turns "host:port" or a redis:// or rediss:// URL into go-redis
@@ -202,7 +242,7 @@ func (c *Client) Ping(ctx context.Context) error {
 		return err
 	}
 	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("reservation: ping %s: %w", c.addr, classify(c.addr, err))
+		return fmt.Errorf("reservation: ping %s: %w", c.where(), c.explain(err))
 	}
 	return nil
 }
@@ -309,7 +349,7 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 	}
 	res, err := parseAcquire(reply)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.addr, err)
+		return nil, nil, fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.where(), err)
 	}
 	if !res.acquired {
 		return nil, &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
@@ -436,7 +476,7 @@ func (c *Client) redisError(op, resource string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("reservation: %s %s: %w", op, quote(resource), err)
 	}
-	return fmt.Errorf("reservation: %s %s on %s: %w", op, quote(resource), c.addr, classify(c.addr, err))
+	return fmt.Errorf("reservation: %s %s on %s: %w", op, quote(resource), c.where(), c.explain(err))
 }
 
 // quote returns resource quoted for a message, shortened when long.
@@ -525,7 +565,7 @@ func (c *Client) releaseAll(held []*Reservation) error {
 	}
 	if err != nil {
 		err = fmt.Errorf("reservation: close: %d of %d keys may remain held until they expire (within %v) on %s: %w",
-			unknown, len(held), c.opt.TTL, c.addr, classify(c.addr, err))
+			unknown, len(held), c.opt.TTL, c.where(), c.explain(err))
 		c.emit(Event{Kind: EventRedisError, Err: err})
 		return err
 	}

@@ -794,3 +794,46 @@ func TestCloseUnderLoadLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A server at maxclients closes new connections after saying why; the
+// error says it too, not only "broken pipe".
+func TestMaxClientsExplained(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithArgs("--maxclients", "2"))
+	ctx := t.Context()
+	hog1, hog2 := srv.Client(t), redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer hog2.Close()
+	hog1.Ping(ctx)
+	hog2.Ping(ctx)
+	c, err := New(srv.URL(), &Options{By: "late", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Ping(ctx)
+	if err == nil || !strings.Contains(err.Error(), "max number of clients reached") {
+		t.Fatalf("Ping at maxclients = %v, want the server's reason", err)
+	}
+	t.Logf("told: %v", err)
+}
+
+// A user denied TIME cannot acquire (tokens need it); the error says which
+// command, and matches ErrNoPermission.
+func TestTimeDeniedNamed(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	if err := srv.Client(t).Do(ctx, "ACL", "SETUSER", "notime", "on", ">pw", "~*", "&*", "+@all", "-time").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(strings.Replace(srv.URL(), "redis://", "redis://notime:pw@", 1), &Options{By: "x", Logger: quiet, RestartGuard: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.TryLock(ctx, "timeless")
+	if !errors.Is(err, ErrNoPermission) || !strings.Contains(err.Error(), "TIME") {
+		t.Fatalf("TryLock without TIME = %v, want ErrNoPermission naming TIME", err)
+	}
+	if n := srv.Client(t).Exists(ctx, "reservation-timeless").Val(); n != 0 {
+		t.Error("the key was set although the script failed")
+	}
+}

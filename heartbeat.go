@@ -87,7 +87,7 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	sent, calls, err := c.renewBounded(ctx, groups)
 	if err != nil && c.ctx.Err() == nil {
 		c.emit(Event{Kind: EventRedisError, Err: fmt.Errorf("reservation: renew %d reservations on %s: %w",
-			len(batch), c.addr, classify(c.addr, err))})
+			len(batch), c.where(), c.explain(err))})
 	}
 	rtt := time.Since(sent)
 	report := c.opt.OnEvent != nil || c.log.Enabled(ctx, slog.LevelDebug)

@@ -187,7 +187,7 @@ func (n *notifier) start(ctx context.Context) error {
 		case err == nil:
 			return nil
 		case errors.As(err, &rerr):
-			n.c.emit(Event{Kind: EventTrackingUnavailable, Err: classify(n.c.addr, err)})
+			n.c.emit(Event{Kind: EventTrackingUnavailable, Err: classify(n.c.where(), err)})
 		default:
 			return err
 		}
@@ -665,7 +665,7 @@ func (n *notifier) receive() {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && errors.Is(classify(n.c.addr, err), ErrNoPermission) {
+		if err != nil && errors.Is(classify(n.c.where(), err), ErrNoPermission) {
 			// The user may not subscribe (a Redis 7 ACL user gets no
 			// channel by default): say so once, and stop asking.
 			n.mu.Lock()
@@ -795,6 +795,6 @@ func (c *Client) checkEviction(ctx context.Context) {
 	c.mu.Unlock()
 	if changed && setting != "" {
 		c.emit(Event{Kind: EventEvictionRisk, Err: fmt.Errorf(
-			"reservation: %s may evict reservation keys, and another client can then take a resource that is still held: set maxmemory-policy noeviction on %s", setting, c.addr)})
+			"reservation: %s may evict reservation keys, and another client can then take a resource that is still held: set maxmemory-policy noeviction on %s", setting, c.where())})
 	}
 }

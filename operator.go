@@ -57,7 +57,7 @@ func (c *Client) PrimeRestartGuard(ctx context.Context) (bool, error) {
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("reservation: prime restart guard on %s: %w", c.addr, classify(c.addr, err))
+		return false, fmt.Errorf("reservation: prime restart guard on %s: %w", c.where(), c.explain(err))
 	}
 	primed := false
 	for _, cmd := range set {

@@ -88,11 +88,11 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 		err = scan(ctx, c.rdb)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.addr, err)
+		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), err)
 	}
 	infos, err := c.infos(ctx, resources)
 	if err != nil {
-		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.addr, err)
+		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), err)
 	}
 	held := infos[:0]
 	for _, in := range infos {

@@ -13,7 +13,11 @@
 -- the restart guard's remaining time when guarded is 1; holder is the value
 -- in the key ('' when it is not a string), so that the caller can say who
 -- holds it without a second round trip that could race.
-local t = redis.call('TIME')
+local t = redis.pcall('TIME')
+if t.err then
+  -- Name what is missing: Redis's own message does not say which command.
+  return redis.error_reply('NOPERM the acquire script needs TIME (for fencing tokens), which the server refused: ' .. t.err)
+end
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 
