@@ -314,44 +314,61 @@ func TestWaitersQueueFairly(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
-	const workers, rounds = 4, 5
-	var mu sync.Mutex
-	counts := make(map[int]int)
-	holding := 0
+	// Waiters that queue one after the other are served in that order.
+	first := mustLock(t, c, "shared")
+	const waiters = 5
+	served := make(chan int, waiters)
 	var wg sync.WaitGroup
-	for w := range workers {
+	for w := range waiters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range rounds {
-				r, err := c.Lock(ctx, "shared")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				holding++
-				if holding > 1 {
-					t.Error("two holders at once")
-				}
-				counts[w]++
-				mu.Unlock()
-				time.Sleep(2 * time.Millisecond)
-				mu.Lock()
-				holding--
-				mu.Unlock()
-				if err := r.Release(ctx); err != nil {
-					t.Error(err)
-				}
+			r, err := c.Lock(ctx, "shared")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			served <- w
+			time.Sleep(2 * time.Millisecond)
+			if err := r.Release(ctx); err != nil {
+				t.Error(err)
 			}
 		}()
-	}
-	wg.Wait()
-	for w := range workers {
-		if counts[w] != rounds {
-			t.Errorf("worker %d held %d times, want %d", w, counts[w], rounds)
+		// Each joins the queue before the next one comes.
+		deadline := time.Now().Add(2 * time.Second)
+		for !queued(c, "reservation-shared", w+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiter %d never queued", w)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
+	if err := first.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(served)
+	var order []int
+	for w := range served {
+		order = append(order, w)
+	}
+	for i, w := range order {
+		if w != i {
+			t.Fatalf("served in order %v, want first come, first served", order)
+		}
+	}
+}
+
+// queued reports whether n waiters of c queue for key.
+func queued(c *Client, key string, n int) bool {
+	notif := c.notifierIfStarted()
+	if notif == nil {
+		return false
+	}
+	notif.mu.Lock()
+	defer notif.mu.Unlock()
+	kw := notif.keys[key]
+	return kw != nil && len(kw.queue) == n
 }
 
 func TestTokensGrowAcrossDataLoss(t *testing.T) {
@@ -736,10 +753,15 @@ func TestRingRenewals(t *testing.T) {
 	for i := range 8 {
 		held = append(held, mustLock(t, c, fmt.Sprintf("ring-%d", i)))
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Past two TTLs: without renewals every key would have expired, and
+	// every holding been declared lost at its local deadline (940 ms).
+	time.Sleep(2200 * time.Millisecond)
 	for _, r := range held {
 		if r.Err() != nil {
 			t.Errorf("%s: %v on a healthy Ring", r.Resource(), r.Err())
+		}
+		if got := ring.Get(context.Background(), r.Key()).Val(); got != r.Holder() {
+			t.Errorf("%s: key holds %q after two TTLs, want %q: not renewed", r.Resource(), got, r.Holder())
 		}
 	}
 }
@@ -835,5 +857,60 @@ func TestTimeDeniedNamed(t *testing.T) {
 	}
 	if n := srv.Client(t).Exists(ctx, "reservation-timeless").Val(); n != 0 {
 		t.Error("the key was set although the script failed")
+	}
+}
+
+// The renew script extends only keys that hold our value, and leaves
+// another's value and its TTL exactly as they were.
+func TestRenewScriptLeavesOthersAlone(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	rdb := srv.Client(t)
+	rdb.Set(ctx, "reservation-mine", "me-1", time.Second)
+	rdb.Set(ctx, "reservation-theirs", "them-1", 500*time.Millisecond)
+	keys := []string{"reservation-mine", "reservation-theirs",
+		companion("reservation-mine", fenceSuffix), companion("reservation-theirs", fenceSuffix)}
+	got, err := renewScript.Run(ctx, rdb, keys, "me-1", "me-2", 60000, 120000, 1).Int64Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != 1 || got[1] != 0 {
+		t.Fatalf("renew = %v, want [1 0]", got)
+	}
+	if d := rdb.PTTL(ctx, "reservation-mine").Val(); d < 59*time.Second {
+		t.Errorf("our key's PTTL %v, want it extended to 60s", d)
+	}
+	if v, d := rdb.Get(ctx, "reservation-theirs").Val(), rdb.PTTL(ctx, "reservation-theirs").Val(); v != "them-1" || d > 500*time.Millisecond {
+		t.Errorf("their key = %q with PTTL %v, want them-1 with at most 500ms left", v, d)
+	}
+}
+
+// An acquire whose caller stopped waiting (its context ended while the
+// server was busy) still runs on the server; once it has, what it took is
+// given back.
+func TestAbandonedAcquireGivenBack(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{TTL: 30 * time.Second})
+	c.Ping(t.Context()) // a connection in the pool, so that the call is sent
+	srv.Pause()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	_, err := c.TryLock(ctx, "abandoned")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		srv.Resume()
+		t.Fatalf("TryLock on a paused server = %v, want DeadlineExceeded", err)
+	}
+	srv.Resume()
+	rdb := srv.Client(t)
+	deadline := time.Now().Add(2 * time.Second)
+	for rdb.Exists(t.Context(), "reservation-abandoned").Val() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("key held by nobody 2s after the server answered (PTTL %v)", rdb.PTTL(t.Context(), "reservation-abandoned").Val())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The acquire did run (it issued a token), so the give-back mattered.
+	if rdb.Exists(t.Context(), companion("reservation-abandoned", fenceSuffix)).Val() != 1 {
+		t.Fatal("the abandoned acquire never ran: this test proves nothing")
 	}
 }

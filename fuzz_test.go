@@ -210,6 +210,8 @@ func FuzzForeignValue(f *testing.F) {
 	}
 	f.Add(uint8(0), true, "", "x")
 	f.Add(uint8(0), false, "fuzz-0123456789abcdef01234567", "y")
+	f.Add(uint8(fenceKinds), false, "99999999999999999", "numeric-fence")
+	f.Add(uint8(fenceKinds+1), false, "not-a-token", "string-fence")
 	f.Fuzz(func(t *testing.T, kind uint8, whileHeld bool, value, name string) {
 		if name == "" || len(name) > 100 {
 			return
@@ -240,14 +242,24 @@ func FuzzForeignValue(f *testing.F) {
 		writeForeign(t, rdb, kind, at, value)
 		before := rdb.Dump(ctx, at).Val()
 
+		// A number at the fencing key is a token, whoever wrote it.
+		foreignToken, numeric := int64(0), false
+		if kind >= fenceKinds && kind%fenceKinds <= 1 {
+			if n, perr := strconv.ParseInt(strings.TrimSpace(value), 10, 64); perr == nil {
+				foreignToken, numeric = n, true
+			}
+		}
 		got, ok, err := tryLock(ctx, c, name)
 		switch {
 		case ok || got != nil:
-			if kind < fenceKinds || whileHeld {
-				t.Fatalf("Lock(%q) over a foreign value (kind %d) = true", name, kind)
+			if kind < fenceKinds || whileHeld || !numeric {
+				t.Fatalf("Lock(%q) over a foreign value (kind %d, %q) = true", name, kind, value)
 			}
-			// Only the fencing key is foreign: acquiring is fine, as long
-			// as the token still grows.
+			// Only a number at the fencing key: acquiring is fine, as long
+			// as the token still grows past it.
+			if got.Token() <= foreignToken {
+				t.Errorf("token %d after a token %d at the fencing key, want it greater", got.Token(), foreignToken)
+			}
 			if err := got.Release(ctx); err != nil {
 				t.Errorf("Release: %v", err)
 			}
@@ -270,7 +282,7 @@ func FuzzForeignValue(f *testing.F) {
 		if kind >= fenceKinds && !ok && err == nil {
 			return // someone holds the key
 		}
-		if after := rdb.Dump(ctx, at).Val(); kind < fenceKinds && after != before {
+		if after := rdb.Dump(ctx, at).Val(); !ok && after != before {
 			t.Errorf("the foreign value (kind %d) at %q changed", kind, at)
 		}
 	})

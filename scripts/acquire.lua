@@ -39,10 +39,19 @@ if guard > 0 then
   end
 end
 
--- Read the last token before writing anything: a key of another type at
--- the companion fails the script here, with nothing changed, rather than
+-- Read the last token before writing anything: a key of another type, or a
+-- string that is not a number, at the companion fails the script here, with nothing changed, rather than
 -- after the SET, which would leave a reservation nobody knows it holds.
-local last = tonumber(redis.call('GET', KEYS[2])) or 0
+local last = redis.call('GET', KEYS[2])
+if last then
+  last = tonumber(last)
+  if not last then
+    -- Someone else's string: refuse, and leave it as it is.
+    return redis.error_reply('WRONGTYPE the fencing key ' .. KEYS[2] .. ' holds a value that is not a token')
+  end
+else
+  last = 0
+end
 
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
   -- A retry of this very attempt (the client resent a script whose reply
