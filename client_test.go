@@ -173,13 +173,16 @@ func TestLossBehindItsBack(t *testing.T) {
 			if got := context.Cause(r.Context()); !errors.Is(got, ErrLost) {
 				t.Errorf("Cause = %v, want ErrLost", got)
 			}
-			if tc.name == "overwritten" {
-				if got := rdb.Get(context.Background(), r.Key()).Val(); got != "other" {
-					t.Errorf("key = %q, want the other value left alone", got)
-				}
-			}
 			if err := r.Release(context.Background()); !errors.Is(err, ErrNotHeld) {
 				t.Errorf("Release after loss = %v, want ErrNotHeld", err)
+			}
+			if tc.name == "overwritten" {
+				// After the Release, which must not touch it, and after
+				// any give-back it started in the background.
+				time.Sleep(100 * time.Millisecond)
+				if got := rdb.Get(context.Background(), r.Key()).Val(); got != "other" {
+					t.Errorf("key = %q after Release, want the other value left alone", got)
+				}
 			}
 		})
 	}
@@ -191,18 +194,41 @@ func TestLossWhenRedisStops(t *testing.T) {
 	c := newTestClient(t, srv, Options{TTL: ttl, HeartbeatInterval: 150 * time.Millisecond})
 	r := mustLock(t, c, "cut-off")
 	time.Sleep(200 * time.Millisecond)
-	// The key cannot expire on the server before the last renewal that
-	// reached it plus the TTL: the last one was sent at or before now.
-	killed := time.Now()
+	expiry := expiresAt(t, srv, r.Key())
 	srv.Kill()
-	took := waitDone(t, r, 2*ttl)
-	if took >= ttl {
-		t.Errorf("loss reported %v after Redis died, want before the TTL (%v)", took, ttl)
+	waitDone(t, r, 2*ttl)
+	assertLossBefore(t, r, expiry)
+}
+
+// expiresAt returns when key expires on srv, at the latest, as read now.
+func expiresAt(t *testing.T, srv *redistest.Server, key string) time.Time {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: srv.Password})
+	defer rdb.Close()
+	before := time.Now()
+	pttl, err := rdb.PTTL(context.Background(), key).Result()
+	if err != nil || pttl <= 0 {
+		t.Fatalf("PTTL %s = %v, %v", key, pttl, err)
 	}
-	if got := r.Err(); !errors.Is(got, ErrLost) {
-		t.Errorf("Err() = %v, want ErrLost", got)
+	// PTTL is whole milliseconds, rounded down: the key lives at least
+	// that long after the read, which came after before.
+	return before.Add(pttl)
+}
+
+// assertLossBefore checks that r was declared lost before its key could
+// expire on the server, with the drift margin to spare: a loss declared
+// at the expiry itself would let a new holder overlap the old one.
+func assertLossBefore(t *testing.T, r *Reservation, expiry time.Time) {
+	t.Helper()
+	lost := time.Now() // waitDone returned just now
+	if err := r.Err(); !errors.Is(err, ErrLost) {
+		t.Errorf("Err() = %v, want ErrLost", err)
 	}
-	t.Logf("loss reported %v after the kill (TTL %v)", time.Since(killed), ttl)
+	early := expiry.Sub(lost)
+	t.Logf("loss declared %v before the key could expire", early)
+	if early < DefaultDriftMargin/2 {
+		t.Errorf("loss declared %v before the key's expiry on the server, want at least %v before (the drift margin)", early, DefaultDriftMargin/2)
+	}
 }
 
 func TestWaiterWokenByRelease(t *testing.T) {
@@ -912,5 +938,49 @@ func TestAbandonedAcquireGivenBack(t *testing.T) {
 	// The acquire did run (it issued a token), so the give-back mattered.
 	if rdb.Exists(t.Context(), companion("reservation-abandoned", fenceSuffix)).Val() != 1 {
 		t.Fatal("the abandoned acquire never ran: this test proves nothing")
+	}
+}
+
+// PrimeRestartGuard sets the marker on a new server, lifts a guard that a
+// first acquisition started, and changes nothing once primed.
+func TestPrimeRestartGuard(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	c, err := New(srv.URL(), &Options{By: "p", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.TryLock(ctx, "early"); !errors.Is(err, ErrRestartGuard) {
+		t.Fatalf("TryLock on a new server = %v, want ErrRestartGuard", err)
+	}
+	if changed, err := c.PrimeRestartGuard(ctx); err != nil || !changed {
+		t.Fatalf("PrimeRestartGuard under a started guard = %v, %v; want true", changed, err)
+	}
+	r, err := c.TryLock(ctx, "early")
+	if err != nil {
+		t.Fatalf("TryLock after priming = %v", err)
+	}
+	r.Release(ctx)
+	if changed, err := c.PrimeRestartGuard(ctx); err != nil || changed {
+		t.Errorf("PrimeRestartGuard again = %v, %v; want false: primed already", changed, err)
+	}
+}
+
+// Status and List say when the credentials are refused, rather than
+// reporting what they could not read.
+func TestStatusWithWrongPassword(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithPassword("right"))
+	c, err := New(srv.URL(), &Options{By: "x", Password: "wrong", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var aerr *AuthError
+	if _, err := c.Status(t.Context(), "job"); !errors.As(err, &aerr) {
+		t.Errorf("Status with a wrong password = %v, want an *AuthError", err)
+	}
+	if _, err := c.List(t.Context(), ""); !errors.As(err, &aerr) {
+		t.Errorf("List with a wrong password = %v, want an *AuthError", err)
 	}
 }

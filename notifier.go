@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // invalidateChannel carries client-tracking invalidations redirected to a
@@ -209,6 +210,10 @@ func (n *notifier) startTracking(ctx context.Context, base *redis.Client) error 
 	opt.Protocol = 2 // invalidations arrive as messages of invalidateChannel
 	opt.ClientSideCache, opt.ClientSideCacheConfig = nil, nil
 	opt.PushNotificationProcessor, opt.Limiter = nil, nil
+	// Our own: the base's is shared, and go-redis writes to it while it
+	// connects (a data race with the copy NewClient makes). Maintenance
+	// notifications are RESP3 pushes, which these connections never get.
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	// Options() returns normalized values that NewClient would normalize
 	// again; set the ones that matter outright.
 	opt.MaxRetries = 1

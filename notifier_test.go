@@ -157,19 +157,24 @@ func TestFlushOfAnotherDatabaseIsNotALoss(t *testing.T) {
 
 func TestOwnRenewalsDoNotWakeTheHolder(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newTestClient(t, srv, Options{TTL: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
+	c := newTestClient(t, srv, slowHeartbeat)
 	r := mustLock(t, c, "renewed")
 	n := started(t, c)
 	settle(t, n, 1)
 	before := n.rereads.Load()
-	time.Sleep(500 * time.Millisecond) // about ten renewals
+	// Ten renewals, as the heartbeat sends them (it waits 10 s itself).
+	for range 10 {
+		c.renew([]*Reservation{r}, time.Now().Add(time.Second))
+	}
+	time.Sleep(50 * time.Millisecond)
 	if got := n.rereads.Load() - before; got != 0 {
 		t.Errorf("%d reads of the held key after our own renewals, want 0: they woke us", got)
 	}
 	if err := r.Err(); err != nil {
 		t.Fatalf("Err() = %v after renewals", err)
 	}
-	// The renewals kept it watched.
+	// The renewals kept it watched: a foreign delete is heard at once,
+	// not at the next heartbeat, 10 s away.
 	srv.Client(t).Del(t.Context(), r.Key())
 	waitDone(t, r, time.Second)
 }

@@ -33,9 +33,10 @@ func (c *Client) ForceRelease(ctx context.Context, resource string) (string, err
 }
 
 // PrimeRestartGuard records that the server's data is intact, so that the
-// restart guard does not hold back the first acquisitions on a new server.
-// It reports whether it set the marker (false: it was there already, and
-// nothing changed). On Cluster it primes every slot.
+// restart guard does not hold back acquisitions on a new server: it sets
+// the marker, or lifts a guard that a first acquisition started. It reports
+// whether it changed anything (false: primed already). On Cluster it primes
+// every slot.
 //
 // Call it only when no reservation can be held there yet: right after
 // starting a fresh server, say. A server that restarted without its data
@@ -45,23 +46,30 @@ func (c *Client) PrimeRestartGuard(ctx context.Context) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
 	}
-	var set []*redis.BoolCmd
+	var set []*redis.Cmd
+	prime := func(p redis.Pipeliner, key string) {
+		// A marker of 0 was set by priming: the guard period after it
+		// has long passed. Any other value is the time an acquisition
+		// started the guard.
+		set = append(set, p.Do(ctx, "SET", key, 0, "GET"))
+	}
 	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if !c.cluster {
-			set = append(set, p.SetNX(ctx, guardKey, 0, 0))
+			prime(p, guardKey)
 			return nil
 		}
 		for s := range uint16(16384) {
-			set = append(set, p.SetNX(ctx, "{"+slotTag(s)+"}:reservation-restart-guard", 0, 0))
+			prime(p, "{"+slotTag(s)+"}:reservation-restart-guard")
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, fmt.Errorf("reservation: prime restart guard on %s: %w", c.where(), c.explain(err))
 	}
-	primed := false
+	changed := false
 	for _, cmd := range set {
-		primed = primed || cmd.Val()
+		old, gerr := cmd.Text()
+		changed = changed || errors.Is(gerr, redis.Nil) || old != "0"
 	}
-	return primed, nil
+	return changed, nil
 }

@@ -1,6 +1,7 @@
 package reservation
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,11 +89,11 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 		err = scan(ctx, c.rdb)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), err)
+		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(err))
 	}
 	infos, err := c.infos(ctx, resources)
 	if err != nil {
-		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), err)
+		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(err))
 	}
 	held := infos[:0]
 	for _, in := range infos {
@@ -128,6 +129,12 @@ func (c *Client) infos(ctx context.Context, resources []string) ([]Info, error) 
 	})
 	if err != nil && !isPerCommand(err) {
 		return nil, err
+	}
+	if terr := now.Err(); terr != nil || now.Val().IsZero() {
+		// TIME fails, or never ran, only with the connection (refused
+		// credentials, which go-redis reports for the pipeline and not
+		// for its commands): nothing read can be trusted.
+		return nil, cmp.Or(terr, err, errors.New("no reply to TIME"))
 	}
 	infos := make([]Info, len(resources))
 	for i, res := range resources {

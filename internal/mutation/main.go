@@ -1,0 +1,204 @@
+// Command mutation checks that the test suite catches deliberate breaks of
+// the library: each mutant in mutants.go is applied to a scratch copy of the
+// repository, and the tests that should catch it are run there. The check
+// fails when a mutant survives (its tests pass), and when a mutant no longer
+// applies (its text is not found exactly once), so that the list cannot rot
+// silently. The library holds no mutation hooks: mutants are plain text
+// replacements.
+//
+// Usage, from the repository's root:
+//
+//	go run ./internal/mutation                 # every mutant
+//	go run ./internal/mutation -run lifo       # mutants whose name matches
+//	go run ./internal/mutation -list           # the table, as Markdown
+//
+// Tests run without -race (faster) and with a time budget per mutant; a
+// mutant whose tests run out of time counts as caught only if they failed.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+func main() {
+	run := flag.String("run", "", "only the mutants whose name matches this regular expression")
+	list := flag.Bool("list", false, "print the mutants and their tests as a Markdown table, and exit")
+	budget := flag.Duration("budget", 3*time.Minute, "time budget of one mutant's tests")
+	verbose := flag.Bool("v", false, "print the output of the tests of each mutant")
+	flag.Parse()
+	if *list {
+		printTable()
+		return
+	}
+	os.Exit(check(*run, *budget, *verbose))
+}
+
+// check applies every selected mutant and returns the exit code.
+func check(pattern string, budget time.Duration, verbose bool) int {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mutation: -run:", err)
+		return 2
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mutation:", err)
+		return 2
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		fmt.Fprintln(os.Stderr, "mutation: run it from the repository's root")
+		return 2
+	}
+	var survived, broken, killed int
+	start := time.Now()
+	for _, m := range mutants {
+		if !re.MatchString(m.name) {
+			continue
+		}
+		t0 := time.Now()
+		res, out := apply(root, m, budget)
+		took := time.Since(t0).Round(100 * time.Millisecond)
+		switch res {
+		case killedResult:
+			killed++
+			fmt.Printf("killed    %-28s %6v  %s\n", m.name, took, m.why)
+		case survivedResult:
+			survived++
+			fmt.Printf("SURVIVED  %-28s %6v  %s\n", m.name, took, m.why)
+		default:
+			broken++
+			fmt.Printf("STALE     %-28s %6v  %s\n", m.name, took, out)
+		}
+		if verbose || res == survivedResult {
+			fmt.Println(indent(out))
+		}
+	}
+	fmt.Printf("%d killed, %d survived, %d stale, in %v\n", killed, survived, broken, time.Since(start).Round(time.Second))
+	if survived > 0 || broken > 0 {
+		return 1
+	}
+	return 0
+}
+
+type result int
+
+const (
+	killedResult result = iota
+	survivedResult
+	staleResult
+)
+
+// apply makes a scratch copy of root with m applied, and runs m's tests
+// there. It returns what came of it and the tests' output (or why m does not
+// apply).
+func apply(root string, m mutant, budget time.Duration) (result, string) {
+	dir, err := os.MkdirTemp("", "mutant-")
+	if err != nil {
+		return staleResult, err.Error()
+	}
+	defer os.RemoveAll(dir)
+	if err := copyTree(root, dir); err != nil {
+		return staleResult, err.Error()
+	}
+	for _, e := range m.edits {
+		path := filepath.Join(dir, e.file)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return staleResult, err.Error()
+		}
+		if n := bytes.Count(b, []byte(e.old)); n != 1 {
+			return staleResult, fmt.Sprintf("%s: the text to replace is found %d times, want once: %q", e.file, n, e.old)
+		}
+		b = bytes.Replace(b, []byte(e.old), []byte(e.new), 1)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return staleResult, err.Error()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	var out bytes.Buffer
+	for _, t := range m.tests {
+		args := []string{"test", "-count=1", "-failfast", "-timeout", budget.String(), "-run", t.run, t.pkg}
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = filepath.Join(dir, t.module)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.WaitDelay = 5 * time.Second
+		fmt.Fprintf(&out, "$ (cd %s && go %s)\n", t.module, strings.Join(args, " "))
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			continue
+		case errors.As(err, &ee) && strings.Contains(out.String(), "\nFAIL"):
+			if strings.Contains(out.String(), "[build failed]") || strings.Contains(out.String(), "[setup failed]") {
+				return staleResult, "the mutant does not build:\n" + out.String()
+			}
+			return killedResult, out.String()
+		default:
+			return staleResult, fmt.Sprintf("tests did not run to the end (%v):\n%s", err, out.String())
+		}
+	}
+	return survivedResult, out.String()
+}
+
+// copyTree copies the files of the repository at root into dir, leaving
+// out .git and node_modules (the copy needs none of them: tests that need
+// the Node worker are not among the mutants' tests).
+func copyTree(root, dir string) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			if d.Name() == ".git" || d.Name() == "node_modules" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dir, rel), 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, rel), b, 0o644)
+	})
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if len(s) > 4000 {
+		s = "..." + s[len(s)-4000:]
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+// printTable prints the mutants as a Markdown table.
+func printTable() {
+	fmt.Println("| mutant | the break | the tests that must catch it |")
+	fmt.Println("| --- | --- | --- |")
+	for _, m := range mutants {
+		var ts []string
+		for _, t := range m.tests {
+			where := t.pkg
+			if t.module != "." {
+				where = t.module + "/" + strings.TrimPrefix(t.pkg, "./")
+			}
+			ts = append(ts, fmt.Sprintf("`%s` in `%s`", t.run, where))
+		}
+		fmt.Printf("| %s | %s | %s |\n", m.name, m.why, strings.Join(ts, "; "))
+	}
+}

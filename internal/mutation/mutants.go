@@ -1,0 +1,165 @@
+package main
+
+// mutant is one deliberate break: text replacements in the repository, and
+// the tests that must fail with them.
+type mutant struct {
+	name  string
+	why   string
+	edits []edit
+	tests []tests
+}
+
+// edit replaces old, which must be found exactly once in file, by new.
+type edit struct{ file, old, new string }
+
+// tests are the tests of a package to run: go test -run run pkg, in
+// module (the folder of its go.mod, "." for the library's).
+type tests struct{ module, pkg, run string }
+
+// root returns the tests matching run in the library's own package.
+func root(run string) tests { return tests{".", ".", run} }
+
+// The mutants. Each later piece of work adds its own.
+var mutants = []mutant{
+	{
+		name:  "release-without-owner-check",
+		why:   "the release script deletes the key whoever holds it",
+		edits: []edit{{"scripts/release.lua", "if redis.pcall('GET', KEYS[1]) == ARGV[1] then", "if redis.pcall('GET', KEYS[1]) then"}},
+		tests: []tests{root("^(TestReleaseNotOursRefused|TestLockContention)$")},
+	},
+	{
+		name:  "renew-without-compare",
+		why:   "the renew script extends keys that are not ours",
+		edits: []edit{{"scripts/renew.lua", "if redis.pcall('GET', KEYS[i]) == ARGV[i] then", "if true then"}},
+		tests: []tests{root("^TestRenewScriptLeavesOthersAlone$")},
+	},
+	{
+		name:  "restart-guard-off",
+		why:   "the acquire script never checks the restart-guard marker",
+		edits: []edit{{"scripts/acquire.lua", "if guard > 0 then", "if false then"}},
+		tests: []tests{root("^TestRestartGuard$")},
+	},
+	{
+		name:  "no-drift-margin",
+		why:   "the local deadline is the send time plus the whole TTL",
+		edits: []edit{{"options.go", "return o.TTL/100 + o.DriftMargin", "return 0"}},
+		tests: []tests{root("^(TestScheduleDeclaresLossAtDeadline|TestLossWhenRedisStops|TestLossWhenRedisHangs)$")},
+	},
+	{
+		name: "tracking-invalidations-ignored",
+		why:  "the notifier drops the keys of client-tracking invalidations",
+		edits: []edit{{"notifier.go", `			for _, key := range m.PayloadSlice {
+				n.notify(key)
+			}`, `			for range m.PayloadSlice {
+			}`}},
+		tests: []tests{root("^(TestHolderHearsForeignChange|TestWaiterWokenByForeignDelete)$")},
+	},
+	{
+		name:  "release-notice-not-published",
+		why:   "the release script publishes no notice",
+		edits: []edit{{"scripts/release.lua", "local published = redis.pcall('PUBLISH', ARGV[2], KEYS[1])", "local published = 1"}},
+		tests: []tests{root("^TestWaiterWokenByRelease$")},
+	},
+	{
+		name:  "lifo-queue",
+		why:   "a Client's waiters of one key are served last come, first served",
+		edits: []edit{{"notifier.go", "len(kw.queue) > 0 && kw.queue[0] == w", "len(kw.queue) > 0 && kw.queue[len(kw.queue)-1] == w"}},
+		tests: []tests{root("^TestWaitersQueueFairly$")},
+	},
+	{
+		name: "ring-renewals-skipped",
+		why:  "reservations on a Ring are never renewed",
+		edits: []edit{{"heartbeat.go", `		for _, r := range batch {
+			groups = append(groups, []*Reservation{r})
+		}
+		return groups`, `		return nil`}},
+		tests: []tests{root("^TestRingRenewals$")},
+	},
+	{
+		name:  "tokens-without-server-time",
+		why:   "the next token is last + 1, which goes back when the server loses its data",
+		edits: []edit{{"scripts/acquire.lua", "local token = math.max(last + 1, now_us)", "local token = last + 1"}},
+		tests: []tests{root("^TestTokensGrowAcrossDataLoss$")},
+	},
+	{
+		name:  "foreign-fence-overwritten",
+		why:   "a string that is not a token at the fencing key is taken for 0 and overwritten",
+		edits: []edit{{"scripts/acquire.lua", "  last = tonumber(last)\n", "  last = tonumber(last) or 0\n"}},
+		tests: []tests{root("^FuzzForeignValue$")},
+	},
+	{
+		name: "holder-watch-off",
+		why:  "a change to a held key wakes its waiters but is never checked for its holder",
+		edits: []edit{{"notifier.go", `		if kw.holder != nil {
+			n.verify[key] = true
+			n.kickLocked()
+		}`, ``}},
+		tests: []tests{root("^TestHolderHearsForeignChange$")},
+	},
+	{
+		name:  "tracking-without-noloop",
+		why:   "our own renewals invalidate our watches and wake the holder",
+		edits: []edit{{"notifier.go", `"REDIRECT", id, "NOLOOP")`, `"REDIRECT", id)`}},
+		tests: []tests{root("^TestOwnRenewalsDoNotWakeTheHolder$")},
+	},
+	{
+		name:  "renewal-does-not-rewatch",
+		why:   "the renew script does not read the key again, so NOLOOP leaves it unwatched",
+		edits: []edit{{"scripts/renew.lua", "      redis.call('EXISTS', KEYS[i])\n", ""}},
+		tests: []tests{root("^TestOwnRenewalsDoNotWakeTheHolder$")},
+	},
+	{
+		name:  "rearm-off",
+		why:   "a replaced notifier connection is not armed again",
+		edits: []edit{{"notifier.go", "\tn.rearm = true\n\tfor _, kw := range n.keys {", "\tfor _, kw := range n.keys {"}},
+		tests: []tests{root("^TestNotifierConnectionKilled$")},
+	},
+	{
+		name:  "close-does-not-wait-for-calls",
+		why:   "Close closes the pool under acquisitions still running",
+		edits: []edit{{"client.go", "\tc.ops.Wait()\n", ""}},
+		tests: []tests{root("^TestCloseUnderLoadLeavesNothing$")},
+	},
+	{
+		name:  "late-acquire-handed-out",
+		why:   "an acquire answered after its local deadline is handed out",
+		edits: []edit{{"client.go", "if !time.Now().Before(r.deadline) {", "if false {"}},
+		tests: []tests{root("^TestAcquireAnsweredAfterDeadline$")},
+	},
+	{
+		name: "abandoned-acquire-kept",
+		why:  "an acquire abandoned by its context is never given back",
+		edits: []edit{{"client.go", `			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) {
+				c.giveBack(key, value)
+			}`, ``}},
+		tests: []tests{root("^TestAbandonedAcquireGivenBack$")},
+	},
+	{
+		name: "release-after-loss-deletes-any",
+		why:  "a Release after a loss deletes whoever holds the key",
+		edits: []edit{{"reservation.go", `			c.giveBack(r.key, r.value)
+		}
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)`, `			_ = forceReleaseScript.Run(ctx, c.rdb, []string{r.key}, companion(r.key, channelSuffix)).Err()
+		}
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)`}},
+		tests: []tests{root("^TestLossBehindItsBack$")},
+	},
+	{
+		name:  "eval-fallback-off",
+		why:   "pipelined renewals that cannot SCRIPT LOAD are not sent as EVAL",
+		edits: []edit{{"scripts.go", "c.cmd = c.script.Eval(ctx, p, c.keys, c.args...)", "_ = c"}},
+		tests: []tests{root("^TestRenewalsWithoutScriptLoad$")},
+	},
+	{
+		name:  "release-notice-required",
+		why:   "a refused release notice fails the release script after its DEL",
+		edits: []edit{{"scripts/release.lua", "local published = redis.pcall('PUBLISH', ARGV[2], KEYS[1])", "local published = redis.call('PUBLISH', ARGV[2], KEYS[1])"}},
+		tests: []tests{root("^TestUserWithoutChannels$")},
+	},
+	{
+		name:  "eviction-not-checked",
+		why:   "the server's eviction policy is never read",
+		edits: []edit{{"notifier.go", "\tn.c.checkEviction(ctx)\n\tevictionCheck", "\tevictionCheck"}},
+		tests: []tests{root("^TestEvictionRiskReported$")},
+	},
+}
