@@ -9,11 +9,13 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -26,7 +28,7 @@ import (
 // 126, 127 and 128+n are a shell's, as env(1) and timeout(1) use them.
 const (
 	ExitOK          = 0   // success
-	ExitFailure     = 1   // anything else that went wrong (demo invariant broken, output failed)
+	ExitFailure     = 1   // anything else that went wrong (demo invariant broken, output failed, prime refused)
 	ExitUsage       = 64  // EX_USAGE: bad flag, argument, URL, duration, TLS file
 	ExitUnavailable = 69  // EX_UNAVAILABLE: Redis cannot be reached or refuses the credentials
 	ExitLost        = 70  // EX_SOFTWARE: the reservation was lost while the command ran
@@ -48,6 +50,9 @@ type app struct {
 	// secrets are redacted from every message reserve prints: passwords
 	// from the Redis URL and REDIS_PASSWORD, registered by connFlags.
 	secrets *[]string
+	// notes prints reserve's sentences about the library's events, each
+	// once per process.
+	notes *notes
 }
 
 // Main runs reserve with the process's arguments, streams, environment and
@@ -81,6 +86,9 @@ func (a *app) main(ctx context.Context, args []string) int {
 	if a.secrets == nil {
 		a.secrets = new([]string)
 	}
+	if a.notes == nil {
+		a.notes = &notes{a: a}
+	}
 	root := newRootCmd(a)
 	root.SetArgs(args)
 	root.SetIn(a.stdin)
@@ -97,10 +105,9 @@ func (a *app) main(ctx context.Context, args []string) int {
 		ee = &exitError{code: ExitUsage, err: err, usage: true}
 	}
 	if ee.err != nil {
-		// The library's messages start with its own name.
-		msg := strings.TrimPrefix(ee.err.Error(), "reservation: ")
-		msg = strings.TrimPrefix(msg, "invalid options: ")
-		fmt.Fprintf(a.stderr, "reserve: %s\n", a.redact(oneLine(msg)))
+		// The library's own errors are printed as they are, after what
+		// reserve says about them.
+		fmt.Fprintf(a.stderr, "reserve: %s\n", a.redact(oneLine(ee.err.Error())))
 	}
 	if ee.usage && cmd != nil {
 		fmt.Fprintf(a.stderr, "Usage: %s\nRun '%s --help' for more.\n", cmd.UseLine(), cmd.CommandPath())
@@ -118,10 +125,18 @@ func (a *app) redact(s string) string {
 	return s
 }
 
-// addSecret registers a password to be redacted from messages.
+// addSecret registers a password to be redacted from messages, as it is
+// and as a quoted string (a text or JSON log record) shows it.
 func (a *app) addSecret(s string) {
-	if s != "" {
-		*a.secrets = append(*a.secrets, s)
+	if s == "" {
+		return
+	}
+	*a.secrets = append(*a.secrets, s)
+	if q := strconv.Quote(s); q[1:len(q)-1] != s {
+		*a.secrets = append(*a.secrets, q[1:len(q)-1])
+	}
+	if j, err := json.Marshal(s); err == nil && string(j[1:len(j)-1]) != s {
+		*a.secrets = append(*a.secrets, string(j[1:len(j)-1]))
 	}
 }
 
@@ -258,10 +273,14 @@ github.com/redis-reservation/reservation and of the Node library
 node-redis-reservation ("reservation-<resource>"), so all of them exclude
 each other.
 
+reserve prints its own sentences on stderr; the library's log records only
+with --log-level or --log-format (or $RESERVE_LOG_LEVEL, $RESERVE_LOG_FORMAT).
+
 Exit codes: the command's own status (128+n when killed by signal n);
-64 bad usage or input; 69 Redis unreachable or refusing the credentials;
-70 reservation lost while the command ran; 75 not acquired (--no-wait while
-held, or --timeout reached); 126/127 command not executable/not found.`,
+1 prime refused; 64 bad usage or input; 69 Redis unreachable or refusing
+the credentials; 70 reservation lost while the command ran; 75 not acquired
+(--no-wait while held or held back by the restart guard, or --timeout
+reached); 126/127 command not executable/not found.`,
 		Example: `  # See it work: workers contending, a crash, a takeover (about 15 s).
   reserve demo
 
@@ -270,7 +289,10 @@ held, or --timeout reached); 126/127 command not executable/not found.`,
 
   # Who holds what.
   reserve list
-  reserve status nightly-report`,
+  reserve status nightly-report
+
+  # On a brand-new Redis, before the first reservation: no restart guard wait.
+  reserve prime`,
 		Version:           version(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -286,6 +308,7 @@ held, or --timeout reached); 126/127 command not executable/not found.`,
 		newListCmd(a),
 		newWaitCmd(a),
 		newReleaseCmd(a),
+		newPrimeCmd(a),
 		newDemoCmd(a),
 		newDemoWorkerCmd(a),
 		newVersionCmd(a),

@@ -43,7 +43,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--tls-cert", "/no/cert.pem", "job", "--", "true"}, "--tls-cert and --tls-key go together"},
 		{[]string{"run", "--tls-ca", "/no/such/ca.pem", "job", "--", "true"}, "--tls-ca"},
 		{[]string{"run", "--prefix", "", "job", "--", "true"}, "--prefix is empty"},
-		{[]string{"run", "", "--", "true"}, "RESOURCE is empty"},
+		{[]string{"run", "--log-level", "loud", "job", "--", "true"}, `--log-level "loud": want debug, info, warn or error`},
+		{[]string{"status", "--log-format", "xml", "job"}, `--log-format "xml": want text or json`},
 		{[]string{"status"}, "accepts 1 arg(s), received 0"},
 		{[]string{"status", "a", "b"}, "accepts 1 arg(s), received 2"},
 		{[]string{"list", "extra"}, `unknown command "extra"`},
@@ -68,6 +69,28 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("stdout = %q, want nothing", res.stdout)
 			}
 		})
+	}
+}
+
+// TestInvalidResource gives names the library refuses: each exits 64 with
+// the library's reason and the usage line.
+func TestInvalidResource(t *testing.T) {
+	t.Parallel()
+	srv := startTestRedis(t)
+	env := map[string]string{envRedisURL: srv.URL()}
+	long := strings.Repeat("x", reservation.MaxResourceLen+1)
+	for _, args := range [][]string{
+		{"run", "", "--", "true"},
+		{"run", "--no-wait", long, "--", "true"},
+		{"status", ""},
+		{"wait", long},
+		{"release", "--force", ""},
+	} {
+		res := inProcess(t, env, args...)
+		first, _, _ := strings.Cut(res.stderr, "\n")
+		if res.code != ExitUsage || !strings.Contains(first, "invalid resource") || !strings.Contains(res.stderr, "Usage: reserve") {
+			t.Errorf("reserve %s: got %v\nwant exit %d, invalid resource and the usage", args[0], res, ExitUsage)
+		}
 	}
 }
 
@@ -151,6 +174,9 @@ func TestPasswordNeverShown(t *testing.T) {
 		{"right, status", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"status", "held"}, ExitOK},
 		{"right, list", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"list", "--json"}, ExitOK},
 		{"right, env", []string{envRedisURL + "=redis://" + srv.Addr, envRedisPassword + "=" + right}, []string{"run", "job", "--", "true"}, ExitOK},
+		{"right, logs", []string{envRedisURL + "=" + withPw(srv.Addr, right), envLogLevel + "=debug"}, []string{"run", "job", "--", "true"}, ExitOK},
+		{"wrong, json logs", []string{envRedisURL + "=" + withPw(srv.Addr, wrong)},
+			[]string{"run", "--log-level", "debug", "--log-format", "json", "job", "--", "true"}, ExitUnavailable},
 		{"help", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"run", "--help"}, ExitOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,10 +222,12 @@ func TestStatusAndListJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
 			t.Fatalf("status --json %s: %v\n%s", name, err, res.stdout)
 		}
-		if keys := slices.Sorted(mapKeys(got)); !slices.Equal(keys, []string{"held", "holder", "key", "resource", "token", "ttl_ms"}) {
-			t.Errorf("status --json has keys %v, want resource key held holder ttl_ms token", keys)
+		// The shape of before, and the fields added since.
+		if keys := slices.Sorted(mapKeys(got)); !slices.Equal(keys,
+			[]string{"guard_ms", "guard_unset", "held", "holder", "key", "resource", "token", "ttl_ms"}) {
+			t.Errorf("status --json has keys %v, want resource key held holder ttl_ms token guard_ms guard_unset", keys)
 		}
-		var in reservation.Info
+		var in infoJSON
 		_ = json.Unmarshal([]byte(res.stdout), &in)
 		value, _ := rdb.Get(ctx, "reservation-"+name).Result()
 		pttl, _ := rdb.PTTL(ctx, "reservation-"+name).Result()
@@ -211,17 +239,17 @@ func TestStatusAndListJSON(t *testing.T) {
 		}
 	}
 	res := runReserve(t, nil, env, "status", "--json", "json:free")
-	var in reservation.Info
+	var in infoJSON
 	if err := json.Unmarshal([]byte(res.stdout), &in); err != nil || res.code != 0 {
 		t.Fatalf("status --json json:free: %v, %v", err, res)
 	}
-	if want := (reservation.Info{Resource: "json:free", Key: "reservation-json:free", Token: free.Token()}); in != want {
+	if want := (infoJSON{Resource: "json:free", Key: "reservation-json:free", Token: free.Token()}); in != want {
 		t.Errorf("status --json json:free = %+v, want %+v", in, want)
 	}
 
 	// list --match, against the held set.
 	res = runReserve(t, nil, env, "list", "--json", "--match", "json:*")
-	var infos []reservation.Info
+	var infos []infoJSON
 	if err := json.Unmarshal([]byte(res.stdout), &infos); err != nil || res.code != 0 {
 		t.Fatalf("list --json: %v, %v", err, res)
 	}
@@ -287,7 +315,7 @@ func TestWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	res = p.wait(t, 10*time.Second)
-	var in reservation.Info
+	var in infoJSON
 	if err := json.Unmarshal([]byte(res.stdout), &in); err != nil || res.code != 0 || in.Held {
 		t.Fatalf("wait --json: %v, %v", err, res)
 	}
@@ -465,5 +493,51 @@ func TestTLS(t *testing.T) {
 	res = runReserve(t, nil, env, "status", "--tls-ca", files.ca, "tls-job")
 	if res.code != ExitUnavailable {
 		t.Errorf("status over TLS without a client certificate: got %v\nwant exit %d", res, ExitUnavailable)
+	}
+}
+
+// TestLogFlags checks that the library's log records show only when asked
+// for, by flag or environment, in text or JSON.
+func TestLogFlags(t *testing.T) {
+	t.Parallel()
+	srv := startTestRedis(t)
+	res := runReserve(t, srv, nil, "run", "logged", "--", "true")
+	if res.code != 0 || res.stderr != "" {
+		t.Errorf("by default: got %v\nwant exit 0 and nothing on stderr", res)
+	}
+
+	res = runReserve(t, srv, nil, "run", "--log-format", "json", "--log-level", "debug", "logged", "--", "true")
+	if res.code != 0 {
+		t.Fatalf("--log-format json: %v", res)
+	}
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(res.stderr), "\n") {
+		var rec struct{ Level, Msg, Resource string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("--log-format json: line %q is not JSON: %v", line, err)
+			continue
+		}
+		if rec.Resource == "logged" {
+			msgs = append(msgs, rec.Msg)
+		}
+	}
+	for _, want := range []string{string(reservation.EventAcquired), string(reservation.EventReleased)} {
+		if !slices.Contains(msgs, want) {
+			t.Errorf("--log-format json: records %v, want %s among them\n%s", msgs, want, res.stderr)
+		}
+	}
+
+	res = runReserve(t, srv, []string{envLogLevel + "=debug"}, "run", "logged", "--", "true")
+	if res.code != 0 || !strings.Contains(res.stderr, "level=DEBUG msg="+string(reservation.EventAcquired)) {
+		t.Errorf("$%s=debug: got %v\nwant text records", envLogLevel, res)
+	}
+	res = runReserve(t, srv, []string{envLogFormat + "=json"}, "run", "logged", "--", "true")
+	if res.code != 0 || res.stderr != "" {
+		// Info and above: nothing happens at those levels here.
+		t.Errorf("$%s=json: got %v\nwant no record at level info", envLogFormat, res)
+	}
+	res = runReserve(t, srv, []string{envLogFormat + "=yaml"}, "status", "logged")
+	if res.code != ExitUsage || !strings.Contains(res.stderr, "$"+envLogFormat) {
+		t.Errorf("$%s=yaml: got %v\nwant exit %d naming the variable", envLogFormat, res, ExitUsage)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -168,7 +167,6 @@ func (d *demo) client(ctx context.Context, by string) (*reservation.Client, erro
 		TTL:               demoTTL,
 		HeartbeatInterval: demoHeartbeat,
 		RestartGuard:      d.guard,
-		Logger:            slog.New(slog.DiscardHandler),
 	}
 	return d.conn.connectTo(ctx, d.a, d.addr, opt)
 }
@@ -197,8 +195,8 @@ func (d *demo) show(ctx context.Context) error {
 		clients[i] = c
 	}
 	if d.guard == 0 {
-		if err := clients[0].PrimeRestartGuard(ctx); err != nil {
-			return unavailable(err)
+		if _, err := clients[0].PrimeRestartGuard(ctx); err != nil {
+			return d.conn.failure(ctx, err)
 		}
 	}
 	fmt.Fprintf(out, "Every reservation lives %v unless its holder's heartbeat renews it (every %v).\n", demoTTL, demoHeartbeat)
@@ -242,28 +240,28 @@ func (d *demo) worker(ctx, actCtx context.Context, c *reservation.Client, i int)
 	who := fmt.Sprintf("worker-%d", i+1)
 	for k := 0; actCtx.Err() == nil; k++ {
 		job := [...]string{demoJob1, demoJob2}[(i+k)%2]
-		r, ok, err := c.Lock(actCtx, job)
-		if err != nil {
-			return demoError(actCtx, err)
-		}
-		var note string
-		if !ok {
+		r, err := c.TryLock(actCtx, job)
+		var nerr *reservation.NotAcquiredError
+		ok := err == nil
+		switch {
+		case errors.As(err, &nerr):
 			d.mu.Lock()
 			holder := d.holders[job]
 			d.mu.Unlock()
 			if holder == "" {
-				// Its holder has not said so yet: ask Redis.
-				if in, err := c.Status(ctx, job); err == nil && in.Held {
-					holder = strings.TrimRight(in.Holder, "0123456789abcdef")
-					holder = strings.TrimSuffix(holder, "-")
-				}
+				// Its holder has not said so yet: the attempt saw it.
+				holder = strings.TrimRight(nerr.Holder, "0123456789abcdef")
+				holder = strings.TrimSuffix(holder, "-")
 			}
 			d.say(who, "waits for %-13s (held by %s)", job, holder)
 			// A waiter at the end of the act still waits for its job.
-			if r, err = c.WaitUntilLock(ctx, job); err != nil {
-				return demoError(ctx, err)
+			if r, err = c.Lock(ctx, job); err != nil {
+				return d.demoError(ctx, err)
 			}
+		case err != nil:
+			return d.demoError(actCtx, err)
 		}
+		var note string
 		from := time.Now()
 		d.mu.Lock()
 		if rel := d.released[job]; !ok && !rel.at.IsZero() {
@@ -275,14 +273,14 @@ func (d *demo) worker(ctx, actCtx context.Context, c *reservation.Client, i int)
 		d.sayLocked(who, "holds    %-13s token %d%s", job, r.Token(), note)
 		d.mu.Unlock()
 
-		hold := demoHoldMin + rand.N(demoHoldMax-demoHoldMin)
-		if !sleepCtx(ctx, hold) {
-			_ = r.Release(context.Background())
-			return nil
-		}
-		if r.Err() != nil {
+		select {
+		case <-time.After(demoHoldMin + rand.N(demoHoldMax-demoHoldMin)):
+		case <-r.Done():
 			d.say(who, "LOST     %s: %v", job, r.Err())
 			continue
+		case <-ctx.Done():
+			_ = r.Release(context.Background())
+			return nil
 		}
 		to := time.Now()
 		d.mu.Lock()
@@ -292,10 +290,11 @@ func (d *demo) worker(ctx, actCtx context.Context, c *reservation.Client, i int)
 		d.sayLocked(who, "releases %-13s after %s", job, fmtDuration(to.Sub(from)))
 		d.mu.Unlock()
 		if err := r.Release(ctx); err != nil {
-			return demoError(ctx, err)
+			return d.demoError(ctx, err)
 		}
-		if !sleepCtx(actCtx, demoPauseMin+rand.N(demoPauseMax-demoPauseMin)) {
-			break
+		select {
+		case <-time.After(demoPauseMin + rand.N(demoPauseMax-demoPauseMin)):
+		case <-actCtx.Done():
 		}
 	}
 	return nil
@@ -314,7 +313,8 @@ func (d *demo) crash(ctx context.Context, c *reservation.Client) (time.Duration,
 	if d.guard < 0 {
 		args = append(args, "--restart-guard", "off")
 	}
-	for _, fl := range []struct{ name, v string }{{"tls-ca", d.conn.tlsCA}, {"tls-cert", d.conn.tlsCert}, {"tls-key", d.conn.tlsKey}} {
+	for _, fl := range []struct{ name, v string }{{"tls-ca", d.conn.tlsCA}, {"tls-cert", d.conn.tlsCert}, {"tls-key", d.conn.tlsKey},
+		{"log-level", d.conn.logLevel}, {"log-format", d.conn.logFormat}} {
 		if fl.v != "" {
 			args = append(args, "--"+fl.name, fl.v)
 		}
@@ -363,10 +363,12 @@ func (d *demo) crash(ctx context.Context, c *reservation.Client) (time.Duration,
 	wctx, cancel := context.WithTimeout(ctx, 5*demoTTL)
 	defer cancel()
 	go func() {
-		r, err := c.WaitUntilLock(wctx, demoCrashJob)
+		r, err := c.Lock(wctx, demoCrashJob)
 		got <- result{r, time.Now(), err}
 	}()
-	if !sleepCtx(ctx, demoBeforeKil) {
+	select {
+	case <-time.After(demoBeforeKil):
+	case <-ctx.Done():
 		cancel()
 		<-got
 		return 0, interrupted(ctx)
@@ -468,11 +470,11 @@ func (d *demo) summary(takeover time.Duration) error {
 
 // demoError maps an error of a worker to an exit, or nil when its context
 // ended (the act is over).
-func demoError(ctx context.Context, err error) error {
+func (d *demo) demoError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	return unavailable(err)
+	return d.conn.failure(ctx, err)
 }
 
 // fmtLatency prints a short latency: 0.62ms, 12ms.
@@ -481,18 +483,6 @@ func fmtLatency(d time.Duration) string {
 		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
 	}
 	return fmtDuration(d)
-}
-
-// sleepCtx sleeps d, and answers false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // newDemoWorkerCmd is the hidden command that runs worker-4 of the demo: it
@@ -511,18 +501,16 @@ func newDemoWorkerCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := a.interruptible(cmd.Context())
 			defer stop()
-			opt := hold.options(a)
-			opt.Logger = slog.New(slog.DiscardHandler)
-			c, err := conn.connect(ctx, a, opt)
+			c, err := conn.connect(ctx, a, hold.options(a))
 			if err != nil {
 				return err
 			}
 			defer c.Close()
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			r, err := c.WaitUntilLock(wctx, args[0])
+			r, err := c.Lock(wctx, args[0])
 			if err != nil {
-				return acquireError(ctx, err)
+				return conn.failure(ctx, err)
 			}
 			fmt.Fprintf(a.stdout, "token %d\n", r.Token())
 			eof := make(chan struct{})

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,6 +25,8 @@ const (
 	envRedisURL      = "REDIS_URL"
 	envRedisPassword = "REDIS_PASSWORD"
 	envBy            = "RESERVE_BY"
+	envLogLevel      = "RESERVE_LOG_LEVEL"
+	envLogFormat     = "RESERVE_LOG_FORMAT"
 )
 
 // defaultRedis is the Redis address when neither --redis nor REDIS_URL is set.
@@ -34,16 +35,22 @@ const defaultRedis = "redis://127.0.0.1:6379"
 // pingTimeout bounds the first contact with Redis.
 const pingTimeout = 10 * time.Second
 
-// connFlags are the flags that say which Redis to use and how: every
-// command that talks to Redis has them.
+// connFlags are the flags that say which Redis to use and how, and what
+// the library may log: every command that talks to Redis has them.
 type connFlags struct {
-	redis   string
-	prefix  string
-	tlsCA   string
-	tlsCert string
-	tlsKey  string
+	redis     string
+	prefix    string
+	tlsCA     string
+	tlsCert   string
+	tlsKey    string
+	logLevel  string
+	logFormat string
 
 	cmd *cobra.Command // to tell a flag given from its default
+
+	// Set by options, for messages.
+	where    string // host:port of the Redis in use
+	password bool   // a password was given, in the URL or the environment
 }
 
 // add registers the flags on cmd.
@@ -51,13 +58,17 @@ func (f *connFlags) add(cmd *cobra.Command) {
 	f.cmd = cmd
 	fs := cmd.Flags()
 	// The default shown is the constant, never $REDIS_URL, which may hold
-	// a password: the environment is read in resolve.
+	// a password: the environment is read in addr.
 	fs.StringVar(&f.redis, "redis", defaultRedis,
 		"Redis `URL` (redis:// or rediss:// for TLS, user and password in it or in $"+envRedisPassword+"), or host:port; env $"+envRedisURL)
 	fs.StringVar(&f.prefix, "prefix", reservation.DefaultPrefix, "`prefix` of the Redis keys, before the resource name")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM `file` of the CA certificates that sign the server's (turns TLS on)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM `file` of the client certificate (with --tls-key; turns TLS on)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM `file` of the client certificate's key (with --tls-cert)")
+	fs.StringVar(&f.logLevel, "log-level", "",
+		"print the library's log records from this `level` on, on stderr: debug, info, warn or error (default info with --log-format, else none); env $"+envLogLevel)
+	fs.StringVar(&f.logFormat, "log-format", "",
+		"print the library's log records in this `format`, on stderr: text or json (default text with --log-level, else none); env $"+envLogFormat)
 }
 
 // addr answers the Redis address in force, and whether it was given (by
@@ -96,18 +107,22 @@ func hostPort(addr string) string {
 	return display(addr)
 }
 
-// options fills the connection part of opt: password, TLS, prefix, and a
-// logger that writes warnings and errors to stderr, redacted. It registers
-// the passwords as secrets first, so that no message can show them.
+// options fills the connection part of opt: password, TLS, prefix, the
+// logger (records only when asked for, redacted) and the hook that tells
+// the person what happens. It registers the passwords as secrets first, so
+// that no message can show them.
 func (f *connFlags) options(a *app, addr string, opt *reservation.Options) error {
+	f.where = hostPort(addr)
 	if u, err := url.Parse(addr); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			f.password = true
 			a.addSecret(pw)
 			a.addSecret(url.QueryEscape(pw))
 			a.addSecret(url.PathEscape(pw))
 		}
 	}
 	if pw := a.getenv(envRedisPassword); pw != "" {
+		f.password = true
 		a.addSecret(pw)
 		opt.Password = pw
 	}
@@ -116,10 +131,14 @@ func (f *connFlags) options(a *app, addr string, opt *reservation.Options) error
 		return usageErrorf("--prefix is empty")
 	}
 	if opt.Logger == nil {
-		opt.Logger = slog.New(&onceHandler{
-			Handler: slog.NewTextHandler(redactingWriter{a, a.stderr}, &slog.HandlerOptions{Level: slog.LevelWarn}),
-			seen:    new(sync.Map),
-		})
+		l, err := f.logger(a)
+		if err != nil {
+			return err
+		}
+		opt.Logger = l
+	}
+	if opt.OnEvent == nil {
+		opt.OnEvent = f.onEvent(a, addr)
 	}
 	cfg, err := f.tlsConfig(addr)
 	if err != nil {
@@ -127,6 +146,51 @@ func (f *connFlags) options(a *app, addr string, opt *reservation.Options) error
 	}
 	opt.TLSConfig = cfg
 	return nil
+}
+
+// logger returns the library's logger of --log-level and --log-format:
+// their records on stderr, redacted; without either, a logger that
+// discards them, since reserve says what matters itself (notes).
+func (f *connFlags) logger(a *app) (*slog.Logger, error) {
+	level, levelFrom := f.setting(a, "log-level", f.logLevel, envLogLevel)
+	format, formatFrom := f.setting(a, "log-format", f.logFormat, envLogFormat)
+	if level == "" && format == "" {
+		return slog.New(slog.DiscardHandler), nil
+	}
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	switch strings.ToLower(level) {
+	case "", "info":
+	case "debug":
+		opts.Level = slog.LevelDebug
+	case "warn":
+		opts.Level = slog.LevelWarn
+	case "error":
+		opts.Level = slog.LevelError
+	default:
+		return nil, usageErrorf("%s %q: want debug, info, warn or error", levelFrom, level)
+	}
+	// The handlers write each record in one call, so a secret is never
+	// split between two writes.
+	w := redactingWriter{a, a.stderr}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErrorf("%s %q: want text or json", formatFrom, format)
+}
+
+// setting answers the value of flag, or of the environment variable env
+// when the flag is not given, and which of the two it is, for a message.
+func (f *connFlags) setting(a *app, flag, value, env string) (v, from string) {
+	if f.cmd != nil && f.cmd.Flags().Changed(flag) {
+		return value, "--" + flag
+	}
+	if e := a.getenv(env); e != "" {
+		return e, "$" + env
+	}
+	return value, "--" + flag
 }
 
 // tlsConfig builds the TLS configuration from the --tls-* flags, or answers
@@ -166,11 +230,11 @@ func (f *connFlags) tlsConfig(addr string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// connect makes a Client with opt (By filled in by the caller or the host
-// name) and checks with a PING that Redis answers and takes the
-// credentials. A bad option or address is a usage error (64), a Redis that
-// does not answer or refuses the credentials is 69; either message names
-// the address, never the password.
+// connect makes a Client with opt for the Redis of the flags, and checks
+// with a PING that Redis answers and takes the credentials, so that every
+// command starts with the same first contact, and its failure reads the
+// same. A bad option or address is a usage error (64), a Redis that does
+// not answer or refuses the credentials is 69.
 func (f *connFlags) connect(ctx context.Context, a *app, opt reservation.Options) (*reservation.Client, error) {
 	addr, _ := f.addr(a)
 	return f.connectTo(ctx, a, addr, opt)
@@ -181,56 +245,60 @@ func (f *connFlags) connectTo(ctx context.Context, a *app, addr string, opt rese
 	if err := f.options(a, addr, &opt); err != nil {
 		return nil, err
 	}
-	if opt.By == "" {
-		opt.By = hostname()
-	}
 	c, err := reservation.New(addr, &opt)
 	if err != nil {
 		return nil, inputError(err)
 	}
-	if err := ping(ctx, c, addr); err != nil {
+	if err := f.ping(ctx, c); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// ping checks that Redis answers, and explains when it does not.
-func ping(ctx context.Context, c *reservation.Client, addr string) error {
+// ping checks that Redis answers and takes the credentials, within
+// pingTimeout.
+func (f *connFlags) ping(ctx context.Context, c *reservation.Client) error {
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	err := c.Ping(pctx)
-	if err == nil {
-		return nil
+	if err := c.Ping(pctx); err != nil {
+		return f.failure(ctx, err)
 	}
+	return nil
+}
+
+// failure maps an error of a call to the library to reserve's exit and a
+// sentence that names the server, never the password: a bad resource name
+// is a usage error (64), a server that does not answer, refuses the
+// credentials or the commands is 69, a signal is 128+n.
+func (f *connFlags) failure(ctx context.Context, err error) error {
 	if ierr := interrupted(ctx); ierr != nil {
 		return ierr
 	}
+	var auth *reservation.AuthError
+	switch {
+	case errors.Is(err, reservation.ErrInvalidResource):
+		return &exitError{code: ExitUsage, err: err, usage: true}
+	case errors.As(err, &auth) && !f.password:
+		return unavailable(fmt.Errorf("cannot use Redis at %s: it wants a password (in the URL or $%s): %w", f.where, envRedisPassword, auth.Err))
+	case errors.As(err, &auth):
+		return unavailable(fmt.Errorf("cannot use Redis at %s: it refused the credentials: %w", f.where, auth.Err))
+	case errors.Is(err, reservation.ErrNoPermission):
+		return unavailable(fmt.Errorf("cannot use Redis at %s: it refuses this user a command that reserve needs (see the user's ACL): %w", f.where, err))
+	case errors.Is(err, context.DeadlineExceeded):
+		return unavailable(fmt.Errorf("cannot use Redis at %s: no answer within %v", f.where, pingTimeout))
+	}
 	cause := err
 	if u := errors.Unwrap(err); u != nil {
-		cause = u // the library's message repeats the address
+		cause = u // the library's message repeats the operation and the address
 	}
-	where := hostPort(addr)
-	msg := cause.Error()
-	switch {
-	case strings.HasPrefix(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"),
-		strings.Contains(msg, "called without any password configured"):
-		return unavailable(fmt.Errorf("cannot use Redis at %s: it refused the credentials: %s", where, msg))
-	case strings.HasPrefix(msg, "NOAUTH"):
-		return unavailable(fmt.Errorf("cannot use Redis at %s: it wants a password (in the URL or $%s): %s", where, envRedisPassword, msg))
-	case errors.Is(err, context.DeadlineExceeded):
-		return unavailable(fmt.Errorf("cannot use Redis at %s: no answer within %v", where, pingTimeout))
-	}
-	return unavailable(fmt.Errorf("cannot use Redis at %s: %s", where, msg))
+	return unavailable(fmt.Errorf("cannot use Redis at %s: %w", f.where, cause))
 }
 
-// hostname is the default worker name.
-func hostname() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "reserve"
-	}
-	return h
+// bounded returns ctx bounded by pingTimeout, for one call that touches
+// Redis once: a server that does not answer is reported, not waited for.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, pingTimeout)
 }
 
 // holdFlags are the flags of the commands that hold reservations.
@@ -305,28 +373,4 @@ func (g *guardValue) Type() string { return "duration" }
 // addJSON registers --json on cmd; what says what it prints.
 func addJSON(cmd *cobra.Command, v *bool, what string) {
 	cmd.Flags().BoolVar(v, "json", false, "print "+what+" on stdout, as JSON")
-}
-
-// onceHandler passes the library's log records on, except repeats of
-// those that the library logs at every attempt of a wait.
-type onceHandler struct {
-	slog.Handler
-	seen *sync.Map // message -> struct{}
-}
-
-func (h *onceHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "reservation-guarded" {
-		if _, dup := h.seen.LoadOrStore(r.Message, struct{}{}); dup {
-			return nil
-		}
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *onceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &onceHandler{h.Handler.WithAttrs(attrs), h.seen}
-}
-
-func (h *onceHandler) WithGroup(name string) slog.Handler {
-	return &onceHandler{h.Handler.WithGroup(name), h.seen}
 }

@@ -58,8 +58,8 @@ func startTestRedis(t *testing.T, opts ...redistest.Option) *redistest.Server {
 	t.Helper()
 	srv := redistest.Start(t, opts...)
 	c := libClient(t, srv, "primer", time.Second)
-	if err := c.PrimeRestartGuard(context.Background()); err != nil {
-		t.Fatalf("PrimeRestartGuard: %v", err)
+	if primed, err := c.PrimeRestartGuard(context.Background()); err != nil || !primed {
+		t.Fatalf("PrimeRestartGuard = %v, %v; want true, nil", primed, err)
 	}
 	return srv
 }
@@ -78,9 +78,9 @@ func libClient(t *testing.T, srv *redistest.Server, by string, ttl time.Duration
 // hold takes resource with c and fails the test when it cannot.
 func hold(t *testing.T, c *reservation.Client, resource string) *reservation.Reservation {
 	t.Helper()
-	r, ok, err := c.Lock(context.Background(), resource)
-	if err != nil || !ok {
-		t.Fatalf("Lock(%q) = %v, %v; want true, nil", resource, ok, err)
+	r, err := c.TryLock(context.Background(), resource)
+	if err != nil {
+		t.Fatalf("TryLock(%q): %v", resource, err)
 	}
 	return r
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/redis-reservation/reservation"
 )
 
 // releaseResult is what release --json prints.
@@ -23,9 +25,10 @@ func newReleaseCmd(a *app) *cobra.Command {
 		Short: "Break someone else's reservation of RESOURCE",
 		Long: `Delete the reservation of RESOURCE whoever holds it, and wake its waiters.
 It is for an operator: a reserve run releases its own reservation when its
-command exits. The holder finds out at its next renewal (within its
-heartbeat interval) and, if it is a reserve run, stops its command and
-exits 70. --force is required.
+command exits. A holder of this library finds out within milliseconds (on a
+server with client tracking, Redis 6 and later; else at its next renewal)
+and, if it is a reserve run, stops its command and exits 70. --force is
+required.
 
 It exits 0 whether or not RESOURCE was held. --json prints
 {"resource","key","released","holder"}.`,
@@ -37,17 +40,16 @@ It exits 0 whether or not RESOURCE was held. --json prints
 			if !force {
 				return usageErrorf("release breaks whoever holds %q: add --force to do it", resource)
 			}
-			if err := checkResource(resource); err != nil {
-				return err
-			}
-			ctx, c, done, err := f.open(cmd, a)
+			ctx, c, done, err := f.open(cmd, a, reservation.Options{})
 			if err != nil {
 				return err
 			}
 			defer done()
-			holder, err := c.ForceRelease(ctx, resource)
+			fctx, cancel := bounded(ctx)
+			defer cancel()
+			holder, err := c.ForceRelease(fctx, resource)
 			if err != nil {
-				return acquireError(ctx, err)
+				return f.conn.failure(ctx, err)
 			}
 			res := releaseResult{Resource: resource, Key: c.Key(resource), Released: holder != "", Holder: holder}
 			if f.json {

@@ -46,16 +46,23 @@ standard input, output and error, and in its environment:
   RESERVE_BY        the worker name (--by)
 While COMMAND runs, reserve renews the reservation every --heartbeat. If the
 reservation is lost all the same (the key was deleted or taken, or Redis was
-unreachable for a TTL), COMMAND's process group gets SIGTERM, then SIGKILL
-after --grace, and reserve exits 70. SIGINT, SIGTERM and SIGHUP sent to
-reserve are passed on to COMMAND, which keeps the reservation until it
-exits. If reserve itself is killed with SIGKILL, COMMAND gets SIGTERM on
-Linux (its parent-death signal) and the reservation expires after --ttl.
+unreachable for a TTL), reserve says so and why on stderr, COMMAND's process
+group gets SIGTERM, then SIGKILL after --grace, and reserve exits 70.
+SIGINT, SIGTERM and SIGHUP sent to reserve are passed on to COMMAND, which
+keeps the reservation until it exits. If reserve itself is killed with
+SIGKILL, COMMAND gets SIGTERM on Linux (its parent-death signal) and the
+reservation expires after --ttl.
+
+On a Redis that is new or lost its data, the restart guard holds every
+acquisition back for --restart-guard (default the --ttl), so that holders
+from before cannot overlap; reserve says so once, with the reserve prime
+command for a server known to be new.
 
 Exit status: COMMAND's own (128+n when killed by signal n); 75 when not
-acquired (--no-wait while held, --timeout reached); 70 when lost while
-COMMAND ran; 69 when Redis cannot be reached or refuses the credentials;
-64 for bad usage; 126/127 when COMMAND cannot be started/is not found.`,
+acquired (--no-wait while held or held back by the restart guard, --timeout
+reached); 70 when lost while COMMAND ran; 69 when Redis cannot be reached or
+refuses the credentials; 64 for bad usage; 126/127 when COMMAND cannot be
+started/is not found.`,
 		Example: `  # Run the report, waiting as long as another host runs it.
   reserve run nightly-report -- /usr/local/bin/report.sh
 
@@ -106,9 +113,6 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 	if f.grace < 0 {
 		return usageErrorf("--grace %v is negative", f.grace)
 	}
-	if err := checkResource(resource); err != nil {
-		return err
-	}
 	actx, stop := a.interruptible(ctx)
 	c, err := f.conn.connect(actx, a, f.hold.options(a))
 	if err != nil {
@@ -131,24 +135,27 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 	return f.runChild(a, r, c.Options().By, argv)
 }
 
-// acquire gets the reservation as the flags say: at once, or waiting.
+// acquire gets the reservation as the flags say: at once, or waiting. The
+// first try is one round trip, bounded as the first contact is.
 func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, resource string) (*reservation.Reservation, error) {
-	r, ok, err := c.Lock(ctx, resource)
-	if err != nil {
-		return nil, acquireError(ctx, err)
-	}
-	if ok {
+	tctx, cancel := bounded(ctx)
+	r, err := c.TryLock(tctx, resource)
+	cancel()
+	var nerr *reservation.NotAcquiredError
+	switch {
+	case err == nil:
 		return r, nil
-	}
-	if f.noWait {
-		return nil, notAcquired(ctx, c, resource, "not waiting (--no-wait)")
+	case !errors.As(err, &nerr):
+		return nil, f.conn.failure(ctx, err)
+	case f.noWait:
+		return nil, notAcquired(a, nerr, "not waiting (--no-wait)")
 	}
 	if isTerminal(a.stderr) {
 		bound := ""
 		if f.timeout > 0 {
 			bound = " up to " + f.timeout.String()
 		}
-		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(heldBy(ctx, c, resource)), bound)
+		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(whyNot(a, nerr)), bound)
 	}
 	wctx := ctx
 	if f.timeout > 0 {
@@ -156,75 +163,53 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 		wctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
-	r, err = c.WaitUntilLock(wctx, resource)
+	r, err = c.Lock(wctx, resource)
 	switch {
 	case err == nil:
 		return r, nil
 	case interrupted(ctx) != nil:
 		return nil, interrupted(ctx)
-	case errors.Is(err, reservation.ErrNotAcquired) && errors.Is(err, context.DeadlineExceeded):
-		return nil, notAcquired(ctx, c, resource, "gave up after --timeout "+f.timeout.String())
+	case errors.As(err, &nerr) && errors.Is(err, context.DeadlineExceeded):
+		return nil, notAcquired(a, nerr, "gave up after --timeout "+f.timeout.String())
 	}
-	return nil, acquireError(ctx, err)
+	return nil, f.conn.failure(ctx, err)
 }
 
-// acquireError maps an error of Lock or WaitUntilLock, or of a reading
-// command, to an exit.
-func acquireError(ctx context.Context, err error) error {
-	if ierr := interrupted(ctx); ierr != nil {
-		return ierr
-	}
-	if errors.Is(err, reservation.ErrInvalidResource) {
-		return inputError(err)
-	}
-	return unavailable(err)
+// notAcquired reports a reservation not had, saying why and who holds it:
+// exit 75.
+func notAcquired(a *app, e *reservation.NotAcquiredError, then string) error {
+	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", whyNot(a, e), then)}
 }
 
-// checkResource refuses a resource name the library would refuse, before
-// touching Redis.
-func checkResource(resource string) error {
+// whyNot says why e's acquisition failed, for a person, from what the
+// attempt found (no second look, which could find something else).
+func whyNot(a *app, e *reservation.NotAcquiredError) string {
 	switch {
-	case resource == "":
-		return usageErrorf("RESOURCE is empty")
-	case len(resource) > reservation.MaxResourceLen:
-		return usageErrorf("RESOURCE is %d bytes long, more than %d", len(resource), reservation.MaxResourceLen)
+	case e.Guard && a.notes.saidBefore(noteGuard):
+		return fmt.Sprintf("%q is held back by the restart guard (see above)", e.Resource)
+	case e.Guard:
+		return fmt.Sprintf("%q is held back by the restart guard for %s more (Redis looks new or lost its data)",
+			e.Resource, fmtDuration(e.Remaining))
+	case e.Late:
+		return fmt.Sprintf("%q was acquired, but Redis answered after the reservation could have expired, so it was given back",
+			e.Resource)
+	case e.Holder != "" && e.NoExpiry:
+		return fmt.Sprintf("%q is held by %s (it never expires: the key has no TTL)", e.Resource, e.Holder)
+	case e.Holder != "":
+		return fmt.Sprintf("%q is held by %s (expires in %s unless renewed)", e.Resource, e.Holder, fmtDuration(e.Remaining))
 	}
-	return nil
+	return fmt.Sprintf("%q was not acquired", e.Resource)
 }
 
-// notAcquired reports a reservation not had, saying who holds it: exit 75.
-func notAcquired(ctx context.Context, c *reservation.Client, resource, why string) error {
-	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", heldBy(ctx, c, resource), why)}
-}
-
-// heldBy describes who holds resource, for a message.
-func heldBy(ctx context.Context, c *reservation.Client, resource string) string {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	in, err := c.Status(sctx, resource)
-	switch {
-	case err != nil:
-		return fmt.Sprintf("%q is held", resource)
-	case in.Held:
-		return fmt.Sprintf("%q is held by %s (%s)", resource, in.Holder, expiry(in))
-	}
-	// Free, yet refused: the restart guard, unless it was released just
-	// after the refusal.
-	return fmt.Sprintf("%q is free but not available: the restart guard refuses acquisitions for now "+
-		"(Redis is new or lost its data; it lifts after --restart-guard, by default the TTL)", resource)
-}
-
-// expiry says when a held key expires.
-func expiry(in reservation.Info) string {
-	if in.TTLMillis < 0 {
-		return "it never expires: the key has no TTL"
-	}
-	return "expires in " + fmtDuration(in.TTL) + " unless renewed"
-}
-
-// runChild runs argv while r is held, then releases r.
+// runChild runs argv while r is held, then releases r. The moment r is
+// lost it says so, then stops the command: SIGTERM to its process group
+// (cmd.Cancel), SIGKILL after --grace.
 func (f *runFlags) runChild(a *app, r *reservation.Reservation, by string, argv []string) error {
-	cmd := exec.CommandContext(r.Context(), argv[0], argv[1:]...)
+	// The command's context is not r's: stop is called once the loss has
+	// been told, so that the sentence comes before the command's SIGTERM.
+	cctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.stdin, a.stdout, a.stderr
 	cmd.Env = append(a.environ(),
 		"RESERVE_RESOURCE="+r.Resource(),
@@ -239,11 +224,16 @@ func (f *runFlags) runChild(a *app, r *reservation.Reservation, by string, argv 
 	cmd.SysProcAttr = sysProcAttr(tty)
 	cmd.Cancel = func() error { return signalGroup(cmd.Process, syscall.SIGTERM) }
 	cmd.WaitDelay = max(f.grace, time.Millisecond)
+	if errors.Is(r.Err(), reservation.ErrLost) {
+		// Lost between the acquisition and here: do not start it.
+		a.notes.say(lostKey(r.Resource()), lostSentence(r.Resource(), r.Err()))
+		return &exitError{code: ExitLost, err: fmt.Errorf("the reservation of %q was lost before the command started", r.Resource())}
+	}
 	if err := cmd.Start(); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 		defer cancel()
 		_ = r.Release(ctx)
-		return startError(argv[0], r, err)
+		return startError(argv[0], err)
 	}
 	if tty >= 0 {
 		defer reclaimTTY(tty)
@@ -268,15 +258,17 @@ wait:
 			_ = signalGroup(cmd.Process, s)
 		case <-done:
 			done = nil
-			if errors.Is(r.Err(), reservation.ErrLost) {
-				// exec has sent SIGTERM through cmd.Cancel.
-				lostAt = time.Now()
-				fmt.Fprintf(a.stderr, "reserve: lost the reservation of %q while the command ran: sent SIGTERM, SIGKILL in %v\n",
-					r.Resource(), f.grace)
-				t := time.NewTimer(f.grace)
-				defer t.Stop()
-				kill = t.C
+			if !errors.Is(r.Err(), reservation.ErrLost) {
+				continue
 			}
+			lostAt = time.Now()
+			// The library's hook may have said it already; once is enough.
+			a.notes.say(lostKey(r.Resource()), lostSentence(r.Resource(), r.Err()))
+			stop() // SIGTERM, through cmd.Cancel
+			fmt.Fprintf(a.stderr, "reserve: sent SIGTERM to the command; SIGKILL in %v if it is still running\n", f.grace)
+			t := time.NewTimer(f.grace)
+			defer t.Stop()
+			kill = t.C
 		case <-kill:
 			kill = nil
 			_ = signalGroup(cmd.Process, syscall.SIGKILL)
@@ -284,44 +276,35 @@ wait:
 	}
 	status := childStatus(cmd.ProcessState)
 
-	lost := errors.Is(r.Err(), reservation.ErrLost)
-	if lost {
+	lostWhileRan := &exitError{code: ExitLost,
+		err: fmt.Errorf("the reservation of %q was lost while the command ran (its exit status: %d)", r.Resource(), status)}
+	if errors.Is(r.Err(), reservation.ErrLost) {
 		// The first process is gone; what it started must not outlive
-		// the grace period either.
+		// the grace period either. No release: the key is someone
+		// else's, or (lost by the local deadline, Redis not answering)
+		// expires on the server within the drift margin, and giving it
+		// back would only hold up the exit, in Close, until Redis answers.
 		stopGroup(cmd.Process.Pid, lostAt.Add(f.grace))
+		return lostWhileRan
 	}
-	// A lost reservation's release only frees a key that may still be ours
-	// on the server (lost by the local deadline): it must not hold up the
-	// exit when Redis does not answer.
-	timeout := releaseTimeout
-	if lost {
-		timeout = time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	switch err := r.Release(ctx); {
-	case lost:
 	case errors.Is(err, reservation.ErrLost):
 		// Found at release: the key was deleted or taken before the
 		// command ended, so it did not run under the reservation to its end.
-		lost = true
+		a.notes.say(lostKey(r.Resource()), lostSentence(r.Resource(), r.Err()))
+		return lostWhileRan
 	case err != nil:
 		fmt.Fprintf(a.stderr, "reserve: could not release %q (it expires within the TTL): %s\n", r.Resource(), a.redact(err.Error()))
-	}
-	if lost {
-		return &exitError{code: ExitLost, err: fmt.Errorf("the reservation of %q was lost while the command ran (its exit status: %d)",
-			r.Resource(), status)}
 	}
 	return exitCode(status)
 }
 
 // startError maps a failure to start the command to an exit.
-func startError(name string, r *reservation.Reservation, err error) error {
-	switch {
-	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+func startError(name string, err error) error {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 		return &exitError{code: ExitNotFound, err: fmt.Errorf("%s: command not found", name)}
-	case errors.Is(r.Err(), reservation.ErrLost):
-		return &exitError{code: ExitLost, err: fmt.Errorf("the reservation of %q was lost before the command started", r.Resource())}
 	}
 	return &exitError{code: ExitCannotExec, err: fmt.Errorf("cannot run %s: %w", name, err)}
 }

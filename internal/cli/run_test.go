@@ -224,16 +224,74 @@ func TestRunLost(t *testing.T) {
 				b, _ := os.ReadFile(f)
 				t.Errorf("the command's log %q has no %q", b, tc.marker)
 			}
-			// Found at the next renewal (200 ms), then SIGTERM, and for
-			// the stubborn one SIGKILL 300 ms later.
+			// Seen at once (the holder watches its key; at worst at the
+			// next renewal, 200 ms), then SIGTERM, and for the stubborn one
+			// SIGKILL 300 ms later.
 			if after := time.Since(deleted); after > 3*time.Second {
 				t.Errorf("reserve exited %v after the key was deleted", after)
 			}
 			if !strings.Contains(res.stderr, "lost") {
 				t.Errorf("stderr does not say it was lost: %v", res)
 			}
+			// Sentences only, the loss told once; no log record.
+			if n := strings.Count(res.stderr, "is gone: "); n != 1 {
+				t.Errorf("stderr tells the loss %d times, want once: %v", n, res)
+			}
+			assertNoLogRecords(t, res.stderr)
 		})
 	}
+}
+
+// assertNoLogRecords fails the test when stderr holds a log record of
+// slog's text or JSON handler.
+func assertNoLogRecords(t *testing.T, stderr string) {
+	t.Helper()
+	for _, rec := range []string{"level=", "msg=", `"level":`, `"msg":`} {
+		if strings.Contains(stderr, rec) {
+			t.Errorf("stderr holds a log record (%s) without --log-level:\n%s", rec, stderr)
+		}
+	}
+}
+
+// TestRunReleaseForce breaks a running reserve run's reservation with
+// reserve release --force: the holder watches its key, so its command gets
+// SIGTERM at once (the heartbeat, every 10 s, cannot be what noticed), after
+// reserve said why, and reserve exits 70.
+func TestRunReleaseForce(t *testing.T) {
+	t.Parallel()
+	srv := startTestRedis(t)
+	f := filepath.Join(t.TempDir(), "log")
+	p := startReserve(t, srv, []string{"F=" + f},
+		"run", "--ttl", "30s", "--heartbeat", "10s", "--grace", "5s", "forced", "--", "sh", "-c",
+		`trap 'echo "got-TERM $(date +%s%N)" >> "$F"; echo command-got-TERM >&2; exit 0' TERM; echo started >> "$F"; sleep 5 & wait`)
+	waitFor(t, 10*time.Second, "command started", func() bool { return fileHas(f, "started") })
+	started := time.Now()
+	res := runReserve(t, srv, nil, "release", "--force", "forced")
+	returned := time.Now()
+	if res.code != 0 || !strings.Contains(res.stdout, "released forced") {
+		t.Fatalf("release --force: %v", res)
+	}
+	res = p.wait(t, 10*time.Second)
+	if res.code != ExitLost {
+		t.Fatalf("reserve run: got %v\nwant exit %d", res, ExitLost)
+	}
+	b, _ := os.ReadFile(f)
+	_, after, ok := strings.Cut(string(b), "got-TERM ")
+	ns, err := strconv.ParseInt(strings.TrimSpace(after), 10, 64)
+	if !ok || err != nil {
+		t.Fatalf("the command's log %q has no SIGTERM time", b)
+	}
+	term := time.Unix(0, ns)
+	if d := term.Sub(returned); d > time.Second {
+		t.Errorf("the command got SIGTERM %v after release --force returned, want within 1s", d)
+	}
+	t.Logf("SIGTERM %v after release --force returned (%v after it was started; a process start and exit of its own)",
+		term.Sub(returned).Round(time.Millisecond), term.Sub(started).Round(time.Millisecond))
+	told, termed := strings.Index(res.stderr, `the reservation of "forced" is gone`), strings.Index(res.stderr, "command-got-TERM")
+	if told < 0 || termed < 0 || told > termed {
+		t.Errorf("stderr does not say the reservation is gone before the command's SIGTERM:\n%s", res.stderr)
+	}
+	assertNoLogRecords(t, res.stderr)
 }
 
 // TestRunLostRedisUnreachable stops Redis while the command runs: reserve

@@ -30,11 +30,11 @@ func (f *readFlags) add(cmd *cobra.Command, what string) {
 }
 
 // open makes a Client for reading (no reservation is taken, so By only
-// names the client in logs), with a context that ends at the first signal.
-// done closes the Client and ends the watch of signals.
-func (f *readFlags) open(cmd *cobra.Command, a *app) (ctx context.Context, c *reservation.Client, done func(), err error) {
+// names the client in logs) with opt, and a context that ends at the first
+// signal. done closes the Client and ends the watch of signals.
+func (f *readFlags) open(cmd *cobra.Command, a *app, opt reservation.Options) (ctx context.Context, c *reservation.Client, done func(), err error) {
 	ctx, stop := a.interruptible(cmd.Context())
-	c, err = f.conn.connect(ctx, a, reservation.Options{})
+	c, err = f.conn.connect(ctx, a, opt)
 	if err != nil {
 		stop()
 		return nil, nil, nil, err
@@ -42,8 +42,53 @@ func (f *readFlags) open(cmd *cobra.Command, a *app) (ctx context.Context, c *re
 	return ctx, c, func() { c.Close(); stop() }, nil
 }
 
+// infoJSON is what status, list and wait print with --json for one
+// resource. Its fields only ever grow: scripts read them.
+type infoJSON struct {
+	Resource string `json:"resource"`
+	Key      string `json:"key"`
+	Held     bool   `json:"held"`
+	Holder   string `json:"holder"`
+	// TTLMillis is the key's time to live: -1 when it has no expiry, 0
+	// when it is not held.
+	TTLMillis int64 `json:"ttl_ms"`
+	Token     int64 `json:"token"`
+	// GuardMillis is how long the restart guard still holds acquisitions
+	// back, 0 when it does not.
+	GuardMillis int64 `json:"guard_ms"`
+	// GuardUnset reports that the restart guard is not primed: the next
+	// acquisition starts it.
+	GuardUnset bool `json:"guard_unset"`
+}
+
+// toJSON returns in's JSON form.
+func toJSON(in reservation.Info) infoJSON {
+	j := infoJSON{
+		Resource:    in.Resource,
+		Key:         in.Key,
+		Held:        in.Held,
+		Holder:      in.Holder,
+		TTLMillis:   in.TTL.Milliseconds(),
+		Token:       in.Token,
+		GuardMillis: in.Guard.Milliseconds(),
+		GuardUnset:  in.GuardUnset,
+	}
+	if in.NoExpiry {
+		j.TTLMillis = -1
+	}
+	return j
+}
+
+// addGuardFlag registers --restart-guard on a command that shows the
+// restart guard: its time left depends on the period the holders use.
+func addGuardFlag(cmd *cobra.Command, g *guardValue) {
+	cmd.Flags().Var(g, "restart-guard",
+		"the restart guard `duration` the holders use, to show its time left (default the default --ttl, 30s; \"off\" hides it)")
+}
+
 func newStatusCmd(a *app) *cobra.Command {
 	f := &readFlags{}
+	var guard guardValue
 	cmd := &cobra.Command{
 		Use:   "status [flags] RESOURCE",
 		Short: "Show who holds RESOURCE, for how long, and its fencing token",
@@ -51,76 +96,116 @@ func newStatusCmd(a *app) *cobra.Command {
 ("<worker name>-<random id>" for this library), how long the key lives
 without renewal, the last fencing token issued for it, and (approximately,
 from the token, which is the server's time in microseconds at acquisition)
-how long ago it was acquired. It changes nothing, and exits 0 whether the
-resource is held or free.
+how long ago it was acquired. It also shows the restart guard when it holds
+acquisitions back, or when it is not primed (a new server, or one that lost
+its data: the next acquisition starts it). It changes nothing, and exits 0
+whether the resource is held or free.
 
---json prints {"resource","key","held","holder","ttl_ms","token"}: ttl_ms is
--1 for a key without expiry and 0 when not held; token is 0 when unknown.`,
+--json prints {"resource","key","held","holder","ttl_ms","token","guard_ms",
+"guard_unset"}: ttl_ms is -1 for a key without expiry and 0 when not held;
+token is 0 when unknown; guard_ms is how long the restart guard still holds
+acquisitions back (0 when it does not); guard_unset is true when the guard
+is not primed.`,
 		Example: `  reserve status nightly-report
   reserve status --json nightly-report | jq -r .holder`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeResources(a, &f.conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkResource(args[0]); err != nil {
-				return err
-			}
-			ctx, c, done, err := f.open(cmd, a)
+			ctx, c, done, err := f.open(cmd, a, reservation.Options{RestartGuard: time.Duration(guard)})
 			if err != nil {
 				return err
 			}
 			defer done()
-			in, err := c.Status(ctx, args[0])
+			sctx, cancel := bounded(ctx)
+			defer cancel()
+			in, err := c.Status(sctx, args[0])
 			if err != nil {
-				return acquireError(ctx, err)
+				return f.conn.failure(ctx, err)
 			}
 			if f.json {
-				return writeJSON(a.stdout, in)
+				return writeJSON(a.stdout, toJSON(in))
 			}
-			return writeStatus(a.stdout, in, time.Now())
+			return writeStatus(a.stdout, in, c.Options().RestartGuard, time.Now())
 		},
 	}
-	f.add(cmd, "one object {resource,key,held,holder,ttl_ms,token}")
+	f.add(cmd, "one object {resource,key,held,holder,ttl_ms,token,guard_ms,guard_unset}")
+	addGuardFlag(cmd, &guard)
 	return cmd
 }
 
 func newListCmd(a *app) *cobra.Command {
 	f := &readFlags{}
-	var match string
+	var (
+		match string
+		guard guardValue
+	)
 	cmd := &cobra.Command{
 		Use:   "list [flags]",
 		Short: "List every held reservation",
 		Long: `List every held reservation whose resource name matches --match (a Redis
 glob: * ? [abc], \ to escape), walking the keyspace with SCAN (never KEYS),
-with its holder, time left, fencing token and approximate age.
+with its holder, time left, fencing token and approximate age; and, below
+them, the restart guard when it holds acquisitions back or is not primed.
 
---json prints an array of {"resource","key","held","holder","ttl_ms","token"}.`,
+--json prints an array of the objects of status --json.`,
 		Example: `  reserve list
   reserve list --match 'invoice:*'
   reserve list --json | jq -r '.[].resource'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, c, done, err := f.open(cmd, a)
+			ctx, c, done, err := f.open(cmd, a, reservation.Options{RestartGuard: time.Duration(guard)})
 			if err != nil {
 				return err
 			}
 			defer done()
 			infos, err := c.List(ctx, match)
 			if err != nil {
-				return acquireError(ctx, err)
-			}
-			if infos == nil {
-				infos = []reservation.Info{} // [] in JSON, not null
+				return f.conn.failure(ctx, err)
 			}
 			slices.SortFunc(infos, func(x, y reservation.Info) int { return strings.Compare(x.Resource, y.Resource) })
 			if f.json {
-				return writeJSON(a.stdout, infos)
+				out := make([]infoJSON, 0, len(infos)) // [] in JSON, not null
+				for _, in := range infos {
+					out = append(out, toJSON(in))
+				}
+				return writeJSON(a.stdout, out)
 			}
-			return writeList(a.stdout, infos, time.Now())
+			if err := writeList(a.stdout, infos, time.Now()); err != nil {
+				return err
+			}
+			g, err := serverGuard(ctx, c, infos)
+			if err != nil {
+				return f.conn.failure(ctx, err)
+			}
+			return writeGuard(a.stdout, "restart guard: ", g, c.Options().RestartGuard)
 		},
 	}
-	f.add(cmd, "an array of {resource,key,held,holder,ttl_ms,token}")
+	f.add(cmd, "an array of {resource,key,held,holder,ttl_ms,token,guard_ms,guard_unset}")
 	cmd.Flags().StringVar(&match, "match", "*", "only resources whose name matches this `glob`")
+	addGuardFlag(cmd, &guard)
 	return cmd
+}
+
+// guardProbe is the resource whose Status tells the restart guard's state
+// when no reservation is held: on a single server the guard is one for
+// all resources (on Cluster, one per slot: this is the probe's slot's).
+const guardProbe = "reserve:restart-guard-probe"
+
+// serverGuard returns the restart guard's state as infos show it: the
+// longest time left, and unset when any is. With no infos, it reads it
+// with a Status of guardProbe.
+func serverGuard(ctx context.Context, c *reservation.Client, infos []reservation.Info) (reservation.Info, error) {
+	if len(infos) == 0 {
+		sctx, cancel := bounded(ctx)
+		defer cancel()
+		return c.Status(sctx, guardProbe)
+	}
+	var g reservation.Info
+	for _, in := range infos {
+		g.Guard = max(g.Guard, in.Guard)
+		g.GuardUnset = g.GuardUnset || in.GuardUnset
+	}
+	return g, nil
 }
 
 // writeJSON prints v as one JSON document on w.
@@ -130,8 +215,8 @@ func writeJSON(w io.Writer, v any) error {
 	return outputError(enc.Encode(v))
 }
 
-// writeStatus prints in for a person.
-func writeStatus(w io.Writer, in reservation.Info, now time.Time) error {
+// writeStatus prints in for a person; period is the restart guard's.
+func writeStatus(w io.Writer, in reservation.Info, period time.Duration, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if in.Held {
 		fmt.Fprintf(tw, "%s is held by %s\n", in.Resource, in.Holder)
@@ -155,7 +240,24 @@ func writeStatus(w io.Writer, in reservation.Info, now time.Time) error {
 		}
 	}
 	fmt.Fprintf(tw, "  key\t%s\n", in.Key)
+	if err := writeGuard(tw, "  restart guard\t", in, period); err != nil {
+		return err
+	}
 	return outputError(tw.Flush())
+}
+
+// writeGuard prints the restart guard's state after label, when it holds
+// acquisitions back or is not primed; period is its duration.
+func writeGuard(w io.Writer, label string, in reservation.Info, period time.Duration) error {
+	var err error
+	switch {
+	case in.Guard > 0:
+		_, err = fmt.Fprintf(w, "%sholds acquisitions back for %s more\n", label, fmtDuration(in.Guard))
+	case in.GuardUnset:
+		_, err = fmt.Fprintf(w, "%snot primed — the next acquisition starts it (%s); run 'reserve prime' if this server is new\n",
+			label, fmtDuration(period))
+	}
+	return outputError(err)
 }
 
 // writeList prints infos as a table for a person.
@@ -174,9 +276,9 @@ func writeList(w io.Writer, infos []reservation.Info, now time.Time) error {
 		if age == "" {
 			age = "-"
 		}
-		left := "never"
-		if in.TTLMillis >= 0 {
-			left = fmtDuration(in.TTL)
+		left := fmtDuration(in.TTL)
+		if in.NoExpiry {
+			left = "never"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Resource, in.Holder, left, token, age)
 	}
@@ -185,7 +287,7 @@ func writeList(w io.Writer, infos []reservation.Info, now time.Time) error {
 
 // expiryShort says when a held key expires, in a few words.
 func expiryShort(in reservation.Info) string {
-	if in.TTLMillis < 0 {
+	if in.NoExpiry {
 		return "never (the key has no TTL)"
 	}
 	return "in " + fmtDuration(in.TTL) + " unless renewed"
@@ -227,7 +329,8 @@ func completeResources(a *app, f *connFlags) cobra.CompletionFunc {
 		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
 		defer cancel()
 		addr, _ := f.addr(a)
-		opt := reservation.Options{By: hostname(), Logger: slog.New(slog.DiscardHandler)}
+		// Silent: completion prints nothing but the names.
+		opt := reservation.Options{Logger: slog.New(slog.DiscardHandler), OnEvent: func(reservation.Event) {}}
 		if err := f.options(a, addr, &opt); err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -236,26 +339,22 @@ func completeResources(a *app, f *connFlags) cobra.CompletionFunc {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		defer c.Close()
-		infos, err := c.List(ctx, globEscapeCLI(toComplete)+"*")
+		// A SCAN for the typed prefix when it is a plain name; else all,
+		// filtered here.
+		match := "*"
+		if !strings.ContainsAny(toComplete, `*?[]\`) {
+			match = toComplete + "*"
+		}
+		infos, err := c.List(ctx, match)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		var names []cobra.Completion
 		for _, in := range infos {
-			names = append(names, cobra.CompletionWithDesc(in.Resource, "held by "+in.Holder))
+			if strings.HasPrefix(in.Resource, toComplete) {
+				names = append(names, cobra.CompletionWithDesc(in.Resource, "held by "+in.Holder))
+			}
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}
-}
-
-// globEscapeCLI escapes the glob characters of s for --match.
-func globEscapeCLI(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

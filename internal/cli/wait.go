@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/redis-reservation/reservation"
 )
 
 // waitPoll is how often reserve wait looks at the key. It only reads: the
@@ -32,10 +34,7 @@ resource is free, or 75 when --timeout passes first.`,
 			if timeout < 0 {
 				return usageErrorf("--timeout %v is negative", timeout)
 			}
-			if err := checkResource(resource); err != nil {
-				return err
-			}
-			ctx, c, done, err := f.open(cmd, a)
+			ctx, c, done, err := f.open(cmd, a, reservation.Options{})
 			if err != nil {
 				return err
 			}
@@ -48,26 +47,30 @@ resource is free, or 75 when --timeout passes first.`,
 			}
 			timer := time.NewTimer(0)
 			defer timer.Stop()
+			last := reservation.Info{Resource: resource} // what the last look found
 			for first := true; ; first = false {
 				select {
 				case <-ctx.Done():
 					return interrupted(ctx)
 				case <-deadline:
-					return notAcquired(ctx, c, resource, "gave up after --timeout "+timeout.String())
+					return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; gave up after --timeout %v", heldBy(last), timeout)}
 				case <-timer.C:
 				}
-				in, err := c.Status(ctx, resource)
+				sctx, cancel := bounded(ctx)
+				in, err := c.Status(sctx, resource)
+				cancel()
 				if err != nil {
-					return acquireError(ctx, err)
+					return f.conn.failure(ctx, err)
 				}
 				if !in.Held {
 					if f.json {
-						return writeJSON(a.stdout, in)
+						return writeJSON(a.stdout, toJSON(in))
 					}
 					return nil
 				}
+				last = in
 				if first && isTerminal(a.stderr) {
-					fmt.Fprintf(a.stderr, "reserve: %q is held by %s (%s); waiting\n", resource, in.Holder, expiry(in))
+					fmt.Fprintf(a.stderr, "reserve: %s; waiting\n", a.redact(heldBy(in)))
 				}
 				delay := waitPoll
 				if in.TTL > 0 {
@@ -77,7 +80,18 @@ resource is free, or 75 when --timeout passes first.`,
 			}
 		},
 	}
-	f.add(cmd, "the free resource's {resource,key,held,holder,ttl_ms,token}")
+	f.add(cmd, "the free resource's object, as status --json prints it")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (exit 75); 0 waits for ever")
 	return cmd
+}
+
+// heldBy says who holds the resource of in, and until when.
+func heldBy(in reservation.Info) string {
+	switch {
+	case !in.Held:
+		return fmt.Sprintf("%q is held", in.Resource)
+	case in.NoExpiry:
+		return fmt.Sprintf("%q is held by %s (it never expires: the key has no TTL)", in.Resource, in.Holder)
+	}
+	return fmt.Sprintf("%q is held by %s (expires in %s unless renewed)", in.Resource, in.Holder, fmtDuration(in.TTL))
 }

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis-reservation/reservation"
+)
+
+// notes prints reserve's sentences about what happens under it (the
+// library's events) on stderr, each once per process: a person reads each
+// thing once, however often the library reports it.
+type notes struct {
+	a    *app
+	mu   sync.Mutex
+	said map[string]bool // keys of the sentences printed
+}
+
+// Keys of the sentences that are printed once per process whatever they
+// concern.
+const (
+	noteGuard    = "restart-guard"
+	noteEviction = "eviction-risk"
+)
+
+// say prints sentence, redacted, after "reserve: ", unless a sentence with
+// the same key was printed before. It reports whether it printed it.
+func (n *notes) say(key, sentence string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.said[key] {
+		return false
+	}
+	if n.said == nil {
+		n.said = make(map[string]bool)
+	}
+	n.said[key] = true
+	// Under the lock, so that two sentences never interleave.
+	fmt.Fprintf(n.a.stderr, "reserve: %s\n", n.a.redact(oneLine(sentence)))
+	return true
+}
+
+// saidBefore reports whether the sentence of key was printed.
+func (n *notes) saidBefore(key string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.said[key]
+}
+
+// lostKey is the key of the sentence about the loss of resource.
+func lostKey(resource string) string { return "lost\x00" + resource }
+
+// onEvent returns the Options.OnEvent hook of a Client on addr: it tells
+// the person, in sentences, what they must know or do. It is called on the
+// library's path, so it only formats and prints.
+func (f *connFlags) onEvent(a *app, addr string) func(reservation.Event) {
+	where := hostPort(addr)
+	return func(e reservation.Event) {
+		switch e.Kind {
+		case reservation.EventRestartGuard:
+			a.notes.say(noteGuard, guardSentence(where, e.Duration, f.primeCommand(a, addr)))
+		case reservation.EventEvictionRisk:
+			a.notes.say(noteEviction, fmt.Sprintf("Redis at %s may evict keys when its memory is full (%s), "+
+				"and an evicted reservation lets a second holder in: set its maxmemory-policy to noeviction",
+				where, errText(e.Err)))
+		case reservation.EventNoPermission:
+			// One sentence for each command refused.
+			a.notes.say(string(e.Kind)+"\x00"+errText(e.Err), fmt.Sprintf("Redis at %s refuses a command to this user, "+
+				"so reserve does without it (%s): allow it in the user's ACL", where, errText(e.Err)))
+		case reservation.EventLost:
+			a.notes.say(lostKey(e.Resource), lostSentence(e.Resource, e.Err))
+		}
+		// The others are for the log records (--log-level): acquisitions,
+		// renewals and releases are what reserve does anyway; Redis errors
+		// are retried and, when they matter, end in an error or a loss
+		// that reserve reports; tracking-unavailable changes how soon a
+		// waiter is woken, not whether it is right, and asks nothing of
+		// the person.
+	}
+}
+
+// guardSentence tells that the restart guard holds acquisitions back for
+// left, why, and how to lift it on a server known to be new.
+func guardSentence(where string, left time.Duration, prime string) string {
+	return fmt.Sprintf("Redis at %s looks new or lost its data, so the restart guard holds acquisitions back for %s more, "+
+		"until holders from before have seen their loss; if this server is new, run: %s", where, fmtDuration(left), prime)
+}
+
+// lostSentence tells that the reservation of resource was lost, and why.
+func lostSentence(resource string, err error) string {
+	return fmt.Sprintf("the reservation of %q is gone: %s", resource, errText(err))
+}
+
+// errText returns err's message, or "no reason given" for nil.
+func errText(err error) string {
+	if err == nil {
+		return "no reason given"
+	}
+	return err.Error()
+}
+
+// primeCommand returns the reserve prime command line for the Redis at
+// addr, with the connection flags that differ from their defaults. A
+// password in the URL shows as xxxxx.
+func (f *connFlags) primeCommand(a *app, addr string) string {
+	args := []string{"reserve", "prime"}
+	if shown := display(addr); shown != defaultRedis {
+		args = append(args, "--redis", shellQuote(shown))
+	}
+	if f.prefix != reservation.DefaultPrefix {
+		args = append(args, "--prefix", shellQuote(f.prefix))
+	}
+	for _, fl := range []struct{ name, v string }{{"tls-ca", f.tlsCA}, {"tls-cert", f.tlsCert}, {"tls-key", f.tlsKey}} {
+		if fl.v != "" {
+			args = append(args, "--"+fl.name, shellQuote(fl.v))
+		}
+	}
+	return a.redact(strings.Join(args, " "))
+}
+
+// shellQuote quotes s for a POSIX shell, when it needs it.
+func shellQuote(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

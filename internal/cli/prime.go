@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/redis-reservation/reservation"
+)
+
+func newPrimeCmd(a *app) *cobra.Command {
+	var (
+		conn  connFlags
+		guard guardValue
+	)
+	cmd := &cobra.Command{
+		Use:   "prime [flags]",
+		Short: "Tell a brand-new Redis that it lost nothing, so that its first acquisitions need not wait",
+		Long: `Record in Redis that its data is intact, so that the restart guard does not
+hold back the first acquisitions on it. Run it once on a brand-new server,
+before anything acquires there: as the last step of setting it up.
+
+Priming a server that restarted without its data is unsafe. Such a server
+looks new, but holders from before may not have seen their loss yet: they
+still believe, for up to a TTL, that they hold keys that are gone, and the
+restart guard is what waits for them. Prime only a server you know is new.
+
+It refuses, and changes nothing, when a reservation is held there (under
+--prefix): the server is in use, not new. It refuses too when the guard is
+primed already, or was started by an acquisition (then it lifts by itself).
+
+Exit status: 0 primed; 1 refused; 69 when Redis cannot be reached or
+refuses the credentials; 64 for bad usage.`,
+		Example: `  # Right after starting a fresh Redis, before the first reserve run.
+  reserve prime --redis redis://redis.internal:6379`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := a.interruptible(cmd.Context())
+			defer stop()
+			c, err := conn.connect(ctx, a, reservation.Options{RestartGuard: time.Duration(guard)})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return prime(ctx, a, &conn, c)
+		},
+	}
+	conn.add(cmd)
+	addGuardFlag(cmd, &guard)
+	return cmd
+}
+
+// prime primes the restart guard of c's server, unless it is in use.
+func prime(ctx context.Context, a *app, conn *connFlags, c *reservation.Client) error {
+	// First: a server that holds reservations is not new, whatever its
+	// guard says.
+	infos, err := c.List(ctx, "*")
+	if err != nil {
+		return conn.failure(ctx, err)
+	}
+	if len(infos) > 0 {
+		return &exitError{code: ExitFailure, err: fmt.Errorf("not primed: Redis at %s holds %s, so it is in use, not new, "+
+			"and priming it could let new holders overlap holders from before a loss of its data",
+			conn.where, heldList(infos))}
+	}
+	pctx, cancel := bounded(ctx)
+	defer cancel()
+	primed, err := c.PrimeRestartGuard(pctx)
+	if err != nil {
+		return conn.failure(ctx, err)
+	}
+	if !primed {
+		return &exitError{code: ExitFailure, err: notPrimed(ctx, c, conn.where)}
+	}
+	_, err = fmt.Fprintf(a.stdout, "primed the restart guard of Redis at %s: acquisitions there start at once\n", conn.where)
+	return outputError(err)
+}
+
+// notPrimed says why PrimeRestartGuard found its marker set already: the
+// guard was primed, or an acquisition started it.
+func notPrimed(ctx context.Context, c *reservation.Client, where string) error {
+	sctx, cancel := bounded(ctx)
+	defer cancel()
+	if in, err := c.Status(sctx, guardProbe); err == nil && in.Guard > 0 {
+		return fmt.Errorf("not primed: the restart guard of Redis at %s was started already, by an acquisition that found "+
+			"the server new or without its data; it holds acquisitions back for %s more, and lifts by itself",
+			where, fmtDuration(in.Guard))
+	}
+	return fmt.Errorf("not primed: the restart guard of Redis at %s is primed already; nothing changed", where)
+}
+
+// heldList names the reservations of infos, a few of them, for a message.
+func heldList(infos []reservation.Info) string {
+	names := make([]string, 0, len(infos))
+	for _, in := range infos {
+		names = append(names, fmt.Sprintf("%q", in.Resource))
+	}
+	slices.Sort(names)
+	const shown = 3
+	if len(names) == 1 {
+		return "a reservation (" + names[0] + ")"
+	}
+	if len(names) > shown {
+		names = append(names[:shown], "...")
+	}
+	return fmt.Sprintf("%d reservations (%s)", len(infos), strings.Join(names, ", "))
+}
