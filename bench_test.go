@@ -105,7 +105,9 @@ func BenchmarkContended(b *testing.B) {
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for w := range workers {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for {
 				start := time.Now()
 				r, err := c.Lock(ctx, "s3")
@@ -131,7 +133,7 @@ func BenchmarkContended(b *testing.B) {
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	b.StopTimer()
@@ -184,7 +186,9 @@ func roundRobin(b *testing.B, clients []*reservation.Client) {
 	turn[0] <- struct{}{}
 	var wg sync.WaitGroup
 	for w := range workers {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			next := (w + 1) % workers
 			for first := w == 0; ; first = false {
 				select {
@@ -223,7 +227,7 @@ func roundRobin(b *testing.B, clients []*reservation.Client) {
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	b.StopTimer()

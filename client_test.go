@@ -816,7 +816,9 @@ func TestCloseUnderLoadLeavesNothing(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		for g := range 8 {
-			wg.Go(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				ctx := context.Background()
 				for i := 0; ; i++ {
 					r, err := c.TryLock(ctx, fmt.Sprintf("%d-%d", g, i))
@@ -829,7 +831,7 @@ func TestCloseUnderLoadLeavesNothing(t *testing.T) {
 						}
 					}
 				}
-			})
+			}()
 		}
 		time.Sleep(time.Duration(round%5) * 5 * time.Millisecond)
 		if err := c.Close(); err != nil {

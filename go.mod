@@ -1,13 +1,13 @@
 module github.com/redis-reservation/reservation
 
-go 1.26.8
+go 1.24.0
 
 require (
-	github.com/redis/go-redis/v9 v9.23.0
+	github.com/redis/go-redis/v9 v9.22.0
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
 	go.uber.org/goleak v1.3.0
-	golang.org/x/sys v0.48.0
+	golang.org/x/sys v0.38.0
 )
 
 require (
