@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,6 +40,9 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the Client's goroutines
 	ops    sync.WaitGroup // acquisitions and releases under way
+
+	renewRounds atomic.Int64 // heartbeat rounds that renewed something
+	renewWidest atomic.Int64 // the most renew scripts one round sent
 	batch  *batcher       // acquire and release scripts of concurrent calls
 
 	mu              sync.Mutex

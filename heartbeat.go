@@ -84,6 +84,10 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	ctx, cancel := context.WithDeadline(c.ctx, earliest)
 	defer cancel()
 	groups := c.group(batch)
+	c.renewRounds.Add(1)
+	for prev := c.renewWidest.Load(); int64(len(groups)) > prev && !c.renewWidest.CompareAndSwap(prev, int64(len(groups))); {
+		prev = c.renewWidest.Load()
+	}
 	sent, calls, err := c.renewBounded(ctx, groups)
 	if err != nil && c.ctx.Err() == nil {
 		c.emit(Event{Kind: EventRedisError, Err: fmt.Errorf("reservation: renew %d reservations on %s: %w",

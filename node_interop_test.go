@@ -100,12 +100,15 @@ func TestGoReleaseLetsNodeIn(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	r2, err := c.Lock(wctx, "handover")
+	acquiredAt := time.Now()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r2.Release(ctx)
-	if rel := node.Expect(t, "releasing", 5*time.Second); time.Now().Before(rel.Time()) {
-		t.Errorf("Go acquired before the Node worker released")
+	// The Node worker logs "releasing" (in whole milliseconds) before its
+	// DEL: Go's acquisition must come after it.
+	if rel := node.Expect(t, "releasing", 5*time.Second); acquiredAt.Truncate(time.Millisecond).Before(rel.Time()) {
+		t.Errorf("Go acquired at %v, before the Node worker released at %v", acquiredAt, rel.Time())
 	}
 	if r2.Token() <= r.Token() {
 		t.Errorf("token %d after %d, want it greater", r2.Token(), r.Token())

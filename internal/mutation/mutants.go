@@ -162,4 +162,34 @@ var mutants = []mutant{
 		edits: []edit{{"notifier.go", "\tn.c.checkEviction(ctx)\n\tevictionCheck", "\tevictionCheck"}},
 		tests: []tests{root("^TestEvictionRiskReported$")},
 	},
+	{
+		name:  "renewals-not-batched",
+		why:   "renew scripts carry 5 keys each instead of 500",
+		edits: []edit{{"heartbeat.go", "const renewChunk = 500", "const renewChunk = 5"}},
+		tests: []tests{root("^TestHeartbeatBatches$")},
+	},
+	{
+		name:  "renew-script-deny-oom",
+		why:   "the renew script gains a #!lua header without allow-oom, which a full server refuses",
+		edits: []edit{{"scripts/renew.lua", "-- renew: extend every reservation that is still ours.\n", "#!lua\n-- renew: extend every reservation that is still ours.\n"}},
+		tests: []tests{root("^TestNoEvictionUnderFullMemory$")},
+	},
+	{
+		name:  "guard-reported-per-attempt",
+		why:   "the restart guard is reported at every refused attempt",
+		edits: []edit{{"client.go", "\tif now.Before(c.guardReported) {", "\tif false {"}},
+		tests: []tests{root("^TestGuardReportedOncePerPeriod$")},
+	},
+	{
+		name:  "sentinel-master-unnamed",
+		why:   "errors through a Sentinel client say FailoverClient",
+		edits: []edit{{"client.go", "\t\t\tr.AddHook(masterHook{c})\n", ""}},
+		tests: []tests{root("^TestSentinelErrorsNameTheMaster$")},
+	},
+	{
+		name:  "maxclients-unexplained",
+		why:   "a connection closed by a full server is reported as a broken pipe only",
+		edits: []edit{{"explain.go", "\tif !brokenConn(err) {", "\tif true {"}},
+		tests: []tests{root("^TestMaxClientsExplained$")},
+	},
 }
