@@ -43,7 +43,8 @@ type Client struct {
 
 	renewRounds atomic.Int64 // heartbeat rounds that renewed something
 	renewWidest atomic.Int64 // the most renew scripts one round sent
-	batch  *batcher       // acquire and release scripts of concurrent calls
+	batch       *batcher     // acquire and release scripts of concurrent calls
+	events      *events      // delivers events to OnEvent and the log
 
 	mu              sync.Mutex
 	closed          bool // set by Close before ctx ends
@@ -129,6 +130,7 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 		kick:   make(chan struct{}, 1),
 	}
 	c.batch = newBatcher(rdb)
+	c.events = newEvents(c)
 	if o.RestartGuard > 0 {
 		c.guardMs = max(o.RestartGuard.Milliseconds(), 1)
 	}
@@ -532,6 +534,7 @@ func (c *Client) Close() error {
 	if c.ownsRDB {
 		err = errors.Join(err, c.rdb.Close())
 	}
+	c.events.stop()
 	return err
 }
 

@@ -3,6 +3,7 @@ package reservation
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -74,9 +75,103 @@ func (k EventKind) level() slog.Level {
 	return slog.LevelDebug
 }
 
-// emit logs e and hands it to Options.OnEvent. It is never called with
-// c.mu held: the hook and the log handler may take their time.
+// maxQueuedEvents bounds the events waiting for delivery: past it (a hook
+// or log handler that blocks), new events are dropped and counted.
+const maxQueuedEvents = 10000
+
+// events delivers a Client's events to Options.OnEvent and the log from a
+// goroutine of its own, in order: a hook or handler that blocks delays
+// other events, never the Client's work (the heartbeat, which declares
+// losses at their local deadlines, must never wait for user code).
+type events struct {
+	c *Client
+
+	mu      sync.Mutex
+	queue   []Event
+	dropped int
+	started bool // run is started by the first event
+	stopped bool
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+func newEvents(c *Client) *events {
+	return &events{c: c, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// emit queues e for OnEvent and the log, unless neither wants it. After
+// stop, it delivers at once.
 func (c *Client) emit(e Event) {
+	if c.opt.OnEvent == nil && !c.log.Enabled(context.Background(), e.Kind.level()) {
+		return
+	}
+	ev := c.events
+	ev.mu.Lock()
+	if ev.stopped {
+		ev.mu.Unlock()
+		c.deliver(e)
+		return
+	}
+	if len(ev.queue) >= maxQueuedEvents {
+		ev.dropped++
+		ev.mu.Unlock()
+		return
+	}
+	ev.queue = append(ev.queue, e)
+	if !ev.started {
+		ev.started = true
+		go ev.run()
+	}
+	ev.mu.Unlock()
+	select {
+	case ev.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run delivers queued events until stop, then what is left.
+func (ev *events) run() {
+	defer close(ev.done)
+	for {
+		ev.mu.Lock()
+		batch, dropped, stopped := ev.queue, ev.dropped, ev.stopped
+		ev.queue, ev.dropped = nil, 0
+		ev.mu.Unlock()
+		for _, e := range batch {
+			ev.c.deliver(e)
+		}
+		if dropped > 0 {
+			ev.c.log.Warn("events-dropped", "count", dropped,
+				"reason", "the OnEvent hook or the log handler did not keep up")
+		}
+		if stopped {
+			return
+		}
+		if len(batch) == 0 {
+			<-ev.wake
+		}
+	}
+}
+
+// stop delivers what is queued and ends the goroutine: Close calls it last.
+// Events after it are delivered at once.
+func (ev *events) stop() {
+	ev.mu.Lock()
+	ev.stopped = true
+	started := ev.started
+	ev.mu.Unlock()
+	if !started {
+		return
+	}
+	select {
+	case ev.wake <- struct{}{}:
+	default:
+	}
+	<-ev.done
+}
+
+// deliver hands e to Options.OnEvent and logs it.
+func (c *Client) deliver(e Event) {
 	if h := c.opt.OnEvent; h != nil {
 		h(e)
 	}

@@ -21,9 +21,13 @@ const invalidateChannel = "__redis__:invalidate"
 
 // healthInterval is how long the subscriber may stay silent before it is
 // pinged; silent for as long again, its connection is dropped and made anew.
-// So a connection that went silent (a blackholed link) is replaced within
-// two intervals; one that was closed (reset, FIN, CLIENT KILL) at once.
-const healthInterval = 5 * time.Second
+// So a connection that went silent (a blackholed link, a NAT that forgot
+// it) is replaced within two intervals, 30 s; one that was closed (reset,
+// FIN, CLIENT KILL) at once. Meanwhile waiters wake on their timers and
+// holders learn of a loss at their next renewal. The interval is a trade:
+// a client that holds reservations and waits for none sends one ping per
+// interval on top of its heartbeat.
+const healthInterval = 15 * time.Second
 
 // notifierStartTimeout bounds the start of the notifier.
 const notifierStartTimeout = 5 * time.Second
@@ -284,7 +288,7 @@ func (n *notifier) trackOn(ctx context.Context, cn *redis.Conn) error {
 	}
 	_, err := cn.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Do(ctx, "CLIENT", "TRACKING", "OFF")
-		p.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "NOLOOP")
+		p.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "NOLOOP", "OPTIN")
 		return nil
 	})
 	return err
@@ -414,7 +418,13 @@ func (n *notifier) arm(ctx context.Context, key string) (time.Duration, error) {
 		kw.armed = true
 	}
 	n.mu.Unlock()
-	pttl, err := n.trackClient.PTTL(ctx, key).Result()
+	var cmd *redis.DurationCmd
+	_, err := n.trackClient.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "CLIENT", "CACHING", "YES") // OPTIN: watch what the next command reads
+		cmd = p.PTTL(ctx, key)
+		return nil
+	})
+	pttl := cmd.Val()
 	if err != nil {
 		// The connection may have been replaced, and its watches lost:
 		// every key is watched again at its next attempt.
@@ -614,23 +624,13 @@ func (n *notifier) verifyHeld(ctx context.Context, held map[string]*Reservation)
 	for key := range held {
 		keys = append(keys, key)
 	}
-	gets := make([]*redis.StringCmd, len(keys))
-	rdb := n.scripter()
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, key := range keys {
-			gets[i] = p.Get(ctx, key)
-		}
-		return nil
-	})
-	if err != nil && !isPerCommand(err) {
+	values, err := n.read(ctx, keys)
+	if err != nil {
 		return err
 	}
 	for i, key := range keys {
 		r := held[key]
-		v, gerr := gets[i].Result()
-		if gerr != nil && !errors.Is(gerr, redis.Nil) && !isWrongType(gerr) {
-			continue
-		}
+		v := values[i]
 		n.c.mu.Lock()
 		releasing := r.releasing // its own release deleted it
 		n.c.mu.Unlock()
@@ -639,6 +639,68 @@ func (n *notifier) verifyHeld(ctx context.Context, held map[string]*Reservation)
 		}
 	}
 	return nil
+}
+
+// read returns the string values of keys ("" for a missing key or one of
+// another type). With tracking, it reads them on the tracking connection
+// (one MGET, watched: OPTIN), else with GETs on the Client's connections.
+func (n *notifier) read(ctx context.Context, keys []string) ([]string, error) {
+	values := make([]string, len(keys))
+	if n.tracking {
+		var mget *redis.SliceCmd
+		_, err := n.trackClient.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Do(ctx, "CLIENT", "CACHING", "YES")
+			mget = p.MGet(ctx, keys...)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i, v := range mget.Val() {
+			values[i], _ = v.(string)
+		}
+		return values, nil
+	}
+	gets := make([]*redis.StringCmd, len(keys))
+	_, err := n.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			gets[i] = p.Get(ctx, key)
+		}
+		return nil
+	})
+	if err != nil && !isPerCommand(err) {
+		return nil, err
+	}
+	for i := range keys {
+		v, gerr := gets[i].Result()
+		if gerr != nil && !errors.Is(gerr, redis.Nil) && !isWrongType(gerr) {
+			return nil, gerr
+		}
+		values[i] = v
+	}
+	return values, nil
+}
+
+// rewatch returns what follows a renew script of keys on the tracking
+// connection: a read that watches them again (OPTIN), whose reply lands in
+// *exists.
+func rewatch(ctx context.Context, keys []string, exists **redis.IntCmd) func(redis.Pipeliner) {
+	return func(p redis.Pipeliner) {
+		p.Do(ctx, "CLIENT", "CACHING", "YES")
+		*exists = p.Exists(ctx, keys...)
+	}
+}
+
+// verifyLater has the watch loop read the keys of rs again.
+func (n *notifier) verifyLater(rs []*Reservation) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range rs {
+		if kw := n.keys[r.key]; kw != nil && kw.holder == r {
+			n.verify[r.key] = true
+		}
+	}
+	n.kickLocked()
 }
 
 // isWrongType reports whether err is Redis's answer to a read of a key of

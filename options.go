@@ -73,17 +73,18 @@ type Options struct {
 	// the largest. A negative value turns the guard off.
 	RestartGuard time.Duration
 
-	// Logger receives a record for every Event, with the event's kind as
-	// its message (reservation-acquired, -released, -extended, -lost, -wait,
+	// Logger receives a record for every Event (after OnEvent, from the
+	// same goroutine), with the event's kind as its message (reservation-acquired, -released, -extended, -lost, -wait,
 	// restart-guard, eviction-risk, permission-denied, tracking-unavailable,
 	// redis-error). Default slog.Default(). Routine events are at debug
 	// level, losses and warnings at warn, Redis errors at error.
 	Logger *slog.Logger
 
-	// OnEvent, when not nil, is called with every Event, from the
-	// goroutine that saw it and never with a lock held. It must return
-	// quickly: it is on the path of the call or the renewal concerned.
-	// Default nil.
+	// OnEvent, when not nil, is called with every Event, in order, from a
+	// goroutine of the Client's own: a hook that blocks delays the events
+	// after it (and the log records), never the Client's work. Past 10,000
+	// events waiting, new ones are dropped and counted in the log. Close
+	// delivers what is left before it returns. Default nil.
 	OnEvent func(Event)
 
 	// Username and Password authenticate to Redis. They override those in

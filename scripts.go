@@ -43,6 +43,12 @@ type scriptCall struct {
 	// late, when not nil, gets the reply of a call whose caller stopped
 	// waiting for it (see batcher.runDetached).
 	late func(*redis.Cmd)
+
+	// then, when not nil, adds commands to the pipeline right after the
+	// script, on the same connection (see Client.renewals); exists is the
+	// reply of the one it adds.
+	then   func(p redis.Pipeliner)
+	exists *redis.IntCmd
 }
 
 // run runs the call on its own, with EVALSHA, falling back to EVAL on
@@ -69,6 +75,9 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, c := range calls {
 				c.cmd = c.script.EvalSha(ctx, p, c.keys, c.args...)
+				if c.then != nil {
+					c.then(p)
+				}
 			}
 			return nil
 		})
@@ -91,6 +100,9 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 			_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for _, c := range again {
 					c.cmd = c.script.Eval(ctx, p, c.keys, c.args...)
+					if c.then != nil {
+						c.then(p)
+					}
 				}
 				return nil
 			})

@@ -6,26 +6,17 @@
 -- ARGV[1..n]    the holder values
 -- ARGV[n+1]     TTL in milliseconds
 -- ARGV[n+2]     lifetime of the fencing keys in milliseconds
--- ARGV[n+3]     1 to read each extended key again (absent: 0). The caller's
---               connection has client tracking on with NOLOOP: the PEXPIRE
---               drops the key from the tracking table without telling us,
---               and the read watches it again, so that a foreign change
---               wakes us and our own renewals do not.
 --
 -- Returns a list with 1 for each key extended and 0 for each key that is
 -- gone or someone else's (a value of another type included).
 local n = #KEYS / 2
 local ttl = ARGV[n + 1]
 local fence_ttl = ARGV[n + 2]
-local watch = ARGV[n + 3] == '1'
 local out = {}
 for i = 1, n do
   if redis.pcall('GET', KEYS[i]) == ARGV[i] then
     redis.call('PEXPIRE', KEYS[i], ttl)
     redis.pcall('PEXPIRE', KEYS[n + i], fence_ttl)
-    if watch then
-      redis.call('EXISTS', KEYS[i])
-    end
     out[i] = 1
   else
     out[i] = 0

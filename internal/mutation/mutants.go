@@ -99,13 +99,13 @@ var mutants = []mutant{
 	{
 		name:  "tracking-without-noloop",
 		why:   "our own renewals invalidate our watches and wake the holder",
-		edits: []edit{{"notifier.go", `"REDIRECT", id, "NOLOOP")`, `"REDIRECT", id)`}},
+		edits: []edit{{"notifier.go", `"REDIRECT", id, "NOLOOP", "OPTIN")`, `"REDIRECT", id, "OPTIN")`}},
 		tests: []tests{root("^TestOwnRenewalsDoNotWakeTheHolder$")},
 	},
 	{
 		name:  "renewal-does-not-rewatch",
-		why:   "the renew script does not read the key again, so NOLOOP leaves it unwatched",
-		edits: []edit{{"scripts/renew.lua", "      redis.call('EXISTS', KEYS[i])\n", ""}},
+		why:   "renewals are not followed by a read of their keys, so NOLOOP leaves them unwatched",
+		edits: []edit{{"notifier.go", "\t\tp.Do(ctx, \"CLIENT\", \"CACHING\", \"YES\")\n\t\t*exists = p.Exists(ctx, keys...)\n", ""}},
 		tests: []tests{root("^TestOwnRenewalsDoNotWakeTheHolder$")},
 	},
 	{
