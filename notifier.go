@@ -306,15 +306,6 @@ func (n *notifier) close() {
 	n.watches.Wait()
 }
 
-// scripter returns where the heartbeat renews: the tracking connection, so
-// that its renewals keep the held keys watched without waking it.
-func (n *notifier) scripter() redis.UniversalClient {
-	if n.tracking {
-		return n.trackClient
-	}
-	return n.c.rdb
-}
-
 // channels returns the channels to subscribe to for key without tracking.
 func (n *notifier) channels(key string) []string {
 	return []string{
