@@ -36,7 +36,7 @@ type Client struct {
 	ttlMs   int64
 	guardMs int64
 
-	ctx    context.Context // the Client's one close signal: ends with Close
+	ctx    context.Context // the Client's one close signal: ends with Close (under mu)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the Client's goroutines
 	ops    sync.WaitGroup // acquisitions and releases under way
@@ -46,18 +46,13 @@ type Client struct {
 	batch       *batcher     // acquire and release scripts of concurrent calls
 	events      *events      // delivers events to OnEvent and the log
 
-	mu              sync.Mutex
-	closed          bool // set by Close before ctx ends
-	held            map[*Reservation]struct{}
-	kick            chan struct{}  // wakes the heartbeat loop
-	heartbeat       bool           // whether the heartbeat loop runs
-	notif           *notifier      // started by the first hold or wait
-	notifStart      *notifierStart // its start, while under way
-	guardReported   time.Time      // until when the restart guard was reported
-	noticeReported  bool           // a refused release notice was reported
-	masterAddr      string         // the Sentinel master last connected to
-	evictionSetting string         // the eviction setting last reported, "" for none
-	noSubscribe     bool           // a refused subscription was reported
+	mu         sync.Mutex
+	held       map[*Reservation]struct{}
+	kick       chan struct{}  // wakes the heartbeat loop
+	heartbeat  bool           // whether the heartbeat loop runs
+	notif      *notifier      // started by the first hold or wait
+	notifStart *notifierStart // its start, while under way
+	masterAddr string         // the Sentinel master last connected to
 
 	noTracking bool // tests: wait without client tracking
 }
@@ -310,7 +305,7 @@ func (c *Client) checkOpen() error {
 func (c *Client) enter() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.ctx.Err() != nil {
 		return ErrClosed
 	}
 	c.ops.Add(1)
@@ -424,57 +419,13 @@ func parseAcquire(reply []any) (acquireResult, error) {
 	return res, nil
 }
 
-// giveBackTimeout bounds a give-back.
-const giveBackTimeout = 2 * time.Second
-
-// giveBack deletes key if it holds value, with a fresh bounded context: an
-// acquisition the caller will not hold. The compare-and-delete is safe
-// whatever happened, since value is unique to one attempt. It runs in the
-// background while the Client is open (Close waits for it), else at once.
-func (c *Client) giveBack(key, value string) {
-	release := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
-		defer cancel()
-		_ = releaseCall(key, value).run(ctx, c.rdb).Err()
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		release()
-		return
-	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	go func() {
-		defer c.wg.Done()
-		release()
-	}()
-}
-
-// reportOnce emits e unless *done, under c.mu, says it was already.
-func (c *Client) reportOnce(done *bool, e Event) {
-	c.mu.Lock()
-	first := !*done
-	*done = true
-	c.mu.Unlock()
-	if first {
-		c.emit(e)
-	}
-}
-
 // reportGuard reports that the restart guard holds acquisitions back, once
 // per guard period.
 func (c *Client) reportGuard(e *NotAcquiredError) {
-	now := time.Now()
-	c.mu.Lock()
-	if now.Before(c.guardReported) {
-		c.mu.Unlock()
-		return
+	if c.events.firstUntil("restart-guard", time.Now().Add(e.Remaining)) {
+		c.emit(Event{Kind: EventRestartGuard, Resource: e.Resource, Key: c.Key(e.Resource), Duration: e.Remaining,
+			Err: fmt.Errorf("%w: the server lost its data or is new", ErrRestartGuard)})
 	}
-	c.guardReported = now.Add(e.Remaining)
-	c.mu.Unlock()
-	c.emit(Event{Kind: EventRestartGuard, Resource: e.Resource, Key: c.Key(e.Resource), Duration: e.Remaining,
-		Err: fmt.Errorf("%w: the server lost its data or is new", ErrRestartGuard)})
 }
 
 // redisError wraps an error of Redis for operation op on resource.
@@ -508,11 +459,10 @@ func newID() string {
 // many keys may remain held: they expire within the TTL.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	if c.closed {
+	if c.ctx.Err() != nil {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	c.closed = true
 	c.cancel() // ends every wait, the heartbeat and the notifier
 	held := make([]*Reservation, 0, len(c.held))
 	for r := range c.held {

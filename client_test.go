@@ -72,7 +72,7 @@ func waitDone(t testing.TB, r *Reservation, limit time.Duration) time.Duration {
 
 func TestLockContention(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	a := newTestClient(t, srv, Options{By: "a"})
 	b := newTestClient(t, srv, Options{By: "b"})
 
@@ -112,7 +112,7 @@ func TestLockContention(t *testing.T) {
 
 func TestReleaseNotOursRefused(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
 	rdb := srv.Client(t)
 
@@ -276,7 +276,7 @@ func TestWaiterWokenByRelease(t *testing.T) {
 
 func TestWaiterWokenByForeignDelete(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	rdb := srv.Client(t)
 	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
 	// A Node worker holds the key: SET EX NX with its own value.
@@ -307,7 +307,7 @@ func TestWaiterWokenByForeignDelete(t *testing.T) {
 
 func TestWaiterGetsExpiredKey(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{})
 	// A holder that died: its key just runs out.
 	srv.Client(t).Set(ctx, "reservation-orphan", "dead-worker", 400*time.Millisecond)
@@ -341,7 +341,7 @@ func TestWaitContextCancelled(t *testing.T) {
 
 func TestWaitersQueueFairly(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
 	// Waiters that queue one after the other are served in that order.
 	first := mustLock(t, c, "shared")
@@ -402,7 +402,7 @@ func queued(c *Client, key string, n int) bool {
 
 func TestTokensGrowAcrossDataLoss(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{TTL: 200 * time.Millisecond, RestartGuard: 200 * time.Millisecond})
 	var last int64
 	take := func(step string) {
@@ -429,7 +429,7 @@ func TestTokensGrowAcrossDataLoss(t *testing.T) {
 
 func TestRestartGuard(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	const ttl = 500 * time.Millisecond
 	a := newTestClient(t, srv, Options{By: "a", TTL: ttl, HeartbeatInterval: 100 * time.Millisecond})
 	b := newTestClient(t, srv, Options{By: "b", TTL: ttl, HeartbeatInterval: 100 * time.Millisecond})
@@ -458,7 +458,7 @@ func TestRestartGuard(t *testing.T) {
 
 func TestResourceNames(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{})
 	rdb := srv.Client(t)
 	for _, name := range []string{
@@ -489,7 +489,7 @@ func TestResourceNames(t *testing.T) {
 
 func TestConnectionErrors(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithPassword("s3cret-pw"))
-	ctx := context.Background()
+	ctx := t.Context()
 
 	wrong, err := New("redis://:wrong-pw@"+srv.Addr, &Options{By: "x", Logger: quiet})
 	if err != nil {
@@ -603,7 +603,7 @@ func TestOptionsValidation(t *testing.T) {
 
 func TestCloseReleasesAndStops(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
 	other := newTestClient(t, srv, Options{TTL: 5 * time.Second})
 	held := make([]*Reservation, 50)
@@ -647,7 +647,7 @@ func TestCloseReleasesAndStops(t *testing.T) {
 
 func TestHeartbeatBatches(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{TTL: time.Second, HeartbeatInterval: 200 * time.Millisecond})
 	rdb := srv.Client(t)
 	const n = 1200
@@ -695,7 +695,7 @@ func commandCalls(info, cmd string) int {
 // running the script twice with one value.
 func TestAcquireScriptIsRetrySafe(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	rdb := srv.Client(t)
 	keys := []string{"reservation-retry", companion("reservation-retry", fenceSuffix), guardKey}
 	run := func(value string) acquireResult {

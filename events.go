@@ -93,10 +93,44 @@ type events struct {
 	stopped bool
 	wake    chan struct{}
 	done    chan struct{}
+
+	// What was reported, so as not to say it again.
+	until  map[string]time.Time // reported until then
+	values map[string]string    // reported for this value
 }
 
 func newEvents(c *Client) *events {
-	return &events{c: c, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &events{c: c, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		until: make(map[string]time.Time), values: make(map[string]string)}
+}
+
+// firstUntil reports whether what key names was not reported since, and if
+// so records that it is reported until end.
+func (ev *events) firstUntil(key string, end time.Time) bool {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if time.Now().Before(ev.until[key]) {
+		return false
+	}
+	ev.until[key] = end
+	return true
+}
+
+// changed reports whether value differs from the one last seen for key,
+// and records it.
+func (ev *events) changed(key, value string) bool {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	old := ev.values[key]
+	ev.values[key] = value
+	return old != value
+}
+
+// reportOnce emits e the first time only for key, for the Client's life.
+func (c *Client) reportOnce(key string, e Event) {
+	if c.events.firstUntil(key, time.Now().Add(1<<62)) {
+		c.emit(e)
+	}
 }
 
 // emit queues e for OnEvent and the log, unless neither wants it. After

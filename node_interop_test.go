@@ -17,7 +17,7 @@ import (
 // and never holds before the Node worker let go.
 func TestNodeReleaseWakesGoWaiter(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{By: "go-worker", TTL: 5 * time.Second})
 
 	node := nodeinterop.Worker(t, srv, "lock", "shared-job", "-1", "--by=node-worker")
@@ -64,7 +64,7 @@ func TestNodeReleaseWakesGoWaiter(t *testing.T) {
 // wait_until_lock is refused until the Go release, then gets the key.
 func TestGoReleaseLetsNodeIn(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	c := newTestClient(t, srv, Options{By: "go-worker", TTL: 5 * time.Second})
 	r := mustLock(t, c, "handover")
 

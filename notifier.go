@@ -104,7 +104,7 @@ func (c *Client) notifierIfStarted() *notifier {
 // as long as their ctx lets them.
 func (c *Client) notifierFor(ctx context.Context) (*notifier, error) {
 	c.mu.Lock()
-	if c.closed {
+	if c.ctx.Err() != nil {
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
@@ -160,7 +160,7 @@ func (c *Client) startNotifier(st *notifierStart) {
 	switch {
 	case err != nil:
 		st.err = err
-	case c.closed:
+	case c.ctx.Err() != nil:
 		n.close()
 		st.err = ErrClosed
 	default:
@@ -729,7 +729,7 @@ func (n *notifier) receive() {
 			n.mu.Lock()
 			n.denied = true
 			n.mu.Unlock()
-			n.c.reportOnce(&n.c.noSubscribe, Event{Kind: EventNoPermission,
+			n.c.reportOnce("subscribe", Event{Kind: EventNoPermission,
 				Err: fmt.Errorf("%w: subscriptions refused, so waiters wake on their timers (RetryInterval) and holders learn of a loss at their next renewal: %w", ErrNoPermission, err)})
 			n.askRearm()
 			continue
@@ -847,11 +847,7 @@ func (c *Client) checkEviction(ctx context.Context) {
 	if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
 		setting = "maxmemory " + maxmemory + " with maxmemory-policy " + policy
 	}
-	c.mu.Lock()
-	changed := setting != c.evictionSetting
-	c.evictionSetting = setting
-	c.mu.Unlock()
-	if changed && setting != "" {
+	if c.events.changed("eviction", setting) && setting != "" {
 		c.emit(Event{Kind: EventEvictionRisk, Err: fmt.Errorf(
 			"reservation: %s may evict reservation keys, and another client can then take a resource that is still held: set maxmemory-policy noeviction on %s", setting, c.where())})
 	}

@@ -16,7 +16,9 @@ import (
 //
 // The life of a Reservation, in this file: the Client holds it (hold),
 // renews it (heartbeat.go), watches its key (notifier.go), and it ends once,
-// by end: released (Release, Close), or lost (lose).
+// by end: released (Release, Close), or lost (lose). A key that the Client
+// holds for nobody (an acquisition that will not be used) is given back
+// (giveBack).
 type Reservation struct {
 	c        *Client
 	resource string
@@ -164,7 +166,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", err, ErrLost)
 	}
 	if released == noticeRefused {
-		c.reportOnce(&c.noticeReported, Event{Kind: EventNoPermission, Resource: r.resource, Key: r.key,
+		c.reportOnce("release-notice", Event{Kind: EventNoPermission, Resource: r.resource, Key: r.key,
 			Err: fmt.Errorf("%w: release notices are not published (PUBLISH to %s refused): waiters of other clients rely on client tracking or their timers",
 				ErrNoPermission, companion(r.key, channelSuffix))})
 	} else if released != 1 {
@@ -193,7 +195,7 @@ const noticeRefused = 2
 func (c *Client) hold(r *Reservation) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.ctx.Err() != nil {
 		return ErrClosed
 	}
 	c.held[r] = struct{}{}
@@ -233,6 +235,33 @@ func (r *Reservation) end(cause error) bool {
 	c.mu.Unlock()
 	r.cancel(cause)
 	return true
+}
+
+// giveBackTimeout bounds a give-back.
+const giveBackTimeout = 2 * time.Second
+
+// giveBack deletes key if it holds value, with a fresh bounded context: an
+// acquisition the caller will not hold. The compare-and-delete is safe
+// whatever happened, since value is unique to one attempt. It runs in the
+// background while the Client is open (Close waits for it), else at once.
+func (c *Client) giveBack(key, value string) {
+	release := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+		defer cancel()
+		_ = releaseCall(key, value).run(ctx, c.rdb).Err()
+	}
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		release()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		release()
+	}()
 }
 
 // lose ends r as lost, for reason, and reports it.
