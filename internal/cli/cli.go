@@ -24,7 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Exit codes of reserve. Those of DESIGN.md section 7 come from sysexits.h;
+// Exit codes of reserve (docs/CLI.md lists them). Those for failures come from sysexits.h;
 // 126, 127 and 128+n are a shell's, as env(1) and timeout(1) use them.
 const (
 	ExitOK          = 0   // success

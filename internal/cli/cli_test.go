@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -18,42 +19,70 @@ import (
 )
 
 // TestUsageErrors runs reserve in process with bad usage: each exits 64
-// with a one-line message and the usage line, before touching Redis.
+// with a one-line message (and the usage line, unless the message is the
+// library's or about the Redis address), before touching Redis: the Redis
+// it is given does not answer, which would be exit 69.
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
+	env := map[string]string{envRedisURL: "redis://" + unusedAddr(t)}
+	// The library's own reasons, for options it refuses.
+	libReason := func(opt reservation.Options) string {
+		_, err := reservation.New("redis://127.0.0.1:6379", &opt)
+		if !errors.Is(err, reservation.ErrInvalidOptions) {
+			t.Fatalf("reservation.New(%+v) = %v, want ErrInvalidOptions", opt, err)
+		}
+		return err.Error()
+	}
 	for _, tc := range []struct {
-		args []string
-		msg  string
+		args    []string
+		msg     string
+		noUsage bool // the library's reason, or a bad Redis address or file: no usage line
 	}{
-		{[]string{"run", "--bogus", "job", "--", "true"}, "unknown flag: --bogus"},
-		{[]string{"run", "job", "true"}, "missing -- before the command"},
-		{[]string{"run", "job"}, "missing -- before the command"},
-		{[]string{"run"}, "missing RESOURCE and COMMAND"},
-		{[]string{"run", "job", "--"}, "missing COMMAND after --"},
-		{[]string{"run", "--", "true"}, "missing RESOURCE before --"},
-		{[]string{"run", "a", "b", "--", "true"}, "one RESOURCE before --"},
-		{[]string{"run", "--ttl", "3x", "job", "--", "true"}, `invalid argument "3x" for "--ttl"`},
-		{[]string{"run", "--timeout", "soon", "job", "--", "true"}, `invalid argument "soon" for "--timeout"`},
-		{[]string{"run", "--restart-guard", "never", "job", "--", "true"}, `want a duration like 30s, or "off"`},
-		{[]string{"run", "--no-wait", "--timeout", "1s", "job", "--", "true"}, "none of the others can be"},
-		{[]string{"run", "--grace", "-1s", "job", "--", "true"}, "--grace -1s is negative"},
-		{[]string{"run", "--ttl", "30s", "--heartbeat", "1m", "job", "--", "true"}, "heartbeat interval 1m0s must be"},
-		{[]string{"run", "--redis", "http://127.0.0.1:6379", "job", "--", "true"}, "bad Redis URL"},
-		{[]string{"run", "--redis", "not an address", "job", "--", "true"}, "bad Redis address"},
-		{[]string{"run", "--tls-cert", "/no/cert.pem", "job", "--", "true"}, "--tls-cert and --tls-key go together"},
-		{[]string{"run", "--tls-ca", "/no/such/ca.pem", "job", "--", "true"}, "--tls-ca"},
-		{[]string{"run", "--prefix", "", "job", "--", "true"}, "--prefix is empty"},
-		{[]string{"run", "--log-level", "loud", "job", "--", "true"}, `--log-level "loud": want debug, info, warn or error`},
-		{[]string{"status", "--log-format", "xml", "job"}, `--log-format "xml": want text or json`},
-		{[]string{"status"}, "accepts 1 arg(s), received 0"},
-		{[]string{"status", "a", "b"}, "accepts 1 arg(s), received 2"},
-		{[]string{"list", "extra"}, `unknown command "extra"`},
-		{[]string{"wait", "--timeout", "-1s", "job"}, "--timeout -1s is negative"},
-		{[]string{"release", "job"}, "add --force"},
-		{[]string{"bogus"}, `unknown command "bogus"`},
+		{[]string{"run", "--bogus", "job", "--", "true"}, "unknown flag: --bogus", false},
+		{[]string{"run", "job", "true"}, "missing -- before the command", false},
+		{[]string{"run", "job"}, "missing -- before the command", false},
+		{[]string{"run"}, "missing RESOURCE and COMMAND", false},
+		{[]string{"run", "job", "--"}, "missing COMMAND after --", false},
+		{[]string{"run", "--", "true"}, "missing RESOURCE before --", false},
+		{[]string{"run", "a", "b", "--", "true"}, "one RESOURCE before --", false},
+		{[]string{"run", "--ttl", "3x", "job", "--", "true"}, `invalid argument "3x" for "--ttl"`, false},
+		{[]string{"run", "--timeout", "soon", "job", "--", "true"}, `invalid argument "soon" for "--timeout"`, false},
+		{[]string{"run", "--restart-guard", "never", "job", "--", "true"}, `want a duration like 30s, or "off"`, false},
+		{[]string{"run", "--no-wait", "--timeout", "1s", "job", "--", "true"}, "none of the others can be", false},
+		{[]string{"run", "--grace", "-1s", "job", "--", "true"}, "--grace -1s is negative", false},
+		// An explicit 0 would silently mean the default: refused.
+		{[]string{"run", "--ttl", "0", "job", "--", "true"},
+			"--ttl 0s: the TTL must be positive; leave the flag out for the default (30s)", false},
+		{[]string{"run", "--heartbeat", "0s", "job", "--", "true"},
+			"--heartbeat 0s: the renewal interval must be positive; leave the flag out for the default (a third of --ttl)", false},
+		{[]string{"run", "--restart-guard", "0", "job", "--", "true"},
+			`--restart-guard 0s: the guard period must be positive; leave the flag out for the default (the --ttl), or give "off"`, false},
+		{[]string{"demo-worker", "--ttl", "0ms", "job"}, "--ttl 0s: the TTL must be positive", false},
+		{[]string{"status", "--restart-guard", "0", "job"}, "--restart-guard 0s: the guard period must be positive", false},
+		{[]string{"list", "--restart-guard", "0s"}, "--restart-guard 0s: the guard period must be positive", false},
+		{[]string{"prime", "--restart-guard", "0"}, "--restart-guard 0s: the guard period must be positive", false},
+		// Out of range: the library's reason.
+		{[]string{"run", "--ttl", (reservation.MinTTL - time.Millisecond).String(), "job", "--", "true"},
+			libReason(reservation.Options{TTL: reservation.MinTTL - time.Millisecond}), true},
+		{[]string{"run", "--ttl", "-1s", "job", "--", "true"}, libReason(reservation.Options{TTL: -time.Second}), true},
+		{[]string{"run", "--ttl", "30s", "--heartbeat", "1m", "job", "--", "true"},
+			libReason(reservation.Options{TTL: 30 * time.Second, HeartbeatInterval: time.Minute}), true},
+		{[]string{"run", "--redis", "http://127.0.0.1:6379", "job", "--", "true"}, "bad Redis URL", true},
+		{[]string{"run", "--redis", "not an address", "job", "--", "true"}, "bad Redis address", true},
+		{[]string{"run", "--tls-cert", "/no/cert.pem", "job", "--", "true"}, "--tls-cert and --tls-key go together", false},
+		{[]string{"run", "--tls-ca", "/no/such/ca.pem", "job", "--", "true"}, "--tls-ca", true},
+		{[]string{"run", "--prefix", "", "job", "--", "true"}, "--prefix is empty", false},
+		{[]string{"run", "--log-level", "loud", "job", "--", "true"}, `--log-level "loud": want debug, info, warn or error`, false},
+		{[]string{"status", "--log-format", "xml", "job"}, `--log-format "xml": want text or json`, false},
+		{[]string{"status"}, "accepts 1 arg(s), received 0", false},
+		{[]string{"status", "a", "b"}, "accepts 1 arg(s), received 2", false},
+		{[]string{"list", "extra"}, `unknown command "extra"`, false},
+		{[]string{"wait", "--timeout", "-1s", "job"}, "--timeout -1s is negative", false},
+		{[]string{"release", "job"}, "add --force", false},
+		{[]string{"bogus"}, `unknown command "bogus"`, false},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			res := inProcess(t, nil, tc.args...)
+			res := inProcess(t, env, tc.args...)
 			if res.code != ExitUsage {
 				t.Errorf("got %v\nwant exit %d", res, ExitUsage)
 			}
@@ -61,9 +90,8 @@ func TestUsageErrors(t *testing.T) {
 			if !strings.HasPrefix(first, "reserve: ") || !strings.Contains(first, tc.msg) {
 				t.Errorf("first line of stderr = %q, want reserve: ...%s...", first, tc.msg)
 			}
-			if !strings.Contains(res.stderr, "Usage: reserve") && !strings.Contains(tc.msg, "heartbeat") &&
-				!strings.Contains(tc.msg, "Redis") && tc.msg != "--tls-ca" {
-				t.Errorf("stderr has no usage line:\n%s", res.stderr)
+			if usage := strings.Contains(res.stderr, "Usage: reserve"); usage == tc.noUsage {
+				t.Errorf("stderr has a usage line: %v, want %v:\n%s", usage, !tc.noUsage, res.stderr)
 			}
 			if res.stdout != "" {
 				t.Errorf("stdout = %q, want nothing", res.stdout)
@@ -310,6 +338,10 @@ func TestWait(t *testing.T) {
 
 	p := startReserve(t, nil, env, "wait", "--json", "waited")
 	time.Sleep(300 * time.Millisecond)
+	// It blocks while the resource is held (a zombie counts as exited).
+	if processGone(p.cmd.Process.Pid) {
+		t.Errorf("wait exited while the resource was held")
+	}
 	released := time.Now()
 	if err := r.Release(context.Background()); err != nil {
 		t.Fatal(err)
@@ -378,20 +410,50 @@ func TestRestartGuardFlag(t *testing.T) {
 	}
 }
 
+// TestDemo runs the demo on a server of its own, where every check must
+// pass, and on a given one that pushes nothing to the waiters, where the
+// wake-up check must fail and the others pass.
 func TestDemo(t *testing.T) {
 	t.Parallel()
+	// summary answers the demo's check lines, and the one about wake-ups.
+	summary := func(t *testing.T, res result) (checks []string, wake string) {
+		t.Helper()
+		_, sum, ok := strings.Cut(res.stdout, "3. Summary")
+		if !ok {
+			t.Fatalf("demo output has no summary:\n%s", res.stdout)
+		}
+		for _, l := range strings.Split(sum, "\n") {
+			l = strings.TrimSpace(l)
+			if strings.HasPrefix(l, "✓") || strings.HasPrefix(l, "✗") {
+				checks = append(checks, l)
+				if strings.Contains(l, "waiter") {
+					wake = l
+				}
+			}
+		}
+		if len(checks) != 4 || wake == "" {
+			t.Fatalf("demo summary has %d checks, want 4, one of them about wake-ups:\n%s", len(checks), res.stdout)
+		}
+		return checks, wake
+	}
 	check := func(t *testing.T, res result, wantHeader string) {
 		t.Helper()
 		if res.code != 0 {
 			t.Fatalf("demo: %v", res)
 		}
-		for _, want := range []string{wantHeader, "1. ", "2. ", "3. Summary", "kill -9", "took over", "token"} {
+		for _, want := range []string{wantHeader, "1. ", "2. ", "kill -9", "took over", "token"} {
 			if !strings.Contains(res.stdout, want) {
 				t.Errorf("demo output has no %q:\n%s", want, res.stdout)
 			}
 		}
-		if n := strings.Count(res.stdout, "✓"); n != 4 || strings.Contains(res.stdout, "✗") {
-			t.Errorf("demo summary has %d checks passed, want 4:\n%s", n, res.stdout)
+		checks, wake := summary(t, res)
+		for _, c := range checks {
+			if !strings.HasPrefix(c, "✓") {
+				t.Errorf("demo check failed: %s\n%s", c, res.stdout)
+			}
+		}
+		if !strings.Contains(wake, "a release woke the next waiter after") {
+			t.Errorf("demo wake-up check = %q, want the time a release took to wake the next waiter", wake)
 		}
 		if res.elapsed > 20*time.Second {
 			t.Errorf("demo took %v, want about 15s at most", res.elapsed)
@@ -402,13 +464,35 @@ func TestDemo(t *testing.T) {
 		res := runReserve(t, nil, nil, "demo", "--probe", unusedAddr(t))
 		check(t, res, "started a throwaway redis-server")
 	})
-	t.Run("given server", func(t *testing.T) {
+	t.Run("given server without wake-ups", func(t *testing.T) {
 		t.Parallel()
+		// A user without Pub/Sub channels (Redis 7's default for a new
+		// ACL user) gets neither client tracking, whose invalidations come
+		// on a channel, nor the release notices: its waiters wake only when
+		// the holder's key would run out, which must not pass for a wake-up.
 		srv := redistest.Start(t) // not primed: the demo turns the guard off
-		res := runReserve(t, nil, []string{envRedisURL + "=" + srv.URL()}, "demo")
-		check(t, res, "reserve demo on the Redis at "+srv.Addr)
-		if strings.Contains(srv.Log(), "guard") {
-			t.Log(srv.Log())
+		if err := srv.Client(t).Do(context.Background(), "ACL", "SETUSER", "nochan", "on", ">pw", "~*", "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+		url := strings.Replace(srv.URL(), "redis://", "redis://nochan:pw@", 1)
+		res := runReserve(t, nil, []string{envRedisURL + "=" + url}, "demo")
+		if res.code != ExitFailure || !strings.Contains(res.stdout, "reserve demo on the Redis at "+srv.Addr) {
+			t.Errorf("demo without wake-ups: got %v\nwant exit %d", res, ExitFailure)
+		}
+		checks, wake := summary(t, res)
+		// ✗, with a time, or none when no waiter got the job right after
+		// the holding it found (another worker's came in between).
+		if !strings.HasPrefix(wake, "✗ a release did not wake the next waiter: it got the job ") &&
+			!strings.HasPrefix(wake, "✗ no release woke a waiter") {
+			t.Errorf("demo without wake-ups: wake-up check %q, want ✗\n%s", wake, res.stdout)
+		}
+		for _, c := range checks {
+			if c != wake && !strings.HasPrefix(c, "✓") {
+				t.Errorf("demo without wake-ups: check failed: %s\n%s", c, res.stdout)
+			}
+		}
+		if !strings.Contains(res.stderr, "refuses a command to this user") {
+			t.Errorf("demo without wake-ups: stderr does not say what the server refuses:\n%s", res.stderr)
 		}
 		exists, err := srv.Client(t).Exists(context.Background(), "{reservation}:restart-guard").Result()
 		if err != nil || exists != 0 {

@@ -32,6 +32,16 @@ const (
 	demoPauseMin  = 150 * time.Millisecond // between two jobs of a worker
 	demoPauseMax  = 400 * time.Millisecond
 	demoBeforeKil = 1200 * time.Millisecond // act 2: renewals before the kill
+	// demoRetry is the waiters' fallback re-check (RetryInterval): longer
+	// than the TTL, so that a waiter that no push wakes sleeps until the
+	// key it found would run out, at least demoTTL-demoHeartbeat after it
+	// looked, while that holding ends at most demoHoldMax after: it gets the
+	// job at least 0.4 s after that release, and cannot pass for woken by
+	// it, as after a re-check of the default 1 s interval it could, by luck.
+	demoRetry = 5 * demoTTL
+	// demoWakeBound is how soon a release must wake the next waiter, at
+	// the median: push wake-ups take about a millisecond.
+	demoWakeBound = 200 * time.Millisecond
 	defaultProbe  = "127.0.0.1:6379"
 )
 
@@ -56,12 +66,14 @@ func newDemoCmd(a *app) *cobra.Command {
 		Long: `Show, live, what reservations do, in about 15 seconds:
   1. three workers (each with its own connection, as on three hosts) contend
      for two jobs: one holder per job at a time, and a release wakes the
-     next waiter at once (the wake-up latency is measured and printed);
+     next waiter at once (the wake-up latency is measured and checked);
   2. a fourth worker, in a process of its own, holds a job and is killed
      with kill -9: its heartbeat stops, nobody releases the job, and a
      waiter takes it over once the TTL (2 s) has run out;
   3. the fencing tokens grow with every holding; the demo checks that no
-     two holdings of a job overlapped.
+     two holdings of a job overlapped, that releases woke the waiters
+     within 200 ms (at the median), and that the takeover came within the
+     TTL, and exits 1 if not.
 
 It uses the Redis of --redis or $REDIS_URL when given, else the one at
 127.0.0.1:6379 when it answers, else it starts a throwaway redis-server (no
@@ -94,7 +106,7 @@ type demo struct {
 	holdings []holding
 	holders  map[string]string  // job -> worker holding it
 	released map[string]release // job -> its last release
-	wakes    []time.Duration    // release to next holder's acquisition
+	wakes    []time.Duration    // release of the holding a waiter found, to its acquisition
 }
 
 type holding struct {
@@ -104,8 +116,9 @@ type holding struct {
 }
 
 type release struct {
-	who string
-	at  time.Time
+	who    string
+	holder string // the holder value of the holding released
+	at     time.Time
 }
 
 func (f *demoFlags) run(ctx context.Context, a *app) error {
@@ -166,6 +179,7 @@ func (d *demo) client(ctx context.Context, by string) (*reservation.Client, erro
 		By:                by,
 		TTL:               demoTTL,
 		HeartbeatInterval: demoHeartbeat,
+		RetryInterval:     demoRetry,
 		RestartGuard:      d.guard,
 	}
 	return d.conn.connectTo(ctx, d.a, d.addr, opt)
@@ -226,7 +240,11 @@ func (d *demo) contend(ctx context.Context, clients []*reservation.Client) error
 	var wg sync.WaitGroup
 	errs := make([]error, len(clients))
 	for i, c := range clients {
-		wg.Go(func() { errs[i] = d.worker(ctx, actCtx, c, i) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.worker(ctx, actCtx, c, i)
+		}()
 	}
 	wg.Wait()
 	if ierr := interrupted(ctx); ierr != nil {
@@ -243,6 +261,7 @@ func (d *demo) worker(ctx, actCtx context.Context, c *reservation.Client, i int)
 		r, err := c.TryLock(actCtx, job)
 		var nerr *reservation.NotAcquiredError
 		ok := err == nil
+		found := "" // the holding that the worker waits for the end of
 		switch {
 		case errors.As(err, &nerr):
 			d.mu.Lock()
@@ -254,6 +273,7 @@ func (d *demo) worker(ctx, actCtx context.Context, c *reservation.Client, i int)
 				holder = strings.TrimSuffix(holder, "-")
 			}
 			d.say(who, "waits for %-13s (held by %s)", job, holder)
+			found = nerr.Holder
 			// A waiter at the end of the act still waits for its job.
 			if r, err = c.Lock(ctx, job); err != nil {
 				return d.demoError(ctx, err)
@@ -264,7 +284,11 @@ func (d *demo) worker(ctx, actCtx context.Context, c *reservation.Client, i int)
 		var note string
 		from := time.Now()
 		d.mu.Lock()
-		if rel := d.released[job]; !ok && !rel.at.IsZero() {
+		// A wake-up is measured from the end of the holding the worker
+		// found: when another holding came in between (the job taken by
+		// a worker that did not wait), the release that let it in is not
+		// the one it waited for.
+		if rel := d.released[job]; !ok && found != "" && rel.holder == found {
 			wake := from.Sub(rel.at)
 			d.wakes = append(d.wakes, wake)
 			note = fmt.Sprintf("   %s after %s's release", fmtLatency(wake), rel.who)
@@ -285,7 +309,7 @@ func (d *demo) worker(ctx, actCtx context.Context, c *reservation.Client, i int)
 		to := time.Now()
 		d.mu.Lock()
 		d.holdings = append(d.holdings, holding{job, who, r.Token(), from, to})
-		d.released[job] = release{who, to}
+		d.released[job] = release{who, r.Holder(), to}
 		d.holders[job] = ""
 		d.sayLocked(who, "releases %-13s after %s", job, fmtDuration(to.Sub(from)))
 		d.mu.Unlock()
@@ -452,18 +476,26 @@ func (d *demo) summary(takeover time.Duration) error {
 	}
 	check(overlaps == 0, "%d holdings of %d jobs, never two at once on one job (%d overlaps)", len(d.holdings), len(byJob), overlaps)
 	check(backwards == 0, "the fencing token grew with every holding of each job")
-	if len(d.wakes) > 0 {
-		w := slices.Clone(d.wakes)
-		slices.Sort(w)
-		check(true, "a release woke the next waiter after %s (median of %d; max %s)",
+	w := slices.Sorted(slices.Values(d.wakes))
+	woke := len(w) > 0 && w[len(w)/2] <= demoWakeBound
+	var wakeups string
+	switch {
+	case woke:
+		wakeups = fmt.Sprintf("a release woke the next waiter after %s (median of %d; max %s): Redis pushed the change",
 			fmtLatency(w[len(w)/2]), len(w), fmtLatency(w[len(w)-1]))
+	case len(w) > 0:
+		wakeups = fmt.Sprintf("a release did not wake the next waiter: it got the job %s later (median of %d), not within %v; "+
+			"no push from Redis reached the waiters (see the messages on stderr)", fmtLatency(w[len(w)/2]), len(w), demoWakeBound)
+	default:
+		wakeups = "no release woke a waiter: there was no wake-up to measure"
 	}
+	check(woke, "%s", wakeups)
 	check(takeover <= demoTTL+500*time.Millisecond,
 		"worker-4's job was taken over %s after kill -9: once its key expired, within the TTL (%v)", fmtDuration(takeover), demoTTL)
 	fmt.Fprintf(out, "\nNext: reserve run --help. In two terminals, against a running Redis:\n"+
 		"   reserve run demo -- sleep 10      # the second one waits for the first\n")
 	if !ok {
-		return &exitError{code: ExitFailure, err: errors.New("demo: a guarantee did not hold (see above)")}
+		return &exitError{code: ExitFailure, err: errors.New("demo: a check did not pass (see above)")}
 	}
 	return nil
 }
@@ -499,9 +531,13 @@ func newDemoWorkerCmd(a *app) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opt, err := hold.options(a)
+			if err != nil {
+				return err
+			}
 			ctx, stop := a.interruptible(cmd.Context())
 			defer stop()
-			c, err := conn.connect(ctx, a, hold.options(a))
+			c, err := conn.connect(ctx, a, opt)
 			if err != nil {
 				return err
 			}

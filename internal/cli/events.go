@@ -42,13 +42,6 @@ func (n *notes) say(key, sentence string) bool {
 	return true
 }
 
-// saidBefore reports whether the sentence of key was printed.
-func (n *notes) saidBefore(key string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.said[key]
-}
-
 // lostKey is the key of the sentence about the loss of resource.
 func lostKey(resource string) string { return "lost\x00" + resource }
 

@@ -315,14 +315,26 @@ func (f *holdFlags) add(cmd *cobra.Command) {
 	f.cmd = cmd
 	fs := cmd.Flags()
 	fs.StringVar(&f.by, "by", "", "worker `name`, the start of the holder value (default the host name); env $"+envBy)
-	fs.DurationVar(&f.ttl, "ttl", reservation.DefaultTTL, "how long the reservation outlives its holder's last renewal (takeover delay after a crash)")
+	fs.DurationVar(&f.ttl, "ttl", reservation.DefaultTTL, "how long the reservation outlives its holder's last renewal (takeover delay after a crash); at least "+reservation.MinTTL.String())
 	fs.DurationVar(&f.heartbeat, "heartbeat", 0, "renewal interval (default a third of --ttl)")
 	fs.Var(&f.restartGuard, "restart-guard",
 		"after Redis lost its data, refuse acquisitions for this `duration` (default the --ttl; \"off\" disables)")
 }
 
-// options answers the library options of the flags.
-func (f *holdFlags) options(a *app) reservation.Options {
+// options answers the library options of the flags. A flag given as 0
+// is a usage error: the library reads a zero as "the default", which is not
+// what someone who typed 0 meant. Other values out of range are the
+// library's to refuse, with its reason.
+func (f *holdFlags) options(a *app) (reservation.Options, error) {
+	if err := zeroFlag(f.cmd, "ttl", f.ttl, "the TTL", reservation.DefaultTTL.String()); err != nil {
+		return reservation.Options{}, err
+	}
+	if err := zeroFlag(f.cmd, "heartbeat", f.heartbeat, "the renewal interval", "a third of --ttl"); err != nil {
+		return reservation.Options{}, err
+	}
+	if err := f.restartGuard.check(f.cmd, "the --ttl"); err != nil {
+		return reservation.Options{}, err
+	}
 	by := f.by
 	if !f.cmd.Flags().Changed("by") {
 		if v := a.getenv(envBy); v != "" {
@@ -334,7 +346,16 @@ func (f *holdFlags) options(a *app) reservation.Options {
 		TTL:               f.ttl,
 		HeartbeatInterval: f.heartbeat,
 		RestartGuard:      time.Duration(f.restartGuard),
+	}, nil
+}
+
+// zeroFlag refuses the duration flag name of cmd when it was given as 0:
+// what names what it sets, def its default, for the message.
+func zeroFlag(cmd *cobra.Command, name string, v time.Duration, what, def string) error {
+	if v != 0 || cmd == nil || !cmd.Flags().Changed(name) {
+		return nil
 	}
+	return usageErrorf("--%s %v: %s must be positive; leave the flag out for the default (%s)", name, v, what, def)
 }
 
 // guardValue is the --restart-guard flag: a duration, or "off".
@@ -369,6 +390,15 @@ func (g *guardValue) Set(s string) error {
 }
 
 func (g *guardValue) Type() string { return "duration" }
+
+// check refuses --restart-guard 0 on cmd (see zeroFlag); def is the
+// default period, for the message.
+func (g *guardValue) check(cmd *cobra.Command, def string) error {
+	if *g != 0 || cmd == nil || !cmd.Flags().Changed("restart-guard") {
+		return nil
+	}
+	return usageErrorf(`--restart-guard 0s: the guard period must be positive; leave the flag out for the default (%s), or give "off" to turn the guard off`, def)
+}
 
 // addJSON registers --json on cmd; what says what it prints.
 func addJSON(cmd *cobra.Command, v *bool, what string) {

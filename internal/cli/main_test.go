@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -99,9 +102,40 @@ func (r result) String() string {
 // proc is a reserve process started by a test.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
+	stdout, stderr lockedBuffer
 	start          time.Time
+
+	// The test's ends of the pipes of standard output and error, and their
+	// copies into stdout and stderr, which end at EOF: once every process
+	// that has the write ends (reserve, its command, what that started)
+	// has exited or closed them.
+	readers []*os.File
+	copied  sync.WaitGroup
+	waited  bool
 }
+
+// lockedBuffer is a bytes.Buffer that a test may read while the copy of a
+// process's output writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// outputGrace is how long the output of a reserve that exited may stay
+// open: what its command started must be gone by then.
+const outputGrace = 2 * time.Second
 
 // baseEnv is the test's environment without the variables reserve reads.
 func baseEnv() []string {
@@ -135,37 +169,137 @@ func startReserveIn(t *testing.T, srv *redistest.Server, stdin io.Reader, env []
 		p.cmd.Env = append(p.cmd.Env, envRedisURL+"="+srv.URL())
 	}
 	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	// Pipes of the test's own rather than exec's: exec's Wait would wait
+	// for their EOF, for ever when a process left behind keeps them open.
+	var writers []*os.File
+	for _, out := range []*lockedBuffer{&p.stdout, &p.stderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.readers, writers = append(p.readers, r), append(writers, w)
+		p.copied.Add(1)
+		go func() {
+			defer p.copied.Done()
+			_, _ = io.Copy(out, r)
+		}()
+	}
+	p.cmd.Stdout, p.cmd.Stderr = writers[0], writers[1]
 	p.start = time.Now()
-	if err := p.cmd.Start(); err != nil {
+	err := p.cmd.Start()
+	for _, w := range writers {
+		w.Close()
+	}
+	if err != nil {
+		p.closeOutput(0)
 		t.Fatalf("start reserve: %v", err)
 	}
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
+		if !p.waited {
 			_ = p.cmd.Process.Kill()
 			_ = p.cmd.Wait()
+			p.waited = true
 		}
+		p.closeOutput(outputGrace)
 	})
 	return p
 }
 
-// wait waits for p to exit, at most limit.
+// wait waits for p to exit, at most limit, and for the end of its output:
+// a process that reserve started and that is left running fails the test.
 func (p *proc) wait(t *testing.T, limit time.Duration) result {
 	t.Helper()
-	done := make(chan struct{})
+	res, ranOut, leftOver := p.waitUntil(limit)
+	args := strings.Join(p.cmd.Args[1:], " ")
+	if ranOut {
+		t.Fatalf("reserve %s still ran after %v; killed\n%v", args, limit, res)
+	}
+	if len(leftOver) > 0 {
+		t.Errorf("reserve %s exited, but processes it started (pids %v) still had its output open %v later; killed\n%v",
+			args, leftOver, outputGrace, res)
+	}
+	return res
+}
+
+// waitUntil waits for p to exit, at most limit (then it kills it and
+// reports ranOut), then at most outputGrace for the end of its output, and
+// kills what still holds it (leftOver). It returns in about limit +
+// outputGrace at most, whatever the processes do.
+func (p *proc) waitUntil(limit time.Duration) (res result, ranOut bool, leftOver []int) {
+	exited := make(chan struct{})
 	go func() {
 		_ = p.cmd.Wait()
-		close(done)
+		close(exited)
 	}()
 	select {
-	case <-done:
+	case <-exited:
 	case <-time.After(limit):
+		ranOut = true
 		_ = p.cmd.Process.Kill()
-		<-done
-		t.Fatalf("reserve %s still ran after %v; killed\nstdout:\n%s\nstderr:\n%s",
-			strings.Join(p.cmd.Args[1:], " "), limit, p.stdout.String(), p.stderr.String())
+		<-exited
 	}
-	return result{stdout: p.stdout.String(), stderr: p.stderr.String(), code: p.cmd.ProcessState.ExitCode(), elapsed: time.Since(p.start)}
+	p.waited = true
+	elapsed := time.Since(p.start)
+	grace := outputGrace
+	if ranOut {
+		grace = 100 * time.Millisecond // failed already: no need to wait
+	}
+	leftOver = p.closeOutput(grace)
+	return result{stdout: p.stdout.String(), stderr: p.stderr.String(), code: p.cmd.ProcessState.ExitCode(), elapsed: elapsed}, ranOut, leftOver
+}
+
+// closeOutput waits at most grace for the end of p's output, then kills
+// the processes that still hold it and answers their pids, and closes the
+// test's ends of the pipes.
+func (p *proc) closeOutput(grace time.Duration) (killed []int) {
+	copied := make(chan struct{})
+	go func() {
+		p.copied.Wait()
+		close(copied)
+	}()
+	select {
+	case <-copied:
+	case <-time.After(grace):
+		for _, r := range p.readers {
+			for _, pid := range pipeHolders(r) {
+				if !slices.Contains(killed, pid) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					killed = append(killed, pid)
+				}
+			}
+		}
+		// Closing the read ends ends the copies, should a holder escape.
+		for _, r := range p.readers {
+			r.Close()
+		}
+		<-copied
+	}
+	for _, r := range p.readers {
+		r.Close()
+	}
+	return killed
+}
+
+// pipeHolders answers the pids of the other processes that have the pipe
+// of r open.
+func pipeHolders(r *os.File) []int {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(r.Fd()), &st); err != nil {
+		return nil
+	}
+	want := fmt.Sprintf("pipe:[%d]", st.Ino)
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	var pids []int
+	for _, fd := range fds {
+		if link, err := os.Readlink(fd); err != nil || link != want {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.Split(fd, "/")[2])
+		if err == nil && pid != os.Getpid() && !slices.Contains(pids, pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // runReserve runs the built reserve with args and waits for it.

@@ -21,8 +21,10 @@ func newPrimeCmd(a *app) *cobra.Command {
 		Use:   "prime [flags]",
 		Short: "Tell a brand-new Redis that it lost nothing, so that its first acquisitions need not wait",
 		Long: `Record in Redis that its data is intact, so that the restart guard does not
-hold back the first acquisitions on it. Run it once on a brand-new server,
-before anything acquires there: as the last step of setting it up.
+hold back acquisitions on it. Run it once on a brand-new server: as the last
+step of setting it up, before anything acquires there; or when the first
+acquisition there was held back (it found the server new and started the
+guard, and reserve said so): prime lifts that guard, and says so.
 
 Priming a server that restarted without its data is unsafe. Such a server
 looks new, but holders from before may not have seen their loss yet: they
@@ -30,13 +32,17 @@ still believe, for up to a TTL, that they hold keys that are gone, and the
 restart guard is what waits for them. Prime only a server you know is new.
 
 It refuses, and changes nothing, when a reservation is held there (under
---prefix): the server is in use, not new. It refuses too when the guard is
-primed already, or was started by an acquisition (then it lifts by itself).
+--prefix): the server is in use, not new; and when the guard is primed
+already.
 
 Exit status: 0 primed; 1 refused; 69 when Redis cannot be reached or
 refuses the credentials; 64 for bad usage.`,
 		Example: `  # Right after starting a fresh Redis, before the first reserve run.
-  reserve prime --redis redis://redis.internal:6379`,
+  reserve prime --redis redis://redis.internal:6379
+
+  # The first run on a new server was held back by the restart guard.
+  reserve run --no-wait nightly-report -- ./report.sh    # exit 75, "... run: reserve prime"
+  reserve prime && reserve run --no-wait nightly-report -- ./report.sh`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := a.interruptible(cmd.Context())
@@ -54,7 +60,8 @@ refuses the credentials; 64 for bad usage.`,
 	return cmd
 }
 
-// prime primes the restart guard of c's server, unless it is in use.
+// prime primes the restart guard of c's server, unless it is in use; it
+// lifts a guard that an acquisition started, and says so.
 func prime(ctx context.Context, a *app, conn *connFlags, c *reservation.Client) error {
 	// First: a server that holds reservations is not new, whatever its
 	// guard says.
@@ -67,6 +74,11 @@ func prime(ctx context.Context, a *app, conn *connFlags, c *reservation.Client) 
 			"and priming it could let new holders overlap holders from before a loss of its data",
 			conn.where, heldList(infos))}
 	}
+	// What the guard does now, to tell what priming changed.
+	before, err := serverGuard(ctx, c, nil)
+	if err != nil {
+		return conn.failure(ctx, err)
+	}
 	pctx, cancel := bounded(ctx)
 	defer cancel()
 	primed, err := c.PrimeRestartGuard(pctx)
@@ -74,23 +86,16 @@ func prime(ctx context.Context, a *app, conn *connFlags, c *reservation.Client) 
 		return conn.failure(ctx, err)
 	}
 	if !primed {
-		return &exitError{code: ExitFailure, err: notPrimed(ctx, c, conn.where)}
+		return &exitError{code: ExitFailure,
+			err: fmt.Errorf("not primed: the restart guard of Redis at %s is primed already; nothing changed", conn.where)}
 	}
-	_, err = fmt.Fprintf(a.stdout, "primed the restart guard of Redis at %s: acquisitions there start at once\n", conn.where)
+	lifted := ""
+	if before.Guard > 0 {
+		lifted = fmt.Sprintf(" (lifted the guard that an acquisition started, which held acquisitions back for %s more)",
+			fmtDuration(before.Guard))
+	}
+	_, err = fmt.Fprintf(a.stdout, "primed the restart guard of Redis at %s%s: acquisitions there start at once\n", conn.where, lifted)
 	return outputError(err)
-}
-
-// notPrimed says why PrimeRestartGuard found its marker set already: the
-// guard was primed, or an acquisition started it.
-func notPrimed(ctx context.Context, c *reservation.Client, where string) error {
-	sctx, cancel := bounded(ctx)
-	defer cancel()
-	if in, err := c.Status(sctx, guardProbe); err == nil && in.Guard > 0 {
-		return fmt.Errorf("not primed: the restart guard of Redis at %s was started already, by an acquisition that found "+
-			"the server new or without its data; it holds acquisitions back for %s more, and lifts by itself",
-			where, fmtDuration(in.Guard))
-	}
-	return fmt.Errorf("not primed: the restart guard of Redis at %s is primed already; nothing changed", where)
 }
 
 // heldList names the reservations of infos, a few of them, for a message.

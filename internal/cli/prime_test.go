@@ -50,10 +50,16 @@ func TestRestartGuardSentence(t *testing.T) {
 		t.Errorf("stderr names reserve prime %d times, want once:\n%s", n, res.stderr)
 	}
 	var sentence string
-	for _, line := range strings.Split(res.stderr, "\n") {
+	lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
+	for _, line := range lines {
 		if strings.Contains(line, "reserve prime") {
 			sentence = line
 		}
+	}
+	// The error comes last, after the sentence that says why and what to do.
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"x" is held back by the restart guard for `) ||
+		!strings.HasSuffix(last, "not waiting (--no-wait)") || last == sentence {
+		t.Errorf("stderr does not end with the error, after the guard sentence:\n%s", res.stderr)
 	}
 	for _, want := range []string{"reserve: Redis at " + srv.Addr, "restart guard holds acquisitions back for",
 		"if this server is new, run: reserve prime --redis " + srv.URL()} {
@@ -110,7 +116,8 @@ func TestPrime(t *testing.T) {
 	}
 
 	res = runReserve(t, srv, nil, "prime")
-	if res.code != 0 || !strings.Contains(res.stdout, "primed the restart guard of Redis at "+srv.Addr) || res.stderr != "" {
+	if res.code != 0 || !strings.Contains(res.stdout, "primed the restart guard of Redis at "+srv.Addr+": acquisitions there start at once") ||
+		res.stderr != "" {
 		t.Fatalf("prime: %v", res)
 	}
 	res = runReserve(t, srv, nil, "prime")
@@ -143,5 +150,30 @@ func TestPrimeInUse(t *testing.T) {
 	}
 	if res := runReserve(t, srv, nil, "prime", "--help"); !strings.Contains(res.stdout, "restarted without its data is unsafe") {
 		t.Errorf("prime --help does not say when priming is unsafe:\n%s", res.stdout)
+	}
+}
+
+// TestPrimeLiftsGuard primes a new server whose guard the first
+// acquisition started: prime lifts it and says so, and the next
+// acquisition goes through at once; prime again is refused.
+func TestPrimeLiftsGuard(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t) // not primed
+	res := runReserve(t, srv, nil, "run", "--no-wait", "x", "--", "echo", "hi")
+	if res.code != ExitNotAcquired || strings.Contains(res.stdout, "hi") || !strings.Contains(res.stderr, "reserve prime") {
+		t.Fatalf("run --no-wait on a new server: got %v\nwant exit %d, the guard sentence", res, ExitNotAcquired)
+	}
+	res = runReserve(t, srv, nil, "prime")
+	if res.code != 0 || res.stderr != "" || !strings.Contains(res.stdout,
+		"primed the restart guard of Redis at "+srv.Addr+" (lifted the guard that an acquisition started, which held acquisitions back for ") {
+		t.Fatalf("prime after the guard started: got %v\nwant exit 0, saying it lifted the guard", res)
+	}
+	res = runReserve(t, srv, nil, "run", "--no-wait", "x", "--", "echo", "hi")
+	if res.code != 0 || res.stdout != "hi\n" || res.stderr != "" {
+		t.Errorf("run --no-wait once primed: got %v\nwant exit 0, hi, nothing on stderr", res)
+	}
+	res = runReserve(t, srv, nil, "prime")
+	if res.code != ExitFailure || !strings.Contains(res.stderr, "primed already; nothing changed") {
+		t.Errorf("prime again: got %v\nwant exit %d, primed already", res, ExitFailure)
 	}
 }

@@ -113,8 +113,12 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 	if f.grace < 0 {
 		return usageErrorf("--grace %v is negative", f.grace)
 	}
+	opt, err := f.hold.options(a)
+	if err != nil {
+		return err
+	}
 	actx, stop := a.interruptible(ctx)
-	c, err := f.conn.connect(actx, a, f.hold.options(a))
+	c, err := f.conn.connect(actx, a, opt)
 	if err != nil {
 		stop()
 		return err
@@ -148,14 +152,14 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 	case !errors.As(err, &nerr):
 		return nil, f.conn.failure(ctx, err)
 	case f.noWait:
-		return nil, notAcquired(a, nerr, "not waiting (--no-wait)")
+		return nil, notAcquired(nerr, "not waiting (--no-wait)")
 	}
 	if isTerminal(a.stderr) {
 		bound := ""
 		if f.timeout > 0 {
 			bound = " up to " + f.timeout.String()
 		}
-		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(whyNot(a, nerr)), bound)
+		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(whyNot(nerr)), bound)
 	}
 	wctx := ctx
 	if f.timeout > 0 {
@@ -170,26 +174,27 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 	case interrupted(ctx) != nil:
 		return nil, interrupted(ctx)
 	case errors.As(err, &nerr) && errors.Is(err, context.DeadlineExceeded):
-		return nil, notAcquired(a, nerr, "gave up after --timeout "+f.timeout.String())
+		return nil, notAcquired(nerr, "gave up after --timeout "+f.timeout.String())
 	}
 	return nil, f.conn.failure(ctx, err)
 }
 
 // notAcquired reports a reservation not had, saying why and who holds it:
 // exit 75.
-func notAcquired(a *app, e *reservation.NotAcquiredError, then string) error {
-	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", whyNot(a, e), then)}
+func notAcquired(e *reservation.NotAcquiredError, then string) error {
+	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", whyNot(e), then)}
 }
 
 // whyNot says why e's acquisition failed, for a person, from what the
 // attempt found (no second look, which could find something else).
-func whyNot(a *app, e *reservation.NotAcquiredError) string {
+func whyNot(e *reservation.NotAcquiredError) string {
 	switch {
-	case e.Guard && a.notes.saidBefore(noteGuard):
-		return fmt.Sprintf("%q is held back by the restart guard (see above)", e.Resource)
 	case e.Guard:
-		return fmt.Sprintf("%q is held back by the restart guard for %s more (Redis looks new or lost its data)",
-			e.Resource, fmtDuration(e.Remaining))
+		// Why, and what to do, is the guard sentence's to say: the library
+		// reports the guard to this Client's hook with the refusal, and the
+		// hook's events are all delivered, at the latest when the Client
+		// is closed, which is before reserve prints its error.
+		return fmt.Sprintf("%q is held back by the restart guard for %s more", e.Resource, fmtDuration(e.Remaining))
 	case e.Late:
 		return fmt.Sprintf("%q was acquired, but Redis answered after the reservation could have expired, so it was given back",
 			e.Resource)

@@ -2,13 +2,17 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis-reservation/reservation"
 )
 
 // TestRunNeverOverlaps runs several reserve run on one resource at once;
@@ -57,12 +61,15 @@ func TestRunNeverOverlaps(t *testing.T) {
 	}
 }
 
+// TestRunNoWaitWhileHeld checks that --no-wait gives up at once, saying
+// who holds the resource: the holder renews it for as long as the test
+// runs, so a reserve that waited would be killed at the bound.
 func TestRunNoWaitWhileHeld(t *testing.T) {
 	t.Parallel()
 	srv := startTestRedis(t)
 	c := libClient(t, srv, "other-host", 5*time.Second)
 	r := hold(t, c, "busy")
-	res := runReserve(t, srv, nil, "run", "--no-wait", "busy", "--", "sh", "-c", "echo ran")
+	res := startReserve(t, srv, nil, "run", "--no-wait", "busy", "--", "sh", "-c", "echo ran").wait(t, 5*time.Second)
 	if res.code != ExitNotAcquired {
 		t.Fatalf("got %v\nwant exit %d", res, ExitNotAcquired)
 	}
@@ -116,8 +123,9 @@ func TestRunExitStatus(t *testing.T) {
 			if res.code != tc.want {
 				t.Errorf("got %v\nwant exit %d", res, tc.want)
 			}
-			if !strings.Contains(res.stderr, tc.stderr) {
-				t.Errorf("stderr = %q, want it to contain %q", res.stderr, tc.stderr)
+			// The command's status is reserve's, with nothing said about it.
+			if !strings.Contains(res.stderr, tc.stderr) || tc.stderr == "" && res.stderr != "" {
+				t.Errorf("stderr = %q, want it to contain %q (nothing, for \"\")", res.stderr, tc.stderr)
 			}
 			if in, err := c.Status(context.Background(), resource); err != nil || in.Held {
 				t.Errorf("after the run, Status = %+v, %v; want released", in, err)
@@ -202,8 +210,8 @@ func TestRunLost(t *testing.T) {
 		script string
 		marker string
 	}{
-		{"stops on SIGTERM", `trap 'echo got-TERM >> "$F"; exit 0' TERM; echo started >> "$F"; while :; do sleep 0.05; done`, "got-TERM"},
-		{"killed after grace", `trap 'echo ignored-TERM >> "$F"' TERM; echo started >> "$F"; while :; do sleep 0.05; done`, "ignored-TERM"},
+		{"stops on SIGTERM", `trap 'echo got-TERM >> "$F"; exit 0' TERM; echo "started $$" >> "$F"; while :; do sleep 0.05; done`, "got-TERM"},
+		{"killed after grace", `trap 'echo ignored-TERM >> "$F"' TERM; echo "started $$" >> "$F"; while :; do sleep 0.05; done`, "ignored-TERM"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -220,9 +228,14 @@ func TestRunLost(t *testing.T) {
 			if res.code != ExitLost {
 				t.Fatalf("got %v\nwant exit %d", res, ExitLost)
 			}
+			b, _ := os.ReadFile(f)
 			if !fileHas(f, tc.marker) {
-				b, _ := os.ReadFile(f)
 				t.Errorf("the command's log %q has no %q", b, tc.marker)
+			}
+			// reserve waits for the command to end, by SIGKILL if need be.
+			var pid int
+			if _, err := fmt.Sscanf(string(b), "started %d", &pid); err != nil || !processGone(pid) {
+				t.Errorf("the command (log %q) still runs after reserve exited", b)
 			}
 			// Seen at once (the holder watches its key; at worst at the
 			// next renewal, 200 ms), then SIGTERM, and for the stubborn one
@@ -371,14 +384,26 @@ func TestRunSignalWhileWaiting(t *testing.T) {
 	}
 }
 
-// TestRunWaitsForRelease checks that a waiting reserve starts its command
-// as soon as the holder releases.
+// TestRunWaitsForRelease checks that a waiting reserve is woken by the
+// release itself, which Redis pushes to it (client tracking, or the release
+// notice): its command starts well within the 1 s that a waiter that no
+// push woke would sleep before it looked again (the TTL is 30 s, so the
+// key running out cannot be what wakes it either).
 func TestRunWaitsForRelease(t *testing.T) {
 	t.Parallel()
 	srv := startTestRedis(t)
 	r := hold(t, libClient(t, srv, "other", 30*time.Second), "handoff")
-	p := startReserve(t, srv, nil, "run", "handoff", "--", "true")
-	time.Sleep(300 * time.Millisecond)
+	f := filepath.Join(t.TempDir(), "start")
+	// --timeout 0 waits for ever, as no --timeout does. The log records
+	// say when reserve starts to wait.
+	p := startReserve(t, srv, []string{"F=" + f}, "run", "--timeout", "0", "--log-level", "debug",
+		"handoff", "--", "sh", "-c", `date +%s%N > "$F"`)
+	waitFor(t, 10*time.Second, "reserve waiting", func() bool {
+		return strings.Contains(p.stderr.String(), "msg="+string(reservation.EventWait))
+	})
+	// The record comes as the wait starts: let it set its watch and sleep,
+	// so that only a push can wake it within the next 700 ms or so.
+	time.Sleep(200 * time.Millisecond)
 	released := time.Now()
 	if err := r.Release(context.Background()); err != nil {
 		t.Fatal(err)
@@ -387,10 +412,40 @@ func TestRunWaitsForRelease(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("got %v", res)
 	}
-	// Without the wake-up it would wait for the TTL (30 s).
-	if after := time.Since(released); after > 2*time.Second {
-		t.Errorf("finished %v after the release", after)
+	raw, _ := os.ReadFile(f)
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil {
+		t.Fatalf("start file %q: %v", raw, err)
 	}
+	if after := time.Unix(0, ns).Sub(released); after > 500*time.Millisecond {
+		t.Errorf("the command started %v after the release, want within 500ms: a push wakes the waiter within milliseconds", after)
+	} else {
+		t.Logf("the command started %v after the release", after.Round(time.Millisecond))
+	}
+}
+
+// TestProcWaitIsBounded checks the tests' own helper: a reserve whose
+// command ignores SIGTERM (so that it outlives reserve, whose death sends
+// it SIGTERM) and keeps reserve's output open must fail the wait within
+// seconds, not when the command ends, and leave nothing running.
+func TestProcWaitIsBounded(t *testing.T) {
+	t.Parallel()
+	srv := startTestRedis(t)
+	f := filepath.Join(t.TempDir(), "pid")
+	p := startReserve(t, srv, []string{"F=" + f}, "run", "stuck", "--", "sh", "-c", `trap '' TERM; echo $$ > "$F"; sleep 60`)
+	waitFor(t, 10*time.Second, "command started", func() bool { return fileHas(f, "\n") })
+	start := time.Now()
+	_, ranOut, leftOver := p.waitUntil(200 * time.Millisecond)
+	if took := time.Since(start); !ranOut || len(leftOver) == 0 || took > 200*time.Millisecond+outputGrace+time.Second {
+		t.Errorf("waitUntil returned after %v, ran out %v, left over %v; want within %v, true, the command",
+			took, ranOut, leftOver, 200*time.Millisecond+outputGrace)
+	}
+	raw, _ := os.ReadFile(f)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if !slices.Contains(leftOver, pid) {
+		t.Errorf("left over %v, want the command (%d) among them", leftOver, pid)
+	}
+	waitFor(t, 5*time.Second, "the stuck command gone", func() bool { return processGone(pid) })
 }
 
 // TestRunConcurrentCounter is the classic: reserve run guards a

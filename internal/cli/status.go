@@ -80,10 +80,14 @@ func toJSON(in reservation.Info) infoJSON {
 }
 
 // addGuardFlag registers --restart-guard on a command that shows the
-// restart guard: its time left depends on the period the holders use.
+// restart guard: its time left depends on the period the holders use. The
+// command's PreRunE refuses --restart-guard 0.
 func addGuardFlag(cmd *cobra.Command, g *guardValue) {
 	cmd.Flags().Var(g, "restart-guard",
 		"the restart guard `duration` the holders use, to show its time left (default the default --ttl, 30s; \"off\" hides it)")
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		return g.check(cmd, "the default --ttl, "+reservation.DefaultTTL.String())
+	}
 }
 
 func newStatusCmd(a *app) *cobra.Command {
