@@ -177,7 +177,7 @@ var mutants = []mutant{
 	{
 		name:  "guard-reported-per-attempt",
 		why:   "the restart guard is reported at every refused attempt",
-		edits: []edit{{"client.go", "\tif now.Before(c.guardReported) {", "\tif false {"}},
+		edits: []edit{{"events.go", "\tif time.Now().Before(ev.until[key]) {", "\tif false {"}},
 		tests: []tests{root("^TestGuardReportedOncePerPeriod$")},
 	},
 	{
@@ -191,5 +191,47 @@ var mutants = []mutant{
 		why:   "a connection closed by a full server is reported as a broken pipe only",
 		edits: []edit{{"explain.go", "\tif !brokenConn(err) {", "\tif true {"}},
 		tests: []tests{root("^TestMaxClientsExplained$")},
+	},
+	{
+		name:  "cli-run-ignores-loss",
+		why:   "reserve run never looks at its reservation's Done: a lost reservation leaves the command running",
+		edits: []edit{{"internal/cli/run.go", "done   = r.Done()", "done   = make(<-chan struct{})"}},
+		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^(TestRunLost|TestRunReleaseForce)$"}},
+	},
+	{
+		name:  "cli-no-wait-waits",
+		why:   "reserve run --no-wait waits for a held resource like a plain run",
+		edits: []edit{{"internal/cli/run.go", "\tcase f.noWait:\n", "\tcase false && f.noWait:\n"}},
+		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^TestRunNoWaitWhileHeld$"}},
+	},
+	{
+		name:  "cli-guard-sentence-silent",
+		why:   "reserve says nothing when the restart guard holds an acquisition back",
+		edits: []edit{{"internal/cli/events.go", "\t\t\ta.notes.say(noteGuard, guardSentence(where, e.Duration, f.primeCommand(a, addr)))\n", ""}},
+		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^TestRestartGuardSentence$"}},
+	},
+	{
+		name:  "cli-zero-ttl-accepted",
+		why:   "reserve run --ttl 0 runs with the default TTL instead of a usage error",
+		edits: []edit{{"internal/cli/flags.go", `zeroFlag(f.cmd, "ttl", f.ttl,`, `zeroFlag(f.cmd, "ttl", 1,`}},
+		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^TestUsageErrors$"}},
+	},
+	{
+		name:  "cli-demo-wake-unchecked",
+		why:   "the demo passes its wake-up check however late the waiters woke",
+		edits: []edit{{"internal/cli/demo.go", `check(woke, "%s", wakeups)`, `check(true, "%s", wakeups)`}},
+		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^TestDemo$"}},
+	},
+	{
+		name: "cli-wakeups-off",
+		why:  "nothing pushes a release to a waiting reserve (tracking invalidations dropped, no release notice)",
+		edits: []edit{
+			{"notifier.go", `			for _, key := range m.PayloadSlice {
+				n.notify(key)
+			}`, `			for range m.PayloadSlice {
+			}`},
+			{"scripts/release.lua", "local published = redis.pcall('PUBLISH', ARGV[2], KEYS[1])", "local published = 1"},
+		},
+		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^(TestRunWaitsForRelease|TestDemo)$"}},
 	},
 }
