@@ -2,10 +2,15 @@ package reservation
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// errNotSent is matched by the error of a call that never left the queue:
+// the script did not run.
+var errNotSent = errors.New("reservation: not sent")
 
 // maxBatches is how many round trips of acquire and release scripts one
 // Client has under way at once; calls that come while that many are under
@@ -80,7 +85,7 @@ func (b *batcher) run(ctx context.Context, sc *scriptCall) (*redis.Cmd, bool) {
 			b.queue = append(b.queue[:i], b.queue[i+1:]...)
 			b.mu.Unlock()
 			cmd := redis.NewCmd(ctx)
-			cmd.SetErr(ctx.Err())
+			cmd.SetErr(errors.Join(errNotSent, ctx.Err()))
 			return cmd, false
 		}
 	}

@@ -189,6 +189,12 @@ func parseAddr(addr string) (*redis.Options, error) {
 	if strings.Contains(addr, "://") {
 		ropt, err := redis.ParseURL(addr)
 		if err != nil {
+			if scheme, rest, _ := strings.Cut(addr, "://"); strings.Contains(rest, "@") {
+				// The parser's words may quote part of the password (read
+				// as a port, or as a bad escape): say nothing of them.
+				return nil, optionError("bad Redis URL: want %s://[user:password@]host:port[/db], "+
+					"with the password URL-escaped (%%2F for /, %%23 for #, %%3F for ?, %%25 for %%)", scheme)
+			}
 			return nil, optionError("bad Redis URL: %s", redactURLError(err, addr))
 		}
 		return ropt, nil
@@ -466,6 +472,9 @@ func (c *Client) Close() error {
 	c.cancel() // ends every wait, the heartbeat and the notifier
 	held := make([]*Reservation, 0, len(c.held))
 	for r := range c.held {
+		if r.releasing {
+			continue // its Release is under way: Close waits for it (ops)
+		}
 		r.releasing = true // the heartbeat leaves them alone from now on
 		held = append(held, r)
 	}
@@ -477,10 +486,13 @@ func (c *Client) Close() error {
 	// Client is closed) or release: the pool must outlive them.
 	c.ops.Wait()
 	if notif != nil {
-		notif.close()
+		notif.stopReceiving() // so that its reading goroutine returns
+	}
+	c.wg.Wait()
+	if notif != nil {
+		notif.close() // nothing uses its connections any more
 	}
 	c.batch.wait()
-	c.wg.Wait()
 	if c.ownsRDB {
 		err = errors.Join(err, c.rdb.Close())
 	}

@@ -1108,3 +1108,23 @@ func TestSentinelErrorsNameTheMaster(t *testing.T) {
 	}
 	t.Logf("told: %v", err)
 }
+
+// A URL that does not parse says nothing of its password, even where the
+// parser would quote part of it (read as a port, or as a bad escape).
+func TestBadURLHidesPassword(t *testing.T) {
+	for _, tc := range []struct{ url, secret string }{
+		{"redis://user:qx/zz@host:6379", "qx"},
+		{"redis://user:secret#word@host:6379", "secret"},
+		{"redis://user:sec?ret@host:6379", "sec"},
+		{"redis://user:s%zzecret@host:6379", "zzecret"},
+	} {
+		_, err := New(tc.url, &Options{By: "x"})
+		if !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("New(%q) = %v, want ErrInvalidOptions", tc.url, err)
+			continue
+		}
+		if strings.Contains(err.Error(), tc.secret) {
+			t.Errorf("New(%q): error %q shows part of the password", tc.url, err)
+		}
+	}
+}

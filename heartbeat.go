@@ -20,6 +20,7 @@ func (c *Client) heartbeatLoop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		c.restartNotifier()
 		batch, next, earliest := c.due(time.Now())
 		if len(batch) > 0 {
 			c.renew(batch, earliest)
@@ -32,6 +33,16 @@ func (c *Client) heartbeatLoop() {
 		case <-c.kick:
 		case <-timer.C:
 		}
+	}
+}
+
+// restartNotifier starts the notifier again when its start failed while
+// reservations are held: their keys are not watched meanwhile.
+func (c *Client) restartNotifier() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.notif == nil && c.notifStart == nil && len(c.held) > 0 && c.ctx.Err() == nil {
+		c.startNotifierLocked()
 	}
 }
 
@@ -90,8 +101,10 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	}
 	sent, calls, err := c.renewBounded(ctx, groups)
 	if err != nil && c.ctx.Err() == nil {
+		// classify, not explain: no network I/O on the heartbeat's path,
+		// which must declare losses on time.
 		c.emit(Event{Kind: EventRedisError, Err: fmt.Errorf("reservation: renew %d reservations on %s: %w",
-			len(batch), c.where(), c.explain(err))})
+			len(batch), c.where(), classify(c.where(), err))})
 	}
 	rtt := time.Since(sent)
 	report := c.opt.OnEvent != nil || c.log.Enabled(ctx, slog.LevelDebug)

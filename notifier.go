@@ -63,13 +63,15 @@ type notifier struct {
 
 	kick    chan struct{}  // wakes the watch loop
 	watches sync.WaitGroup // watchClosing's goroutines
+	dups    sync.Map       // the sockets they watch (net.Conn): closed by close
 
 	mu         sync.Mutex // never held across network I/O
 	keys       map[string]*keyWatch
-	verify     map[string]bool // held keys to read again
-	rearm      bool            // re-enable tracking and read every held key
-	subscribed map[string]bool // keys subscribed to, without tracking
-	denied     bool            // the server refused our subscriptions
+	verify     map[string]bool             // held keys to read again
+	rearm      bool                        // re-enable tracking and read every held key
+	subscribed map[string]bool             // keys subscribed to, without tracking
+	arms       map[string][]chan armResult // waiters' watches to set
+	denied     bool                        // the server refused our subscriptions
 }
 
 // keyWatch is the state of one watched key: held by this Client, waited
@@ -151,11 +153,20 @@ func (c *Client) startNotifier(st *notifierStart) {
 		keys:       make(map[string]*keyWatch),
 		verify:     make(map[string]bool),
 		subscribed: make(map[string]bool),
+		arms:       make(map[string][]chan armResult),
 		kick:       make(chan struct{}, 1),
 	}
 	err := n.start(ctx)
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer func() {
+		c.mu.Unlock()
+		if err != nil && c.ctx.Err() == nil {
+			// The heartbeat tries again while anything is held.
+			c.emit(Event{Kind: EventRedisError, Err: fmt.Errorf(
+				"reservation: start the notifier on %s (until it starts, waiters wake on their timers and holders learn of a loss at their next renewal): %w",
+				c.where(), classify(c.where(), err))})
+		}
+	}()
 	c.notifStart = nil
 	switch {
 	case err != nil:
@@ -224,6 +235,8 @@ func (n *notifier) startTracking(ctx context.Context, base *redis.Client) error 
 	opt.ReadTimeout, opt.WriteTimeout = 3*time.Second, 3*time.Second
 	opt.PoolSize, opt.MinIdleConns, opt.MaxIdleConns = 1, 0, 1
 	opt.PipelinePoolSize = -1 // pipelines on the one connection too
+	// Without these, go-redis keeps a pool of its own for pipelines.
+	opt.PipelineReadBufferSize, opt.PipelineWriteBufferSize = 0, 0
 	opt.ConnMaxIdleTime, opt.ConnMaxLifetime = -1, 0
 	onConnect := opt.OnConnect
 	psOpt, trackOpt := opt, opt
@@ -244,7 +257,7 @@ func (n *notifier) startTracking(ctx context.Context, base *redis.Client) error 
 		}
 		return nil
 	}
-	trackOpt.Dialer = watchClosing(opt.Dialer, &n.watches, n.askRearm)
+	trackOpt.Dialer = watchClosing(opt.Dialer, &n.watches, &n.dups, n.askRearm)
 	trackOpt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
 		if onConnect != nil {
 			if err := onConnect(ctx, cn); err != nil {
@@ -296,14 +309,25 @@ func (n *notifier) trackOn(ctx context.Context, cn *redis.Conn) error {
 
 // close ends the notifier's connections; its goroutines then return.
 func (n *notifier) close() {
-	if n.ps != nil {
-		n.ps.Close()
-	}
+	n.stopReceiving()
 	if n.psClient != nil {
 		n.psClient.Close()
 		n.trackClient.Close()
 	}
+	// go-redis does not close the socket of a connection whose set-up
+	// failed (it only drops it): close every duplicate still watched.
+	n.dups.Range(func(k, _ any) bool {
+		k.(net.Conn).Close()
+		return true
+	})
 	n.watches.Wait()
+}
+
+// stopReceiving closes the subscription, so that receive returns.
+func (n *notifier) stopReceiving() {
+	if n.ps != nil {
+		n.ps.Close()
+	}
 }
 
 // channels returns the channels to subscribe to for key without tracking.
@@ -402,31 +426,69 @@ func (n *notifier) state(key string, w *waiter) (<-chan struct{}, bool, bool) {
 }
 
 // arm makes the tracking connection watch key for a waiter, and returns its
-// PTTL at that moment (-2 when it is gone, -1 when it has no expiry).
+// PTTL at that moment (-2 when it is gone, -1 when it has no expiry). The
+// watch loop reads the keys of every arm asked for meanwhile in one
+// pipeline, with the notifier's context: the waiters' round trips do not
+// queue one by one before the heartbeat's renewals on the one tracking
+// connection, and a waiter whose context ends does not tear the shared
+// connection down in the middle of a read.
 func (n *notifier) arm(ctx context.Context, key string) (time.Duration, error) {
+	ch := make(chan armResult, 1)
 	n.mu.Lock()
 	if kw := n.keys[key]; kw != nil {
 		kw.armed = true
 	}
+	n.arms[key] = append(n.arms[key], ch)
+	n.kickLocked()
 	n.mu.Unlock()
-	var cmd *redis.DurationCmd
+	select {
+	case res := <-ch:
+		if res.err != nil {
+			// The connection may have been replaced, and its watches
+			// lost: every key is watched again at its next attempt.
+			n.mu.Lock()
+			for _, kw := range n.keys {
+				kw.armed = false
+			}
+			n.mu.Unlock()
+		}
+		return res.pttl, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-n.c.ctx.Done():
+		return 0, ErrClosed
+	}
+}
+
+// armResult is what arm waits for.
+type armResult struct {
+	pttl time.Duration
+	err  error
+}
+
+// armAll reads the PTTL of every key in arms on the tracking connection,
+// each after CLIENT CACHING YES, in one pipeline, and answers each arm.
+func (n *notifier) armAll(ctx context.Context, arms map[string][]chan armResult) error {
+	if len(arms) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(arms))
+	cmds := make([]*redis.DurationCmd, 0, len(arms))
 	_, err := n.trackClient.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Do(ctx, "CLIENT", "CACHING", "YES") // OPTIN: watch what the next command reads
-		cmd = p.PTTL(ctx, key)
+		for key := range arms {
+			p.Do(ctx, "CLIENT", "CACHING", "YES") // OPTIN: watch what the next command reads
+			keys = append(keys, key)
+			cmds = append(cmds, p.PTTL(ctx, key))
+		}
 		return nil
 	})
-	pttl := cmd.Val()
-	if err != nil {
-		// The connection may have been replaced, and its watches lost:
-		// every key is watched again at its next attempt.
-		n.mu.Lock()
-		for _, kw := range n.keys {
-			kw.armed = false
+	for i, key := range keys {
+		res := armResult{pttl: cmds[i].Val(), err: err}
+		for _, ch := range arms[key] {
+			ch <- res
 		}
-		n.mu.Unlock()
-		return 0, err
 	}
-	return pttl, nil
+	return err
 }
 
 // waited reports whether waiters of this Client queue for key.
@@ -544,6 +606,8 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 		}
 	}
 	clear(n.verify)
+	arms := n.arms
+	n.arms = make(map[string][]chan armResult)
 	var sub, unsub []string
 	if !n.tracking && !n.denied {
 		for key := range n.keys {
@@ -570,6 +634,8 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 	if verr := n.verifyHeld(ctx, verify); verr != nil {
 		err = errors.Join(err, verr)
 	}
+	// Each arm gets its answer, error or not: its waiter retries.
+	_ = n.armAll(ctx, arms)
 	if err != nil {
 		n.mu.Lock()
 		n.rearm = n.rearm || rearm

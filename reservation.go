@@ -144,16 +144,28 @@ func (r *Reservation) Release(ctx context.Context) error {
 		c.mu.Unlock()
 		return fmt.Errorf("reservation: release %s: %w", quote(r.resource), err)
 	}
-	r.releasing = true
-	c.mu.Unlock()
-	if err := c.enter(); err != nil {
+	if r.releasing || c.ctx.Err() != nil {
 		// Close took it to release it with the others.
+		c.mu.Unlock()
 		return fmt.Errorf("%w: release %s: %w by Close", ErrNotHeld, quote(r.resource), ErrReleased)
 	}
+	// Counted in ops and marked under one lock: Close either leaves it to
+	// this Release and waits for it, or took it before.
+	r.releasing = true
+	c.ops.Add(1)
+	c.mu.Unlock()
 	defer c.ops.Done()
 
 	cmd, _ := c.batch.run(ctx, releaseCall(r.key, r.value))
 	released, err := cmd.Int()
+	if errors.Is(err, errNotSent) {
+		// ctx ended while it waited for its turn: nothing was sent, and
+		// the reservation is still held.
+		c.mu.Lock()
+		r.releasing = false
+		c.mu.Unlock()
+		return fmt.Errorf("reservation: release %s: %w", quote(r.resource), ctx.Err())
+	}
 	if err != nil {
 		// The script may or may not have run: the key may be deleted
 		// already, and someone else may take it at any moment. Holding

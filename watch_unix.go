@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -22,7 +23,7 @@ import (
 //
 // The watch waits on a duplicate of the socket in the runtime's poller and
 // reads it with MSG_PEEK: it never takes a byte from go-redis.
-func watchClosing(dial func(context.Context, string, string) (net.Conn, error), wg *sync.WaitGroup, closed func()) func(context.Context, string, string) (net.Conn, error) {
+func watchClosing(dial func(context.Context, string, string) (net.Conn, error), wg *sync.WaitGroup, dups *sync.Map, closed func()) func(context.Context, string, string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		cn, err := dial(ctx, network, addr)
 		if err != nil {
@@ -40,15 +41,21 @@ func watchClosing(dial func(context.Context, string, string) (net.Conn, error), 
 		if err != nil {
 			return cn, nil // no watch: the health checks remain
 		}
+		dups.Store(dup, struct{}{})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer dups.Delete(dup)
 			defer dup.Close()
 			if peekUntilClosed(rc) {
 				closed()
 			}
 		}()
-		return &watchedConn{Conn: cn, dup: dup}, nil
+		w := &watchedConn{Conn: cn, dup: dup}
+		// go-redis drops a connection whose set-up failed without closing
+		// it: when it is gone, so is the watch.
+		runtime.AddCleanup(w, func(dup net.Conn) { dup.Close() }, dup)
+		return w, nil
 	}
 }
 
@@ -84,6 +91,7 @@ func duplicate(c net.Conn) (net.Conn, syscall.RawConn, error) {
 // reports true, or until our side closes it, and reports false.
 func peekUntilClosed(rc syscall.RawConn) bool {
 	var buf [1]byte
+	wait := time.Millisecond
 	for {
 		var gone, pending bool
 		err := rc.Read(func(fd uintptr) bool {
@@ -104,7 +112,12 @@ func peekUntilClosed(rc syscall.RawConn) bool {
 		case gone:
 			return true
 		case pending:
-			time.Sleep(2 * time.Millisecond)
+			// A reply go-redis reads in a moment; one that stays is on
+			// a connection go-redis dropped: look less and less often.
+			time.Sleep(wait)
+			wait = min(2*wait, time.Second)
+		default:
+			wait = time.Millisecond
 		}
 	}
 }
