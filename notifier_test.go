@@ -351,3 +351,77 @@ func TestEvictionRiskReported(t *testing.T) {
 		})
 	}
 }
+
+// Many waiters share the tracking connection with the heartbeat's
+// renewals: their watches must not starve the renewals.
+func TestManyWaitersDoNotStarveRenewals(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	other := newTestClient(t, srv, Options{By: "other", TTL: 30 * time.Second})
+	c := newTestClient(t, srv, Options{TTL: 300 * time.Millisecond, RetryInterval: 5 * time.Millisecond})
+	r := mustLock(t, c, "renewed-among-waiters")
+	const waiters = 200
+	for i := range waiters {
+		mustLock(t, other, fmt.Sprintf("busy-%d", i))
+	}
+	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range waiters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Lock(wctx, fmt.Sprintf("busy-%d", i)); !errors.Is(err, ErrNotAcquired) {
+				t.Errorf("waiter %d: %v, want ErrNotAcquired at its deadline", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := r.Err(); err != nil {
+		t.Fatalf("holder lost among %d waiters: %v", waiters, err)
+	}
+}
+
+// Calls whose deadlines end in the middle of the notifier's work leave no
+// connection behind, and Close returns.
+func TestCloseAfterAbandonedCalls(t *testing.T) {
+	srv := redistest.Start(t)
+	other := newTestClient(t, srv, Options{By: "other", TTL: 30 * time.Second})
+	for i := range 10 {
+		mustLock(t, other, fmt.Sprintf("held-%d", i))
+	}
+	c, err := New(srv.URL(), &Options{By: "hasty", Logger: quiet, RestartGuard: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := time.Now().Add(time.Second)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; time.Now().Before(stop); n++ {
+				// Deadlines from 100 µs to 1 ms: some end in the middle of
+				// a read, or of a connection's set-up.
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(100+n%10*100)*time.Microsecond)
+				c.Lock(ctx, fmt.Sprintf("held-%d", i))
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	tracking := strings.Count(srv.Client(t).ClientList(t.Context()).Val(), "name=reservation-tracking ")
+	if tracking > 2 {
+		t.Errorf("%d tracking connections open, want at most 2: connections leak", tracking)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return within 5s")
+	}
+}

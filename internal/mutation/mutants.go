@@ -234,4 +234,63 @@ var mutants = []mutant{
 		},
 		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^(TestRunWaitsForRelease|TestDemo)$"}},
 	},
+	{
+		name:  "history-excuse-unbounded",
+		why:   "the history checker excuses an overlap after a suspension or revocation however late the old holder reports its loss",
+		edits: []edit{{"faults/history/history.go", "\t\tif e.From < acquired && hd.End != 0 && hd.End <= e.Until {", "\t\tif e.From < acquired {"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheck$"}},
+	},
+	{
+		name:  "history-unknown-passes",
+		why:   "porcupine running out of time answers ok",
+		edits: []edit{{"faults/history/porcupine.go", `return fmt.Sprintf("unknown (porcupine did not finish within %v)", timeout)`, `return "ok"`}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestLinearizableUnknownFails$"}},
+	},
+	{
+		name:  "history-revoked-release-passes",
+		why:   "the history checker accepts a release that succeeded after the holder's key was revoked",
+		edits: []edit{{"faults/history/history.go", "if hd.Revoked && hd.Release != nil && hd.Release.Outcome == OutcomeOK {", "if false {"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheck$"}},
+	},
+	{
+		name: "history-unrecorded-validity-passes",
+		why:  "the history checker takes a release that found the key gone, with no validity recorded, for one past its deadline",
+		edits: []edit{{"faults/history/history.go", "\tif rel.Validity == nil || rel.Sent == 0 || rel.Reply == 0 {\n",
+			"\tif rel.Validity == nil || rel.Sent == 0 || rel.Reply == 0 {\n\t\treturn Violation{}, false\n\t}\n\tif false {\n"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheck$"}},
+	},
+	{
+		name:  "history-zero-token-passes",
+		why:   "the history checker accepts a token of 0 (not recorded)",
+		edits: []edit{{"faults/history/history.go", "if hd.Token <= 0 {", "if hd.Token < 0 {"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheck$"}},
+	},
+	{
+		name:  "history-end-before-acquire-passes",
+		why:   "the history checker accepts a release or loss recorded before its acquire returned",
+		edits: []edit{{"faults/history/history.go", "if e.Kind != Revoked && (e.At < hd.Acquired || e.Kind == Released && e.Sent != 0 && e.Sent < hd.Acquired) {", "if false {"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheck$"}},
+	},
+	{
+		name:  "events-delivered-inline",
+		why:   "events reach OnEvent and the log on the goroutine that emits them (the heartbeat): a hook that blocks stalls renewals",
+		edits: []edit{{"events.go", "\tif ev.stopped {\n\t\tev.mu.Unlock()\n\t\tc.deliver(e)", "\tif true {\n\t\tev.mu.Unlock()\n\t\tc.deliver(e)"}},
+		tests: []tests{{module: "faults", pkg: ".", run: "^TestFaultEventsBlocked$"}},
+	},
+	{
+		name: "giveback-before-reply",
+		why:  "an acquire abandoned by its context is given back at once, on another connection, before the server answered it",
+		edits: []edit{
+			{"client.go", "\t\t\tif res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) {\n\t\t\t\tc.giveBack(key, value)\n\t\t\t}", "\t\t\t_ = cmd"},
+			{"client.go", "\t\tif !left {\n\t\t\tc.giveBack(key, value)\n\t\t}", "\t\tc.giveBack(key, value)\n\t\t_ = left"},
+		},
+		tests: []tests{{module: "faults", pkg: ".", run: "^TestFaultShortDeadlines$"}},
+	},
+	{
+		name: "arm-per-waiter-under-its-deadline",
+		why:  "each waiter reads its key on the tracking connection itself, under its own deadline",
+		edits: []edit{{"notifier.go", "\tn.arms[key] = append(n.arms[key], ch)\n\tn.kickLocked()\n\tn.mu.Unlock()\n",
+			"\tn.mu.Unlock()\n\tgo func() { _ = n.armAll(ctx, map[string][]chan armResult{key: {ch}}) }()\n"}},
+		tests: []tests{root("^(TestCloseAfterAbandonedCalls|TestManyWaitersDoNotStarveRenewals)$")},
+	},
 }
