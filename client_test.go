@@ -403,7 +403,7 @@ func queued(c *Client, key string, n int) bool {
 func TestTokensGrowAcrossDataLoss(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := t.Context()
-	c := newTestClient(t, srv, Options{TTL: 200 * time.Millisecond, RestartGuard: 200 * time.Millisecond})
+	c := newTestClient(t, srv, Options{TTL: 300 * time.Millisecond, RestartGuard: 300 * time.Millisecond})
 	var last int64
 	take := func(step string) {
 		t.Helper()

@@ -42,7 +42,7 @@
 // multi-key scripts). It ends by Release, by Close, or by its loss: the key
 // was found gone or someone else's, or no renewal succeeded before the
 // holder's local deadline (the last successful renewal's send time plus the
-// TTL, less a drift margin of 1% of the TTL and DriftMargin, 50 ms by default). A holder cut off from
+// TTL, less a drift margin of 1% of the TTL and DriftMargin, 150 ms by default). A holder cut off from
 // Redis thus learns of its loss before the key can expire on the server and
 // anyone else can take it. A holder also watches its key through client
 // tracking: a delete, overwrite, flush or eviction by anyone else ends the

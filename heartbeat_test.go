@@ -58,7 +58,7 @@ func TestScheduleDeclaresLossAtDeadline(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	r := newReservation(c, "r", "k", "v", 1, t0)
 	c.held[r] = struct{}{}
-	deadline := t0.Add(940 * time.Millisecond) // 1 s less 1% and the default 50 ms
+	deadline := t0.Add(840 * time.Millisecond) // 1 s less 1% and the default 150 ms
 
 	// A renewal that keeps failing is retried, never past the deadline.
 	c.due(deadline.Add(-time.Millisecond))
@@ -74,8 +74,8 @@ func TestScheduleDeclaresLossAtDeadline(t *testing.T) {
 	default:
 		t.Fatal("Done not closed at the deadline")
 	}
-	if got := r.deadline.Sub(t0); got != 940*time.Millisecond {
-		t.Errorf("deadline %v after the send, want TTL less 1%% less 50ms = 940ms", got)
+	if got := r.deadline.Sub(t0); got != 840*time.Millisecond {
+		t.Errorf("deadline %v after the send, want TTL less 1%% less 150ms = 840ms", got)
 	}
 }
 

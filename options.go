@@ -12,14 +12,15 @@ const (
 	DefaultTTL           = 30 * time.Second
 	DefaultPrefix        = "reservation-"
 	DefaultRetryInterval = time.Second
-	// MinTTL is the shortest TTL accepted: below it, the drift margin
-	// would leave a holder too little time to renew.
-	MinTTL = 100 * time.Millisecond
+	// MinTTL is the shortest TTL accepted: below it, the default drift
+	// margin would leave a holder too little time to renew.
+	MinTTL = 300 * time.Millisecond
 	// DefaultDriftMargin is the default of Options.DriftMargin. It covers
-	// what a CPU-starved Go process meets: with GOMAXPROCS=1 and four
-	// CPU-bound goroutines, a timer fires up to 40 ms late (the scheduler
-	// gives each runnable goroutine 10 ms in turn).
-	DefaultDriftMargin = 50 * time.Millisecond
+	// what a CPU-starved Go process meets: with GOMAXPROCS=1 (what Go sets
+	// in a 1-CPU container) and four CPU-bound goroutines, a timer of a
+	// process that also does network I/O fired up to 96 ms late (p99
+	// 78 ms): the scheduler gives each runnable goroutine 10 ms in turn.
+	DefaultDriftMargin = 150 * time.Millisecond
 	// MaxTTL is the longest TTL accepted. A holder keeps its reservation
 	// for as long as it likes by renewing it; a long TTL only delays the
 	// takeover after the holder dies.
@@ -38,7 +39,7 @@ type Options struct {
 	By string
 
 	// TTL is how long a reservation lives on the server without renewal.
-	// Default DefaultTTL (30 s); at least MinTTL (100 ms), at most MaxTTL,
+	// Default DefaultTTL (30 s); at least MinTTL (300 ms), at most MaxTTL,
 	// a whole number of milliseconds.
 	TTL time.Duration
 
@@ -54,7 +55,7 @@ type Options struct {
 	// must cover the longest delay the holder's process may meet in waking
 	// up (a busy CPU, a container's CPU limit): a loss declared later than
 	// the margin may overlap the next holder. Default DefaultDriftMargin
-	// (50 ms); at least 1 ms, at most half the TTL.
+	// (150 ms); at least 1 ms, at most half the TTL.
 	DriftMargin time.Duration
 
 	// Prefix is put before the resource name to make its Redis key.
