@@ -131,15 +131,18 @@ type ours struct {
 type oursHeld struct{ r *reservation.Reservation }
 
 func (o *ours) try(ctx context.Context, res string) (held, bool, error) {
-	r, ok, err := o.c.Lock(ctx, res)
-	if !ok {
+	r, err := o.c.TryLock(ctx, res)
+	switch {
+	case errors.Is(err, reservation.ErrNotAcquired):
+		return nil, false, nil // held by someone else, or the restart guard
+	case err != nil:
 		return nil, false, err
 	}
 	return oursHeld{r}, true, nil
 }
 
 func (o *ours) wait(ctx context.Context, res string) (held, error) {
-	r, err := o.c.WaitUntilLock(ctx, res)
+	r, err := o.c.Lock(ctx, res)
 	if err != nil {
 		return nil, err
 	}

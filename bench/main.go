@@ -27,7 +27,7 @@ import (
 // config is what a run measures and for how long.
 type config struct {
 	rounds    int           // each scenario is run this many times per library, interleaved
-	scenarios []string      // "1" to "7"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL
+	scenarios []string      // "1" to "8"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL, "8s" and "8f" are 8 with a SET and a FLUSHALL
 	libs      []string      // libraries, in table order
 	d12       time.Duration // scenarios 1 and 2, per library and round
 	d34       time.Duration // scenarios 3 and 4
@@ -38,8 +38,12 @@ type config struct {
 	d7        time.Duration
 	ttl7, hb7 time.Duration
 	rounds7   int
-	redisCPU  string // CPU list to pin redis-server to ("" for none)
-	pings     int    // PINGs per round for the loopback round trip
+	n8        int           // scenario 8: reservations held
+	trials8   int           // scenarios 8 and 8s: foreign writes per round, one held key each
+	trials8f  int           // scenario 8f: FLUSHALLs per round, each ends all n8
+	giveUp8   time.Duration // scenario 8: a loss not noticed by then counts as not noticed
+	redisCPU  string        // CPU list to pin redis-server to ("" for none)
+	pings     int           // PINGs per round for the loopback round trip
 }
 
 // crowded is how many other keys with a TTL the database holds in
@@ -50,7 +54,7 @@ const crowded = 20_000
 func fullConfig() config {
 	return config{
 		rounds:    5,
-		scenarios: []string{"1", "2", "3", "4", "4x", "5", "5k", "6", "7"},
+		scenarios: []string{"1", "2", "3", "4", "4x", "5", "5k", "6", "7", "8", "8s", "8f"},
 		libs:      allLibs,
 		d12:       time.Second,
 		d34:       2 * time.Second,
@@ -62,6 +66,10 @@ func fullConfig() config {
 		ttl7:      5 * time.Second,
 		hb7:       time.Second,
 		rounds7:   1,
+		n8:        200,
+		trials8:   200,
+		trials8f:  3,
+		giveUp8:   2 * time.Second,
 		redisCPU:  "0",
 		pings:     5000,
 	}
@@ -80,6 +88,7 @@ func smokeConfig() config {
 	c.n7 = 200
 	c.d7 = 800 * time.Millisecond
 	c.ttl7, c.hb7 = 2*time.Second, 500*time.Millisecond
+	c.n8, c.trials8, c.trials8f = 20, 20, 1
 	c.redisCPU = ""
 	c.pings = 200
 	return c
@@ -90,7 +99,7 @@ func main() {
 	out := flag.String("out", "", "write the results into this Markdown file, between the results markers (default: stdout)")
 	plotPath := flag.String("plot", "", "write the handoff latency CDF of scenario 4 to this PNG file")
 	rounds := flag.Int("rounds", 0, "rounds (default 5; 1 with -smoke)")
-	scen := flag.String("scenarios", "", "comma-separated scenarios to run (default all: 1,2,3,4,4x,5,5k,6,7)")
+	scen := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(fullConfig().scenarios, ",")+")")
 	libs := flag.String("libs", "", "comma-separated libraries (default all: "+strings.Join(allLibs, ",")+")")
 	redisCPU := flag.String("redis-cpu", "", "CPU list to pin redis-server to with taskset (default 0; none with -smoke)")
 	n7 := flag.Int("n7", 0, "scenario 7: reservations held (default 10000)")
@@ -185,7 +194,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 			return err
 		}
 		defer c.Close()
-		return c.PrimeRestartGuard(ctx)
+		_, err = c.PrimeRestartGuard(ctx)
+		return err
 	}
 	e := &env{srv: srv, info: info, prime: prime, cfg: cfg, tag: fmt.Sprintf("b%d", time.Now().UnixNano()%1e6)}
 	rep := newReport(cfg, srv)
@@ -212,8 +222,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 			// library always runs first or after the same neighbour.
 			libs := rotate(cfg.libs, round)
 			for _, lib := range libs {
-				if isRaw(lib) && !slices.Contains([]string{"1", "2"}, s) {
-					continue // the raw floors cannot wait or renew
+				if !runs(lib, s) {
+					continue
 				}
 				if err := e.reset(ctx); err != nil {
 					return nil, err
@@ -245,6 +255,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 					r = e.foreignHolder(ctx, lib, s, round, cfg.trials, 0)
 				case "7":
 					r = e.atScale(ctx, lib, round, cfg.n7, cfg.ttl7, cfg.hb7, cfg.d7)
+				case "8", "8s", "8f":
+					r = e.lossNotice(ctx, lib, s, round)
 				default:
 					return nil, fmt.Errorf("unknown scenario %q", s)
 				}
@@ -255,6 +267,18 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// runs reports whether lib takes part in scenario: the raw floors cannot
+// wait or renew, and scenario 8 measures this library's loss notice.
+func runs(lib, scenario string) bool {
+	switch {
+	case isLossNotice(scenario):
+		return lib == libOurs
+	case isRaw(lib):
+		return scenario == "1" || scenario == "2"
+	}
+	return true
 }
 
 func rotate(s []string, n int) []string {

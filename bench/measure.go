@@ -144,6 +144,18 @@ func (a snapshot) to(b snapshot) usage {
 	return u
 }
 
+// add adds v to u, whose calls must not be nil.
+func (u *usage) add(v usage) {
+	u.rt += v.rt
+	u.cpu += v.cpu
+	u.redisCPU += v.redisCPU
+	u.mallocs += v.mallocs
+	u.bytes += v.bytes
+	for name, n := range v.calls {
+		u.calls[name] += n
+	}
+}
+
 // totalCalls is the number of Redis commands executed, those run inside
 // scripts included.
 func (u usage) totalCalls() int64 {

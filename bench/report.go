@@ -426,6 +426,8 @@ func (rep *report) markdown() string {
 		b.WriteString("\n")
 	}
 
+	rep.writeLossNotice(b)
+
 	var failed []string
 	for _, r := range rep.failed {
 		failed = append(failed, fmt.Sprintf("- round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err))
@@ -437,6 +439,52 @@ func (rep *report) markdown() string {
 	rep.writeTargets(b)
 	fmt.Fprintf(b, "%s\n", endMarker)
 	return b.String()
+}
+
+// lossScenarios are the scenarios of the loss-notice table, in its order.
+var lossScenarios = []string{"8", "8s", "8f"}
+
+// writeLossNotice writes the table of scenario 8: one row per foreign
+// write, for this library.
+func (rep *report) writeLossNotice(b *bytes.Buffer) {
+	var ss []string
+	for _, s := range lossScenarios {
+		if len(rep.results[s][libOurs]) > 0 {
+			ss = append(ss, s)
+		}
+	}
+	if len(ss) == 0 {
+		return
+	}
+	t := table{b}
+	fmt.Fprintf(b, "### Scenario 8: loss notice, %d reservations held (TTL %v, heartbeat %v); "+
+		"delay from a foreign write's reply to the holder's Done closing\n\n",
+		rep.cfg.n8, lossSettings.ttl, lossSettings.heartbeat)
+	t.head("scenario", "foreign write", "losses", "p50", "p99", "max", fmt.Sprintf("not noticed within %v", rep.cfg.giveUp8),
+		"cause not ErrLost", "client round trips/loss", "Redis calls/loss", "Redis calls by command (per loss)")
+	for _, s := range ss {
+		lat := rep.lat(s, libOurs)
+		var missed, causes int
+		for _, r := range rep.results[s][libOurs] {
+			missed += r.Timeouts
+			causes += r.Causes
+		}
+		t.row(s, lossWriteText(s, rep.cfg.n8), fmt.Sprint(len(lat)), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
+			fmtDur(percentile(lat, 100)), fmt.Sprint(missed), fmt.Sprint(causes),
+			fmtNum(rep.per(s, libOurs, rtPer)), fmtNum(rep.per(s, libOurs, callsPer)), rep.callsText(s, libOurs))
+	}
+	b.WriteString("\n")
+}
+
+// lossWriteText describes the foreign write of a loss-notice scenario.
+func lossWriteText(s string, n int) string {
+	switch s {
+	case "8":
+		return "`DEL` of one held key"
+	case "8s":
+		return "`SET` of one held key to another value"
+	}
+	return fmt.Sprintf("`FLUSHALL` (ends all %d)", n)
 }
 
 func name(lib string) string {
@@ -458,8 +506,10 @@ func (rep *report) writeSetup(b *bytes.Buffer) {
 	fmt.Fprintf(b, "- Redis %s (no persistence, default configuration otherwise), on loopback.\n", rep.redis)
 	fmt.Fprintf(b, "- %s; %s.\n", runtime.Version(), versions())
 	fmt.Fprintf(b, "- %d round(s); in each, every library runs every scenario in turn, the order rotated every round. "+
-		"Scenarios 1-2: %v per library and round; 3-4: %v; 5-6: %d trials; 7: %d reservation(s) for %v, %d round(s).\n\n",
-		rep.cfg.rounds, rep.cfg.d12, rep.cfg.d34, rep.cfg.trials, rep.cfg.n7, rep.cfg.d7, rep.cfg.rounds7)
+		"Scenarios 1-2: %v per library and round; 3-4: %v; 5-6: %d trials; 7: %d reservation(s) for %v, %d round(s); "+
+		"8: %d reservations held, %d `DEL` and %d `SET` per round, %d `FLUSHALL`.\n\n",
+		rep.cfg.rounds, rep.cfg.d12, rep.cfg.d34, rep.cfg.trials, rep.cfg.n7, rep.cfg.d7, rep.cfg.rounds7,
+		rep.cfg.n8, rep.cfg.trials8, rep.cfg.trials8, rep.cfg.trials8f)
 }
 
 func orAll(s string) string {
@@ -602,6 +652,15 @@ func (rep *report) writeTargets(b *bytes.Buffer) {
 		t.row("scenario 7: client CPU under 5% of one core", fmt.Sprintf("%.2f%%", 100*cpu), yes(cpu < 0.05))
 		t.row("scenario 7: under 1 KiB per reservation", fmt.Sprintf("%.0f B", r.BytesPer), yes(r.BytesPer < 1024))
 		t.row("scenario 7: no reservation lost", fmt.Sprint(r.Lost), yes(r.Lost == 0))
+	}
+	for _, s := range lossScenarios {
+		lat := rep.lat(s, libOurs)
+		if len(lat) == 0 {
+			continue
+		}
+		p := percentile(lat, 99)
+		t.row(fmt.Sprintf("scenario %s: a holder notices a foreign %s within 10 ms, with client tracking (p99)", s, lossWrite[s]),
+			fmtDur(p), yes(p < 10*time.Millisecond))
 	}
 	b.WriteString("\n")
 }

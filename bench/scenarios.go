@@ -23,7 +23,7 @@ type result struct {
 	Lib      string
 	Round    int
 
-	Ops     int64         // cycles (1, 2), acquisitions (3, 4), trials (5, 6)
+	Ops     int64         // cycles (1, 2), acquisitions (3, 4), trials (5, 6), losses noticed or not (8)
 	Elapsed time.Duration // of the measured part
 	Lat     []time.Duration
 	U       usage
@@ -46,9 +46,12 @@ type result struct {
 	// (and, in 7, were tried again).
 	Failures int64
 
-	// Scenarios 5 and 6.
+	// Scenarios 5 and 6; in 8, losses not noticed within cfg.giveUp8.
 	Timeouts int   // waiters that did not hold the resource within cfg.giveUp
 	Expires  int64 // keys with a TTL in the database at the start
+
+	// Scenario 8: losses whose Err did not match ErrLost.
+	Causes int
 
 	Err error
 }

@@ -2,16 +2,20 @@ package faults
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,12 +23,14 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/redis-reservation/reservation"
 	"github.com/redis-reservation/reservation/faults/history"
 	"github.com/redis-reservation/reservation/faults/internal/redisproc"
 	"github.com/redis-reservation/reservation/faults/internal/report"
+	"github.com/redis-reservation/reservation/faults/internal/worker"
 )
 
 // soak, when set, makes every scenario run that long instead of its short
@@ -55,6 +61,9 @@ type scenario struct {
 	h        *history.History
 	duration time.Duration
 	start    time.Time
+	// ttl and heartbeat are the workers' timings: the constants, unless
+	// the scenario sets others before it starts workers.
+	ttl, heartbeat time.Duration
 
 	ctx    context.Context // ends when the workers must stop
 	cancel context.CancelFunc
@@ -89,10 +98,17 @@ type check struct {
 // new). short is the length of the short form.
 func newScenario(t *testing.T, order int, title string, short time.Duration) *scenario {
 	t.Helper()
+	return newScenarioTimed(t, order, title, short, ttl, heartbeat)
+}
+
+// newScenarioTimed is newScenario for workers with a TTL and heartbeat of
+// their own (0: the library's default, a third of the TTL).
+func newScenarioTimed(t *testing.T, order int, title string, short, ttl, heartbeat time.Duration) *scenario {
+	t.Helper()
 	s := &scenario{
 		t: t, order: order, title: title, h: history.New(),
 		duration: short, byName: map[string]*check{}, names: map[string]bool{},
-		seed: uint64(time.Now().UnixNano()),
+		seed: uint64(time.Now().UnixNano()), ttl: ttl, heartbeat: heartbeat,
 	}
 	if *soak > 0 {
 		s.duration = *soak
@@ -108,11 +124,11 @@ func newScenario(t *testing.T, order int, title string, short time.Duration) *sc
 	t.Cleanup(s.cancel)
 
 	c := s.client("primer")
-	if err := c.PrimeRestartGuard(context.Background()); err != nil {
+	if _, err := c.PrimeRestartGuard(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	s.start = time.Now()
-	t.Logf("seed %d, %v of traffic, TTL %v, heartbeat %v", s.seed, s.duration, ttl, heartbeat)
+	t.Logf("seed %d, %v of traffic, TTL %v, heartbeat %v", s.seed, s.duration, s.ttl, cmp.Or(s.heartbeat, s.ttl/3))
 	return s
 }
 
@@ -120,7 +136,7 @@ func newScenario(t *testing.T, order int, title string, short time.Duration) *sc
 // end of the test.
 func (s *scenario) client(by string) *reservation.Client {
 	s.t.Helper()
-	c, err := reservation.New(s.srv.URL(), &reservation.Options{By: by, TTL: ttl, HeartbeatInterval: heartbeat,
+	c, err := reservation.New(s.srv.URL(), &reservation.Options{By: by, TTL: s.ttl, HeartbeatInterval: s.heartbeat,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		s.t.Fatal(err)
@@ -130,7 +146,7 @@ func (s *scenario) client(by string) *reservation.Client {
 }
 
 // spec returns a worker spec with the scenario's timings, on url.
-func (s *scenario) spec(name, url string) workerSpec {
+func (s *scenario) spec(name, url string) worker.Spec {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.names[name] {
@@ -138,10 +154,10 @@ func (s *scenario) spec(name, url string) workerSpec {
 	}
 	s.names[name] = true
 	s.seed++
-	return workerSpec{
+	return worker.Spec{
 		Name: name, URL: url, Resources: resources, Lanes: 1,
-		TTL: ttl, Heartbeat: heartbeat, Retry: retry,
-		HoldMin: 20 * time.Millisecond, HoldMax: 2 * ttl,
+		TTL: s.ttl, Heartbeat: s.heartbeat, Retry: retry,
+		HoldMin: 20 * time.Millisecond, HoldMax: 2 * s.ttl,
 		LockRatio: 0.25, Seed: s.seed,
 		Life:     s.duration + 2*time.Minute,
 		External: len(s.names)%2 == 0,
@@ -178,7 +194,13 @@ func (w *inproc) stop() {
 }
 
 // goWorker starts a worker in this process. log may be nil.
-func (s *scenario) goWorker(spec workerSpec, log *slog.Logger) *inproc {
+func (s *scenario) goWorker(spec worker.Spec, log *slog.Logger) *inproc {
+	return s.goWorkerHook(spec, log, nil)
+}
+
+// goWorkerHook starts a worker in this process whose Client calls onEvent
+// (Options.OnEvent, when not nil). log may be nil.
+func (s *scenario) goWorkerHook(spec worker.Spec, log *slog.Logger, onEvent func(reservation.Event)) *inproc {
 	if log == nil {
 		log = s.logger(spec.Name)
 	}
@@ -186,7 +208,7 @@ func (s *scenario) goWorker(spec workerSpec, log *slog.Logger) *inproc {
 	w := &inproc{name: spec.Name, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		if err := runWorker(ctx, spec, log, s.h.Add); err != nil {
+		if err := worker.Run(ctx, spec, log, onEvent, s.h.Add); err != nil {
 			s.t.Errorf("worker %s: %v", spec.Name, err)
 		}
 	}()
@@ -207,16 +229,34 @@ type proc struct {
 	dead  bool
 }
 
-// startProc starts a worker process. Its events go to the history as they
-// come.
-func (s *scenario) startProc(spec workerSpec) *proc {
+// startProc starts a worker process: this test binary run again. Its
+// events go to the history as they come.
+func (s *scenario) startProc(spec worker.Spec) *proc {
+	s.t.Helper()
+	return s.startProcBin(spec, "", "")
+}
+
+// startProcBin starts a worker process from the binary bin (plainWorker),
+// or this test binary run again when bin is "", on the CPUs of the list
+// cpus (taskset) when not "".
+func (s *scenario) startProcBin(spec worker.Spec, bin, cpus string) *proc {
 	s.t.Helper()
 	b, err := json.Marshal(spec)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), workerEnv+"="+string(b))
+	args := []string{os.Args[0], "-test.run=^$"}
+	if bin != "" {
+		args = []string{bin}
+	}
+	if cpus != "" {
+		args = append([]string{"taskset", "-c", cpus}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), worker.Env+"="+string(b))
+	if spec.MaxProcs > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMAXPROCS=%d", spec.MaxProcs))
+	}
 	cmd.Stderr = s.logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -233,6 +273,7 @@ func (s *scenario) startProc(spec workerSpec) *proc {
 	go func() {
 		defer close(p.read)
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 4<<20) // a Lateness event is long
 		for sc.Scan() {
 			if err := s.h.AddJSON(sc.Bytes()); err != nil {
 				s.t.Errorf("worker %s: %v", spec.Name, err)
@@ -272,6 +313,13 @@ func (p *proc) stop() {
 	}
 }
 
+// tell writes line to the process's standard input (see worker.Main).
+func (p *proc) tell(line string) {
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		p.s.t.Errorf("worker %s: tell %q: %v", p.name, line, err)
+	}
+}
+
 // kill kills the process with SIGKILL, waits until it is gone, and records
 // the crash of its holdings at that instant.
 func (p *proc) kill() {
@@ -285,11 +333,15 @@ func (p *proc) kill() {
 }
 
 // suspend stops the process (SIGSTOP) for d and records it: from is taken
-// once it is stopped, until before it is continued.
-func (p *proc) suspend(d time.Duration) (from, until int64) {
+// once it is stopped, until before it is continued. stopped, when not nil,
+// runs once the process is stopped (the sleep includes it).
+func (p *proc) suspend(d time.Duration, stopped func()) (from, until int64) {
 	_ = p.cmd.Process.Signal(syscall.SIGSTOP)
 	from = history.Now()
-	time.Sleep(d)
+	if stopped != nil {
+		stopped()
+	}
+	time.Sleep(time.Until(time.Unix(0, from).Add(d)))
 	until = history.Now()
 	_ = p.cmd.Process.Signal(syscall.SIGCONT)
 	p.s.h.Add(history.Event{Kind: history.Suspended, Worker: p.name, At: from, Until: until})
@@ -351,9 +403,13 @@ func (s *scenario) running() bool {
 	return time.Since(s.start) < s.duration && !s.t.Failed()
 }
 
+// noMeasure is the measure of a check that has none.
+const noMeasure = time.Duration(math.MinInt64)
+
 // check records one instance of a scenario-specific check: ok says
-// whether it passed; v, when not negative, is its measure (a headroom when
-// lowerIsWorse, else a delay) for the table's worst value.
+// whether it passed; v, unless noMeasure, is its measure (a headroom when
+// lowerIsWorse, negative when there was none; else a delay) for the
+// table's worst value.
 func (s *scenario) check(name string, ok bool, v time.Duration, lowerIsWorse bool, format string, args ...any) {
 	s.t.Helper()
 	s.mu.Lock()
@@ -367,7 +423,7 @@ func (s *scenario) check(name string, ok bool, v time.Duration, lowerIsWorse boo
 	if !ok {
 		c.failed++
 	}
-	if v >= 0 && (!c.haveWorst || (lowerIsWorse && v < c.worst) || (!lowerIsWorse && v > c.worst)) {
+	if v != noMeasure && (!c.haveWorst || (lowerIsWorse && v < c.worst) || (!lowerIsWorse && v > c.worst)) {
 		c.worst, c.haveWorst = v, true
 	}
 	s.mu.Unlock()
@@ -376,10 +432,29 @@ func (s *scenario) check(name string, ok bool, v time.Duration, lowerIsWorse boo
 	}
 }
 
+// checkCounted records a scenario-specific check made checked times, of
+// which failed failed, with no measure.
+func (s *scenario) checkCounted(name string, checked, failed int, format string, args ...any) {
+	s.t.Helper()
+	s.mu.Lock()
+	c := s.byName[name]
+	if c == nil {
+		c = &check{name: name}
+		s.byName[name] = c
+		s.checks = append(s.checks, c)
+	}
+	c.checked += checked
+	c.failed += failed
+	s.mu.Unlock()
+	if failed > 0 {
+		s.t.Errorf(name+": "+format, args...)
+	}
+}
+
 // waitHolding waits until a holding of one of the workers named is open,
 // and answers it.
 func (s *scenario) waitHolding(workers ...string) (history.Event, bool) {
-	deadline := time.Now().Add(10 * ttl)
+	deadline := time.Now().Add(10 * s.ttl)
 	for time.Now().Before(deadline) {
 		for _, w := range workers {
 			if open := openHoldings(s.h, w); len(open) > 0 {
@@ -394,7 +469,7 @@ func (s *scenario) waitHolding(workers ...string) (history.Event, bool) {
 // waitFresh waits until one of the workers named acquires, and answers
 // which worker and its holding, while it is younger than age.
 func (s *scenario) waitFresh(workers []string, age time.Duration) (int, history.Event, bool) {
-	deadline := time.Now().Add(10 * ttl)
+	deadline := time.Now().Add(10 * s.ttl)
 	for time.Now().Before(deadline) {
 		for i, w := range workers {
 			for _, e := range openHoldings(s.h, w) {
@@ -454,11 +529,11 @@ func (s *scenario) finish(extra func(res *history.Result)) {
 	}
 	s.mu.Unlock()
 
-	res := s.h.Check()
+	res := s.h.Check(history.Limits{Heartbeat: cmp.Or(s.heartbeat, s.ttl/3), Grace: slack})
 	if extra != nil {
 		extra(res)
 	}
-	lin := res.Linearizable(30*time.Second, t.ArtifactDir(), "porcupine")
+	lin := res.Linearizable(2*time.Minute, t.ArtifactDir(), "porcupine")
 	t.Logf("history: %v; porcupine: %s", res, lin)
 	bad := map[string]bool{}
 	for _, v := range res.Violations {
@@ -470,8 +545,8 @@ func (s *scenario) finish(extra func(res *history.Result)) {
 			t.Logf("holdings of %q:\n%s", r, res.Dump(r))
 		}
 	}
-	if lin != "ok" && lin != "unknown" {
-		t.Errorf("porcupine: history of holdings not linearizable against the lock model: %s", lin)
+	if !history.Passed(lin) {
+		t.Errorf("porcupine: history of holdings not shown linearizable against the lock model: %s", lin)
 	}
 	if res.Holdings == 0 {
 		t.Errorf("no holding recorded")
@@ -494,4 +569,129 @@ func (s *scenario) finish(extra func(res *history.Result)) {
 	s.mu.Unlock()
 	sum.Pass = !t.Failed()
 	fmt.Println(sum.Line())
+}
+
+// keyExpiry is what a read of a reservation key found: its holder value,
+// and when it expires on the server.
+type keyExpiry struct {
+	holder string
+	// lo is the earliest instant the key can expire: the read's send
+	// instant plus its PTTL (whole milliseconds, read by the server at an
+	// instant after the send; Redis expires a key once its clock has
+	// passed the expiry). hi is the latest: the reply plus the PTTL and a
+	// millisecond.
+	lo, hi int64
+}
+
+// readExpiries reads the keys of resources (those held, with a TTL) in one
+// round trip. With stats, the round trip first reads how many PEXPIRE the
+// server ran (renewals), answered as pexpires; else pexpires is -1.
+func readExpiries(ctx context.Context, rdb *redis.Client, resources []string, stats bool) (keys map[string]keyExpiry, pexpires int64, err error) {
+	pipe := rdb.Pipeline()
+	var info *redis.StringCmd
+	if stats {
+		info = pipe.Info(ctx, "commandstats")
+	}
+	gets := make([]*redis.StringCmd, len(resources))
+	pttls := make([]*redis.DurationCmd, len(resources))
+	for i, r := range resources {
+		gets[i] = pipe.Get(ctx, "reservation-"+r)
+		pttls[i] = pipe.PTTL(ctx, "reservation-"+r)
+	}
+	sent := history.Now()
+	_, _ = pipe.Exec(ctx)
+	reply := history.Now()
+	keys = map[string]keyExpiry{}
+	for i, r := range resources {
+		if gets[i].Err() != nil || pttls[i].Err() != nil || pttls[i].Val() <= 0 {
+			continue // not held, or no expiry
+		}
+		p := int64(pttls[i].Val())
+		keys[r] = keyExpiry{holder: gets[i].Val(), lo: sent + p, hi: reply + p + int64(time.Millisecond)}
+	}
+	pexpires = -1
+	if stats {
+		if pexpires, err = pexpireCalls(info); err != nil {
+			return nil, 0, err
+		}
+	}
+	return keys, pexpires, nil
+}
+
+// pexpireCalls answers the PEXPIRE calls counted by INFO commandstats.
+func pexpireCalls(info *redis.StringCmd) (int64, error) {
+	if err := info.Err(); err != nil {
+		return 0, err
+	}
+	_, rest, ok := strings.Cut(info.Val(), "cmdstat_pexpire:calls=")
+	if !ok {
+		return 0, nil // none yet
+	}
+	n, _, _ := strings.Cut(rest, ",")
+	return strconv.ParseInt(n, 10, 64)
+}
+
+// plainBuild is the worker command built without the race detector.
+var plainBuild struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// plainWorker answers the path of the worker command (internal/workercmd),
+// built once per test binary without the race detector, as production
+// binaries are, for the worker processes whose timing must be theirs.
+func plainWorker(t *testing.T) string {
+	t.Helper()
+	plainBuild.once.Do(func() {
+		start := time.Now()
+		if plainBuild.dir, plainBuild.err = os.MkdirTemp("", "fault-worker-"); plainBuild.err != nil {
+			return
+		}
+		path := filepath.Join(plainBuild.dir, "fault-worker")
+		cmd := exec.Command("go", "build", "-race=false", "-o", path, "./internal/workercmd")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			plainBuild.err = fmt.Errorf("build the worker command: %v\n%s", err, out)
+			return
+		}
+		plainBuild.path = path
+		t.Logf("worker command built without the race detector in %v", time.Since(start).Round(100*time.Millisecond))
+	})
+	if plainBuild.err != nil {
+		t.Fatal(plainBuild.err)
+	}
+	return plainBuild.path
+}
+
+// pinCPUs gives a worker process a CPU of its own, as in a 1-CPU
+// container: on a machine of two CPUs or more, this test process and the
+// Redis server run on CPU 0 until the test ends, and pinCPUs answers "1",
+// the CPU list for the worker (startProcBin). On a single CPU it answers
+// "" and pins nothing.
+func (s *scenario) pinCPUs() string {
+	t := s.t
+	t.Helper()
+	if runtime.NumCPU() < 2 {
+		t.Logf("one CPU: the worker process shares it with the test and Redis")
+		return ""
+	}
+	self := strconv.Itoa(os.Getpid())
+	out, err := exec.Command("taskset", "-c", "-p", self).Output()
+	if err != nil {
+		t.Fatalf("taskset (util-linux) is needed to give the worker process a CPU of its own: %v", err)
+	}
+	_, orig, ok := strings.Cut(strings.TrimSpace(string(out)), ": ")
+	if !ok {
+		t.Fatalf("taskset -c -p %s: unexpected output %q", self, out)
+	}
+	pin := func(cpus string, pids ...string) {
+		for _, pid := range pids {
+			if out, err := exec.Command("taskset", "-a", "-c", "-p", cpus, pid).CombinedOutput(); err != nil {
+				t.Errorf("taskset -a -c -p %s %s: %v: %s", cpus, pid, err, out)
+			}
+		}
+	}
+	pin("0", self, strconv.Itoa(s.srv.Pid()))
+	t.Cleanup(func() { pin(orig, self) })
+	return "1"
 }

@@ -99,10 +99,12 @@ func TestFaultCutLink(t *testing.T) {
 						t.Errorf("cut holding %s not in the history", c.holder)
 						continue
 					}
-					s.check("loss reported before the key expired on the server", hd.LostAt != 0 && hd.LostAt < c.expiresHi,
-						time.Duration(c.expiresHi-hd.LostAt), true,
-						"holding %s (cut at %s) reported its loss at %s (ended %s at %s), its key expired by %s", c.holder,
-						stamp(c.at), stamp(hd.LostAt), hd.EndKind, stamp(hd.End), stamp(c.expiresHi))
+					// The key expires no sooner than expiresLo: the loss
+					// must come before it.
+					s.check("loss reported before the key expired on the server", hd.LostAt != 0 && hd.LostAt < c.expiresLo,
+						time.Duration(c.expiresLo-hd.LostAt), true,
+						"holding %s (cut at %s) reported its loss at %s (ended %s at %s), its key expired at %s-%s", c.holder,
+						stamp(c.at), endStamp(hd.LostAt), hd.EndKind, endStamp(hd.End), stamp(c.expiresLo), stamp(c.expiresHi))
 					if next := nextHolding(res, c.resource, c.at); next != nil {
 						s.check("nobody else held it before the key expired", next.Acquired >= c.expiresLo,
 							time.Duration(next.Acquired-c.expiresLo), true,
@@ -192,4 +194,12 @@ func nextHolding(res *history.Result, resource string, at int64) *history.Holdin
 
 func stamp(ns int64) string {
 	return time.Unix(0, ns).Format("15:04:05.000000")
+}
+
+// endStamp is stamp of an end instant, "never" when it is 0.
+func endStamp(ns int64) string {
+	if ns == 0 {
+		return "never"
+	}
+	return stamp(ns)
 }

@@ -1,11 +1,16 @@
 // Package faults proves the reservation library safe under real faults: it
 // runs workers that contend for a few resources with short TTLs, injects a
 // fault (a cut or slow link through toxiproxy, kill -9 of a holder process,
-// a Redis restart or FLUSHALL, a paused Redis, a paused holder, a key
-// deleted or overwritten by another client), records every holding in a
-// history and checks it (package history). Each scenario prints a summary
-// line that cmd/reliability-table turns into the table of
-// docs/RELIABILITY.md.
+// a Redis restart or FLUSHALL, a paused Redis, a paused holder, a log
+// handler or event hook that blocks, a key deleted or overwritten by
+// another client, a holder process starved of CPU, deadlines shorter than a
+// round trip over a jittery link), records every holding in a history and
+// checks it (package history). Each scenario prints a summary line that
+// cmd/reliability-table turns into the table of docs/RELIABILITY.md.
+//
+// Workers run in this process and in worker processes (package
+// internal/worker): this test binary run again, or, for the starved
+// holder, the command internal/workercmd built without the race detector.
 //
 // Short form (seconds per scenario, as CI runs it):
 //
@@ -18,24 +23,35 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/redis-reservation/reservation/faults/internal/worker"
 )
 
 func TestMain(m *testing.M) {
 	// go-redis logs each failed dial; here they are the faults injected.
 	redis.SetLogger(quietLog{})
-	if spec := os.Getenv(workerEnv); spec != "" {
-		os.Exit(workerMain(spec))
+	if spec := os.Getenv(worker.Env); spec != "" {
+		os.Exit(worker.Main(spec))
 	}
-	goleak.VerifyTestMain(m,
+	code := m.Run()
+	if plainBuild.dir != "" {
+		os.RemoveAll(plainBuild.dir)
+	}
+	if code == 0 {
 		// toxiproxy leaks the goroutine of a toxic whose link's writer
 		// has gone (blocked sending to it, forever); not ours to fix.
-		goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run"),
-	)
+		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/Shopify/toxiproxy/v2/toxics.(*ToxicStub).Run")); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 type quietLog struct{}

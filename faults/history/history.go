@@ -13,17 +13,25 @@
 //   - two holdings of one resource whose [acquired, end] intervals
 //     intersect, unless the first holder was knowingly taken out of the
 //     game (its process suspended, or its key deleted by another client)
-//     before the second acquired, and the second's token is the greater
-//     one: that is the stale holder that fencing tokens exist for;
-//   - a token that is not greater than the token of the resource's
-//     previous holding;
+//     before the second acquired, the second's token is the greater one,
+//     and the first reported its loss by the time the fault can explain:
+//     the end of the suspension (plus Limits.Grace), or its next renewal
+//     (a heartbeat after the revocation, plus Limits.Grace). That is the
+//     stale holder that fencing tokens exist for; one that goes on
+//     believing it holds past that bound is a violation;
+//   - a token that is not positive, or not greater than the token of the
+//     resource's previous holding;
 //   - a holding that never ended, or ended without its release or its
 //     loss being reported: a release that found the key gone while the
-//     holder still had validity left, with no fault to explain it;
+//     holder still had validity left, with no fault to explain it, or a
+//     release that found the key gone and did not record its validity;
+//   - a release that succeeded after the holder's key was revoked: it
+//     deleted a key that was not its own any more;
+//   - an end (release or loss) recorded before the acquisition returned;
 //   - a loss whose cause is not reservation.ErrLost.
 //
 // It also checks the same history for linearizability against a lock model
-// with porcupine (see Linearizable).
+// with porcupine (see Linearizable); only "ok" passes (see Passed).
 package history
 
 import (
@@ -42,33 +50,42 @@ type Kind string
 
 // Kinds of events.
 const (
-	// Acquired: Holder got Resource with Token. Call is when the Lock or
-	// WaitUntilLock call was made, At when its reply came back.
+	// Acquired: Holder got Resource with Token. Call is when the TryLock or
+	// Lock call was made, At when its reply came back.
 	Acquired Kind = "acquired"
 	// Released: Holder gave its holding up. At is when the first release
 	// was sent (the holder stopped using the resource then). Sent, Reply
 	// and Validity describe the last attempt: when it was sent, when its
-	// answer came back, and what Validity() said just before it was sent.
-	// Outcome is "ok", "not-held" (ErrNotHeld) or "error".
+	// answer came back, and what Validity() said just before it was sent
+	// (nil when not recorded). Outcome is "ok", "not-held" (ErrNotHeld) or
+	// "error".
 	Released Kind = "released"
-	// Lost: Holder saw its Done channel closed at At; Outcome is the
-	// cause (Err()).
+	// Lost: Holder saw its Done channel closed at At; Outcome is
+	// LostCause when Err() matched reservation.ErrLost (errors.Is), else
+	// Err()'s text; Reason is Err()'s text, which says why.
 	Lost Kind = "lost"
 	// Crashed: the process of Worker was killed (kill -9) at At: every
 	// holding of Worker still open then ended then.
 	Crashed Kind = "crashed"
 	// Suspended: the process of Worker was stopped from At to Until
-	// (SIGSTOP, SIGCONT), or its heartbeat was blocked: it could notice
-	// nothing meanwhile.
+	// (SIGSTOP, SIGCONT): it could notice nothing meanwhile. Its holdings
+	// may overlap their successors until Until (plus Limits.Grace), when
+	// it wakes and must report their loss.
 	Suspended Kind = "suspended"
 	// Revoked: another client deleted or overwrote the key of Holder, by
 	// a command sent at At whose answer came back at Until. From At on,
-	// another worker may acquire before Holder notices.
+	// another worker may acquire before Holder notices, and Holder must
+	// report its loss by its next renewal: a heartbeat after Until (plus
+	// Limits.Grace).
 	Revoked Kind = "revoked"
 	// DataLost: the server lost every key between At and Until (a
 	// FLUSHALL, a restart without persistence). Unlike Revoked this
 	// excuses no overlap: the restart guard must prevent them.
 	DataLost Kind = "data-lost"
+	// Lateness is not about a holding: Late holds how late the timers of
+	// Worker's process fired (a process starved of CPU), and LateAt when
+	// each fired. Check ignores it.
+	Lateness Kind = "timer-lateness"
 )
 
 // Event is one entry of a history. Worker processes print events as JSON
@@ -84,9 +101,18 @@ type Event struct {
 	Until    int64  `json:"until,omitempty"`
 	Sent     int64  `json:"sent,omitempty"`
 	Reply    int64  `json:"reply,omitempty"`
-	Validity int64  `json:"validity,omitempty"`
-	Outcome  string `json:"outcome,omitempty"`
+	// Validity is a pointer so that a validity of 0 (the local deadline
+	// passed) is told apart from one that was not recorded.
+	Validity *time.Duration `json:"validity,omitempty"`
+	Outcome  string         `json:"outcome,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	// Late and LateAt: see Lateness.
+	Late   []time.Duration `json:"late,omitempty"`
+	LateAt []int64         `json:"late_at,omitempty"`
 }
+
+// Validity returns d as an Event's Validity.
+func Validity(d time.Duration) *time.Duration { return &d }
 
 // Outcomes of a Released event.
 const (
@@ -96,7 +122,8 @@ const (
 )
 
 // LostCause is the Outcome a Lost event must have: the text of
-// reservation.ErrLost.
+// reservation.ErrLost, which the worker records when Err() matches it
+// (errors.Is); the error itself wraps it with the reason.
 const LostCause = "reservation: lost"
 
 // Now returns the current instant as an Event wants it.
@@ -135,6 +162,17 @@ func (h *History) Events() []Event {
 	return slices.Clone(h.events)
 }
 
+// Limits are the scenario's timings that bound what a fault excuses.
+type Limits struct {
+	// Heartbeat is the renewal interval: a holder whose key was revoked
+	// learns of it at its next renewal at the latest, within a heartbeat.
+	Heartbeat time.Duration
+	// Grace is what the scheduling of a busy machine may add to the
+	// instant a holder reports what it knows (waking from a suspension,
+	// hearing its renewal's reply).
+	Grace time.Duration
+}
+
 // Holding is one acquisition, as rebuilt from the events.
 type Holding struct {
 	Worker, Resource, Holder string
@@ -147,21 +185,43 @@ type Holding struct {
 	// which (Released, Lost, Crashed).
 	End     int64
 	EndKind Kind
-	// Excused is the instant from which another worker may hold the
-	// resource before End without a violation (the holder's process was
-	// suspended, or its key revoked), 0 when none.
-	Excused int64
+	// Excuses are the faults that took the holder out of the game before
+	// End (its process suspended, its key revoked): each lets another
+	// worker hold the resource from its From until its Until.
+	Excuses []Excuse
+	// Revoked reports that another client took the holder's key.
+	Revoked bool
 	// LostAt is when a loss was reported, 0 when none.
 	LostAt int64
 	// Release is the Released event, if any.
 	Release *Event
-	// Cause is the Outcome of the Lost event.
-	Cause string
+	// Cause is the Outcome of the Lost event, Reason its Reason.
+	Cause, Reason string
+}
+
+// Excuse is a fault that took a holder out of the game: from From, another
+// worker may acquire its resource before it notices, and the holder must
+// have reported its loss by Until (what the fault can explain).
+type Excuse struct {
+	Kind        Kind // Suspended or Revoked
+	From, Until int64
+}
+
+// excuse answers the excuse that covers an overlap with a holding acquired
+// at acquired, if any: the fault took the holder out of the game before
+// then, and the holder reported its loss by the time the fault explains.
+func (hd *Holding) excuse(acquired int64) (Excuse, bool) {
+	for _, e := range hd.Excuses {
+		if e.From < acquired && hd.End != 0 && hd.End <= e.Until {
+			return e, true
+		}
+	}
+	return Excuse{}, false
 }
 
 // Violation is one failed check.
 type Violation struct {
-	Check    string `json:"check"` // overlap, token, unended, silent-loss, cause, event
+	Check    string `json:"check"` // overlap, token, unended, silent-loss, revoked-release, cause, event
 	Resource string `json:"resource,omitempty"`
 	Detail   string `json:"detail"`
 }
@@ -203,8 +263,9 @@ func (r *Result) String() string {
 // maxViolations bounds how many violations of one kind are listed.
 const maxViolations = 20
 
-// Check rebuilds the holdings from the events and checks them.
-func (h *History) Check() *Result {
+// Check rebuilds the holdings from the events and checks them, with the
+// excuses of faults bounded by lim.
+func (h *History) Check(lim Limits) *Result {
 	events := h.Events()
 	res := &Result{}
 	add := func(v Violation) {
@@ -218,7 +279,7 @@ func (h *History) Check() *Result {
 			res.Violations = append(res.Violations, v)
 		}
 	}
-	holds, workers := build(events, add)
+	holds, workers := build(events, lim, add)
 	res.Holds = holds
 	res.Holdings = len(holds)
 	res.Workers = len(workers)
@@ -236,8 +297,15 @@ func (h *History) Check() *Result {
 		case hd.EndKind == Crashed:
 			res.Crashed++
 		}
+		if hd.Token <= 0 {
+			add(Violation{"token", hd.Resource, fmt.Sprintf("holding %s (acquired %s) has token %d: a token is always positive (was it recorded?)", hd.Holder, stamp(hd.Acquired), hd.Token)})
+		}
 		if hd.LostAt != 0 && hd.Cause != LostCause {
-			add(Violation{"cause", hd.Resource, fmt.Sprintf("holding %s ended on Done with cause %q, want %q", hd.Holder, hd.Cause, LostCause)})
+			add(Violation{"cause", hd.Resource, fmt.Sprintf("holding %s ended on Done with cause %q (%q), want %q", hd.Holder, hd.Cause, hd.Reason, LostCause)})
+		}
+		if hd.Revoked && hd.Release != nil && hd.Release.Outcome == OutcomeOK {
+			add(Violation{"revoked-release", hd.Resource, fmt.Sprintf("release of %s (token %d) sent at %s succeeded, but its key had been revoked: it deleted a key that was not its own",
+				hd.Holder, hd.Token, stamp(hd.Release.Sent))})
 		}
 	}
 	res.Resources = len(byRes)
@@ -255,7 +323,7 @@ func (h *History) Check() *Result {
 }
 
 // build rebuilds the holdings from events.
-func build(events []Event, add func(Violation)) ([]*Holding, map[string]bool) {
+func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[string]bool) {
 	byHolder := map[string]*Holding{}
 	var holds []*Holding
 	workers := map[string]bool{}
@@ -280,11 +348,6 @@ func build(events []Event, add func(Violation)) ([]*Holding, map[string]bool) {
 			hd.End, hd.EndKind = at, kind
 		}
 	}
-	excuse := func(hd *Holding, at int64) {
-		if hd.Excused == 0 || at < hd.Excused {
-			hd.Excused = at
-		}
-	}
 	for _, e := range events {
 		switch e.Kind {
 		case Released, Lost, Revoked:
@@ -295,17 +358,24 @@ func build(events []Event, add func(Violation)) ([]*Holding, map[string]bool) {
 				}
 				continue
 			}
+			if e.Kind != Revoked && (e.At < hd.Acquired || e.Kind == Released && e.Sent != 0 && e.Sent < hd.Acquired) {
+				add(Violation{"event", hd.Resource, fmt.Sprintf("%s of %s recorded at %s, before its acquire returned at %s",
+					e.Kind, hd.Holder, stamp(min(e.At, cmp.Or(e.Sent, e.At))), stamp(hd.Acquired))})
+			}
 			switch e.Kind {
 			case Released:
 				hd.Release = &e
 				end(hd, e.At, Released)
 			case Lost:
 				if hd.LostAt == 0 || e.At < hd.LostAt {
-					hd.LostAt, hd.Cause = e.At, e.Outcome
+					hd.LostAt, hd.Cause, hd.Reason = e.At, e.Outcome, e.Reason
 				}
 				end(hd, e.At, Lost)
 			case Revoked:
-				excuse(hd, e.At)
+				hd.Revoked = true
+				// Its next renewal, within a heartbeat of the revocation,
+				// finds the key gone (client tracking tells it sooner).
+				hd.Excuses = append(hd.Excuses, Excuse{Revoked, e.At, cmp.Or(e.Until, e.At) + int64(lim.Heartbeat+lim.Grace)})
 			}
 		case Crashed, Suspended:
 			workers[e.Worker] = true
@@ -317,15 +387,15 @@ func build(events []Event, add func(Violation)) ([]*Holding, map[string]bool) {
 					end(hd, e.At, Crashed)
 				}
 				if e.Kind == Suspended && (hd.End == 0 || hd.End > e.At) {
-					excuse(hd, e.At)
+					// On waking, its local deadline long past, it reports
+					// its loss at once.
+					hd.Excuses = append(hd.Excuses, Excuse{Suspended, e.At, cmp.Or(e.Until, e.At) + int64(lim.Grace)})
 				}
 			}
 		}
 	}
 	for _, hd := range holds {
-		if hd.Excused != 0 && hd.End != 0 && hd.Excused >= hd.End {
-			hd.Excused = 0
-		}
+		hd.Excuses = slices.DeleteFunc(hd.Excuses, func(x Excuse) bool { return hd.End != 0 && x.From >= hd.End })
 	}
 	return holds, workers
 }
@@ -333,7 +403,9 @@ func build(events []Event, add func(Violation)) ([]*Holding, map[string]bool) {
 // silentLoss reports a release that found the key gone or someone else's
 // while the holder still had validity left, with no revocation and no loss
 // of the server's data to explain it: the holding ended without its loss
-// being reported.
+// being reported. A release that found the key gone without recording
+// when it was sent, answered and what validity was left cannot be judged,
+// and is reported too.
 func silentLoss(hd *Holding, dataLost []Event) (Violation, bool) {
 	rel := hd.Release
 	if rel == nil || rel.Outcome != OutcomeNotHeld {
@@ -342,11 +414,19 @@ func silentLoss(hd *Holding, dataLost []Event) (Violation, bool) {
 	if hd.LostAt != 0 && hd.LostAt <= rel.Sent {
 		return Violation{}, false // reported before the release was sent
 	}
-	if rel.Validity <= 0 || rel.Reply-rel.Sent >= rel.Validity {
+	if rel.Validity == nil || rel.Sent == 0 || rel.Reply == 0 {
+		return Violation{"silent-loss", hd.Resource, fmt.Sprintf(
+			"release of %s (token %d) found the key gone or someone else's, with no loss reported, and did not record its validity, send and reply instants: it cannot be told from a silent loss",
+			hd.Holder, hd.Token)}, true
+	}
+	validity := *rel.Validity
+	if validity <= 0 || time.Duration(rel.Reply-rel.Sent) >= validity {
 		return Violation{}, false // the local deadline passed meanwhile
 	}
-	if hd.Excused != 0 && hd.Excused <= rel.Reply {
-		return Violation{}, false // revoked or suspended
+	for _, x := range hd.Excuses {
+		if x.From <= rel.Reply {
+			return Violation{}, false // revoked or suspended
+		}
 	}
 	for _, d := range dataLost {
 		if d.At <= rel.Reply && d.Until >= hd.Acquired {
@@ -355,7 +435,7 @@ func silentLoss(hd *Holding, dataLost []Event) (Violation, bool) {
 	}
 	return Violation{"silent-loss", hd.Resource, fmt.Sprintf(
 		"release of %s (token %d) found the key gone or someone else's %v after it was sent, with %v of validity left and no loss reported",
-		hd.Holder, hd.Token, time.Duration(rel.Reply-rel.Sent), time.Duration(rel.Validity))}, true
+		hd.Holder, hd.Token, time.Duration(rel.Reply-rel.Sent), validity)}, true
 }
 
 // checkResource checks the holdings of one resource for overlaps and
@@ -377,27 +457,40 @@ func checkResource(resource string, list []*Holding, excused *int, add func(Viol
 				continue
 			}
 			kept = append(kept, a)
-			if a.Excused != 0 && a.Excused < b.Acquired && b.Token > a.Token {
+			if _, ok := a.excuse(b.Acquired); ok && b.Token > a.Token {
 				*excused++
 				continue
 			}
-			add(Violation{"overlap", resource, fmt.Sprintf("%s (token %d) acquired at %s while %s (token %d, acquired %s) held until %s: overlap of %v",
-				b.Holder, b.Token, stamp(b.Acquired), a.Holder, a.Token, stamp(a.Acquired), endStamp(a.End),
-				overlap(a, b))})
+			detail := fmt.Sprintf("%s (token %d) acquired at %s while %s (token %d, acquired %s) held until %s: overlap of %v",
+				b.Holder, b.Token, stamp(b.Acquired), a.Holder, a.Token, stamp(a.Acquired), endStamp(a.End), overlap(a, b))
+			for _, x := range a.Excuses {
+				if x.From < b.Acquired {
+					detail += fmt.Sprintf("; %s at %s, it should have reported its loss by %s", x.Kind, stamp(x.From), stamp(x.Until))
+				}
+			}
+			add(Violation{"overlap", resource, detail})
 		}
 		open = append(kept, b)
 	}
+}
+
+// overlapEnd is when the overlap of a with b, which acquired while a held,
+// ended: 0 when neither ended.
+func overlapEnd(a, b *Holding) int64 {
+	switch {
+	case a.End == 0:
+		return b.End
+	case b.End == 0:
+		return a.End
+	}
+	return min(a.End, b.End)
 }
 
 func overlap(a, b *Holding) time.Duration {
 	if a.End == 0 {
 		return time.Duration(-1)
 	}
-	end := a.End
-	if b.End != 0 && b.End < end {
-		end = b.End
-	}
-	return time.Duration(end - b.Acquired)
+	return time.Duration(overlapEnd(a, b) - b.Acquired)
 }
 
 func stamp(ns int64) string {
@@ -438,8 +531,12 @@ func (r *Result) Dump(resource string) string {
 		if hd.Resource != resource {
 			continue
 		}
-		fmt.Fprintf(&b, "  %s token=%d acquired=%s end=%s (%s) worker=%s\n",
+		fmt.Fprintf(&b, "  %s token=%d acquired=%s end=%s (%s) worker=%s",
 			hd.Holder, hd.Token, stamp(hd.Acquired), endStamp(hd.End), hd.EndKind, hd.Worker)
+		for _, x := range hd.Excuses {
+			fmt.Fprintf(&b, " %s=%s..%s", x.Kind, stamp(x.From), stamp(x.Until))
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }

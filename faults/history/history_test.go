@@ -12,6 +12,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// lim are the limits of the hand-built histories: a heartbeat of 200 ms and
+// 60 ms of grace, as in the fault scenarios.
+var lim = Limits{Heartbeat: 200 * time.Millisecond, Grace: 60 * time.Millisecond}
+
 // ms is an instant in milliseconds from an arbitrary origin.
 func ms(n int64) int64 { return 1_700_000_000_000_000_000 + n*int64(time.Millisecond) }
 
@@ -20,11 +24,15 @@ func acquired(worker, resource, holder string, token, at int64) Event {
 }
 
 func released(holder string, at int64) Event {
-	return Event{Kind: Released, Holder: holder, At: at, Sent: at, Reply: at + int64(time.Millisecond), Validity: int64(100 * time.Millisecond), Outcome: OutcomeOK}
+	return Event{Kind: Released, Holder: holder, At: at, Sent: at, Reply: at + int64(time.Millisecond), Validity: Validity(100 * time.Millisecond), Outcome: OutcomeOK}
 }
 
 func lost(holder string, at int64) Event {
 	return Event{Kind: Lost, Holder: holder, At: at, Outcome: LostCause}
+}
+
+func revoked(holder string, at int64) Event {
+	return Event{Kind: Revoked, Resource: "r", Holder: holder, At: at, Until: at + int64(time.Millisecond)}
 }
 
 func TestCheck(t *testing.T) {
@@ -34,6 +42,8 @@ func TestCheck(t *testing.T) {
 		want   []string // checks that must fail, in order; none for a clean history
 		// excused is how many overlaps must be excused.
 		excused int
+		// illegal: porcupine must find the history not linearizable.
+		illegal bool
 	}{
 		{name: "clean handover", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)), released("a-1", ms(100)),
@@ -44,38 +54,69 @@ func TestCheck(t *testing.T) {
 		{name: "overlap", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)), released("a-1", ms(150)),
 			acquired("b", "r", "b-1", 11, ms(100)), released("b-1", ms(200)),
-		}, want: []string{"overlap"}},
+		}, want: []string{"overlap"}, illegal: true},
 		{name: "overlap with a holding that never ended", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			acquired("b", "r", "b-1", 11, ms(100)), released("b-1", ms(200)),
-		}, want: []string{"unended", "overlap"}},
+		}, want: []string{"unended", "overlap"}, illegal: true},
 		{name: "token not growing", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)), released("a-1", ms(100)),
 			acquired("b", "r", "b-1", 10, ms(101)), released("b-1", ms(200)),
-		}, want: []string{"token"}},
+		}, want: []string{"token"}, illegal: true},
+		{name: "token zero", events: []Event{
+			acquired("a", "r", "a-1", 0, ms(0)), released("a-1", ms(100)),
+		}, want: []string{"token"}, illegal: true},
+		{name: "tokens all zero", events: []Event{
+			acquired("a", "r", "a-1", 0, ms(0)), released("a-1", ms(100)),
+			acquired("b", "other", "b-1", 0, ms(0)), released("b-1", ms(100)),
+		}, want: []string{"token", "token"}, illegal: true},
 		{name: "loss with the wrong cause", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			{Kind: Lost, Holder: "a-1", At: ms(50), Outcome: "reservation: released"},
 		}, want: []string{"cause"}},
+		{name: "release sent before its acquire returned", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(100)),
+			released("a-1", ms(50)),
+		}, want: []string{"event"}, illegal: true},
+		{name: "release attempt sent before its acquire returned", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(100)),
+			{Kind: Released, Holder: "a-1", At: ms(120), Sent: ms(90), Reply: ms(121), Validity: Validity(time.Second), Outcome: OutcomeOK},
+		}, want: []string{"event"}},
+		{name: "loss recorded before its acquire returned", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(100)),
+			lost("a-1", ms(90)),
+		}, want: []string{"event"}, illegal: true},
 		{name: "release found the key gone with validity left", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
-			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(101), Validity: int64(200 * time.Millisecond), Outcome: OutcomeNotHeld},
+			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(101), Validity: Validity(200 * time.Millisecond), Outcome: OutcomeNotHeld},
+		}, want: []string{"silent-loss"}},
+		{name: "release found the key gone, validity not recorded", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(101), Outcome: OutcomeNotHeld},
+		}, want: []string{"silent-loss"}},
+		{name: "release found the key gone, instants not recorded", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			{Kind: Released, Holder: "a-1", At: ms(100), Validity: Validity(0), Outcome: OutcomeNotHeld},
 		}, want: []string{"silent-loss"}},
 		{name: "release found the key gone after the local deadline", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
-			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(120), Validity: int64(10 * time.Millisecond), Outcome: OutcomeNotHeld},
+			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(120), Validity: Validity(10 * time.Millisecond), Outcome: OutcomeNotHeld},
+		}},
+		{name: "release found the key gone, validity zero", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(101), Validity: Validity(0), Outcome: OutcomeNotHeld},
 		}},
 		{name: "release found the key gone after a FLUSHALL", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			{Kind: DataLost, At: ms(50), Until: ms(51)},
-			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(101), Validity: int64(200 * time.Millisecond), Outcome: OutcomeNotHeld},
+			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(101), Validity: Validity(200 * time.Millisecond), Outcome: OutcomeNotHeld},
 		}},
 		{name: "a FLUSHALL excuses no overlap", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			{Kind: DataLost, At: ms(50), Until: ms(51)},
 			acquired("b", "r", "b-1", 11, ms(60)), released("b-1", ms(200)),
 			lost("a-1", ms(70)),
-		}, want: []string{"overlap"}},
+		}, want: []string{"overlap"}, illegal: true},
 		{name: "crashed holder", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			{Kind: Crashed, Worker: "a", At: ms(50)},
@@ -87,24 +128,54 @@ func TestCheck(t *testing.T) {
 			acquired("b", "r", "b-1", 11, ms(600)), released("b-1", ms(700)),
 			lost("a-1", ms(1001)),
 		}, excused: 1},
+		{name: "suspended holder reports its loss after the suspension ended", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
+			acquired("b", "r", "b-1", 11, ms(600)), released("b-1", ms(700)),
+			// 1000 + 60 ms of grace: it should have told by 1060.
+			lost("a-1", ms(1100)),
+		}, want: []string{"overlap"}, illegal: true},
 		{name: "suspended holder not fenced off", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
 			acquired("b", "r", "b-1", 9, ms(600)), released("b-1", ms(700)),
 			lost("a-1", ms(1001)),
-		}, want: []string{"token", "overlap"}},
+		}, want: []string{"token", "overlap"}, illegal: true},
 		{name: "suspension after the takeover excuses nothing", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			acquired("b", "r", "b-1", 11, ms(40)), released("b-1", ms(45)),
 			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
 			lost("a-1", ms(1001)),
-		}, want: []string{"overlap"}},
+		}, want: []string{"overlap"}, illegal: true},
 		{name: "revoked key", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
-			{Kind: Revoked, Resource: "r", Holder: "a-1", At: ms(50), Until: ms(51)},
+			revoked("a-1", ms(50)),
 			acquired("b", "r", "b-1", 11, ms(52)), released("b-1", ms(60)),
 			lost("a-1", ms(150)),
 		}, excused: 1},
+		{name: "revoked holder reports its loss later than its next renewal", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			revoked("a-1", ms(50)),
+			acquired("b", "r", "b-1", 11, ms(52)), released("b-1", ms(60)),
+			// Revoked at 50-51: its next renewal, within a heartbeat
+			// (200 ms) plus 60 ms of grace, should have told it by 311.
+			lost("a-1", ms(400)),
+		}, want: []string{"overlap"}, illegal: true},
+		{name: "revoked holder never reports its loss", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			revoked("a-1", ms(50)),
+			acquired("b", "r", "b-1", 11, ms(52)), released("b-1", ms(60)),
+		}, want: []string{"unended", "overlap"}, illegal: true},
+		{name: "revoked holder's release succeeds", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			revoked("a-1", ms(50)),
+			released("a-1", ms(100)),
+		}, want: []string{"revoked-release"}},
+		{name: "revoked holder's release finds the key gone", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			revoked("a-1", ms(50)),
+			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(101), Validity: Validity(200 * time.Millisecond), Outcome: OutcomeNotHeld},
+		}},
 		{name: "events of a stranger", events: []Event{
 			lost("x-1", ms(10)),
 		}, want: []string{"event"}},
@@ -114,7 +185,7 @@ func TestCheck(t *testing.T) {
 			for _, e := range tc.events {
 				h.Add(e)
 			}
-			res := h.Check()
+			res := h.Check(lim)
 			var got []string
 			for _, v := range res.Violations {
 				got = append(got, v.Check)
@@ -122,20 +193,53 @@ func TestCheck(t *testing.T) {
 			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
 				t.Errorf("violations = %v, want %v\n%v", got, tc.want, res.Violations)
 			}
+			if res.OK() != (len(tc.want) == 0) {
+				t.Errorf("OK() = %v with violations %v", res.OK(), got)
+			}
 			if res.Excused != tc.excused {
 				t.Errorf("excused = %d, want %d", res.Excused, tc.excused)
 			}
 			lin := res.Linearizable(5*time.Second, "", "")
-			wantLin := "ok"
-			for _, c := range tc.want {
-				if c == "overlap" || c == "token" {
-					wantLin = "illegal"
-				}
-			}
-			if lin != wantLin {
-				t.Errorf("Linearizable = %s, want %s", lin, wantLin)
+			if tc.illegal != (lin == "illegal") || Passed(lin) == tc.illegal {
+				t.Errorf("Linearizable = %s (passed %v), want illegal %v", lin, Passed(lin), tc.illegal)
 			}
 		})
+	}
+}
+
+// TestLinearizableUnknownFails checks that porcupine running out of time
+// is not a pass: 40 holdings of one resource whose every operation is
+// concurrent with every other, two of them with the same token, make a
+// search of 2^40 states that cannot end in time.
+func TestLinearizableUnknownFails(t *testing.T) {
+	res := &Result{}
+	const n = 40
+	for i := range n {
+		token := int64(i + 1)
+		if i == n-1 {
+			token = 1
+		}
+		res.Holds = append(res.Holds, &Holding{
+			Worker: "w", Resource: "r", Holder: "h" + string(rune('A'+i)), Token: token,
+			Call: ms(0), Acquired: ms(1000), End: ms(1000), EndKind: Lost,
+			Excuses: []Excuse{{Kind: Revoked, From: ms(1), Until: ms(2000)}},
+		})
+	}
+	start := time.Now()
+	lin := res.Linearizable(100*time.Millisecond, "", "")
+	if !strings.HasPrefix(lin, "unknown") {
+		t.Fatalf("Linearizable = %q after %v, want unknown (the search cannot finish)", lin, time.Since(start))
+	}
+	if Passed(lin) {
+		t.Errorf("Passed(%q) = true: porcupine's unknown must fail", lin)
+	}
+	for _, v := range []string{"illegal", "illegal (see x.html)"} {
+		if Passed(v) {
+			t.Errorf("Passed(%q) = true", v)
+		}
+	}
+	if !Passed("ok") {
+		t.Error(`Passed("ok") = false`)
 	}
 }
 
@@ -144,11 +248,23 @@ func TestAddJSON(t *testing.T) {
 	if err := h.AddJSON([]byte(`{"kind":"acquired","worker":"w","resource":"r","holder":"w-1","token":5,"at":10}`)); err != nil {
 		t.Fatal(err)
 	}
+	if err := h.AddJSON([]byte(`{"kind":"released","holder":"w-1","at":20,"validity":0}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddJSON([]byte(`{"kind":"released","holder":"w-1","at":20}`)); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.AddJSON([]byte(`not json`)); err == nil {
 		t.Error("AddJSON(not json): no error")
 	}
 	got := h.Events()
-	if len(got) != 1 || got[0].Holder != "w-1" || got[0].Token != 5 || got[0].Kind != Acquired {
-		t.Errorf("events = %+v", got)
+	if len(got) != 3 || got[0].Holder != "w-1" || got[0].Token != 5 || got[0].Kind != Acquired {
+		t.Fatalf("events = %+v", got)
+	}
+	if got[1].Validity == nil || *got[1].Validity != 0 {
+		t.Errorf("a validity of 0 read as %v, want recorded as 0", got[1].Validity)
+	}
+	if got[2].Validity != nil {
+		t.Errorf("a validity not recorded read as %v, want nil", *got[2].Validity)
 	}
 }

@@ -77,8 +77,10 @@ var LockModel = porcupine.Model{
 // Operations turns the holdings of r into porcupine operations of
 // LockModel, partitioned by resource (the Metadata). An acquisition spans
 // from its call to its reply. The end of a holding spans from the instant
-// another worker may take over without a violation (Excused) to the end
-// its holder reported, and is a single instant when nothing excuses it.
+// another worker may take over without a violation (the earliest fault
+// that excuses it, when its holder reported its loss in the time that
+// fault explains) to the end its holder reported, and is a single instant
+// when nothing excuses it.
 func (r *Result) Operations() []porcupine.Operation {
 	clients := map[string]int{}
 	client := func(w string) int {
@@ -101,8 +103,10 @@ func (r *Result) Operations() []porcupine.Operation {
 			continue
 		}
 		from := hd.End
-		if hd.Excused != 0 && hd.Excused < from {
-			from = hd.Excused
+		for _, x := range hd.Excuses {
+			if x.From < from && hd.End <= x.Until {
+				from = x.From
+			}
 		}
 		ops = append(ops, porcupine.Operation{
 			ClientId: id, Metadata: hd.Resource,
@@ -114,17 +118,17 @@ func (r *Result) Operations() []porcupine.Operation {
 }
 
 // Linearizable checks the holdings against LockModel with porcupine, for
-// at most timeout. It answers "ok", "illegal" or "unknown" (timed out).
-// When the history is not linearizable and dir is not empty, it writes
-// porcupine's visualization to dir/name.html and names the file in the
-// answer.
+// at most timeout. It answers "ok", "illegal" or "unknown" (porcupine ran
+// out of time: nothing is known, and Passed says no). When the history is
+// not linearizable and dir is not empty, it writes porcupine's
+// visualization to dir/name.html and names the file in the answer.
 func (r *Result) Linearizable(timeout time.Duration, dir, name string) string {
 	res, info := porcupine.CheckOperationsVerbose(LockModel, r.Operations(), timeout)
 	switch res {
 	case porcupine.Ok:
 		return "ok"
 	case porcupine.Unknown:
-		return "unknown"
+		return fmt.Sprintf("unknown (porcupine did not finish within %v)", timeout)
 	}
 	if dir == "" {
 		return "illegal"
@@ -137,3 +141,7 @@ func (r *Result) Linearizable(timeout time.Duration, dir, name string) string {
 	}
 	return "illegal"
 }
+
+// Passed reports whether an answer of Linearizable is a pass: only "ok"
+// is. An unknown answer proves nothing and fails like an illegal one.
+func Passed(verdict string) bool { return verdict == "ok" }

@@ -148,9 +148,11 @@ func Markdown(sums []Summary, failed []string) string {
 		if !s.Pass || failedSet[s.Test] {
 			result = "**FAIL**"
 		}
+		// "illegal (see /tmp/...html)": the file is the run's, not the page's.
+		lin, _, _ := strings.Cut(s.Porcupine, " (see ")
 		fmt.Fprintf(&b, "| %d | %s | %d | %d | %d (%d / %d / %d) | %d | %s | %d | %s | %s |\n",
 			s.Order, s.Scenario, s.Faults, s.Workers, s.Holdings, s.Released, s.Lost, s.Crashed,
-			s.Excused, strings.Join(checks, "; "), s.Violations, s.Porcupine, result)
+			s.Excused, strings.Join(checks, "; "), s.Violations, lin, result)
 	}
 	for _, name := range failed {
 		top, _, _ := strings.Cut(name, "/")

@@ -1,4 +1,10 @@
-package faults
+// Package worker is a fault-test worker: one reservation.Client whose
+// lanes take resources, hold them for a while and give them up, and report
+// every holding as history events. The fault tests run workers in their own
+// process (Run) and in worker processes (Main): the test binary run again,
+// or, for a process that must run as production binaries do (without the
+// race detector), the command in ../workercmd.
+package worker
 
 import (
 	"bufio"
@@ -10,7 +16,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,14 +28,13 @@ import (
 	"github.com/redis-reservation/reservation/faults/history"
 )
 
-// workerEnv, when set, makes the test binary a worker process: the variable
-// holds the workerSpec as JSON. The parent re-executes its own test binary,
-// so no separate worker binary is built.
-const workerEnv = "FAULTS_WORKER"
+// Env, when set, makes a process a worker process: the variable holds the
+// Spec as JSON (see Main).
+const Env = "FAULTS_WORKER"
 
-// workerSpec describes a worker: one reservation.Client and Lanes
+// Spec describes a worker: one reservation.Client and Lanes
 // goroutines that contend for Resources through it.
-type workerSpec struct {
+type Spec struct {
 	Name      string        `json:"name"`
 	URL       string        `json:"url"`
 	Resources []string      `json:"resources"`
@@ -37,8 +44,8 @@ type workerSpec struct {
 	Retry     time.Duration `json:"retry"`
 	HoldMin   time.Duration `json:"hold_min"`
 	HoldMax   time.Duration `json:"hold_max"`
-	// LockRatio is the share of attempts made with Lock (then a short
-	// pause when refused) rather than WaitUntilLock.
+	// LockRatio is the share of attempts made with TryLock (then a short
+	// pause when refused) rather than Lock.
 	LockRatio float64 `json:"lock_ratio"`
 	Seed      uint64  `json:"seed"`
 	// External makes the Client with NewWithClient over a go-redis client
@@ -48,17 +55,29 @@ type workerSpec struct {
 	External bool `json:"external"`
 	// Life bounds a worker process's life, whatever its parent does.
 	Life time.Duration `json:"life"`
+	// Pinned gives lane i the resource i (modulo their number) for its
+	// whole life, instead of one at random each time.
+	Pinned bool `json:"pinned,omitempty"`
+	// MaxProcs, for a worker process, is its GOMAXPROCS (0: Go's choice).
+	MaxProcs int `json:"gomaxprocs,omitempty"`
+	// Spin, for a worker process, is how many CPU-bound goroutines it
+	// runs beside its lanes, to starve them of CPU (see Main); the process
+	// then measures how late its timers fire while they spin and reports
+	// it (a Lateness event) when it stops.
+	Spin int `json:"spin,omitempty"`
 }
 
-// runWorker runs w until ctx ends, then releases what it holds and closes
-// its Client. It reports every holding to emit.
-func runWorker(ctx context.Context, w workerSpec, log *slog.Logger, emit func(history.Event)) error {
+// Run runs w until ctx ends, then releases what it holds and closes
+// its Client. It reports every holding to emit. onEvent, when not nil, is
+// the Client's Options.OnEvent.
+func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation.Event), emit func(history.Event)) error {
 	opt := &reservation.Options{
 		By:                w.Name,
 		TTL:               w.TTL,
 		HeartbeatInterval: w.Heartbeat,
 		RetryInterval:     w.Retry,
 		Logger:            log,
+		OnEvent:           onEvent,
 	}
 	var c *reservation.Client
 	if w.External {
@@ -81,7 +100,7 @@ func runWorker(ctx context.Context, w workerSpec, log *slog.Logger, emit func(hi
 	var wg sync.WaitGroup
 	for lane := range max(w.Lanes, 1) {
 		rng := rand.New(rand.NewPCG(w.Seed, uint64(lane)))
-		wg.Go(func() { runLane(ctx, c, w, rng, emit) })
+		wg.Go(func() { runLane(ctx, c, w, lane, rng, emit) })
 	}
 	wg.Wait()
 	// Everything was released by the lanes; Close only stops goroutines.
@@ -93,7 +112,7 @@ func runWorker(ctx context.Context, w workerSpec, log *slog.Logger, emit func(hi
 
 // runLane takes a resource, holds it for a while, gives it up, and again,
 // until ctx ends.
-func runLane(ctx context.Context, c *reservation.Client, w workerSpec, rng *rand.Rand, emit func(history.Event)) {
+func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *rand.Rand, emit func(history.Event)) {
 	between := func(lo, hi time.Duration) time.Duration {
 		if hi <= lo {
 			return lo
@@ -102,18 +121,23 @@ func runLane(ctx context.Context, c *reservation.Client, w workerSpec, rng *rand
 	}
 	for ctx.Err() == nil {
 		resource := w.Resources[rng.IntN(len(w.Resources))]
+		if w.Pinned {
+			resource = w.Resources[lane%len(w.Resources)]
+		}
 		call := history.Now()
 		var r *reservation.Reservation
 		if rng.Float64() < w.LockRatio {
-			got, ok, err := c.Lock(ctx, resource)
-			if err != nil || !ok {
+			got, err := c.TryLock(ctx, resource)
+			if err != nil {
+				// Held by someone else (ErrNotAcquired) or an error of
+				// Redis: try again shortly either way.
 				sleepCtx(ctx, between(5*time.Millisecond, 30*time.Millisecond))
 				continue
 			}
 			r = got
 		} else {
 			wctx, cancel := context.WithTimeout(ctx, between(w.TTL, 4*w.TTL))
-			got, err := c.WaitUntilLock(wctx, resource)
+			got, err := c.Lock(wctx, resource)
 			cancel()
 			if err != nil {
 				if !errors.Is(err, reservation.ErrNotAcquired) {
@@ -125,12 +149,12 @@ func runLane(ctx context.Context, c *reservation.Client, w workerSpec, rng *rand
 		}
 		emit(history.Event{Kind: history.Acquired, Worker: w.Name, Resource: resource,
 			Holder: r.Holder(), Token: r.Token(), Call: call, At: history.Now()})
-		hold(ctx, r, w, between(w.HoldMin, w.HoldMax), emit)
+		Hold(ctx, r, w, between(w.HoldMin, w.HoldMax), emit)
 	}
 }
 
-// hold keeps r for d, or until it is lost or ctx ends, and gives it up.
-func hold(ctx context.Context, r *reservation.Reservation, w workerSpec, d time.Duration, emit func(history.Event)) {
+// Hold keeps r for d, or until it is lost or ctx ends, and gives it up.
+func Hold(ctx context.Context, r *reservation.Reservation, w Spec, d time.Duration, emit func(history.Event)) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
@@ -159,7 +183,7 @@ func hold(ctx context.Context, r *reservation.Reservation, w workerSpec, d time.
 		err := r.Release(rctx)
 		cancel()
 		ev := history.Event{Kind: history.Released, Worker: w.Name, Resource: r.Resource(), Holder: r.Holder(),
-			At: first, Sent: sent, Reply: history.Now(), Validity: int64(validity), Outcome: history.OutcomeOK}
+			At: first, Sent: sent, Reply: history.Now(), Validity: history.Validity(validity), Outcome: history.OutcomeOK}
 		switch {
 		case err == nil:
 			emit(ev)
@@ -183,13 +207,19 @@ func hold(ctx context.Context, r *reservation.Reservation, w workerSpec, d time.
 }
 
 // lost reports the loss of r, seen at at, and releases it as a holder
-// should, which frees a key still ours on the server.
-func lost(r *reservation.Reservation, w workerSpec, at int64, emit func(history.Event)) {
-	cause := "<nil>"
+// should, which frees a key still ours on the server. The Outcome is
+// history.LostCause when Err matches reservation.ErrLost, else what Err
+// said; Reason is Err's text (the loss's reason).
+func lost(r *reservation.Reservation, w Spec, at int64, emit func(history.Event)) {
+	cause, reason := "<nil>", ""
 	if err := r.Err(); err != nil {
-		cause = err.Error()
+		cause, reason = err.Error(), err.Error()
+		if errors.Is(err, reservation.ErrLost) {
+			cause = history.LostCause
+		}
 	}
-	emit(history.Event{Kind: history.Lost, Worker: w.Name, Resource: r.Resource(), Holder: r.Holder(), At: at, Outcome: cause})
+	emit(history.Event{Kind: history.Lost, Worker: w.Name, Resource: r.Resource(), Holder: r.Holder(), At: at,
+		Outcome: cause, Reason: reason})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = r.Release(ctx)
@@ -204,11 +234,13 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// workerMain is the life of a worker process: run the spec in $FAULTS_WORKER,
+// Main is the life of a worker process: run the spec in $FAULTS_WORKER,
 // print each event as a JSON line on standard output, stop when standard
 // input closes (the parent is done), on SIGTERM, or at the end of its Life.
-func workerMain(specJSON string) int {
-	var w workerSpec
+// With Spin, the lines "rest" and "starve" on standard input stop and
+// resume the CPU-bound goroutines (they spin from the start).
+func Main(specJSON string) int {
+	var w Spec
 	if err := json.Unmarshal([]byte(specJSON), &w); err != nil {
 		fmt.Fprintln(os.Stderr, "worker: bad spec:", err)
 		return 2
@@ -217,9 +249,19 @@ func workerMain(specJSON string) int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, w.Life)
 	defer cancel()
+	var starving atomic.Bool
+	starving.Store(true)
 	go func() {
-		_, _ = bufio.NewReader(os.Stdin).ReadString(0) // EOF: the parent is done
-		cancel()
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			switch sc.Text() {
+			case "rest":
+				starving.Store(false)
+			case "starve":
+				starving.Store(true)
+			}
+		}
+		cancel() // EOF: the parent is done
 	}()
 	var mu sync.Mutex
 	emit := func(e history.Event) {
@@ -229,9 +271,62 @@ func workerMain(specJSON string) int {
 		_, _ = os.Stdout.Write(append(b, '\n'))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := runWorker(ctx, w, log, emit); err != nil {
+	var late []time.Duration
+	var lateAt []int64
+	probed := make(chan struct{})
+	if w.Spin > 0 {
+		starve(ctx, w.Spin, &starving)
+		go func() {
+			defer close(probed)
+			late, lateAt = probeTimers(ctx, 5*time.Millisecond, &starving)
+		}()
+	} else {
+		close(probed)
+	}
+	if err := Run(ctx, w, log, nil, emit); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		return 1
 	}
+	<-probed
+	if len(late) > 0 {
+		emit(history.Event{Kind: history.Lateness, Worker: w.Name, At: history.Now(), Late: late, LateAt: lateAt})
+	}
 	return 0
+}
+
+// starve starts n goroutines that keep a CPU busy while starving is set,
+// until ctx ends.
+func starve(ctx context.Context, n int, starving *atomic.Bool) {
+	for range n {
+		go func() {
+			x := 0
+			for ctx.Err() == nil {
+				if !starving.Load() {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				for i := range 1_000_000 {
+					x += i
+				}
+			}
+			runtime.KeepAlive(x)
+		}()
+	}
+}
+
+// probeTimers sleeps for d again and again until ctx ends, and answers how
+// late each sleep that began and ended while starving woke, and when it
+// did: what the heartbeat of a starved process meets.
+func probeTimers(ctx context.Context, d time.Duration, starving *atomic.Bool) (late []time.Duration, at []int64) {
+	for ctx.Err() == nil {
+		was := starving.Load()
+		start := time.Now()
+		time.Sleep(d)
+		end := time.Now()
+		if was && starving.Load() {
+			late = append(late, end.Sub(start)-d)
+			at = append(at, end.UnixNano())
+		}
+	}
+	return late, at
 }
