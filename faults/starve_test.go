@@ -2,9 +2,11 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -226,6 +228,15 @@ func take(t *testing.T, s *scenario, c *reservation.Client, resource string, d t
 	defer cancel()
 	call := history.Now()
 	r, err := c.Lock(ctx, resource)
+	var nerr *reservation.NotAcquiredError
+	if errors.As(err, &nerr) && strings.HasPrefix(nerr.Holder, "starved-") {
+		// The starved worker took it back first (after a pause, its lanes
+		// retry at once) and holds it: fair, and not what this scenario
+		// checks; the trial still counts, through the starved holder's
+		// loss, and the loop runs more rounds.
+		t.Logf("taker: %q taken back by the starved worker first (%v)", resource, err)
+		return
+	}
 	if err != nil {
 		t.Errorf("taker: %q not taken over within %v: %v", resource, d, err)
 		return
