@@ -70,20 +70,26 @@ func releaseCall(key, value string) *scriptCall {
 // when the last pipeline was sent and the first call's error, as Pipelined
 // does; each call's own reply is in its cmd.
 func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scriptCall) (time.Time, error) {
-	exec := func(calls []*scriptCall) (time.Time, error) {
+	// exec sends calls in one pipeline, each followed by what its then
+	// adds: by digest (EVALSHA), or by source (EVAL).
+	exec := func(calls []*scriptCall, bySource bool) time.Time {
 		sent := time.Now()
-		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, c := range calls {
-				c.cmd = c.script.EvalSha(ctx, p, c.keys, c.args...)
+				if bySource {
+					c.cmd = c.script.Eval(ctx, p, c.keys, c.args...)
+				} else {
+					c.cmd = c.script.EvalSha(ctx, p, c.keys, c.args...)
+				}
 				if c.then != nil {
 					c.then(p)
 				}
 			}
 			return nil
 		})
-		return sent, err
+		return sent
 	}
-	sent, _ := exec(calls)
+	sent := exec(calls, false)
 	var again []*scriptCall
 	for _, c := range calls {
 		if isNoScript(c.cmd.Err()) {
@@ -91,22 +97,9 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 		}
 	}
 	if len(again) > 0 {
-		if loadScripts(ctx, rdb) == nil {
-			sent, _ = exec(again)
-		} else {
-			// SCRIPT LOAD refused (renamed, or denied to the user) where
-			// EVAL may be allowed: send the sources themselves.
-			sent = time.Now()
-			_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for _, c := range again {
-					c.cmd = c.script.Eval(ctx, p, c.keys, c.args...)
-					if c.then != nil {
-						c.then(p)
-					}
-				}
-				return nil
-			})
-		}
+		// Without SCRIPT LOAD (renamed, or denied to the user) EVAL may
+		// still be allowed: send the sources themselves.
+		sent = exec(again, loadScripts(ctx, rdb) != nil)
 	}
 	for _, c := range calls {
 		if err := c.cmd.Err(); err != nil {
