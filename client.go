@@ -249,7 +249,7 @@ func (c *Client) Ping(ctx context.Context) error {
 		return err
 	}
 	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("reservation: ping %s: %w", c.where(), c.explain(err))
+		return c.explain(fmt.Errorf("reservation: ping %s: %w", c.where(), classify(c.where(), err)))
 	}
 	return nil
 }
@@ -268,7 +268,7 @@ func (c *Client) TryLock(ctx context.Context, resource string, opts ...LockOptio
 	}
 	r, nerr, err := c.acquire(ctx, resource)
 	if err != nil {
-		return nil, err
+		return nil, c.explain(err)
 	}
 	if nerr != nil {
 		if nerr.Guard {
@@ -439,7 +439,7 @@ func (c *Client) redisError(op, resource string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("reservation: %s %s: %w", op, quote(resource), err)
 	}
-	return fmt.Errorf("reservation: %s %s on %s: %w", op, quote(resource), c.where(), c.explain(err))
+	return fmt.Errorf("reservation: %s %s on %s: %w", op, quote(resource), c.where(), classify(c.where(), err))
 }
 
 // quote returns resource quoted for a message, shortened when long.
@@ -534,7 +534,7 @@ func (c *Client) releaseAll(held []*Reservation) error {
 	}
 	if err != nil {
 		err = fmt.Errorf("reservation: close: %d of %d keys may remain held until they expire (within %v) on %s: %w",
-			unknown, len(held), c.opt.TTL, c.where(), c.explain(err))
+			unknown, len(held), c.opt.TTL, c.where(), c.explain(classify(c.where(), err)))
 		c.emit(Event{Kind: EventRedisError, Err: err})
 		return err
 	}

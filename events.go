@@ -128,7 +128,7 @@ func (ev *events) changed(key, value string) bool {
 
 // reportOnce emits e the first time only for key, for the Client's life.
 func (c *Client) reportOnce(key string, e Event) {
-	if c.events.firstUntil(key, time.Now().Add(1<<62)) {
+	if c.events.changed(key, "reported") {
 		c.emit(e)
 	}
 }

@@ -17,15 +17,15 @@ import (
 // connection.
 const explainTimeout = 200 * time.Millisecond
 
-// explain returns err, an error of a call to Redis, classified (see
-// classify), and with what the server said when it closed a connection on
-// us: a server at maxclients accepts a connection, writes "max number of
-// clients reached" and closes it, and the client then reports only a broken
-// pipe or a reset. Where a connection broke so, explain opens one more and
-// reads the server's first words.
+// explain returns err, an error of a call to Redis, with what the server
+// said when it closed a connection on us: a server at maxclients accepts a
+// connection, writes "max number of clients reached" and closes it, and the
+// client then reports only a broken pipe or a reset. Where a connection
+// broke so, explain opens one more and reads the server's first words. It
+// dials: call it where an error leaves the library, never on a path that
+// retries (Lock's wait) or must keep time (the heartbeat).
 func (c *Client) explain(err error) error {
-	err = classify(c.where(), err)
-	if !brokenConn(err) {
+	if err == nil || !brokenConn(err) {
 		return err
 	}
 	base, ok := c.rdb.(*redis.Client)

@@ -26,7 +26,7 @@ func (c *Client) ForceRelease(ctx context.Context, resource string) (string, err
 		return "", nil
 	}
 	if err != nil {
-		return "", c.redisError("force release", resource, err)
+		return "", c.explain(c.redisError("force release", resource, err))
 	}
 	c.emit(Event{Kind: EventReleased, Resource: resource, Key: key, Holder: v})
 	return v, nil
@@ -64,7 +64,7 @@ func (c *Client) PrimeRestartGuard(ctx context.Context) (bool, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, fmt.Errorf("reservation: prime restart guard on %s: %w", c.where(), c.explain(err))
+		return false, fmt.Errorf("reservation: prime restart guard on %s: %w", c.where(), c.explain(classify(c.where(), err)))
 	}
 	changed := false
 	for _, cmd := range set {

@@ -171,7 +171,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 		// already, and someone else may take it at any moment. Holding
 		// on would be unsafe, so the reservation ends as lost, and its
 		// key is deleted in the background if it is still ours.
-		err = c.redisError("release", r.resource, err)
+		err = c.explain(c.redisError("release", r.resource, err))
 		c.emit(Event{Kind: EventRedisError, Resource: r.resource, Key: r.key, Err: err})
 		c.lose(r, "the release's outcome is unknown")
 		c.giveBack(r.key, r.value)

@@ -47,7 +47,7 @@ func (c *Client) Status(ctx context.Context, resource string) (Info, error) {
 	}
 	infos, err := c.infos(ctx, []string{resource})
 	if err != nil {
-		return Info{}, c.redisError("status of", resource, err)
+		return Info{}, c.explain(c.redisError("status of", resource, err))
 	}
 	return infos[0], nil
 }
@@ -89,11 +89,11 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 		err = scan(ctx, c.rdb)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(err))
+		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(classify(c.where(), err)))
 	}
 	infos, err := c.infos(ctx, resources)
 	if err != nil {
-		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(err))
+		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(classify(c.where(), err)))
 	}
 	held := infos[:0]
 	for _, in := range infos {

@@ -24,7 +24,8 @@ import (
 // attempt. An error of Redis on the first attempt is returned at once (a
 // wrong address or password shows at once); later ones are retried until
 // ctx ends.
-func (c *Client) Lock(ctx context.Context, resource string, opts ...LockOption) (*Reservation, error) {
+func (c *Client) Lock(ctx context.Context, resource string, opts ...LockOption) (r *Reservation, err error) {
+	defer func() { err = c.explain(err) }() // once, as the error leaves
 	if err := c.check(resource); err != nil {
 		return nil, err
 	}

@@ -189,7 +189,7 @@ var mutants = []mutant{
 	{
 		name:  "maxclients-unexplained",
 		why:   "a connection closed by a full server is reported as a broken pipe only",
-		edits: []edit{{"explain.go", "\tif !brokenConn(err) {", "\tif true {"}},
+		edits: []edit{{"explain.go", "\tif err == nil || !brokenConn(err) {", "\tif true {"}},
 		tests: []tests{root("^TestMaxClientsExplained$")},
 	},
 	{
