@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,16 +139,37 @@ func TestUsageErrorsBinary(t *testing.T) {
 	}
 }
 
-// unusedAddr answers a loopback address where nothing listens.
+// unusedAddr answers a loopback address where nothing listens and nothing
+// will: the port stays bound, without listening, until the test ends, so a
+// connection is refused and no redis-server started by a test running in
+// parallel can take the port over.
 func unusedAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
+
+// loopbackPort answers a loopback port that was free a moment ago, for a server
+// the test starts on it at once.
+func loopbackPort(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 func TestRedisUnavailable(t *testing.T) {
@@ -556,7 +579,7 @@ func TestTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	files := writeTestPKI(t, dir)
-	port := strings.TrimPrefix(unusedAddr(t), "127.0.0.1:")
+	port := loopbackPort(t)
 	// redistest talks to the plain port; reserve to the TLS one.
 	redistest.Start(t, redistest.WithArgs(
 		"--tls-port", port,
