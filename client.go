@@ -41,32 +41,47 @@ type Client struct {
 	wg     sync.WaitGroup // the Client's goroutines
 	ops    sync.WaitGroup // acquisitions and releases under way
 
-	renewRounds atomic.Int64 // heartbeat rounds that renewed something
-	renewWidest atomic.Int64 // the most renew scripts one round sent
-	batch       *batcher     // acquire and release scripts of concurrent calls
-	events      *events      // delivers events to OnEvent and the log
+	renewRounds atomic.Int64        // heartbeat rounds that renewed something
+	renewWidest atomic.Int64        // the most renew scripts one round sent
+	batch       *batcher            // acquire and release scripts of concurrent calls
+	nodeBatch   map[string]*batcher // on Cluster with WaitReplicas: one per master (under mu)
+	events      *events             // delivers events to OnEvent and the log
 
 	mu         sync.Mutex
 	held       map[*Reservation]struct{}
-	kick       chan struct{}  // wakes the heartbeat loop
-	heartbeat  bool           // whether the heartbeat loop runs
-	notif      *notifier      // started by the first hold or wait
-	notifStart *notifierStart // its start, while under way
-	masterAddr string         // the Sentinel master last connected to
+	kick       chan struct{}             // wakes the heartbeat loop
+	heartbeat  bool                      // whether the heartbeat loop runs
+	notifs     map[string]*notifier      // by node ("" but on Cluster): started by the first hold or wait
+	starts     map[string]*notifierStart // their starts, while under way
+	nodes      map[string]*redis.Client  // Cluster: the masters' clients, by address
+	masterAddr string                    // the Sentinel master last connected to
+	sentinel   *redis.FailoverOptions    // with NewFailover: the notifier follows failovers
 
 	noTracking bool // tests: wait without client tracking
 }
 
 // New returns a Client for the Redis server at addr: "host:port", or a URL
-// "redis://[user:password@]host:port[/db]" ("rediss://" for TLS). The
-// password and user in opt override the URL's. It does not touch the
-// network: an unreachable server or a wrong password is reported by the
-// first call that does, or by Ping. New returns an error wrapping
-// ErrInvalidOptions for a bad address or option.
+// "redis://[user:password@]host:port[/db]" ("rediss://" for TLS). URLs in
+// go-redis's Sentinel and Cluster forms name those deployments:
+//
+//   - "redis://[user:password@]sentinel:26379?master_name=NAME[&addr=sentinel2:26379...]"
+//     is NewFailover's: the URL's user and password are the Sentinels'
+//     (the master's come from opt, or the username and password
+//     parameters);
+//   - "redis://[user:password@]node:6379?addr=node2:6379[&addr=...]" is
+//     NewCluster's.
+//
+// The password and user in opt override the URL's (the master's or the
+// nodes'). It does not touch the network: an unreachable server or a wrong
+// password is reported by the first call that does, or by Ping. New returns
+// an error wrapping ErrInvalidOptions for a bad address or option.
 func New(addr string, opt *Options) (*Client, error) {
 	o, err := opt.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if kind := topologyOf(addr); kind != "single" {
+		return newFromURL(addr, kind, opt)
 	}
 	ropt, err := parseAddr(addr)
 	if err != nil {
@@ -123,6 +138,9 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 		cancel: cancel,
 		held:   make(map[*Reservation]struct{}),
 		kick:   make(chan struct{}, 1),
+		notifs: make(map[string]*notifier),
+		starts: make(map[string]*notifierStart),
+		nodes:  make(map[string]*redis.Client),
 	}
 	c.batch = newBatcher(rdb)
 	c.events = newEvents(c)
@@ -146,6 +164,53 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 		c.addr = fmt.Sprintf("%T", rdb)
 	}
 	return c
+}
+
+// batcherFor returns the batcher for the acquire script of key: the
+// Client's, or on a Cluster with WaitReplicas, that of the key's master, so
+// that WAIT goes to the node that took the write.
+func (c *Client) batcherFor(ctx context.Context, key string) *batcher {
+	cc, ok := c.rdb.(*redis.ClusterClient)
+	if !ok || c.opt.WaitReplicas == 0 {
+		return c.batch
+	}
+	node, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		// Through the cluster client, the acquire script meets the same
+		// error and says it.
+		return c.batch
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	addr := node.Options().Addr
+	b := c.nodeBatch[addr]
+	if b == nil {
+		if c.nodeBatch == nil {
+			c.nodeBatch = make(map[string]*batcher)
+		}
+		b = newBatcher(node)
+		c.nodeBatch[addr] = b
+	}
+	return b
+}
+
+// nodeOf returns the address of the Cluster master of key, "" elsewhere
+// (or when the slot map cannot be had: the cluster client finds the node
+// itself then). It may load the slot map: never call it under c.mu.
+func (c *Client) nodeOf(ctx context.Context, key string) string {
+	cc, ok := c.rdb.(*redis.ClusterClient)
+	if !ok {
+		return ""
+	}
+	node, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return ""
+	}
+	addr := node.Options().Addr
+	c.mu.Lock()
+	c.nodes[addr] = node
+	c.mu.Unlock()
+	return addr
 }
 
 // masterHook records the address of the Sentinel master that a failover
@@ -338,7 +403,8 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 				c.giveBack(key, value)
 			}
 		}}
-	cmd, left := c.batch.run(ctx, call)
+	c.waitAfter(call)
+	cmd, left := c.batcherFor(ctx, key).run(ctx, call)
 	reply, err := cmd.Slice()
 	if err != nil {
 		// The script may have run before the error (a reply lost): the
@@ -358,6 +424,14 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 	if err != nil {
 		return nil, nil, fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.where(), err)
 	}
+	if res.acquired {
+		if err := call.replicated(); err != nil {
+			// Held on the master only: a failover now would lose it
+			// without a word. Not ours, then.
+			c.giveBack(key, value)
+			return nil, nil, fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.where(), err)
+		}
+	}
 	if !res.acquired {
 		return nil, &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
 			NoExpiry: res.noExpiry, Guard: res.guard}, nil
@@ -372,6 +446,7 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 		r.end(lostError("the acquire reply came back after the local deadline"))
 		return nil, &NotAcquiredError{Resource: resource, Late: true}, nil
 	}
+	r.node = c.nodeOf(ctx, key)
 	if err := c.hold(r); err != nil {
 		// Closed while acquiring: give it back at once.
 		c.giveBack(key, value)
@@ -478,21 +553,30 @@ func (c *Client) Close() error {
 		r.releasing = true // the heartbeat leaves them alone from now on
 		held = append(held, r)
 	}
-	notif := c.notif
+	notifs := make([]*notifier, 0, len(c.notifs))
+	for _, n := range c.notifs {
+		notifs = append(notifs, n)
+	}
 	c.mu.Unlock()
 
 	err := c.releaseAll(held)
 	// Calls under way may still acquire (and then give back, as the
 	// Client is closed) or release: the pool must outlive them.
 	c.ops.Wait()
-	if notif != nil {
-		notif.stopReceiving() // so that its reading goroutine returns
+	for _, n := range notifs {
+		n.stopReceiving() // so that its reading goroutine returns
 	}
 	c.wg.Wait()
-	if notif != nil {
-		notif.close() // nothing uses its connections any more
+	for _, n := range notifs {
+		n.close() // nothing uses its connections any more
 	}
 	c.batch.wait()
+	c.mu.Lock()
+	nodeBatch := c.nodeBatch
+	c.mu.Unlock()
+	for _, b := range nodeBatch {
+		b.wait()
+	}
 	if c.ownsRDB {
 		err = errors.Join(err, c.rdb.Close())
 	}
@@ -509,7 +593,7 @@ func (c *Client) releaseAll(held []*Reservation) error {
 	defer cancel()
 	calls := make([]*scriptCall, len(held))
 	for i, r := range held {
-		calls[i] = releaseCall(r.key, r.value)
+		calls[i] = c.releaseCall(r.key, r.value)
 	}
 	_, err := evalPipelined(ctx, c.rdb, calls)
 	unknown := 0

@@ -390,7 +390,7 @@ func TestWaitersQueueFairly(t *testing.T) {
 
 // queued reports whether n waiters of c queue for key.
 func queued(c *Client, key string, n int) bool {
-	notif := c.notifierIfStarted()
+	notif := c.notifierIfStarted("")
 	if notif == nil {
 		return false
 	}

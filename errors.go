@@ -55,7 +55,31 @@ var (
 	// ErrNoPermission is matched when Redis refused a command to the
 	// connection's user (an ACL error, NOPERM).
 	ErrNoPermission = errors.New("reservation: permission denied")
+
+	// ErrNotReplicated is matched by the error of an acquisition that
+	// fewer replicas than Options.WaitReplicas acknowledged in time: the
+	// key was given back, and nothing is held.
+	ErrNotReplicated = errors.New("reservation: not replicated")
+
+	// ErrPartial is matched by the error of List when some Cluster masters
+	// could not be read: the Infos returned are those of the others, and
+	// the error names each master that failed (a *NodeError).
+	ErrPartial = errors.New("reservation: partial answer")
 )
+
+// NodeError is the failure of one Redis node, in a call that went on with
+// the others (List on a Cluster).
+type NodeError struct {
+	// Addr is the node's address.
+	Addr string
+	// Err is what went wrong.
+	Err error
+}
+
+func (e *NodeError) Error() string { return e.Addr + ": " + e.Err.Error() }
+
+// Unwrap returns e.Err.
+func (e *NodeError) Unwrap() error { return e.Err }
 
 // NotAcquiredError is the error of an acquisition that did not succeed. It
 // matches ErrNotAcquired, ErrRestartGuard when the guard refused, and the

@@ -2,9 +2,13 @@ package reservation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // renewChunk is how many keys one renew script extends at most, so that a
@@ -21,9 +25,9 @@ func (c *Client) heartbeatLoop() {
 	defer timer.Stop()
 	for {
 		c.restartNotifier()
-		batch, next, earliest := c.due(time.Now())
+		batch, next := c.due(time.Now())
 		if len(batch) > 0 {
-			c.renew(batch, earliest)
+			c.renew(batch)
 			continue
 		}
 		timer.Reset(time.Until(next))
@@ -36,25 +40,31 @@ func (c *Client) heartbeatLoop() {
 	}
 }
 
-// restartNotifier starts the notifier again when its start failed while
-// reservations are held: their keys are not watched meanwhile.
+// restartNotifier starts a notifier again when its start failed while
+// reservations of its node are held: their keys are not watched meanwhile.
 func (c *Client) restartNotifier() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.notif == nil && c.notifStart == nil && len(c.held) > 0 && c.ctx.Err() == nil {
-		c.startNotifierLocked()
+	if c.ctx.Err() != nil {
+		return
+	}
+	for r := range c.held {
+		if c.notifs[r.node] == nil && c.starts[r.node] == nil {
+			c.startNotifierLocked(r.node)
+		}
 	}
 }
 
 // due declares lost the reservations whose local deadline has passed, and
-// returns the ones to renew now, when to look again, and the earliest local
-// deadline of all.
-func (c *Client) due(now time.Time) (batch []*Reservation, next, earliest time.Time) {
+// returns the ones to renew now and when to look again. A reservation
+// whose renewal is under way is left to it (its node may not answer), but
+// declared lost all the same when its deadline passes.
+func (c *Client) due(now time.Time) (batch []*Reservation, next time.Time) {
 	var lost []*Reservation
 	c.mu.Lock()
 	anyDue := false
 	next = now.Add(time.Hour)
-	earliest = next
+	earliest := next
 	for r := range c.held {
 		if !now.Before(r.deadline) {
 			lost = append(lost, r)
@@ -63,35 +73,111 @@ func (c *Client) due(now time.Time) (batch []*Reservation, next, earliest time.T
 		if r.deadline.Before(earliest) {
 			earliest = r.deadline
 		}
-		if !r.releasing && !r.due.After(now) {
+		if !r.releasing && !r.renewing && !r.due.After(now) {
 			anyDue = true
 		}
 	}
 	horizon := now.Add(c.opt.HeartbeatInterval / 2)
 	for r := range c.held {
-		if !now.Before(r.deadline) {
+		if !now.Before(r.deadline) || r.releasing || r.renewing {
 			continue
 		}
-		if anyDue && !r.releasing && !r.due.After(horizon) {
+		if anyDue && !r.due.After(horizon) {
 			batch = append(batch, r)
 			continue
 		}
-		if !r.releasing && r.due.Before(next) {
+		if r.due.Before(next) {
 			next = r.due
 		}
 	}
 	if earliest.Before(next) {
 		next = earliest
 	}
+	for _, r := range batch {
+		r.renewing = true
+	}
 	c.mu.Unlock()
 	for _, r := range lost {
 		c.lose(r, "no renewal succeeded before the local deadline")
 	}
-	return batch, next, earliest
+	return batch, next
 }
 
-// renew extends batch in one pipeline, bounded by the earliest deadline.
-func (c *Client) renew(batch []*Reservation, earliest time.Time) {
+// renew extends batch: one pipeline per node, each bounded by the earliest
+// local deadline of its own reservations, so that a node that does not
+// answer costs only the reservations it holds. On one server it returns
+// when the renewal is done; across nodes, each node's renewal runs on its
+// own and kicks the loop when done.
+func (c *Client) renew(batch []*Reservation) {
+	parts := c.byNode(batch)
+	if len(parts) == 1 {
+		c.renewNode(parts[0])
+		return
+	}
+	for _, part := range parts {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.renewNode(part)
+			select {
+			case c.kick <- struct{}{}:
+			default:
+			}
+		}()
+	}
+}
+
+// nodeBatch is the reservations of one renewal round on one node.
+type nodeBatch struct {
+	node  string                // the Cluster master's address ("" elsewhere)
+	rdb   redis.UniversalClient // where to send the pipeline
+	batch []*Reservation
+}
+
+// byNode splits batch by the Cluster master that holds each key (one part
+// elsewhere). A key whose master is not known yet goes with the first
+// part, through the cluster client, which finds it.
+func (c *Client) byNode(batch []*Reservation) []nodeBatch {
+	cc, ok := c.rdb.(*redis.ClusterClient)
+	if !ok {
+		return []nodeBatch{{rdb: c.rdb, batch: batch}}
+	}
+	var parts []nodeBatch
+	index := make(map[string]int)
+	for _, r := range batch {
+		var rdb redis.UniversalClient = cc
+		addr := ""
+		if node, err := cc.MasterForKey(c.ctx, r.key); err == nil {
+			addr = node.Options().Addr
+			if c.opt.WaitReplicas > 0 {
+				// WAIT has no key: sent through the cluster client it
+				// would go to any node, not the one that took the write.
+				rdb = node
+			}
+		}
+		i, ok := index[addr]
+		if !ok {
+			i = len(parts)
+			index[addr] = i
+			parts = append(parts, nodeBatch{node: addr, rdb: rdb})
+		}
+		parts[i].batch = append(parts[i].batch, r)
+	}
+	return parts
+}
+
+// renewNode extends part in one pipeline, bounded by the earliest local
+// deadline of its reservations.
+func (c *Client) renewNode(part nodeBatch) {
+	batch := part.batch
+	earliest := batch[0].deadline
+	c.mu.Lock()
+	for _, r := range batch {
+		if r.deadline.Before(earliest) {
+			earliest = r.deadline
+		}
+	}
+	c.mu.Unlock()
 	ctx, cancel := context.WithDeadline(c.ctx, earliest)
 	defer cancel()
 	groups := c.group(batch)
@@ -99,7 +185,7 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	for prev := c.renewWidest.Load(); int64(len(groups)) > prev && !c.renewWidest.CompareAndSwap(prev, int64(len(groups))); {
 		prev = c.renewWidest.Load()
 	}
-	sent, calls, err := c.renewBounded(ctx, groups)
+	sent, calls, err := c.renewBounded(ctx, part, groups)
 	if err != nil && c.ctx.Err() == nil {
 		// classify, not explain: no network I/O on the heartbeat's path,
 		// which must declare losses on time.
@@ -111,11 +197,17 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	var lost, extended []*Reservation
 	var recheck []*Reservation
 	c.mu.Lock()
+	for _, r := range batch {
+		r.renewing = false
+	}
 	for g, group := range groups {
 		var res []int64
 		var cerr error
 		if calls != nil {
 			res, cerr = calls[g].cmd.Int64Slice()
+			if cerr == nil {
+				cerr = calls[g].replicated()
+			}
 			if ex := calls[g].exists; ex != nil && cerr == nil && ex.Err() == nil && ex.Val() < int64(count(res, 1)) {
 				// A key changed between the script and the read that
 				// watches it again: no push will say so.
@@ -148,8 +240,11 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 	for _, r := range lost {
 		c.lose(r, "renewal found the key gone or someone else's")
 	}
-	if n := c.notifierIfStarted(); n != nil && len(recheck) > 0 {
+	if n := c.notifierIfStarted(part.node); n != nil && len(recheck) > 0 {
 		n.verifyLater(recheck)
+	}
+	if part.node != "" {
+		c.rehome(part.node, batch)
 	}
 	for _, r := range extended {
 		c.emit(Event{Kind: EventExtended, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token, Duration: rtt})
@@ -164,7 +259,7 @@ func (c *Client) renew(batch []*Reservation, earliest time.Time) {
 // server that does not answer (paused, or behind a link that drops
 // everything), or it would declare the loss late, after the key could
 // expire and someone else take it. Replies that come later are dropped.
-func (c *Client) renewBounded(ctx context.Context, groups [][]*Reservation) (time.Time, []*scriptCall, error) {
+func (c *Client) renewBounded(ctx context.Context, part nodeBatch, groups [][]*Reservation) (time.Time, []*scriptCall, error) {
 	type result struct {
 		sent  time.Time
 		calls []*scriptCall
@@ -174,9 +269,9 @@ func (c *Client) renewBounded(ctx context.Context, groups [][]*Reservation) (tim
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		// On the notifier's tracking connection when it has one: the
-		// renewals then keep the keys watched, without waking us.
-		rdb, n := c.rdb, c.notifierIfStarted()
+		// On the notifier's tracking connection (to the node) when it has
+		// one: the renewals then keep the keys watched, without waking us.
+		rdb, n := part.rdb, c.notifierIfStarted(part.node)
 		if n != nil && n.tracking {
 			rdb = n.trackClient
 		} else {
@@ -184,6 +279,12 @@ func (c *Client) renewBounded(ctx context.Context, groups [][]*Reservation) (tim
 		}
 		calls := c.renewals(groups, n)
 		sent, err := evalPipelined(ctx, rdb, calls)
+		if n != nil && part.node != "" && isRedirect(err) && c.opt.WaitReplicas == 0 {
+			// Slots moved: through the cluster client, which follows
+			// MOVED and ASK, and learns the new slot map.
+			calls = c.renewals(groups, nil)
+			sent, err = evalPipelined(ctx, c.rdb, calls)
+		}
 		done <- result{sent, calls, err}
 	}()
 	select {
@@ -191,6 +292,39 @@ func (c *Client) renewBounded(ctx context.Context, groups [][]*Reservation) (tim
 		return r.sent, r.calls, r.err
 	case <-ctx.Done():
 		return time.Time{}, nil, ctx.Err()
+	}
+}
+
+// isRedirect reports whether err is a Cluster redirection (MOVED, ASK) or
+// a slot in migration (TRYAGAIN).
+func isRedirect(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ") || strings.HasPrefix(msg, "TRYAGAIN")
+}
+
+// rehome moves the watch of the reservations of batch, just renewed
+// through node, to that node's notifier when another one watched them (the
+// slot moved: a failover or a resharding).
+func (c *Client) rehome(node string, batch []*Reservation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range batch {
+		if _, held := c.held[r]; !held || r.node == node {
+			continue
+		}
+		if n := c.notifs[r.node]; n != nil {
+			n.unwatchHeld(r)
+		}
+		r.node = node
+		if n := c.notifs[node]; n != nil {
+			n.watchHeld(r)
+		} else {
+			c.startNotifierLocked(node)
+		}
 	}
 }
 
@@ -260,6 +394,7 @@ func (c *Client) renewals(groups [][]*Reservation, n *notifier) []*scriptCall {
 		if n != nil {
 			calls[g].then = rewatch(c.ctx, keys[:len(group)], &calls[g].exists)
 		}
+		c.waitAfter(calls[g])
 	}
 	return calls
 }

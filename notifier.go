@@ -50,6 +50,8 @@ const notifierStartTimeout = 5 * time.Second
 // and keyspace channel of every watched key instead.
 type notifier struct {
 	c        *Client
+	node     string        // its Cluster master's address ("" elsewhere)
+	base     *redis.Client // that master's client (nil elsewhere)
 	tracking bool
 	db       int
 
@@ -72,6 +74,8 @@ type notifier struct {
 	subscribed map[string]bool             // keys subscribed to, without tracking
 	arms       map[string][]chan armResult // waiters' watches to set
 	denied     bool                        // the server refused our subscriptions
+
+	servers serverConns // with NewFailover: where its connections are
 }
 
 // keyWatch is the state of one watched key: held by this Client, waited
@@ -93,29 +97,31 @@ type notifierStart struct {
 	err  error
 }
 
-// notifierIfStarted returns the Client's notifier, or nil.
-func (c *Client) notifierIfStarted() *notifier {
+// notifierIfStarted returns the notifier of node ("" but on a Cluster),
+// or nil.
+func (c *Client) notifierIfStarted(node string) *notifier {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.notif
+	return c.notifs[node]
 }
 
-// notifierFor returns the Client's notifier, starting it on first use. The
-// start (a few round trips) runs in the background with its own bounded
-// context, never under c.mu, which the heartbeat needs; callers wait for it
-// as long as their ctx lets them.
-func (c *Client) notifierFor(ctx context.Context) (*notifier, error) {
+// notifierFor returns the notifier that watches key (that of its master,
+// on a Cluster), starting it on first use. The start (a few round trips)
+// runs in the background with its own bounded context, never under c.mu,
+// which the heartbeat needs; callers wait for it as long as their ctx lets
+// them.
+func (c *Client) notifierFor(ctx context.Context, key string) (*notifier, error) {
+	node := c.nodeOf(ctx, key)
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if c.notif != nil {
-		n := c.notif
+	if n := c.notifs[node]; n != nil {
 		c.mu.Unlock()
 		return n, nil
 	}
-	st := c.startNotifierLocked()
+	st := c.startNotifierLocked(node)
 	c.mu.Unlock()
 	select {
 	case <-st.done:
@@ -127,20 +133,22 @@ func (c *Client) notifierFor(ctx context.Context) (*notifier, error) {
 	}
 }
 
-// startNotifierLocked starts the notifier unless a start is under way, and
-// returns the start. c.mu is held.
-func (c *Client) startNotifierLocked() *notifierStart {
-	if c.notifStart == nil {
-		c.notifStart = &notifierStart{done: make(chan struct{})}
+// startNotifierLocked starts the notifier of node unless a start is under
+// way, and returns the start. c.mu is held.
+func (c *Client) startNotifierLocked(node string) *notifierStart {
+	st := c.starts[node]
+	if st == nil {
+		st = &notifierStart{done: make(chan struct{})}
+		c.starts[node] = st
 		c.wg.Add(1)
-		go c.startNotifier(c.notifStart)
+		go c.startNotifier(st, node, c.nodes[node])
 	}
-	return c.notifStart
+	return st
 }
 
-// startNotifier starts the notifier for st, and publishes it, watching
-// every reservation already held.
-func (c *Client) startNotifier(st *notifierStart) {
+// startNotifier starts the notifier of node for st, and publishes it,
+// watching every reservation of node already held.
+func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Client) {
 	defer c.wg.Done()
 	defer close(st.done)
 	// Not ended by Close: go-redis goes on dialing in the background for
@@ -150,6 +158,8 @@ func (c *Client) startNotifier(st *notifierStart) {
 	defer cancel()
 	n := &notifier{
 		c:          c,
+		node:       node,
+		base:       base,
 		keys:       make(map[string]*keyWatch),
 		verify:     make(map[string]bool),
 		subscribed: make(map[string]bool),
@@ -164,10 +174,10 @@ func (c *Client) startNotifier(st *notifierStart) {
 			// The heartbeat tries again while anything is held.
 			c.emit(Event{Kind: EventRedisError, Err: fmt.Errorf(
 				"reservation: start the notifier on %s (until it starts, waiters wake on their timers and holders learn of a loss at their next renewal): %w",
-				c.where(), classify(c.where(), err))})
+				n.where(), classify(n.where(), err))})
 		}
 	}()
-	c.notifStart = nil
+	delete(c.starts, node)
 	switch {
 	case err != nil:
 		st.err = err
@@ -175,12 +185,18 @@ func (c *Client) startNotifier(st *notifierStart) {
 		n.close()
 		st.err = ErrClosed
 	default:
-		c.notif, st.n = n, n
+		c.notifs[node], st.n = n, n
 		for r := range c.held {
-			n.watchHeld(r)
+			if r.node == node {
+				n.watchHeld(r)
+			}
 		}
 		c.wg.Add(1)
 		go n.watchLoop()
+		if c.sentinel != nil {
+			c.wg.Add(1)
+			go n.followSentinel(c.sentinel)
+		}
 		if n.ps != nil {
 			c.wg.Add(1)
 			go n.receive()
@@ -188,11 +204,22 @@ func (c *Client) startNotifier(st *notifierStart) {
 	}
 }
 
+// where returns the notifier's server for a message.
+func (n *notifier) where() string {
+	if n.node != "" {
+		return "cluster node " + n.node
+	}
+	return n.c.where()
+}
+
 // start opens the subscriber. Client tracking needs a *redis.Client (one
 // server) that answers CLIENT TRACKING (Redis 6 and later); elsewhere the
 // notifier subscribes to release notices and keyspace notifications.
 func (n *notifier) start(ctx context.Context) error {
 	base, ok := n.c.rdb.(*redis.Client)
+	if n.base != nil {
+		base, ok = n.base, true
+	}
 	if ok {
 		n.db = base.Options().DB
 	}
@@ -212,6 +239,16 @@ func (n *notifier) start(ctx context.Context) error {
 		// A Ring subscribes on the shard of its first channel only: no
 		// push source fits keys spread over shards. Waiters wake on
 		// their timers, holders learn of a loss at the next renewal.
+		return nil
+	}
+	if ok && n.c.sentinel != nil {
+		// A subscriber of our own, which leaves a replaced master.
+		opt := *base.Options()
+		opt.PoolSize, opt.MinIdleConns, opt.MaxIdleConns = 1, 0, 1
+		opt.Dialer = n.servers.dial("subscriber", opt.Dialer)
+		opt.ClientName = "reservation-subscriber"
+		n.psClient = redis.NewClient(&opt)
+		n.ps = n.psClient.Subscribe(ctx)
 		return nil
 	}
 	n.ps = n.c.rdb.Subscribe(ctx)
@@ -257,7 +294,11 @@ func (n *notifier) startTracking(ctx context.Context, base *redis.Client) error 
 		}
 		return nil
 	}
-	trackOpt.Dialer = watchClosing(opt.Dialer, &n.watches, &n.dups, n.askRearm)
+	if n.c.sentinel != nil {
+		psOpt.Dialer = n.servers.dial("subscriber", opt.Dialer)
+		trackOpt.Dialer = n.servers.dial("tracking", opt.Dialer)
+	}
+	trackOpt.Dialer = watchClosing(trackOpt.Dialer, &n.watches, &n.dups, n.askRearm)
 	trackOpt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
 		if onConnect != nil {
 			if err := onConnect(ctx, cn); err != nil {
@@ -299,6 +340,13 @@ func (n *notifier) trackOn(ctx context.Context, cn *redis.Conn) error {
 	if id == 0 {
 		return errors.New("reservation: tracking: subscriber not connected")
 	}
+	if n.c.sentinel != nil && !n.servers.sameServer() {
+		// One of them is still on a master that Sentinel replaced (or
+		// the other got there first): the id would name some other
+		// client of this server. Both dial again, to the master of now.
+		n.servers.closeAll()
+		return errors.New("reservation: tracking: the subscriber is on another server")
+	}
 	_, err := cn.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Do(ctx, "CLIENT", "TRACKING", "OFF")
 		p.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "NOLOOP", "OPTIN")
@@ -312,6 +360,8 @@ func (n *notifier) close() {
 	n.stopReceiving()
 	if n.psClient != nil {
 		n.psClient.Close()
+	}
+	if n.trackClient != nil {
 		n.trackClient.Close()
 	}
 	// go-redis does not close the socket of a connection whose set-up
@@ -328,6 +378,16 @@ func (n *notifier) stopReceiving() {
 	if n.ps != nil {
 		n.ps.Close()
 	}
+}
+
+// masterSwitched moves the notifier's connections to the master that
+// Sentinel just named, and has every key watched again there.
+func (n *notifier) masterSwitched(addr string) {
+	n.c.mu.Lock()
+	n.c.masterAddr = addr
+	n.c.mu.Unlock()
+	n.servers.closeAll()
+	n.askRearm()
 }
 
 // channels returns the channels to subscribe to for key without tracking.
@@ -647,19 +707,53 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 	return err
 }
 
-// subscribe changes the subscriptions, without tracking.
+// subscribe changes the subscriptions, without tracking. On a Cluster the
+// release channels are sharded: one SSUBSCRIBE per channel, as Redis takes
+// the channels of one slot only in each.
 func (n *notifier) subscribe(ctx context.Context, sub, unsub []string) error {
 	if n.ps == nil {
 		return nil
 	}
 	var err error
-	if len(sub) > 0 {
-		err = n.ps.Subscribe(ctx, sub...)
+	for _, batch := range n.shardSplit(sub) {
+		if batch.sharded {
+			err = errors.Join(err, n.ps.SSubscribe(ctx, batch.channels...))
+		} else if len(batch.channels) > 0 {
+			err = errors.Join(err, n.ps.Subscribe(ctx, batch.channels...))
+		}
 	}
-	if len(unsub) > 0 {
-		err = errors.Join(err, n.ps.Unsubscribe(ctx, unsub...))
+	for _, batch := range n.shardSplit(unsub) {
+		if batch.sharded {
+			err = errors.Join(err, n.ps.SUnsubscribe(ctx, batch.channels...))
+		} else if len(batch.channels) > 0 {
+			err = errors.Join(err, n.ps.Unsubscribe(ctx, batch.channels...))
+		}
 	}
 	return err
+}
+
+// channelBatch is channels of one subscribing command.
+type channelBatch struct {
+	sharded  bool
+	channels []string
+}
+
+// shardSplit splits channels into one batch of plain channels and, on a
+// Cluster, one batch for each release channel, which is sharded.
+func (n *notifier) shardSplit(channels []string) []channelBatch {
+	if !n.c.cluster {
+		return []channelBatch{{channels: channels}}
+	}
+	plain := channelBatch{}
+	var out []channelBatch
+	for _, ch := range channels {
+		if strings.HasPrefix(ch, "__keyspace@") {
+			plain.channels = append(plain.channels, ch)
+		} else {
+			out = append(out, channelBatch{sharded: true, channels: []string{ch}})
+		}
+	}
+	return append(out, plain)
 }
 
 // retrack turns tracking on again on the tracking connection, redirected
@@ -704,17 +798,38 @@ func (n *notifier) verifyHeld(ctx context.Context, held map[string]*Reservation)
 func (n *notifier) read(ctx context.Context, keys []string) ([]string, error) {
 	values := make([]string, len(keys))
 	if n.tracking {
-		var mget *redis.SliceCmd
+		// One MGET per slot on a Cluster, which refuses multi-key
+		// commands across slots even on one node.
+		bySlot := map[uint16][]int{0: nil}
+		for i, key := range keys {
+			s := uint16(0)
+			if n.c.cluster {
+				s = slot(hashPart(key))
+			}
+			bySlot[s] = append(bySlot[s], i)
+		}
+		mgets := make(map[uint16]*redis.SliceCmd, len(bySlot))
 		_, err := n.trackClient.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.Do(ctx, "CLIENT", "CACHING", "YES")
-			mget = p.MGet(ctx, keys...)
+			for s, idx := range bySlot {
+				if len(idx) == 0 {
+					continue
+				}
+				p.Do(ctx, "CLIENT", "CACHING", "YES")
+				ks := make([]string, len(idx))
+				for j, i := range idx {
+					ks[j] = keys[i]
+				}
+				mgets[s] = p.MGet(ctx, ks...)
+			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		for i, v := range mget.Val() {
-			values[i], _ = v.(string)
+		for s, mget := range mgets {
+			for j, v := range mget.Val() {
+				values[bySlot[s][j]], _ = v.(string)
+			}
 		}
 		return values, nil
 	}
@@ -828,7 +943,7 @@ func (n *notifier) receive() {
 func (n *notifier) dispatch(msg any) {
 	switch m := msg.(type) {
 	case *redis.Subscription:
-		if m.Kind != "subscribe" {
+		if m.Kind != "subscribe" && m.Kind != "ssubscribe" {
 			return
 		}
 		if m.Channel == invalidateChannel {

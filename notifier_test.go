@@ -21,7 +21,7 @@ var slowHeartbeat = Options{TTL: 30 * time.Second, HeartbeatInterval: 10 * time.
 // started waits for c's notifier and returns it.
 func started(t *testing.T, c *Client) *notifier {
 	t.Helper()
-	n, err := c.notifierFor(t.Context())
+	n, err := c.notifierFor(t.Context(), "")
 	if err != nil {
 		t.Fatalf("notifier: %v", err)
 	}
@@ -164,7 +164,7 @@ func TestOwnRenewalsDoNotWakeTheHolder(t *testing.T) {
 	before := n.rereads.Load()
 	// Ten renewals, as the heartbeat sends them (it waits 10 s itself).
 	for range 10 {
-		c.renew([]*Reservation{r}, time.Now().Add(time.Second))
+		c.renew([]*Reservation{r})
 	}
 	time.Sleep(50 * time.Millisecond)
 	if got := n.rereads.Load() - before; got != 0 {

@@ -21,7 +21,7 @@ func (c *Client) ForceRelease(ctx context.Context, resource string) (string, err
 		return "", err
 	}
 	key := c.Key(resource)
-	v, err := forceReleaseScript.Run(ctx, c.rdb, []string{key}, companion(key, channelSuffix)).Text()
+	v, err := forceReleaseScript.Run(ctx, c.rdb, []string{key}, c.noticeArgs(companion(key, channelSuffix))...).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}

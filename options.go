@@ -25,6 +25,8 @@ const (
 	// for as long as it likes by renewing it; a long TTL only delays the
 	// takeover after the holder dies.
 	MaxTTL = 24 * time.Hour
+	// DefaultWaitTimeout is the default of Options.WaitTimeout.
+	DefaultWaitTimeout = 200 * time.Millisecond
 	// MaxByLen is the longest worker name accepted, in bytes.
 	MaxByLen = 256
 )
@@ -87,6 +89,21 @@ type Options struct {
 	// events waiting, new ones are dropped and counted in the log. Close
 	// delivers what is left before it returns. Default nil.
 	OnEvent func(Event)
+
+	// WaitReplicas is how many replicas must acknowledge each acquisition
+	// and each renewal, with Redis's WAIT sent right after the script on
+	// its connection (on Cluster, to the key's own master). An acquisition
+	// that fewer replicas acknowledged within WaitTimeout is given back
+	// and reported as an error matching ErrNotReplicated, never as held; such a
+	// renewal counts as failed, so the local deadline still decides. It
+	// narrows, without closing, the window in which a failover loses a
+	// reservation (see the package documentation). Default 0: no wait.
+	WaitReplicas int
+
+	// WaitTimeout bounds each WAIT of WaitReplicas. Default
+	// DefaultWaitTimeout (200 ms); at least 1 ms, at most a quarter of the
+	// TTL.
+	WaitTimeout time.Duration
 
 	// Username and Password authenticate to Redis. They override those in
 	// the address URL. Default: none, or the URL's. New only:
@@ -153,6 +170,15 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if opt.RestartGuard > 0 && opt.RestartGuard < time.Millisecond {
 		return opt, optionError("restart guard %v is shorter than 1ms", opt.RestartGuard)
+	}
+	if opt.WaitReplicas < 0 {
+		return opt, optionError("wait replicas %d is negative", opt.WaitReplicas)
+	}
+	if opt.WaitTimeout == 0 {
+		opt.WaitTimeout = min(DefaultWaitTimeout, opt.TTL/4)
+	}
+	if opt.WaitTimeout < time.Millisecond || opt.WaitTimeout > opt.TTL/4 {
+		return opt, optionError("wait timeout %v is out of range [1ms, a quarter of the TTL %v]", opt.WaitTimeout, opt.TTL)
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()

@@ -37,6 +37,8 @@ type Reservation struct {
 	due       time.Time // next renewal
 	failures  int       // renewals failed in a row
 	releasing bool      // a release is under way: renewals leave it alone
+	renewing  bool      // a renewal is under way
+	node      string    // the Cluster master whose notifier watches it ("" elsewhere)
 	err       error     // nil while held, then why it ended
 }
 
@@ -156,7 +158,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 	c.mu.Unlock()
 	defer c.ops.Done()
 
-	cmd, _ := c.batch.run(ctx, releaseCall(r.key, r.value))
+	cmd, _ := c.batch.run(ctx, c.releaseCall(r.key, r.value))
 	released, err := cmd.Int()
 	if errors.Is(err, errNotSent) {
 		// ctx ended while it waited for its turn: nothing was sent, and
@@ -190,7 +192,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 		// was still ours and is now deleted, but the holder was told.
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
 	}
-	if n := c.notifierIfStarted(); n != nil {
+	if n := c.notifierIfStarted(r.node); n != nil {
 		n.released(r.key)
 	}
 	c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
@@ -211,10 +213,10 @@ func (c *Client) hold(r *Reservation) error {
 		return ErrClosed
 	}
 	c.held[r] = struct{}{}
-	if c.notif != nil {
-		c.notif.watchHeld(r)
+	if n := c.notifs[r.node]; n != nil {
+		n.watchHeld(r)
 	} else {
-		c.startNotifierLocked() // it watches r once started
+		c.startNotifierLocked(r.node) // it watches r once started
 	}
 	if !c.heartbeat {
 		c.heartbeat = true
@@ -240,8 +242,8 @@ func (r *Reservation) end(cause error) bool {
 	r.err = cause
 	if _, ok := c.held[r]; ok {
 		delete(c.held, r)
-		if c.notif != nil {
-			c.notif.unwatchHeld(r)
+		if n := c.notifs[r.node]; n != nil {
+			n.unwatchHeld(r)
 		}
 	}
 	c.mu.Unlock()
@@ -260,7 +262,7 @@ func (c *Client) giveBack(key, value string) {
 	release := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
 		defer cancel()
-		_ = releaseCall(key, value).run(ctx, c.rdb).Err()
+		_ = c.releaseCall(key, value).run(ctx, c.rdb).Err()
 	}
 	c.mu.Lock()
 	if c.ctx.Err() != nil {

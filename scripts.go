@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -49,18 +50,71 @@ type scriptCall struct {
 	// reply of the one it adds.
 	then   func(p redis.Pipeliner)
 	exists *redis.IntCmd
+
+	// replicas, when positive, is how many replicas must acknowledge the
+	// script's writes: a WAIT follows it on its connection (see
+	// Client.waitAfter), whose reply is waited.
+	replicas int
+	waited   *redis.Cmd
 }
 
 // run runs the call on its own, with EVALSHA, falling back to EVAL on
-// NOSCRIPT.
-func (sc *scriptCall) run(ctx context.Context, rdb redis.Scripter) *redis.Cmd {
+// NOSCRIPT; in a pipeline when commands follow it.
+func (sc *scriptCall) run(ctx context.Context, rdb redis.UniversalClient) *redis.Cmd {
+	if sc.then != nil {
+		_, _ = evalPipelined(ctx, rdb, []*scriptCall{sc})
+		return sc.cmd
+	}
 	sc.cmd = sc.script.Run(ctx, rdb, sc.keys, sc.args...)
 	return sc.cmd
 }
 
+// replicated returns nil when the call asked no replica to acknowledge its
+// writes or enough did, else an error matching ErrNotReplicated.
+func (sc *scriptCall) replicated() error {
+	if sc.replicas == 0 {
+		return nil
+	}
+	n, err := sc.waited.Int64()
+	if err != nil {
+		return fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, err)
+	}
+	if n < int64(sc.replicas) {
+		return fmt.Errorf("%w: %d of %d replicas acknowledged the write in time", ErrNotReplicated, n, sc.replicas)
+	}
+	return nil
+}
+
+// waitAfter has sc followed, on its connection, by a WAIT for the replicas
+// that Options.WaitReplicas asks for. WAIT is refused inside a script.
+func (c *Client) waitAfter(sc *scriptCall) {
+	if c.opt.WaitReplicas == 0 {
+		return
+	}
+	sc.replicas = c.opt.WaitReplicas
+	then := sc.then
+	sc.then = func(p redis.Pipeliner) {
+		if then != nil {
+			then(p)
+		}
+		sc.waited = p.Do(c.ctx, "WAIT", c.opt.WaitReplicas, c.opt.WaitTimeout.Milliseconds())
+	}
+}
+
 // releaseCall returns the release script's call for key held with value.
-func releaseCall(key, value string) *scriptCall {
-	return &scriptCall{script: releaseScript, keys: []string{key}, args: []any{value, companion(key, channelSuffix)}}
+func (c *Client) releaseCall(key, value string) *scriptCall {
+	return &scriptCall{script: releaseScript, keys: []string{key}, args: c.noticeArgs(value, companion(key, channelSuffix))}
+}
+
+// noticeArgs returns args, then how the release scripts publish their
+// notice: PUBLISH (no argument) on one server; on a Cluster, SPUBLISH, so
+// that the notice goes to the key's node only, not to every node of the
+// cluster.
+func (c *Client) noticeArgs(args ...any) []any {
+	if c.cluster {
+		args = append(args, "SPUBLISH")
+	}
+	return args
 }
 
 // evalPipelined runs calls with EVALSHA in one pipeline. Those that find

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,10 @@ func (c *Client) Status(ctx context.Context, resource string) (Info, error) {
 // pattern match ("" or "*" for all), walking the keyspace with SCAN (on
 // every master of a Cluster), never KEYS. Keys of another type that happen
 // to carry the prefix are left out.
+//
+// On a Cluster, each master is read on its own: when some cannot be read,
+// List returns what the others hold, with an error that matches ErrPartial
+// and holds a *NodeError for each master that failed.
 func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err
@@ -64,36 +69,61 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 		match = "*"
 	}
 	pattern := globEscape(c.opt.Prefix) + match
+	cc, ok := c.rdb.(*redis.ClusterClient)
+	if !ok {
+		infos, err := c.list(ctx, c.rdb, pattern)
+		if err != nil {
+			return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(classify(c.where(), err)))
+		}
+		return infos, nil
+	}
+	var (
+		mu     sync.Mutex // ForEachMaster calls in parallel
+		all    []Info
+		failed []error
+	)
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		infos, err := c.list(ctx, m, pattern)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			addr := m.Options().Addr
+			failed = append(failed, &NodeError{Addr: addr, Err: classify(addr, err)})
+		}
+		all = append(all, infos...)
+		return nil
+	})
+	if err != nil {
+		// Not even the slot map: nothing was read.
+		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(classify(c.where(), err)))
+	}
+	slices.SortFunc(all, func(a, b Info) int { return strings.Compare(a.Resource, b.Resource) })
+	if len(failed) > 0 {
+		return all, fmt.Errorf("reservation: list %q: %w: %d of the cluster's masters could not be read: %w",
+			match, ErrPartial, len(failed), errors.Join(failed...))
+	}
+	return all, nil
+}
+
+// list returns the held reservations whose keys match pattern on rdb: one
+// server, or one master of a Cluster.
+func (c *Client) list(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]Info, error) {
 	var resources []string
 	seen := make(map[string]bool)
-	scan := func(ctx context.Context, rdb redis.Cmdable) error {
-		iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-		for iter.Next(ctx) {
-			key := iter.Val()
-			if !seen[key] {
-				seen[key] = true
-				resources = append(resources, strings.TrimPrefix(key, c.opt.Prefix))
-			}
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		if !seen[key] {
+			seen[key] = true
+			resources = append(resources, strings.TrimPrefix(key, c.opt.Prefix))
 		}
-		return iter.Err()
 	}
-	var err error
-	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
-		var mu sync.Mutex // ForEachMaster calls in parallel
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return scan(ctx, m)
-		})
-	} else {
-		err = scan(ctx, c.rdb)
+	if err := iter.Err(); err != nil {
+		return nil, err
 	}
+	infos, err := c.infosOn(ctx, rdb, resources)
 	if err != nil {
-		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(classify(c.where(), err)))
-	}
-	infos, err := c.infos(ctx, resources)
-	if err != nil {
-		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(classify(c.where(), err)))
+		return nil, err
 	}
 	held := infos[:0]
 	for _, in := range infos {
@@ -107,6 +137,11 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 // infos reads GET, PTTL, the fencing key and the restart-guard marker of
 // each resource in one pipeline, with the server's time.
 func (c *Client) infos(ctx context.Context, resources []string) ([]Info, error) {
+	return c.infosOn(ctx, c.rdb, resources)
+}
+
+// infosOn is infos through rdb.
+func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resources []string) ([]Info, error) {
 	if len(resources) == 0 {
 		return nil, nil
 	}
@@ -118,7 +153,7 @@ func (c *Client) infos(ctx context.Context, resources []string) ([]Info, error) 
 	}
 	all := make([]cmds, len(resources))
 	var now *redis.TimeCmd
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		now = p.Time(ctx)
 		for i, res := range resources {
 			key := c.Key(res)

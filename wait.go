@@ -32,14 +32,14 @@ func (c *Client) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now()}
 	// First try at once, unless waiters of this Client queue for the key:
 	// then take a place behind them.
-	if n := c.notifierIfStarted(); n == nil || !n.waited(w.key) {
+	if n := c.notifierIfStarted(c.nodeOf(ctx, w.key)); n == nil || !n.waited(w.key) {
 		r, err := w.attempt(ctx)
 		if r != nil || err != nil {
 			return r, err
 		}
 		w.tried = true
 	}
-	n, err := c.notifierFor(ctx)
+	n, err := c.notifierFor(ctx, w.key)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, w.notAcquired(ctx)
@@ -105,6 +105,17 @@ func (w *wait) loop(ctx context.Context) (*Reservation, error) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		if c.cluster {
+			// The key's slot moved to another master: wait on its
+			// notifier.
+			if node := c.nodeOf(ctx, w.key); node != "" && node != n.node {
+				if moved, err := c.notifierFor(ctx, w.key); err == nil {
+					n.leave(w.key, q, false)
+					n, w.n = moved, moved
+					q = n.join(w.key)
+				}
+			}
+		}
 		wake, head, armed := n.state(w.key, q)
 		delay := c.opt.RetryInterval
 		if head {

@@ -1,0 +1,236 @@
+package reservation
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// NewFailover returns a Client for the master that Redis Sentinel names
+// fo.MasterName, found through fo.SentinelAddrs. The Client follows
+// failovers: commands go to the new master at once, as with go-redis's
+// failover client, and so do the notifier's own connections (its
+// subscriber and tracking connection), which a failover client handed to
+// NewWithClient cannot do (its Sentinels are hidden). The password and user
+// in opt override fo's Password and Username (the master's); the
+// Sentinels' are fo's SentinelUsername and SentinelPassword. Options that
+// send commands to replicas (ReplicaOnly, RouteByLatency, RouteRandomly)
+// are refused: reservations live on the master. Like New, it does not
+// touch the network.
+func NewFailover(fo *redis.FailoverOptions, opt *Options) (*Client, error) {
+	if fo == nil {
+		return nil, optionError("nil failover options")
+	}
+	o, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	f := *fo
+	f.SentinelAddrs = append([]string(nil), fo.SentinelAddrs...)
+	switch {
+	case f.MasterName == "":
+		return nil, optionError("no Sentinel master name (master_name)")
+	case len(f.SentinelAddrs) == 0:
+		return nil, optionError("no Sentinel address")
+	case f.ReplicaOnly || f.RouteByLatency || f.RouteRandomly:
+		return nil, optionError("ReplicaOnly, RouteByLatency and RouteRandomly send commands to replicas: reservations live on the master")
+	}
+	if o.Username != "" {
+		f.Username = o.Username
+	}
+	if o.Password != "" {
+		f.Password = o.Password
+	}
+	if o.TLSConfig != nil {
+		f.TLSConfig = o.TLSConfig.Clone()
+	}
+	f.ContextTimeoutEnabled = true // see New
+	c := newClient(redis.NewFailoverClient(&f), o)
+	c.ownsRDB = true
+	c.sentinel = &f
+	return c, nil
+}
+
+// NewCluster returns a Client for a Redis Cluster reached through
+// co.Addrs (any of its nodes). The password and user in opt override co's.
+// Options that send reads to replicas (ReadOnly, RouteByLatency,
+// RouteRandomly) are refused: a replica may not have the last write yet.
+// Like New, it does not touch the network.
+func NewCluster(co *redis.ClusterOptions, opt *Options) (*Client, error) {
+	if co == nil {
+		return nil, optionError("nil cluster options")
+	}
+	o, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cl := *co
+	cl.Addrs = append([]string(nil), co.Addrs...)
+	switch {
+	case len(cl.Addrs) == 0:
+		return nil, optionError("no cluster node address")
+	case cl.ReadOnly || cl.RouteByLatency || cl.RouteRandomly:
+		return nil, optionError("ReadOnly, RouteByLatency and RouteRandomly send reads to replicas, which may not have the last write")
+	}
+	if o.Username != "" {
+		cl.Username = o.Username
+	}
+	if o.Password != "" {
+		cl.Password = o.Password
+	}
+	if o.TLSConfig != nil {
+		cl.TLSConfig = o.TLSConfig.Clone()
+	}
+	cl.ContextTimeoutEnabled = true // see New
+	c := newClient(redis.NewClusterClient(&cl), o)
+	c.ownsRDB = true
+	return c, nil
+}
+
+// topologyOf tells which kind of deployment a redis:// or rediss:// URL
+// names, the way go-redis's parsers read it: a master_name parameter for
+// Sentinel (ParseFailoverURL), addr parameters without one for Cluster
+// (ParseClusterURL), else one server (ParseURL).
+func topologyOf(addr string) string {
+	_, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		return "single"
+	}
+	_, query, _ := strings.Cut(rest, "?")
+	q, err := url.ParseQuery(query)
+	switch {
+	case err != nil:
+		return "single" // the parser says what is wrong
+	case q.Has("master_name"):
+		return "sentinel"
+	case q.Has("addr"):
+		return "cluster"
+	}
+	return "single"
+}
+
+// newFromURL is New for the Sentinel and Cluster URLs.
+func newFromURL(addr, kind string, opt *Options) (*Client, error) {
+	if kind == "sentinel" {
+		fo, err := redis.ParseFailoverURL(addr)
+		if err != nil {
+			return nil, urlError(err, addr, "?master_name=NAME[&addr=host:port...]")
+		}
+		return NewFailover(fo, opt)
+	}
+	co, err := redis.ParseClusterURL(addr)
+	if err != nil {
+		return nil, urlError(err, addr, "?addr=host:port[&addr=host:port...]")
+	}
+	return NewCluster(co, opt)
+}
+
+// urlError is the error of a Sentinel or Cluster URL that go-redis refused,
+// without the password.
+func urlError(err error, addr, form string) error {
+	if scheme, rest, _ := strings.Cut(addr, "://"); strings.Contains(rest, "@") {
+		return optionError("bad Redis URL: want %s://[user:password@]host:port%s, "+
+			"with the password URL-escaped (%%2F for /, %%23 for #, %%3F for ?, %%25 for %%): %s",
+			scheme, form, redactURLError(err, addr))
+	}
+	return optionError("bad Redis URL: %s", redactURLError(err, addr))
+}
+
+// followSentinel subscribes to +switch-master on the Sentinels, one after
+// the other, and tells the notifier when its master changes, so that its
+// connections leave the old master at once, even when that one still
+// answers (paused, then back before Sentinel demotes it).
+func (n *notifier) followSentinel(fo *redis.FailoverOptions) {
+	defer n.c.wg.Done()
+	ctx := n.c.ctx
+	for i := 0; ctx.Err() == nil; i++ {
+		addr := fo.SentinelAddrs[i%len(fo.SentinelAddrs)]
+		sc := redis.NewSentinelClient(&redis.Options{
+			Addr: addr, Username: fo.SentinelUsername, Password: fo.SentinelPassword,
+			TLSConfig: fo.TLSConfig, Dialer: fo.Dialer, DialTimeout: fo.DialTimeout,
+			MaxRetries: -1, ContextTimeoutEnabled: true,
+		})
+		n.listenSentinel(ctx, sc, fo.MasterName)
+		sc.Close()
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+// listenSentinel handles +switch-master notices of sc until its connection
+// fails or ctx ends.
+func (n *notifier) listenSentinel(ctx context.Context, sc *redis.SentinelClient, master string) {
+	ps := sc.Subscribe(ctx, "+switch-master")
+	defer ps.Close()
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				if ps.Ping(ctx) == nil {
+					continue
+				}
+			}
+			return
+		}
+		m, ok := msg.(*redis.Message)
+		if !ok {
+			continue
+		}
+		// "<master name> <old ip> <old port> <new ip> <new port>"
+		f := strings.Fields(m.Payload)
+		if len(f) == 5 && f[0] == master {
+			n.masterSwitched(net.JoinHostPort(f[3], f[4]))
+		}
+	}
+}
+
+// serverConns records the connections of the notifier's two clients, so
+// that both leave a master that Sentinel replaced, and so that tracking is
+// turned on only when both are on the same server (its REDIRECT names a
+// client id of that server).
+type serverConns struct {
+	mu    sync.Mutex
+	conns map[string]net.Conn // "subscriber" and "tracking": the last dialled
+}
+
+// dial wraps dialer so that the connections it makes are recorded as name.
+func (s *serverConns) dial(name string, dialer func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := dialer(ctx, network, addr)
+		if err == nil {
+			s.mu.Lock()
+			if s.conns == nil {
+				s.conns = make(map[string]net.Conn)
+			}
+			s.conns[name] = cn
+			s.mu.Unlock()
+		}
+		return cn, err
+	}
+}
+
+// sameServer reports whether the subscriber and the tracking connection
+// last dialled the same address.
+func (s *serverConns) sameServer() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps, tr := s.conns["subscriber"], s.conns["tracking"]
+	return ps != nil && tr != nil && ps.RemoteAddr().String() == tr.RemoteAddr().String()
+}
+
+// closeAll closes every recorded connection: their clients dial again,
+// through Sentinel, to the master of now.
+func (s *serverConns) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cn := range s.conns {
+		cn.Close()
+	}
+}
