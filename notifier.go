@@ -63,9 +63,10 @@ type notifier struct {
 
 	rereads atomic.Int64 // held keys read again: a measure of the pushes that concern them
 
-	kick    chan struct{}  // wakes the watch loop
-	watches sync.WaitGroup // watchClosing's goroutines
-	dups    sync.Map       // the sockets they watch (net.Conn): closed by close
+	kick     chan struct{}  // wakes the watch loop
+	switched chan struct{}  // Sentinel named a new master: the watch loop retries at once
+	watches  sync.WaitGroup // watchClosing's goroutines
+	dups     sync.Map       // the sockets they watch (net.Conn): closed by close
 
 	mu         sync.Mutex // never held across network I/O
 	keys       map[string]*keyWatch
@@ -165,6 +166,7 @@ func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Clien
 		subscribed: make(map[string]bool),
 		arms:       make(map[string][]chan armResult),
 		kick:       make(chan struct{}, 1),
+		switched:   make(chan struct{}, 1),
 	}
 	err := n.start(ctx)
 	c.mu.Lock()
@@ -340,13 +342,30 @@ func (n *notifier) trackOn(ctx context.Context, cn *redis.Conn) error {
 	if id == 0 {
 		return errors.New("reservation: tracking: subscriber not connected")
 	}
-	if n.c.sentinel != nil && !n.servers.sameServer() {
-		// One of them is still on a master that Sentinel replaced (or
-		// the other got there first): the id would name some other
-		// client of this server. Both dial again, to the master of now.
-		n.servers.closeAll()
+	if n.c.sentinel == nil {
+		return n.trackOnConn(ctx, cn, id)
+	}
+	// Connected first (a Conn of the pool dials at its first command), to
+	// know where it is.
+	if err := cn.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	if !n.servers.sameServer() {
+		// One of them is still on a master that Sentinel replaced: the
+		// id would name some other client of this server. The one that
+		// is not on the master of now dials again; the subscriber's new
+		// connection has tracking turned on again.
+		n.c.mu.Lock()
+		master := n.c.masterAddr
+		n.c.mu.Unlock()
+		n.servers.closeStale(master)
 		return errors.New("reservation: tracking: the subscriber is on another server")
 	}
+	return n.trackOnConn(ctx, cn, id)
+}
+
+// trackOnConn turns tracking on for cn, redirected to client id.
+func (n *notifier) trackOnConn(ctx context.Context, cn *redis.Conn, id int64) error {
 	_, err := cn.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Do(ctx, "CLIENT", "TRACKING", "OFF")
 		p.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "NOLOOP", "OPTIN")
@@ -388,6 +407,10 @@ func (n *notifier) masterSwitched(addr string) {
 	n.c.mu.Unlock()
 	n.servers.closeAll()
 	n.askRearm()
+	select {
+	case n.switched <- struct{}{}:
+	default:
+	}
 }
 
 // channels returns the channels to subscribe to for key without tracking.
@@ -639,8 +662,14 @@ func (n *notifier) watchLoop() {
 				break
 			}
 			failures++
-			if !sleep(ctx, min(5*time.Millisecond<<min(failures, 8), time.Second)) {
+			select {
+			case <-ctx.Done():
 				return
+			case <-time.After(min(5*time.Millisecond<<min(failures, 8), time.Second)):
+			case <-n.switched:
+				// Sentinel named a new master: what failed against the
+				// old one may work at once.
+				failures = 0
 			}
 		}
 	}

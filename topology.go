@@ -166,6 +166,9 @@ func (n *notifier) followSentinel(fo *redis.FailoverOptions) {
 func (n *notifier) listenSentinel(ctx context.Context, sc *redis.SentinelClient, master string) {
 	ps := sc.Subscribe(ctx, "+switch-master")
 	defer ps.Close()
+	// A read blocked on the connection does not see ctx end: close it.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
 		if err != nil {
@@ -232,5 +235,23 @@ func (s *serverConns) closeAll() {
 	defer s.mu.Unlock()
 	for _, cn := range s.conns {
 		cn.Close()
+	}
+}
+
+// closeStale closes the recorded connections that are not on master, or,
+// when master is not known, the subscriber when it is not on the tracking
+// connection's server (which was dialled last).
+func (s *serverConns) closeStale(master string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if master == "" {
+		if tr := s.conns["tracking"]; tr != nil {
+			master = tr.RemoteAddr().String()
+		}
+	}
+	for _, cn := range s.conns {
+		if master == "" || cn.RemoteAddr().String() != master {
+			cn.Close()
+		}
 	}
 }
