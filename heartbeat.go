@@ -186,6 +186,13 @@ func (c *Client) renewNode(part nodeBatch) {
 		prev = c.renewWidest.Load()
 	}
 	sent, calls, err := c.renewBounded(ctx, part, groups)
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok && err != nil {
+		// The node may have failed over: have the slot map read again
+		// (in the background), so that the next try goes to its
+		// successor. The renewals went on the node's own connection,
+		// whose errors the cluster client does not see.
+		cc.ReloadState(c.ctx)
+	}
 	if err != nil && c.ctx.Err() == nil {
 		// classify, not explain: no network I/O on the heartbeat's path,
 		// which must declare losses on time.
