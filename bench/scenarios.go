@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-reservation/reservation/internal/redisserver"
 )
 
 // result is one library's run of one scenario in one round.
@@ -603,7 +605,7 @@ func (e *env) expires(ctx context.Context) int64 {
 	if err != nil {
 		return -1
 	}
-	db0 := infoField(text, "db0")
+	db0 := redisserver.InfoField(text, "db0")
 	for field := range strings.SplitSeq(db0, ",") {
 		if v, ok := strings.CutPrefix(field, "expires="); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)

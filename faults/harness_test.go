@@ -28,9 +28,9 @@ import (
 
 	"github.com/redis-reservation/reservation"
 	"github.com/redis-reservation/reservation/faults/history"
-	"github.com/redis-reservation/reservation/faults/internal/redisproc"
 	"github.com/redis-reservation/reservation/faults/internal/report"
 	"github.com/redis-reservation/reservation/faults/internal/worker"
+	"github.com/redis-reservation/reservation/internal/redistest"
 )
 
 // soak, when set, makes every scenario run that long instead of its short
@@ -57,7 +57,7 @@ type scenario struct {
 	t        *testing.T
 	order    int
 	title    string
-	srv      *redisproc.Server
+	srv      *redistest.Server
 	h        *history.History
 	duration time.Duration
 	start    time.Time
@@ -113,7 +113,7 @@ func newScenarioTimed(t *testing.T, order int, title string, short, ttl, heartbe
 	if *soak > 0 {
 		s.duration = *soak
 	}
-	s.srv = redisproc.Start(t)
+	s.srv = redistest.Start(t)
 	logs, err := os.Create(filepath.Join(t.ArtifactDir(), "workers.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/redis-reservation/reservation/internal/redisserver"
 )
 
 func TestMain(m *testing.M) {
@@ -241,31 +243,28 @@ func TestStartMasters(t *testing.T) {
 	}
 }
 
-func TestPortInUse(t *testing.T) {
+func TestStartReplicated(t *testing.T) {
 	t.Parallel()
-	s := Start(t)
-	// A second server on the first one's port must be reported as a port
-	// clash, which Start answers by trying another port.
-	other := Start(t)
-	other.Kill()
-	err := other.start(s.port)
-	if !errors.Is(err, errAddrInUse) {
-		t.Errorf("start on a taken port: err = %v, want errAddrInUse", err)
-	}
-	if other.Pid() != 0 {
-		t.Errorf("failed start left a process running")
-	}
-}
-
-func TestQuote(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"", `""`},
-		{"abc", `"abc"`},
-		{`a"b\c`, `"a\"b\\c"`},
-		{"a b\n\x00é", `"a b\x0a\x00\xc3\xa9"`},
-	} {
-		if got := quote(tc.in); got != tc.want {
-			t.Errorf("quote(%q) = %s, want %s", tc.in, got, tc.want)
+	var r *redisserver.Replicated
+	t.Run("run", func(t *testing.T) {
+		r = StartReplicated(t, redisserver.ReplicatedOptions{Replicas: 2})
+		ctx := context.Background()
+		m := redis.NewClient(&redis.Options{Addr: r.Master.Addr})
+		defer m.Close()
+		if err := m.Set(ctx, "k", "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range r.Replicas {
+			c := redis.NewClient(&redis.Options{Addr: s.Addr})
+			defer c.Close()
+			if role, err := c.Do(ctx, "ROLE").Slice(); err != nil || role[0] != "slave" {
+				t.Errorf("replica %s: ROLE = %v, %v", s.Addr, role, err)
+			}
+		}
+	})
+	for _, s := range r.Servers() {
+		if s.Pid() != 0 {
+			t.Errorf("server %s still runs after its test", s.Addr)
 		}
 	}
 }
