@@ -388,9 +388,10 @@ func TestWaitersQueueFairly(t *testing.T) {
 	}
 }
 
-// queued reports whether n waiters of c queue for key.
+// queued reports whether n waiters of c queue for key (on the notifier of
+// its master, on a Cluster).
 func queued(c *Client, key string, n int) bool {
-	notif := c.notifierIfStarted("")
+	notif := c.notifierIfStarted(c.nodeOf(c.ctx, key))
 	if notif == nil {
 		return false
 	}

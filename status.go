@@ -78,21 +78,27 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 		return infos, nil
 	}
 	var (
-		mu     sync.Mutex // ForEachMaster calls in parallel
+		mu     sync.Mutex // the masters are read in parallel
 		all    []Info
 		failed []error
 	)
-	err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		infos, err := c.list(ctx, m, pattern)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			addr := m.Options().Addr
-			failed = append(failed, &NodeError{Addr: addr, Err: classify(addr, err)})
-		}
-		all = append(all, infos...)
-		return nil
-	})
+	masters, err := masters(ctx, cc)
+	var wg sync.WaitGroup
+	for _, m := range masters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			infos, err := c.list(ctx, m, pattern)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				addr := m.Options().Addr
+				failed = append(failed, &NodeError{Addr: addr, Err: classify(addr, err)})
+			}
+			all = append(all, infos...)
+		}()
+	}
+	wg.Wait()
 	if err != nil {
 		// Not even the slot map: nothing was read.
 		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(classify(c.where(), err)))
@@ -103,6 +109,28 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 			match, ErrPartial, len(failed), errors.Join(failed...))
 	}
 	return all, nil
+}
+
+// masters returns the clients of the masters of the cluster's slot map as
+// cc knows it, without reading it again: ForEachMaster reads it from one
+// node first, and waits for that node when it does not answer.
+func masters(ctx context.Context, cc *redis.ClusterClient) ([]*redis.Client, error) {
+	var out []*redis.Client
+	seen := make(map[*redis.Client]bool)
+	for s := range uint16(16384) {
+		m, err := cc.MasterForKey(ctx, "{"+slotTag(s)+"}")
+		if err != nil {
+			if len(out) == 0 {
+				return nil, err
+			}
+			continue // a slot with no master: its keys cannot be read
+		}
+		if !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // list returns the held reservations whose keys match pattern on rdb: one

@@ -57,7 +57,7 @@ var mutants = []mutant{
 	{
 		name:  "release-notice-not-published",
 		why:   "the release script publishes no notice",
-		edits: []edit{{"scripts/release.lua", "local published = redis.pcall('PUBLISH', ARGV[2], KEYS[1])", "local published = 1"}},
+		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])", "local published = 1"}},
 		tests: []tests{root("^TestWaiterWokenByRelease$")},
 	},
 	{
@@ -153,7 +153,7 @@ var mutants = []mutant{
 	{
 		name:  "release-notice-required",
 		why:   "a refused release notice fails the release script after its DEL",
-		edits: []edit{{"scripts/release.lua", "local published = redis.pcall('PUBLISH', ARGV[2], KEYS[1])", "local published = redis.call('PUBLISH', ARGV[2], KEYS[1])"}},
+		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])", "local published = redis.call(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])"}},
 		tests: []tests{root("^TestUserWithoutChannels$")},
 	},
 	{
@@ -230,7 +230,7 @@ var mutants = []mutant{
 				n.notify(key)
 			}`, `			for range m.PayloadSlice {
 			}`},
-			{"scripts/release.lua", "local published = redis.pcall('PUBLISH', ARGV[2], KEYS[1])", "local published = 1"},
+			{"scripts/release.lua", "local published = redis.pcall(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])", "local published = 1"},
 		},
 		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^(TestRunWaitsForRelease|TestDemo)$"}},
 	},

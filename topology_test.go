@@ -1,0 +1,505 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-reservation/reservation/internal/redisserver"
+	"github.com/redis-reservation/reservation/internal/redistest"
+)
+
+// clusterClient returns a Client on cl, its restart guard primed.
+func clusterClient(t testing.TB, cl *redisserver.Cluster, opt Options) *Client {
+	t.Helper()
+	if opt.Logger == nil {
+		opt.Logger = quiet
+	}
+	c, err := New(cl.URL(), &opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if !c.cluster {
+		t.Fatalf("New(%s) made no cluster client", cl.URL())
+	}
+	if _, err := c.PrimeRestartGuard(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// spread returns n resource names whose keys cover every master of c.
+func spread(t testing.TB, c *Client, n int) (names []string, byNode map[string][]string) {
+	t.Helper()
+	byNode = make(map[string][]string)
+	for i := 0; len(names) < n || len(byNode) < 3; i++ {
+		name := fmt.Sprintf("job-%d", i)
+		node := c.nodeOf(t.Context(), c.Key(name))
+		if node == "" {
+			t.Fatalf("no master for %s", name)
+		}
+		names = append(names, name)
+		byNode[node] = append(byNode[node], name)
+	}
+	return names, byNode
+}
+
+func TestClusterBasics(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{})
+	opt := Options{TTL: time.Second, RetryInterval: 10 * time.Second}
+	a, b := clusterClient(t, cl, opt), clusterClient(t, cl, opt)
+	ctx := t.Context()
+
+	// Every script keeps its keys in one slot, whatever the name.
+	names, byNode := spread(t, a, 12)
+	names = append(names, "{a}b", "a}b", "{}x", "{", "}", "x{y}z{w}")
+	held := make(map[string]*Reservation)
+	for _, name := range names {
+		r, err := a.TryLock(ctx, name)
+		if err != nil {
+			t.Fatalf("TryLock(%q): %v", name, err)
+		}
+		held[name] = r
+	}
+	if _, err := b.TryLock(ctx, "{a}b"); !errors.Is(err, ErrNotAcquired) {
+		t.Fatalf("second TryLock of {a}b: %v, want ErrNotAcquired", err)
+	}
+
+	// List reads every master.
+	infos, err := b.List(ctx, "")
+	if err != nil || len(infos) != len(names) {
+		t.Fatalf("List: %d infos, %v; want %d", len(infos), err, len(names))
+	}
+
+	// Renewals reach every master: held over three TTLs.
+	time.Sleep(3 * opt.TTL)
+	for name, r := range held {
+		if err := r.Err(); err != nil {
+			t.Errorf("%s (on %s) lost while renewed: %v", name, a.nodeOf(ctx, r.Key()), err)
+		}
+	}
+	if len(byNode) != 3 {
+		t.Fatalf("keys on %d masters, want 3", len(byNode))
+	}
+
+	// A release on any master wakes a waiter of another Client at once,
+	// not at its RetryInterval (10 s).
+	for _, names := range byNode {
+		name := names[0]
+		got := make(chan error, 1)
+		go func() {
+			r, err := b.Lock(ctx, name)
+			if err == nil {
+				err = r.Release(ctx)
+			}
+			got <- err
+		}()
+		waitFor(t, func() bool { return queued(b, b.Key(name), 1) })
+		start := time.Now()
+		if err := held[name].Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s: waiter woken %v after the release, want at once", name, d)
+		}
+	}
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestClusterNodeDownCostsOnlyItsKeys pauses one master of three: only the
+// reservations it held are lost, and List answers for the others.
+func TestClusterNodeDownCostsOnlyItsKeys(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{AllowPartialCoverage: true, NodeTimeout: 5 * time.Second})
+	a := clusterClient(t, cl, Options{TTL: time.Second})
+	ctx := t.Context()
+	_, byNode := spread(t, a, 12)
+	held := make(map[string][]*Reservation)
+	for node, names := range byNode {
+		for _, name := range names {
+			r, err := a.TryLock(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held[node] = append(held[node], r)
+		}
+	}
+	down := cl.Addrs()[0]
+	cl.Server(down).Pause()
+	defer cl.Server(down).Resume()
+	time.Sleep(2500 * time.Millisecond)
+	for node, rs := range held {
+		for _, r := range rs {
+			switch err := r.Err(); {
+			case node == down && !errors.Is(err, ErrLost):
+				t.Errorf("%s on the paused master: Err %v, want ErrLost", r.Resource(), err)
+			case node != down && err != nil:
+				t.Errorf("%s on a live master (%s) lost: %v", r.Resource(), node, err)
+			}
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	infos, err := a.List(lctx, "")
+	var nerr *NodeError
+	if !errors.Is(err, ErrPartial) || !errors.As(err, &nerr) || nerr.Addr != down {
+		t.Errorf("List with a master paused: %v, want ErrPartial naming %s", err, down)
+	}
+	if want := len(held[cl.Addrs()[1]]) + len(held[cl.Addrs()[2]]); len(infos) != want {
+		t.Errorf("List with a master paused: %d infos, want those of the others, %d", len(infos), want)
+	}
+}
+
+// TestClusterResharding moves the slot of a held key, key by key (ASK, then
+// MOVED), and back: the holder keeps it, and a waiter of another Client is
+// woken by its release on the new master.
+func TestClusterResharding(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{})
+	opt := Options{TTL: time.Second, RetryInterval: 10 * time.Second}
+	a, b := clusterClient(t, cl, opt), clusterClient(t, cl, opt)
+	ctx := t.Context()
+	r := mustLock(t, a, "moving")
+	s := int(slot(hashPart(r.Key())))
+	src, err := cl.MasterForSlot(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst *redisserver.Server
+	for _, addr := range cl.Addrs() {
+		if addr != src.Addr {
+			dst = cl.Server(addr)
+			break
+		}
+	}
+	if err := cl.BeginMigration(ctx, s, dst); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(opt.TTL) // renewed while the slot is migrating
+	if err := cl.MigrateKeys(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(opt.TTL) // renewed on the target through ASK
+	if err := cl.FinishMigration(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * opt.TTL) // renewed on the target through MOVED
+	if err := r.Err(); err != nil {
+		t.Fatalf("lost across a resharding: %v", err)
+	}
+	if node := a.nodeOf(ctx, r.Key()); node != dst.Addr {
+		t.Fatalf("key on %s after the move, want %s", node, dst.Addr)
+	}
+	got := make(chan error, 1)
+	go func() {
+		r2, err := b.Lock(ctx, "moving")
+		if err == nil {
+			err = r2.Release(ctx)
+		}
+		got <- err
+	}()
+	waitFor(t, func() bool { return queued(b, b.Key("moving"), 1) })
+	start := time.Now()
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("waiter woken %v after the release on the new master, want at once", d)
+	}
+}
+
+// TestClusterFailoverLosesUnreplicated kills a master whose replica did
+// not get a reservation: the holder reports the loss, and the other
+// reservations of that master, which the replica has, stay held. With
+// WaitReplicas, the same acquisition is refused instead.
+func TestClusterFailoverLosesUnreplicated(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{Replicas: 1})
+	a := clusterClient(t, cl, Options{TTL: 5 * time.Second})
+	safe := clusterClient(t, cl, Options{TTL: 5 * time.Second, WaitReplicas: 1})
+	ctx := t.Context()
+	_, byNode := spread(t, a, 30)
+	master := cl.Addrs()[0]
+	names := byNode[master]
+	if len(names) < 3 {
+		t.Fatalf("%d keys on %s, want 3", len(names), master)
+	}
+	kept := mustLock(t, safe, names[0])
+	// The replica stops, and the master drops its link (what it sent
+	// before is in the replica's socket buffer): what is acquired now
+	// stays on the master.
+	replica := replicaOf(t, cl, master)
+	replica.Pause()
+	rdb := redis.NewClient(&redis.Options{Addr: master})
+	defer rdb.Close()
+	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
+		t.Fatal(err)
+	}
+	lost := mustLock(t, a, names[1])
+	if _, err := safe.TryLock(ctx, names[2]); !errors.Is(err, ErrNotReplicated) {
+		t.Errorf("TryLock with WaitReplicas 1 and the replica paused: %v, want ErrNotReplicated", err)
+	}
+	waitFor(t, func() bool { // given back
+		in, err := safe.Status(ctx, names[2])
+		return err == nil && !in.Held
+	})
+	cl.Server(master).Kill()
+	replica.Resume()
+	if _, err := cl.WaitForFailover(ctx, cl.Server(master)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost.Done():
+		if !errors.Is(lost.Err(), ErrLost) {
+			t.Errorf("unreplicated reservation ended with %v, want ErrLost", lost.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the holder of a key the replica never had did not report its loss")
+	}
+	time.Sleep(time.Second) // a renewal or two on the new master
+	if err := kept.Err(); err != nil {
+		t.Errorf("replicated reservation lost across the failover: %v", err)
+	}
+}
+
+// replicaOf returns the replica of master in cl.
+func replicaOf(t testing.TB, cl *redisserver.Cluster, master string) *redisserver.Server {
+	t.Helper()
+	for _, s := range cl.Servers() {
+		info, err := s.Info(t.Context(), "replication")
+		if err != nil {
+			continue
+		}
+		host := redisserver.InfoField(info, "master_host")
+		port := redisserver.InfoField(info, "master_port")
+		if host+":"+port == master {
+			return s
+		}
+	}
+	t.Fatalf("no replica of %s", master)
+	return nil
+}
+
+// oldReleaseLua is the release script of the version before Cluster
+// support, which published its notice with a plain PUBLISH.
+const oldReleaseLua = `if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  local published = redis.pcall('PUBLISH', ARGV[2], KEYS[1])
+  if type(published) == 'table' and published.err then
+    return 2
+  end
+  return 1
+end
+return 0`
+
+// TestClusterRollingUpgrade releases with the previous version's script:
+// a waiter of this version hears it through tracking, at once.
+func TestClusterRollingUpgrade(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{})
+	b := clusterClient(t, cl, Options{TTL: 5 * time.Second, RetryInterval: 10 * time.Second})
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+	defer rdb.Close()
+	ctx := t.Context()
+	key := b.Key("upgraded")
+	if err := rdb.Set(ctx, key, "old-worker-1", 5*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		r, err := b.Lock(ctx, "upgraded")
+		if err == nil {
+			err = r.Release(ctx)
+		}
+		got <- err
+	}()
+	waitFor(t, func() bool { return queued(b, key, 1) })
+	time.Sleep(50 * time.Millisecond) // its watch set
+	start := time.Now()
+	n, err := rdb.Eval(ctx, oldReleaseLua, []string{key}, "old-worker-1", companion(key, channelSuffix)).Int()
+	if err != nil || n != 1 {
+		t.Fatalf("old release script: %d, %v", n, err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("waiter woken %v after an old client's release, want at once", d)
+	}
+}
+
+// TestSentinelFollowsFailover pauses the master until Sentinel fails over,
+// then lets it come back before Sentinel demotes it: handoffs between two
+// Clients stay immediate (the notifier followed the master), where they
+// used to wait a second each for about ten seconds.
+func TestSentinelFollowsFailover(t *testing.T) {
+	t.Parallel()
+	sn := redistest.StartSentinel(t, redisserver.SentinelOptions{Replicas: 1})
+	opt := &Options{TTL: 5 * time.Second, RestartGuard: -1, RetryInterval: 5 * time.Second, Logger: quiet}
+	a, err := New(sn.URL(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := New(sn.URL(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	handoff := func() time.Duration {
+		r := mustLock(t, a, "job")
+		got := make(chan error, 1)
+		go func() {
+			r2, err := b.Lock(ctx, "job")
+			if err == nil {
+				err = r2.Release(ctx)
+			}
+			got <- err
+		}()
+		waitFor(t, func() bool { return queued(b, b.Key("job"), 1) })
+		time.Sleep(20 * time.Millisecond) // its watch set
+		start := time.Now()
+		if err := r.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	handoff()
+	old := sn.Master
+	old.Pause()
+	if _, err := sn.WaitForNewMaster(ctx, old.Addr); err != nil {
+		old.Resume()
+		t.Fatal(err)
+	}
+	old.Resume()
+	var slow []time.Duration
+	for range 10 {
+		if d := handoff(); d > 500*time.Millisecond {
+			slow = append(slow, d)
+		}
+	}
+	if len(slow) > 0 {
+		t.Errorf("after the failover, %d of 10 handoffs waited (%v), want none: the notifier stayed on the old master", len(slow), slow)
+	}
+}
+
+// TestWaitReplicas asks each acquisition and renewal for one replica's
+// acknowledgement.
+func TestWaitReplicas(t *testing.T) {
+	t.Parallel()
+	rs := redistest.StartReplicated(t, redisserver.ReplicatedOptions{Replicas: 1})
+	url := rs.Master.URL()
+	ctx := t.Context()
+	newC := func(replicas int) *Client {
+		c, err := New(url, &Options{TTL: time.Second, RestartGuard: -1, WaitReplicas: replicas, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	one, two := newC(1), newC(2)
+	if _, err := two.TryLock(ctx, "two"); !errors.Is(err, ErrNotReplicated) || !strings.Contains(err.Error(), "0 of 2") && !strings.Contains(err.Error(), "1 of 2") {
+		t.Errorf("TryLock asking for 2 replicas of 1: %v, want ErrNotReplicated saying how many answered", err)
+	}
+	if _, err := two.Lock(ctx, "two"); !errors.Is(err, ErrNotReplicated) {
+		t.Errorf("Lock asking for 2 replicas of 1: %v, want ErrNotReplicated at once", err)
+	}
+	if in, err := one.Status(ctx, "two"); err != nil || in.Held {
+		t.Errorf("after refused acquisitions: %+v, %v; want free", in, err)
+	}
+	r := mustLock(t, one, "one")
+	time.Sleep(2 * time.Second) // renewed, and acknowledged
+	if err := r.Err(); err != nil {
+		t.Fatalf("lost while the replica acknowledged: %v", err)
+	}
+	// The replica stops: renewals are no longer acknowledged, and the
+	// local deadline decides, though the master still extends the key.
+	rs.Replicas[0].Pause()
+	defer rs.Replicas[0].Resume()
+	waitDone(t, r, 2*time.Second)
+	if !errors.Is(r.Err(), ErrLost) {
+		t.Errorf("Err = %v, want ErrLost", r.Err())
+	}
+}
+
+func TestTopologyOptions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		make func() (*Client, error)
+	}{
+		{"nil failover", func() (*Client, error) { return NewFailover(nil, nil) }},
+		{"no master name", func() (*Client, error) {
+			return NewFailover(&redis.FailoverOptions{SentinelAddrs: []string{"h:1"}}, nil)
+		}},
+		{"no sentinel", func() (*Client, error) { return NewFailover(&redis.FailoverOptions{MasterName: "m"}, nil) }},
+		{"replica only", func() (*Client, error) {
+			return NewFailover(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"h:1"}, ReplicaOnly: true}, nil)
+		}},
+		{"nil cluster", func() (*Client, error) { return NewCluster(nil, nil) }},
+		{"no node", func() (*Client, error) { return NewCluster(&redis.ClusterOptions{}, nil) }},
+		{"read only", func() (*Client, error) {
+			return NewCluster(&redis.ClusterOptions{Addrs: []string{"h:1"}, ReadOnly: true}, nil)
+		}},
+		{"bad wait", func() (*Client, error) { return New("h:1", &Options{WaitReplicas: -1}) }},
+		{"wait timeout past TTL/4", func() (*Client, error) {
+			return New("h:1", &Options{TTL: time.Second, WaitReplicas: 1, WaitTimeout: 300 * time.Millisecond})
+		}},
+		{"bad sentinel URL", func() (*Client, error) { return New("redis://:secret-pw@h:1?master_name=m&bogus=1", nil) }},
+	} {
+		c, err := tc.make()
+		if c != nil || !errors.Is(err, ErrInvalidOptions) || strings.Contains(fmt.Sprint(err), "secret-pw") {
+			t.Errorf("%s: %v, %v; want ErrInvalidOptions without the password", tc.name, c, err)
+		}
+	}
+	// go-redis's URL forms name the topology.
+	for url, want := range map[string]string{
+		"redis://h:1?master_name=m&addr=h:2": "sentinel",
+		"redis://h:1?addr=h:2":               "cluster",
+		"redis://h:1/0":                      "single",
+		"h:1":                                "single",
+	} {
+		c, err := New(url, &Options{Logger: quiet})
+		if err != nil {
+			t.Fatalf("New(%s): %v", url, err)
+		}
+		got := "single"
+		if c.sentinel != nil {
+			got = "sentinel"
+		} else if c.cluster {
+			got = "cluster"
+		}
+		if got != want {
+			t.Errorf("New(%s) made a %s client, want %s", url, got, want)
+		}
+		c.Close()
+	}
+}
