@@ -253,6 +253,12 @@ func (n *notifier) start(ctx context.Context) error {
 		n.ps = n.psClient.Subscribe(ctx)
 		return nil
 	}
+	if n.base != nil {
+		// A Cluster master's: its keyspace events and sharded release
+		// notices are heard on that node only.
+		n.ps = n.base.Subscribe(ctx)
+		return nil
+	}
 	n.ps = n.c.rdb.Subscribe(ctx)
 	return nil
 }

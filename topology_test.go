@@ -115,6 +115,42 @@ func TestClusterBasics(t *testing.T) {
 	}
 }
 
+// TestClusterWithoutTracking wakes waiters on every master by the sharded
+// release notice alone, as where CLIENT TRACKING is refused.
+func TestClusterWithoutTracking(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{})
+	opt := Options{TTL: 5 * time.Second, RetryInterval: 10 * time.Second}
+	a, b := clusterClient(t, cl, opt), clusterClient(t, cl, opt)
+	b.noTracking = true
+	ctx := t.Context()
+	_, byNode := spread(t, a, 6)
+	for _, names := range byNode {
+		name := names[0]
+		r := mustLock(t, a, name)
+		got := make(chan error, 1)
+		go func() {
+			r2, err := b.Lock(ctx, name)
+			if err == nil {
+				err = r2.Release(ctx)
+			}
+			got <- err
+		}()
+		waitFor(t, func() bool { return queued(b, b.Key(name), 1) })
+		time.Sleep(50 * time.Millisecond) // subscribed
+		start := time.Now()
+		if err := r.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s: waiter without tracking woken %v after the release, want at once", name, d)
+		}
+	}
+}
+
 // waitFor polls cond for up to 5 s.
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()

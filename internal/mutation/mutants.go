@@ -293,4 +293,40 @@ var mutants = []mutant{
 			"\tn.mu.Unlock()\n\tgo func() { _ = n.armAll(ctx, map[string][]chan armResult{key: {ch}}) }()\n"}},
 		tests: []tests{root("^(TestCloseAfterAbandonedCalls|TestManyWaitersDoNotStarveRenewals)$")},
 	},
+	{
+		name:  "cluster-node-renewals-skipped",
+		why:   "on a Cluster, the reservations of one master are never renewed",
+		edits: []edit{{"heartbeat.go", "\tfor _, part := range parts {", "\tfor _, part := range parts[1:] {"}},
+		tests: []tests{root("^TestClusterBasics$")},
+	},
+	{
+		name:  "cluster-renewals-in-one-pipeline",
+		why:   "on a Cluster, all masters are renewed in one pipeline, which waits for the slowest",
+		edits: []edit{{"heartbeat.go", "\tcc, ok := c.rdb.(*redis.ClusterClient)\n\tif !ok {\n\t\treturn []nodeBatch{{rdb: c.rdb, batch: batch}}", "\tcc, ok := c.rdb.(*redis.ClusterClient)\n\tif !ok || len(batch) > 0 {\n\t\treturn []nodeBatch{{rdb: c.rdb, batch: batch}}"}},
+		tests: []tests{root("^TestClusterNodeDownCostsOnlyItsKeys$")},
+	},
+	{
+		name:  "guard-marker-wrong-slot",
+		why:   "on a Cluster, the restart-guard marker of a key is in another slot",
+		edits: []edit{{"keys.go", "return \"{\" + slotTag(slot(hashPart(key))) + \"}:reservation-restart-guard\"", "return \"{\" + slotTag((slot(hashPart(key))+1)%16384) + \"}:reservation-restart-guard\""}},
+		tests: []tests{root("^TestClusterBasics$")},
+	},
+	{
+		name:  "release-notice-not-sharded",
+		why:   "on a Cluster, the release notice is a broadcast PUBLISH, which the masters' sharded subscriptions do not hear",
+		edits: []edit{{"scripts.go", "\tif c.cluster {\n\t\targs = append(args, \"SPUBLISH\")", "\tif false {\n\t\targs = append(args, \"SPUBLISH\")"}},
+		tests: []tests{root("^TestClusterWithoutTracking$")},
+	},
+	{
+		name:  "replication-not-checked",
+		why:   "an acquisition that no replica acknowledged is held all the same",
+		edits: []edit{{"client.go", "if err := call.replicated(); err != nil {", "if err := call.replicated(); false && err != nil {"}},
+		tests: []tests{root("^TestWaitReplicas$")},
+	},
+	{
+		name:  "sentinel-switch-ignored",
+		why:   "the notifier's connections stay on the old master after a Sentinel failover",
+		edits: []edit{{"notifier.go", "\tn.servers.closeAll()\n\tn.askRearm()\n", ""}},
+		tests: []tests{root("^TestSentinelFollowsFailover$")},
+	},
 }
