@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 	redisURL = srv.URL()
 	code := m.Run()
 	stop()
+	stopTopologies()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
