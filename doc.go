@@ -19,8 +19,9 @@
 //
 // # A five-minute tour
 //
-// A Client is made once per process, from an address or an existing
-// go-redis client (Sentinel, Cluster):
+// A Client is made once per process, from an address, from Sentinel or
+// Cluster options (NewFailover, NewCluster, or their go-redis URL forms in
+// New), or from an existing go-redis client (NewWithClient):
 //
 //	c, err := reservation.New("redis://localhost:6379", &reservation.Options{By: "worker-1"})
 //	defer c.Close()
