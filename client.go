@@ -429,7 +429,9 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 			// Held on the master only: a failover now would lose it
 			// without a word. Not ours, then.
 			c.giveBack(key, value)
-			return nil, nil, fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.where(), err)
+			err = fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.where(), err)
+			c.emit(Event{Kind: EventRedisError, Resource: resource, Key: key, Err: err})
+			return nil, nil, err
 		}
 	}
 	if !res.acquired {

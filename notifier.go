@@ -875,12 +875,12 @@ func (n *notifier) read(ctx context.Context, keys []string) ([]string, error) {
 		}
 		return nil
 	})
-	if err != nil && !isPerCommand(err) {
+	if err != nil && !isPerKey(err) {
 		return nil, err
 	}
 	for i := range keys {
 		v, gerr := gets[i].Result()
-		if gerr != nil && !errors.Is(gerr, redis.Nil) && !isWrongType(gerr) {
+		if gerr != nil && !isPerKey(gerr) {
 			return nil, gerr
 		}
 		values[i] = v

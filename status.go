@@ -190,8 +190,18 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 		}
 		return nil
 	})
-	if err != nil && !isPerCommand(err) {
+	if err != nil && !isPerKey(err) {
 		return nil, err
+	}
+	for i := range all {
+		// A missing key, or one of another type, is an answer about that
+		// key; any other error (CLUSTERDOWN, MOVED, an ACL refusal) says
+		// nothing of it, and must not read as "free".
+		for _, cerr := range []error{all[i].get.Err(), all[i].pttl.Err(), all[i].token.Err(), all[i].guard.Err()} {
+			if cerr != nil && !isPerKey(cerr) {
+				return nil, cerr
+			}
+		}
 	}
 	if terr := now.Err(); terr != nil || now.Val().IsZero() {
 		// TIME fails, or never ran, only with the connection (refused
@@ -229,11 +239,10 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 	return infos, nil
 }
 
-// isPerCommand reports whether a pipeline's error belongs to one command
-// (a missing key, a key of another type), not to the connection.
-func isPerCommand(err error) bool {
-	var rerr redis.Error
-	return errors.Is(err, redis.Nil) || errors.As(err, &rerr)
+// isPerKey reports whether a command's error is an answer about its key:
+// the key is missing, or of another type.
+func isPerKey(err error) bool {
+	return errors.Is(err, redis.Nil) || isWrongType(err)
 }
 
 // globEscape escapes the glob characters of s for SCAN MATCH.

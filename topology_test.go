@@ -78,6 +78,25 @@ func TestClusterBasics(t *testing.T) {
 		t.Fatalf("List: %d infos, %v; want %d", len(infos), err, len(names))
 	}
 
+	// A client of one node, asked about a key of another, is told MOVED:
+	// an error, never "free".
+	node := redis.NewClient(&redis.Options{Addr: cl.Addrs()[0]})
+	single, err := NewWithClient(node, &Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	defer single.Close()
+	for name := range held {
+		if a.nodeOf(ctx, a.Key(name)) == cl.Addrs()[0] {
+			continue
+		}
+		if in, err := single.Status(ctx, name); err == nil || !strings.Contains(err.Error(), "MOVED") {
+			t.Errorf("Status of %s through another node: %+v, %v; want a MOVED error", name, in, err)
+		}
+		break
+	}
+
 	// Renewals reach every master: held over three TTLs.
 	time.Sleep(3 * opt.TTL)
 	for name, r := range held {
@@ -465,12 +484,17 @@ func TestWaitReplicas(t *testing.T) {
 	if _, err := two.TryLock(ctx, "two"); !errors.Is(err, ErrNotReplicated) || !strings.Contains(err.Error(), "0 of 2") && !strings.Contains(err.Error(), "1 of 2") {
 		t.Errorf("TryLock asking for 2 replicas of 1: %v, want ErrNotReplicated saying how many answered", err)
 	}
+	waitFor(t, func() bool { // given back
+		in, err := one.Status(ctx, "two")
+		return err == nil && !in.Held
+	})
 	if _, err := two.Lock(ctx, "two"); !errors.Is(err, ErrNotReplicated) {
 		t.Errorf("Lock asking for 2 replicas of 1: %v, want ErrNotReplicated at once", err)
 	}
-	if in, err := one.Status(ctx, "two"); err != nil || in.Held {
-		t.Errorf("after refused acquisitions: %+v, %v; want free", in, err)
-	}
+	waitFor(t, func() bool { // given back
+		in, err := one.Status(ctx, "two")
+		return err == nil && !in.Held
+	})
 	r := mustLock(t, one, "one")
 	time.Sleep(2 * time.Second) // renewed, and acknowledged
 	if err := r.Err(); err != nil {

@@ -329,4 +329,10 @@ var mutants = []mutant{
 		edits: []edit{{"notifier.go", "\tn.servers.closeAll()\n\tn.askRearm()\n", ""}},
 		tests: []tests{root("^TestSentinelFollowsFailover$")},
 	},
+	{
+		name:  "status-errors-read-as-free",
+		why:   "Status and List take any error of a key's read (MOVED, CLUSTERDOWN) for a missing key",
+		edits: []edit{{"status.go", "return errors.Is(err, redis.Nil) || isWrongType(err)", "var rerr redis.Error\n\treturn errors.Is(err, redis.Nil) || errors.As(err, &rerr)"}},
+		tests: []tests{root("^TestClusterBasics$")},
+	},
 }
