@@ -273,14 +273,26 @@ github.com/redis-reservation/reservation and of the Node library
 node-redis-reservation ("reservation-<resource>"), so all of them exclude
 each other.
 
+It talks to one Redis server, to a Redis Cluster, or to the master that
+Redis Sentinel names, as --redis (or $REDIS_URL) says, in go-redis's forms:
+  host:port, redis://[user:password@]host:port[/db]
+      one server, or a Cluster node (reserve asks the server which it is)
+  redis://[user:password@]host:port?addr=host2:port[&addr=...]
+      a Cluster, by its nodes
+  redis://[user:password@]sentinel:26379?master_name=NAME[&addr=sentinel2:26379]
+      through Sentinel: this user and password are the Sentinels'; the
+      master's are $REDIS_PASSWORD (or &password=...)
+
 reserve prints its own sentences on stderr; the library's log records only
 with --log-level or --log-format (or $RESERVE_LOG_LEVEL, $RESERVE_LOG_FORMAT).
 
 Exit codes: the command's own status (128+n when killed by signal n);
-1 prime refused; 64 bad usage or input; 69 Redis unreachable or refusing
-the credentials; 70 reservation lost while the command ran; 75 not acquired
-(--no-wait while held or held back by the restart guard, or --timeout
-reached); 126/127 command not executable/not found.`,
+1 prime refused; 64 bad usage or input; 69 Redis unreachable, refusing the
+credentials, or not confirming an acquisition on --wait-replicas replicas
+(or, for list, some Cluster master not read); 70 reservation lost while
+the command ran; 75 not acquired (--no-wait while held or held back by the
+restart guard, or --timeout reached); 126/127 command not executable/not
+found.`,
 		Example: `  # See it work: workers contending, a crash, a takeover (about 15 s).
   reserve demo
 
@@ -292,7 +304,11 @@ reached); 126/127 command not executable/not found.`,
   reserve status nightly-report
 
   # On a brand-new Redis, before the first reservation: no restart guard wait.
-  reserve prime`,
+  reserve prime
+
+  # A Redis Cluster (any node: reserve finds out), and through Sentinel.
+  reserve list --redis redis://10.0.0.5:6379
+  REDIS_PASSWORD=... reserve list --redis 'redis://sentinel-1:26379?master_name=main&addr=sentinel-2:26379'`,
 		Version:           version(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,

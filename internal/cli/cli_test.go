@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redis-reservation/reservation"
+	"github.com/redis-reservation/reservation/internal/redisserver"
 	"github.com/redis-reservation/reservation/internal/redistest"
 )
 
@@ -69,7 +70,18 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--ttl", "-1s", "job", "--", "true"}, libReason(reservation.Options{TTL: -time.Second}), true},
 		{[]string{"run", "--ttl", "30s", "--heartbeat", "1m", "job", "--", "true"},
 			libReason(reservation.Options{TTL: 30 * time.Second, HeartbeatInterval: time.Minute}), true},
+		{[]string{"run", "--wait-replicas", "-1", "job", "--", "true"}, libReason(reservation.Options{WaitReplicas: -1}), true},
+		{[]string{"run", "--wait-replicas", "1", "--wait-timeout", "1h", "job", "--", "true"},
+			libReason(reservation.Options{WaitReplicas: 1, WaitTimeout: time.Hour}), true},
+		{[]string{"run", "--wait-replicas", "1", "--wait-timeout", "0", "job", "--", "true"},
+			"--wait-timeout 0s: the wait timeout must be positive; leave the flag out for the default (200ms", false},
+		{[]string{"run", "--wait-timeout", "1s", "job", "--", "true"}, "--wait-timeout bounds the wait for --wait-replicas, which is 0", false},
+		{[]string{"run", "--wait-replicas", "two", "job", "--", "true"}, `invalid argument "two" for "--wait-replicas"`, false},
+		{[]string{"status", "--cluster=maybe", "job"}, `invalid argument "maybe" for "--cluster"`, false},
 		{[]string{"run", "--redis", "http://127.0.0.1:6379", "job", "--", "true"}, "bad Redis URL", true},
+		{[]string{"status", "--redis", "redis://127.0.0.1:6379?master_name=m&addr=nohost", "job"}, "bad Redis URL", true},
+		{[]string{"status", "--redis", "redis://127.0.0.1:6379?addr=127.0.0.1:6380&db=1", "job"}, "bad Redis URL", true},
+		{[]string{"status", "--cluster", "--redis", "redis://127.0.0.1:6379/2", "job"}, "a Redis Cluster has only database 0", true},
 		{[]string{"run", "--redis", "not an address", "job", "--", "true"}, "bad Redis address", true},
 		{[]string{"run", "--tls-cert", "/no/cert.pem", "job", "--", "true"}, "--tls-cert and --tls-key go together", false},
 		{[]string{"run", "--tls-ca", "/no/such/ca.pem", "job", "--", "true"}, "--tls-ca", true},
@@ -99,6 +111,28 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("stdout = %q, want nothing", res.stdout)
 			}
 		})
+	}
+}
+
+// TestUsageErrorsEnv gives bad values in the environment variables of
+// reserve's flags: each exits 64 naming the variable.
+func TestUsageErrorsEnv(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		msg  string
+	}{
+		{map[string]string{envCluster: "maybe"}, []string{"status", "job"}, `$RESERVE_CLUSTER "maybe": want true or false`},
+		{map[string]string{envWaitReplicas: "two"}, []string{"run", "job", "--", "true"}, `$RESERVE_WAIT_REPLICAS "two": want a number`},
+		{map[string]string{envWaitReplicas: "1", envWaitTimeout: "soon"}, []string{"run", "job", "--", "true"},
+			`$RESERVE_WAIT_TIMEOUT "soon": want a positive duration`},
+	} {
+		tc.env[envRedisURL] = "redis://" + unusedAddr(t)
+		res := inProcess(t, tc.env, tc.args...)
+		if first, _, _ := strings.Cut(res.stderr, "\n"); res.code != ExitUsage || !strings.Contains(first, tc.msg) {
+			t.Errorf("%v: got %v\nwant exit %d and %q", tc.env, res, ExitUsage, tc.msg)
+		}
 	}
 }
 
@@ -196,55 +230,86 @@ func TestRedisUnavailable(t *testing.T) {
 }
 
 // TestPasswordNeverShown gives reserve passwords, right and wrong, in the
-// URL and in REDIS_PASSWORD, and looks for them in everything it prints.
+// URL (its user information, a Sentinel URL's password parameter) and in
+// REDIS_PASSWORD, on one server, through Sentinel and on a Cluster, and
+// looks for them in everything it prints.
 func TestPasswordNeverShown(t *testing.T) {
 	t.Parallel()
 	const (
 		right = "Right-Pa55word_x9"
 		wrong = "Wr0ng-Pa55word_q7"
 	)
-	srv := startTestRedis(t, redistest.WithPassword(right))
-	hold(t, libClient(t, srv, "other", 5*time.Second), "held")
-	down := unusedAddr(t)
 	withPw := func(addr, pw string) string {
 		return (&url.URL{Scheme: "redis", User: url.UserPassword("", pw), Host: addr}).String()
 	}
-	for _, tc := range []struct {
-		name string
-		env  []string
-		args []string
-		want int
-	}{
-		{"wrong in URL", []string{envRedisURL + "=" + withPw(srv.Addr, wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
-		{"wrong in env", []string{envRedisURL + "=redis://" + srv.Addr, envRedisPassword + "=" + wrong}, []string{"status", "job"}, ExitUnavailable},
-		{"missing", []string{envRedisURL + "=redis://" + srv.Addr}, []string{"list"}, ExitUnavailable},
-		{"server down", []string{envRedisURL + "=" + withPw(down, wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
-		{"bad URL", []string{envRedisURL + "=redis://:" + wrong + "@127.0.0.1:port"}, []string{"run", "job", "--", "true"}, ExitUsage},
-		{"bad URL flag", nil, []string{"status", "--redis", "redis://:" + wrong + "@127.0.0.1:6379/notadb", "job"}, ExitUsage},
-		{"right, held", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"run", "--no-wait", "held", "--", "true"}, ExitNotAcquired},
-		{"right, status", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"status", "held"}, ExitOK},
-		{"right, list", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"list", "--json"}, ExitOK},
-		{"right, env", []string{envRedisURL + "=redis://" + srv.Addr, envRedisPassword + "=" + right}, []string{"run", "job", "--", "true"}, ExitOK},
-		{"right, logs", []string{envRedisURL + "=" + withPw(srv.Addr, right), envLogLevel + "=debug"}, []string{"run", "job", "--", "true"}, ExitOK},
-		{"wrong, json logs", []string{envRedisURL + "=" + withPw(srv.Addr, wrong)},
-			[]string{"run", "--log-level", "debug", "--log-format", "json", "job", "--", "true"}, ExitUnavailable},
-		{"help", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"run", "--help"}, ExitOK},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := runReserve(t, nil, tc.env, tc.args...)
-			if res.code != tc.want {
-				t.Errorf("got %v\nwant exit %d", res, tc.want)
-			}
-			for _, pw := range []string{right, wrong} {
-				if strings.Contains(res.stdout+res.stderr, pw) {
-					t.Errorf("the password %q shows in the output:\n%v", pw, res)
-				}
-			}
-			if tc.want == ExitUnavailable && !strings.Contains(res.stderr, "127.0.0.1:") {
-				t.Errorf("stderr does not name the address: %q", res.stderr)
-			}
-		})
-	}
+	t.Run("single", func(t *testing.T) {
+		t.Parallel()
+		srv := startTestRedis(t, redistest.WithPassword(right))
+		hold(t, libClient(t, srv, "other", 5*time.Second), "held")
+		down := unusedAddr(t)
+		checkPasswordsHidden(t, []passwordCase{
+			{"wrong in URL", []string{envRedisURL + "=" + withPw(srv.Addr, wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
+			{"wrong in env", []string{envRedisURL + "=redis://" + srv.Addr, envRedisPassword + "=" + wrong}, []string{"status", "job"}, ExitUnavailable},
+			{"missing", []string{envRedisURL + "=redis://" + srv.Addr}, []string{"list"}, ExitUnavailable},
+			{"server down", []string{envRedisURL + "=" + withPw(down, wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
+			{"bad URL", []string{envRedisURL + "=redis://:" + wrong + "@127.0.0.1:port"}, []string{"run", "job", "--", "true"}, ExitUsage},
+			{"bad URL flag", nil, []string{"status", "--redis", "redis://:" + wrong + "@127.0.0.1:6379/notadb", "job"}, ExitUsage},
+			{"right, held", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"run", "--no-wait", "held", "--", "true"}, ExitNotAcquired},
+			{"right, status", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"status", "held"}, ExitOK},
+			{"right, list", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"list", "--json"}, ExitOK},
+			{"right, env", []string{envRedisURL + "=redis://" + srv.Addr, envRedisPassword + "=" + right}, []string{"run", "job", "--", "true"}, ExitOK},
+			{"right, logs", []string{envRedisURL + "=" + withPw(srv.Addr, right), envLogLevel + "=debug"}, []string{"run", "job", "--", "true"}, ExitOK},
+			{"wrong, json logs", []string{envRedisURL + "=" + withPw(srv.Addr, wrong)},
+				[]string{"run", "--log-level", "debug", "--log-format", "json", "job", "--", "true"}, ExitUnavailable},
+			{"help", []string{envRedisURL + "=" + withPw(srv.Addr, right)}, []string{"run", "--help"}, ExitOK},
+		}, right, wrong)
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		t.Parallel()
+		s := redistest.StartSentinel(t, redisserver.SentinelOptions{Options: redisserver.Options{Password: right}, Sentinels: 1})
+		primeURL(t, s.URL())
+		sentinel := s.Sentinels[0].Addr
+		// The master's password in the password parameter; the URL's
+		// user information is the Sentinels' (who have none here).
+		masterPw := func(pw string) string {
+			return "redis://" + sentinel + "?master_name=" + s.MasterName + "&password=" + url.QueryEscape(pw)
+		}
+		noPw := "redis://" + sentinel + "?master_name=" + s.MasterName
+		checkPasswordsHidden(t, []passwordCase{
+			{"wrong in URL", []string{envRedisURL + "=" + masterPw(wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
+			{"wrong in env", []string{envRedisURL + "=" + noPw, envRedisPassword + "=" + wrong}, []string{"status", "job"}, ExitUnavailable},
+			// A Sentinel without a password takes any (HELLO AUTH
+			// default): the URL's password is for the Sentinels.
+			{"any for the Sentinels", []string{envRedisURL + "=" + withPw(sentinel, wrong) + "?master_name=" + s.MasterName,
+				envRedisPassword + "=" + right}, []string{"status", "job"}, ExitOK},
+			{"Sentinel address", []string{envRedisURL + "=" + withPw(sentinel, wrong)}, []string{"status", "job"}, ExitUsage},
+			{"bad URL", []string{envRedisURL + "=" + masterPw(wrong) + "&bogus=1"}, []string{"run", "job", "--", "true"}, ExitUsage},
+			{"URL shown", []string{envRedisURL + "=redis://" + sentinel + "?master_name=&password=" + wrong}, []string{"status", "job"}, ExitUsage},
+			{"right in URL", []string{envRedisURL + "=" + masterPw(right)}, []string{"run", "job", "--", "true"}, ExitOK},
+			{"right in env", []string{envRedisURL + "=" + noPw, envRedisPassword + "=" + right}, []string{"list", "--json"}, ExitOK},
+			{"right, logs", []string{envRedisURL + "=" + masterPw(right), envLogLevel + "=debug"}, []string{"run", "job", "--", "true"}, ExitOK},
+		}, right, wrong)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		cl := redistest.StartCluster(t, redisserver.ClusterOptions{Options: redisserver.Options{Password: right}})
+		primeURL(t, cl.URL())
+		node := cl.Addrs()[0]
+		addrURL := func(pw string) string {
+			return withPw(node, pw) + "?addr=" + cl.Addrs()[1] + "&addr=" + cl.Addrs()[2]
+		}
+		checkPasswordsHidden(t, []passwordCase{
+			{"wrong in URL", []string{envRedisURL + "=" + addrURL(wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
+			{"wrong in env, detected", []string{envRedisURL + "=" + node, envRedisPassword + "=" + wrong}, []string{"status", "job"}, ExitUnavailable},
+			{"wrong in node URL, detected", []string{envRedisURL + "=" + withPw(node, wrong)}, []string{"list"}, ExitUnavailable},
+			{"wrong, --cluster", []string{envRedisURL + "=" + withPw(node, wrong)}, []string{"status", "--cluster", "job"}, ExitUnavailable},
+			{"bad URL", []string{envRedisURL + "=" + addrURL(wrong) + "&addr=nohost"}, []string{"run", "job", "--", "true"}, ExitUsage},
+			{"right in URL", []string{envRedisURL + "=" + addrURL(right)}, []string{"run", "job", "--", "true"}, ExitOK},
+			{"right in env, detected", []string{envRedisURL + "=" + node, envRedisPassword + "=" + right}, []string{"list", "--json"}, ExitOK},
+			{"right in node URL, detected", []string{envRedisURL + "=" + withPw(node, right)}, []string{"status", "job"}, ExitOK},
+			{"right, logs", []string{envRedisURL + "=" + addrURL(right), envLogLevel + "=debug"}, []string{"run", "job", "--", "true"}, ExitOK},
+		}, right, wrong)
+	})
 }
 
 func TestStatusAndListJSON(t *testing.T) {
@@ -499,7 +564,7 @@ func TestDemo(t *testing.T) {
 		}
 		url := strings.Replace(srv.URL(), "redis://", "redis://nochan:pw@", 1)
 		res := runReserve(t, nil, []string{envRedisURL + "=" + url}, "demo")
-		if res.code != ExitFailure || !strings.Contains(res.stdout, "reserve demo on the Redis at "+srv.Addr) {
+		if res.code != ExitFailure || !strings.Contains(res.stdout, "reserve demo on Redis at "+srv.Addr) {
 			t.Errorf("demo without wake-ups: got %v\nwant exit %d", res, ExitFailure)
 		}
 		checks, wake := summary(t, res)
@@ -520,6 +585,14 @@ func TestDemo(t *testing.T) {
 		exists, err := srv.Client(t).Exists(context.Background(), "{reservation}:restart-guard").Result()
 		if err != nil || exists != 0 {
 			t.Errorf("the demo set the restart guard's marker on a server it did not start (%d, %v)", exists, err)
+		}
+	})
+	t.Run("own cluster", func(t *testing.T) {
+		t.Parallel()
+		res := runReserve(t, nil, nil, "demo", "--cluster")
+		check(t, res, "reserve demo: started it on ")
+		if !strings.Contains(res.stdout, "The jobs' keys live on 3 of the Cluster's masters: ") {
+			t.Errorf("demo --cluster does not show the jobs spread over the masters:\n%s", res.stdout)
 		}
 	})
 	t.Run("no redis-server", func(t *testing.T) {

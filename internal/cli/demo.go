@@ -77,10 +77,13 @@ func newDemoCmd(a *app) *cobra.Command {
 
 It uses the Redis of --redis or $REDIS_URL when given, else the one at
 127.0.0.1:6379 when it answers, else it starts a throwaway redis-server (no
-persistence, stopped and deleted at the end). Its resources are named
-"demo:*", so it leaves other reservations alone; run it on a Redis that
-holds nothing you care about all the same.`,
+persistence, stopped and deleted at the end). With --cluster and no --redis,
+it starts a throwaway Redis Cluster of three masters instead, and shows the
+jobs' keys spread over them. Its resources are named "demo:*", so it leaves
+other reservations alone; run it on a Redis that holds nothing you care
+about all the same.`,
 		Example: `  reserve demo
+  reserve demo --cluster
   reserve demo --redis redis://localhost:6380`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -98,6 +101,7 @@ type demo struct {
 	a      *app
 	conn   *connFlags
 	addr   string
+	own    bool          // the demo started the server or Cluster
 	guard  time.Duration // RestartGuard of the demo's clients
 	prefix string
 	start  time.Time
@@ -133,13 +137,27 @@ func (f *demoFlags) run(ctx context.Context, a *app) error {
 		released: make(map[string]release),
 	}
 	addr, given := f.conn.addr(a)
+	clusterSet, clusterOn, err := f.conn.clusterSetting(a)
+	if err != nil {
+		return err
+	}
 	switch {
 	case given:
 		d.addr = addr
-		fmt.Fprintf(out, "reserve demo on the Redis at %s\n", hostPort(addr))
+	case clusterSet && clusterOn:
+		fmt.Fprintf(out, "reserve demo: starting a throwaway Redis Cluster of %d masters...\n", demoMasters)
+		cl, err := startCluster(ctx)
+		if err != nil {
+			if ierr := interrupted(ctx); ierr != nil {
+				return ierr
+			}
+			return unavailable(fmt.Errorf("cannot start a Redis Cluster: %w", err))
+		}
+		defer cl.stop()
+		d.addr = cl.c.URL()
+		fmt.Fprintf(out, "reserve demo: started it on %s\n(no persistence; stopped and deleted at the end)\n", strings.Join(cl.c.Addrs(), ", "))
 	case probe(ctx, f.probe, a.getenv(envRedisPassword)):
 		d.addr = "redis://" + f.probe
-		fmt.Fprintf(out, "reserve demo on the Redis at %s\n", f.probe)
 	default:
 		srv, err := startRedis(ctx)
 		if err != nil {
@@ -155,10 +173,12 @@ func (f *demoFlags) run(ctx context.Context, a *app) error {
 	}
 	// The restart guard's marker is server-wide and its period is set by
 	// whoever finds it missing: the demo, with its 2 s TTL, must not set
-	// it on a server that others use. On its own server it primes the
-	// guard, as one should on a brand-new server, and keeps it on.
+	// it on a server that others use. On its own server or Cluster it
+	// primes the guard, as one should on a brand-new server, and keeps it
+	// on.
+	d.own = !given && d.addr != "redis://"+f.probe
 	d.guard = -1
-	if !given && d.addr != "redis://"+f.probe {
+	if d.own {
 		d.guard = 0
 	}
 	return d.show(ctx)
@@ -208,8 +228,17 @@ func (d *demo) show(ctx context.Context) error {
 		defer c.Close()
 		clients[i] = c
 	}
+	if !d.own {
+		fmt.Fprintf(out, "reserve demo on %s\n", d.conn.where)
+	}
+	if d.conn.kind == cluster {
+		d.showPlacement(ctx, []string{demoJob1, demoJob2, demoCrashJob})
+	}
 	if d.guard == 0 {
-		if _, err := clients[0].PrimeRestartGuard(ctx); err != nil {
+		pctx, cancel := bounded(ctx)
+		_, err := clients[0].PrimeRestartGuard(pctx)
+		cancel()
+		if err != nil {
 			return d.conn.failure(ctx, err)
 		}
 	}
@@ -336,6 +365,9 @@ func (d *demo) crash(ctx context.Context, c *reservation.Client) (time.Duration,
 		"--ttl", demoTTL.String(), "--heartbeat", demoHeartbeat.String()}
 	if d.guard < 0 {
 		args = append(args, "--restart-guard", "off")
+	}
+	if d.conn.cmd != nil && d.conn.cmd.Flags().Changed("cluster") {
+		args = append(args, clusterArg(d.conn.cluster))
 	}
 	for _, fl := range []struct{ name, v string }{{"tls-ca", d.conn.tlsCA}, {"tls-cert", d.conn.tlsCert}, {"tls-key", d.conn.tlsKey},
 		{"log-level", d.conn.logLevel}, {"log-format", d.conn.logFormat}} {

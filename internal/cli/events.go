@@ -45,22 +45,21 @@ func (n *notes) say(key, sentence string) bool {
 // lostKey is the key of the sentence about the loss of resource.
 func lostKey(resource string) string { return "lost\x00" + resource }
 
-// onEvent returns the Options.OnEvent hook of a Client on addr: it tells
-// the person, in sentences, what they must know or do. It is called on the
-// library's path, so it only formats and prints.
-func (f *connFlags) onEvent(a *app, addr string) func(reservation.Event) {
-	where := hostPort(addr)
+// onEvent returns the Options.OnEvent hook of a Client on addr, which
+// where names: it tells the person, in sentences, what they must know or
+// do. It is called on the library's path, so it only formats and prints.
+func (f *connFlags) onEvent(a *app, addr, where string, kind topology) func(reservation.Event) {
 	return func(e reservation.Event) {
 		switch e.Kind {
 		case reservation.EventRestartGuard:
-			a.notes.say(noteGuard, guardSentence(where, e.Duration, f.primeCommand(a, addr)))
+			a.notes.say(noteGuard, guardSentence(where, kind, e.Duration, f.primeCommand(a, addr)))
 		case reservation.EventEvictionRisk:
-			a.notes.say(noteEviction, fmt.Sprintf("Redis at %s may evict keys when its memory is full (%s), "+
+			a.notes.say(noteEviction, fmt.Sprintf("%s may evict keys when its memory is full (%s), "+
 				"and an evicted reservation lets a second holder in: set its maxmemory-policy to noeviction",
 				where, errText(e.Err)))
 		case reservation.EventNoPermission:
 			// One sentence for each command refused.
-			a.notes.say(string(e.Kind)+"\x00"+errText(e.Err), fmt.Sprintf("Redis at %s refuses a command to this user, "+
+			a.notes.say(string(e.Kind)+"\x00"+errText(e.Err), fmt.Sprintf("%s refuses a command to this user, "+
 				"so reserve does without it (%s): allow it in the user's ACL", where, errText(e.Err)))
 		case reservation.EventLost:
 			a.notes.say(lostKey(e.Resource), lostSentence(e.Resource, e.Err))
@@ -75,10 +74,11 @@ func (f *connFlags) onEvent(a *app, addr string) func(reservation.Event) {
 }
 
 // guardSentence tells that the restart guard holds acquisitions back for
-// left, why, and how to lift it on a server known to be new.
-func guardSentence(where string, left time.Duration, prime string) string {
-	return fmt.Sprintf("Redis at %s looks new or lost its data, so the restart guard holds acquisitions back for %s more, "+
-		"until holders from before have seen their loss; if this server is new, run: %s", where, fmtDuration(left), prime)
+// left on the deployment that where names, why, and how to lift it on one
+// known to be new.
+func guardSentence(where string, kind topology, left time.Duration, prime string) string {
+	return fmt.Sprintf("%s looks new or lost its data, so the restart guard holds acquisitions back for %s more, "+
+		"until holders from before have seen their loss; if %s is new, run: %s", where, fmtDuration(left), thisOne(kind), prime)
 }
 
 // lostSentence tells that the reservation of resource was lost, and why.
@@ -102,6 +102,9 @@ func (f *connFlags) primeCommand(a *app, addr string) string {
 	if shown := display(addr); shown != defaultRedis {
 		args = append(args, "--redis", shellQuote(shown))
 	}
+	if f.cmd != nil && f.cmd.Flags().Changed("cluster") {
+		args = append(args, clusterArg(f.cluster))
+	}
 	if f.prefix != reservation.DefaultPrefix {
 		args = append(args, "--prefix", shellQuote(f.prefix))
 	}
@@ -111,6 +114,23 @@ func (f *connFlags) primeCommand(a *app, addr string) string {
 		}
 	}
 	return a.redact(strings.Join(args, " "))
+}
+
+// clusterArg returns the --cluster flag that says on.
+func clusterArg(on bool) string {
+	if on {
+		return "--cluster"
+	}
+	return "--cluster=false"
+}
+
+// thisOne names the deployment of kind in a sentence that says what to do
+// if it is new.
+func thisOne(kind topology) string {
+	if kind == cluster {
+		return "this Cluster"
+	}
+	return "this server"
 }
 
 // shellQuote quotes s for a POSIX shell, when it needs it.

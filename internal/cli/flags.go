@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,9 @@ const (
 	envBy            = "RESERVE_BY"
 	envLogLevel      = "RESERVE_LOG_LEVEL"
 	envLogFormat     = "RESERVE_LOG_FORMAT"
+	envCluster       = "RESERVE_CLUSTER"
+	envWaitReplicas  = "RESERVE_WAIT_REPLICAS"
+	envWaitTimeout   = "RESERVE_WAIT_TIMEOUT"
 )
 
 // defaultRedis is the Redis address when neither --redis nor REDIS_URL is set.
@@ -39,6 +43,7 @@ const pingTimeout = 10 * time.Second
 // the library may log: every command that talks to Redis has them.
 type connFlags struct {
 	redis     string
+	cluster   bool
 	prefix    string
 	tlsCA     string
 	tlsCert   string
@@ -48,9 +53,11 @@ type connFlags struct {
 
 	cmd *cobra.Command // to tell a flag given from its default
 
-	// Set by options, for messages.
-	where    string // host:port of the Redis in use
-	password bool   // a password was given, in the URL or the environment
+	// Set by options and resolve, for messages.
+	where    string      // the deployment in use: "Redis at host:port", "the Redis Cluster at ..."
+	kind     topology    // its kind
+	dep      *deployment // set by connect
+	password bool        // a password for Redis (the master, the nodes) was given, in the URL or the environment
 }
 
 // add registers the flags on cmd.
@@ -60,7 +67,10 @@ func (f *connFlags) add(cmd *cobra.Command) {
 	// The default shown is the constant, never $REDIS_URL, which may hold
 	// a password: the environment is read in addr.
 	fs.StringVar(&f.redis, "redis", defaultRedis,
-		"Redis `URL` (redis:// or rediss:// for TLS, user and password in it or in $"+envRedisPassword+"), or host:port; env $"+envRedisURL)
+		"Redis `URL` (redis:// or rediss:// for TLS, user and password in it or in $"+envRedisPassword+"), or host:port; "+
+			"?master_name=NAME for Sentinel, ?addr=host:port for more Cluster nodes; env $"+envRedisURL)
+	fs.BoolVar(&f.cluster, "cluster", false,
+		"the --redis address is a Redis Cluster node (default: ask the server; --cluster=false: one server, do not ask); env $"+envCluster)
 	fs.StringVar(&f.prefix, "prefix", reservation.DefaultPrefix, "`prefix` of the Redis keys, before the resource name")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM `file` of the CA certificates that sign the server's (turns TLS on)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM `file` of the client certificate (with --tls-key; turns TLS on)")
@@ -83,7 +93,8 @@ func (f *connFlags) addr(a *app) (string, bool) {
 	return f.redis, false
 }
 
-// display returns addr fit for a message: a URL's password replaced.
+// display returns addr fit for a message: a URL's passwords replaced (its
+// user information's, and a Sentinel URL's password parameter).
 func display(addr string) string {
 	if !strings.Contains(addr, "://") {
 		return addr
@@ -92,11 +103,39 @@ func display(addr string) string {
 	if err != nil {
 		return "(unparsable URL)"
 	}
+	if q := u.Query(); q.Has("password") {
+		for i := range q["password"] {
+			q["password"][i] = "xxxxx"
+		}
+		u.RawQuery = q.Encode()
+	}
 	return u.Redacted()
 }
 
-// hostPort answers the host:port that addr names, for messages and the TLS
-// server name.
+// shown returns addr fit for a message: display's, and redacted.
+func (f *connFlags) shown(a *app, addr string) string {
+	return a.redact(display(addr))
+}
+
+// clusterSetting answers whether --cluster (or $RESERVE_CLUSTER) was
+// given, and its value.
+func (f *connFlags) clusterSetting(a *app) (set, on bool, err error) {
+	if f.cmd != nil && f.cmd.Flags().Changed("cluster") {
+		return true, f.cluster, nil
+	}
+	v := a.getenv(envCluster)
+	if v == "" {
+		return false, false, nil
+	}
+	on, err = strconv.ParseBool(v)
+	if err != nil {
+		return false, false, usageErrorf("$%s %q: want true or false (1 or 0)", envCluster, v)
+	}
+	return true, on, nil
+}
+
+// hostPort answers the host:port that addr, a single server's address,
+// names, for messages.
 func hostPort(addr string) string {
 	if !strings.Contains(addr, "://") {
 		return addr
@@ -107,20 +146,19 @@ func hostPort(addr string) string {
 	return display(addr)
 }
 
-// options fills the connection part of opt: password, TLS, prefix, the
-// logger (records only when asked for, redacted) and the hook that tells
-// the person what happens. It registers the passwords as secrets first, so
-// that no message can show them.
+// options fills the connection part of opt: password, TLS, prefix and the
+// logger (records only when asked for, redacted); connectTo adds the hook
+// that tells the person what happens. It registers the passwords as
+// secrets first, so that no message can show them.
 func (f *connFlags) options(a *app, addr string, opt *reservation.Options) error {
-	f.where = hostPort(addr)
-	if u, err := url.Parse(addr); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			f.password = true
-			a.addSecret(pw)
-			a.addSecret(url.QueryEscape(pw))
-			a.addSecret(url.PathEscape(pw))
-		}
+	f.kind = urlTopology(addr)
+	f.where = describe(f.kind, addr)
+	for _, pw := range urlPasswords(addr) {
+		a.addSecret(pw)
+		a.addSecret(url.QueryEscape(pw))
+		a.addSecret(url.PathEscape(pw))
 	}
+	f.password = masterPassword(addr, f.kind)
 	if pw := a.getenv(envRedisPassword); pw != "" {
 		f.password = true
 		a.addSecret(pw)
@@ -137,10 +175,11 @@ func (f *connFlags) options(a *app, addr string, opt *reservation.Options) error
 		}
 		opt.Logger = l
 	}
-	if opt.OnEvent == nil {
-		opt.OnEvent = f.onEvent(a, addr)
+	// A bad $RESERVE_CLUSTER is a usage error before anything else.
+	if _, _, err := f.clusterSetting(a); err != nil {
+		return err
 	}
-	cfg, err := f.tlsConfig(addr)
+	cfg, err := f.tlsConfig()
 	if err != nil {
 		return err
 	}
@@ -195,17 +234,14 @@ func (f *connFlags) setting(a *app, flag, value, env string) (v, from string) {
 
 // tlsConfig builds the TLS configuration from the --tls-* flags, or answers
 // nil when none is given (a rediss:// URL then uses the system's roots).
-func (f *connFlags) tlsConfig(addr string) (*tls.Config, error) {
+func (f *connFlags) tlsConfig() (*tls.Config, error) {
 	if f.tlsCA == "" && f.tlsCert == "" && f.tlsKey == "" {
 		return nil, nil
 	}
-	host, _, err := net.SplitHostPort(hostPort(addr))
-	if err != nil {
-		host = hostPort(addr)
-	}
-	// The library replaces the URL's TLS configuration with this one, so
-	// it must name the server itself.
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	// No ServerName: each connection checks the certificate against the
+	// host it dials (crypto/tls derives it), which a Cluster or Sentinel
+	// deployment needs, with its many hosts.
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if f.tlsCA != "" {
 		pem, err := os.ReadFile(f.tlsCA)
 		if err != nil {
@@ -245,7 +281,15 @@ func (f *connFlags) connectTo(ctx context.Context, a *app, addr string, opt rese
 	if err := f.options(a, addr, &opt); err != nil {
 		return nil, err
 	}
-	c, err := reservation.New(addr, &opt)
+	d, err := f.resolve(ctx, a, addr, &opt)
+	if err != nil {
+		return nil, err
+	}
+	f.where, f.kind, f.dep = d.where, d.kind, d
+	if opt.OnEvent == nil {
+		opt.OnEvent = f.onEvent(a, addr, d.where, d.kind)
+	}
+	c, err := d.client(&opt)
 	if err != nil {
 		return nil, inputError(err)
 	}
@@ -254,6 +298,16 @@ func (f *connFlags) connectTo(ctx context.Context, a *app, addr string, opt rese
 		return nil, err
 	}
 	return c, nil
+}
+
+// clusterOptions returns the go-redis options of the Cluster in use, with
+// the Client's credentials and TLS, or nil when it is not a Cluster (or
+// before connect).
+func (f *connFlags) clusterOptions() *redis.ClusterOptions {
+	if f.dep == nil {
+		return nil
+	}
+	return f.dep.clusterOptions()
 }
 
 // ping checks that Redis answers and takes the credentials, within
@@ -272,27 +326,115 @@ func (f *connFlags) ping(ctx context.Context, c *reservation.Client) error {
 // is a usage error (64), a server that does not answer, refuses the
 // credentials or the commands is 69, a signal is 128+n.
 func (f *connFlags) failure(ctx context.Context, err error) error {
+	return f.failureOf(ctx, err, "")
+}
+
+// failureOf is failure for a call about resource (or none: ""): on a
+// Cluster, a node that does not answer is named as the master of resource.
+// A single address that is a Cluster node, taken for one server (the
+// server could not be asked: an ACL without INFO), and --cluster on a
+// server that is not one, are usage errors (64) that say which flag to
+// change.
+func (f *connFlags) failureOf(ctx context.Context, err error, resource string) error {
 	if ierr := interrupted(ctx); ierr != nil {
 		return ierr
 	}
-	var auth *reservation.AuthError
+	var (
+		auth *reservation.AuthError
+		op   *net.OpError
+	)
 	switch {
 	case errors.Is(err, reservation.ErrInvalidResource):
 		return &exitError{code: ExitUsage, err: err, usage: true}
-	case errors.As(err, &auth) && !f.password:
-		return unavailable(fmt.Errorf("cannot use Redis at %s: it wants a password (in the URL or $%s): %w", f.where, envRedisPassword, auth.Err))
 	case errors.As(err, &auth):
-		return unavailable(fmt.Errorf("cannot use Redis at %s: it refused the credentials: %w", f.where, auth.Err))
+		return unavailable(f.authFailure(auth))
 	case errors.Is(err, reservation.ErrNoPermission):
-		return unavailable(fmt.Errorf("cannot use Redis at %s: it refuses this user a command that reserve needs (see the user's ACL): %w", f.where, err))
+		return unavailable(fmt.Errorf("cannot use %s: it refuses this user a command that reserve needs (see the user's ACL): %w", f.where, err))
 	case errors.Is(err, context.DeadlineExceeded):
-		return unavailable(fmt.Errorf("cannot use Redis at %s: no answer within %v", f.where, pingTimeout))
+		return unavailable(fmt.Errorf("cannot use %s: no answer within %v", f.where, pingTimeout))
+	case f.kind == cluster && isReply(err, "CLUSTERDOWN "):
+		return unavailable(fmt.Errorf("cannot use %s: the Cluster is down: a master does not answer and no replica took its place, "+
+			"or some slot has no master: %w", f.where, libCause(err)))
+	case f.kind == single && isClusterReply(err):
+		return inputError(fmt.Errorf("%s is a Redis Cluster node, and reserve took it for one server (it could not ask it: "+
+			"see the user's ACL for INFO and CLUSTER INFO): give --cluster, or a URL with ?addr=: %w", f.where, err))
+	case f.kind == cluster && strings.Contains(err.Error(), "cluster support disabled"):
+		return inputError(fmt.Errorf("the server at %s is not a Redis Cluster node: its cluster support is disabled; "+
+			"leave out --cluster (and $%s), or the ?addr= parameters of the URL", f.dep.hosts(), envCluster))
+	case f.kind == cluster && errors.As(err, &op) && op.Addr != nil && resource != "":
+		return unavailable(fmt.Errorf("cannot use %s: the master of %q, %s, does not answer (%s)", f.where, resource, op.Addr, shortCause(op)))
+	case f.kind == cluster && errors.As(err, &op) && op.Addr != nil:
+		return unavailable(fmt.Errorf("cannot use %s: its node %s does not answer (%s)", f.where, op.Addr, shortCause(op)))
+	case f.kind == sentinel && errors.As(err, &op) && op.Addr != nil:
+		return unavailable(fmt.Errorf("cannot use %s: the master that the Sentinels name, %s, does not answer (%s); "+
+			"if it is down, they fail over to a replica once they agree that it is", f.where, op.Addr, shortCause(op)))
 	}
-	cause := err
+	return unavailable(fmt.Errorf("cannot use %s: %w", f.where, libCause(err)))
+}
+
+// libCause returns what err, an error of the library, wraps: its message
+// without the operation and the address, which reserve says its own way.
+func libCause(err error) error {
 	if u := errors.Unwrap(err); u != nil {
-		cause = u // the library's message repeats the operation and the address
+		return u
 	}
-	return unavailable(fmt.Errorf("cannot use Redis at %s: %w", f.where, cause))
+	return err
+}
+
+// authFailure says which credentials Redis refused, and where they go.
+func (f *connFlags) authFailure(auth *reservation.AuthError) error {
+	switch {
+	case f.kind == sentinel && !f.password:
+		return fmt.Errorf("cannot use %s: %s wants a password: give the master's in $%s or as the URL's password parameter "+
+			"(the URL's user:password@ are the Sentinels'): %w", f.where, auth.Addr, envRedisPassword, auth.Err)
+	case f.kind == sentinel:
+		return fmt.Errorf("cannot use %s: %s refused the credentials (the master's are $%s or the URL's password parameter; "+
+			"the URL's user:password@ are the Sentinels'): %w", f.where, auth.Addr, envRedisPassword, auth.Err)
+	case !f.password:
+		return fmt.Errorf("cannot use %s: it wants a password (in the URL or $%s): %w", f.where, envRedisPassword, auth.Err)
+	}
+	return fmt.Errorf("cannot use %s: it refused the credentials: %w", f.where, auth.Err)
+}
+
+// isClusterReply reports whether err is a reply that only a Cluster node
+// gives: a key in a slot of another node, keys of one call in several
+// slots, or a Cluster that is down.
+func isClusterReply(err error) bool {
+	return isReply(err, "MOVED ", "ASK ", "CROSSSLOT ", "CLUSTERDOWN ")
+}
+
+// isReply reports whether err is an error reply of Redis that starts with
+// one of the codes.
+func isReply(err error, codes ...string) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	for _, code := range codes {
+		if strings.HasPrefix(rerr.Error(), code) {
+			return true
+		}
+	}
+	return false
+}
+
+// masterPassword reports whether addr holds a password for the Redis that
+// holds the keys, or $REDIS_PASSWORD does: for a Sentinel URL the password
+// parameter (its user information is the Sentinels'), else the user
+// information's.
+func masterPassword(addr string, kind topology) bool {
+	u, err := url.Parse(addr)
+	if err != nil || !strings.Contains(addr, "://") {
+		return false
+	}
+	if kind == sentinel {
+		return u.Query().Get("password") != ""
+	}
+	if u.User == nil {
+		return false
+	}
+	pw, _ := u.User.Password()
+	return pw != ""
 }
 
 // bounded returns ctx bounded by pingTimeout, for one call that touches
@@ -307,6 +449,8 @@ type holdFlags struct {
 	ttl          time.Duration
 	heartbeat    time.Duration
 	restartGuard guardValue
+	waitReplicas int
+	waitTimeout  time.Duration
 
 	cmd *cobra.Command
 }
@@ -319,6 +463,10 @@ func (f *holdFlags) add(cmd *cobra.Command) {
 	fs.DurationVar(&f.heartbeat, "heartbeat", 0, "renewal interval (default a third of --ttl)")
 	fs.Var(&f.restartGuard, "restart-guard",
 		"after Redis lost its data, refuse acquisitions for this `duration` (default the --ttl; \"off\" disables)")
+	fs.IntVar(&f.waitReplicas, "wait-replicas", 0,
+		"each acquisition and renewal waits until this `number` of replicas have it (Redis's WAIT); an acquisition they do not confirm in time fails (exit 69); env $"+envWaitReplicas)
+	fs.DurationVar(&f.waitTimeout, "wait-timeout", 0,
+		"how long each wait of --wait-replicas may take (default "+reservation.DefaultWaitTimeout.String()+", at most a quarter of --ttl); env $"+envWaitTimeout)
 }
 
 // options answers the library options of the flags. A flag given as 0
@@ -341,12 +489,44 @@ func (f *holdFlags) options(a *app) (reservation.Options, error) {
 			by = v
 		}
 	}
+	replicas, timeout, err := f.wait(a)
+	if err != nil {
+		return reservation.Options{}, err
+	}
 	return reservation.Options{
 		By:                by,
 		TTL:               f.ttl,
 		HeartbeatInterval: f.heartbeat,
 		RestartGuard:      time.Duration(f.restartGuard),
+		WaitReplicas:      replicas,
+		WaitTimeout:       timeout,
 	}, nil
+}
+
+// wait answers --wait-replicas and --wait-timeout, or their environment
+// variables. Negative values and timeouts out of range are the library's
+// to refuse; a timeout given as 0, or given without replicas to wait for,
+// is a usage error.
+func (f *holdFlags) wait(a *app) (replicas int, timeout time.Duration, err error) {
+	if err := zeroFlag(f.cmd, "wait-timeout", f.waitTimeout, "the wait timeout",
+		reservation.DefaultWaitTimeout.String()+", or a quarter of --ttl when shorter"); err != nil {
+		return 0, 0, err
+	}
+	replicas, timeout = f.waitReplicas, f.waitTimeout
+	if v := a.getenv(envWaitReplicas); v != "" && !f.cmd.Flags().Changed("wait-replicas") {
+		if replicas, err = strconv.Atoi(v); err != nil {
+			return 0, 0, usageErrorf("$%s %q: want a number of replicas", envWaitReplicas, v)
+		}
+	}
+	if v := a.getenv(envWaitTimeout); v != "" && !f.cmd.Flags().Changed("wait-timeout") {
+		if timeout, err = time.ParseDuration(v); err != nil || timeout <= 0 {
+			return 0, 0, usageErrorf("$%s %q: want a positive duration like 500ms", envWaitTimeout, v)
+		}
+	}
+	if f.cmd.Flags().Changed("wait-timeout") && replicas == 0 {
+		return 0, 0, usageErrorf("--wait-timeout bounds the wait for --wait-replicas, which is 0: give --wait-replicas too")
+	}
+	return replicas, timeout, nil
 }
 
 // zeroFlag refuses the duration flag name of cmd when it was given as 0:
@@ -403,4 +583,18 @@ func (g *guardValue) check(cmd *cobra.Command, def string) error {
 // addJSON registers --json on cmd; what says what it prints.
 func addJSON(cmd *cobra.Command, v *bool, what string) {
 	cmd.Flags().BoolVar(v, "json", false, "print "+what+" on stdout, as JSON")
+}
+
+// shortCause returns the words of err that say what went wrong, without
+// the address that a network error repeats: "connection refused".
+func shortCause(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		var sys *os.SyscallError
+		if errors.As(op.Err, &sys) {
+			return sys.Err.Error()
+		}
+		return op.Err.Error()
+	}
+	return err.Error()
 }

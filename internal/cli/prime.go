@@ -70,7 +70,7 @@ func prime(ctx context.Context, a *app, conn *connFlags, c *reservation.Client) 
 		return conn.failure(ctx, err)
 	}
 	if len(infos) > 0 {
-		return &exitError{code: ExitFailure, err: fmt.Errorf("not primed: Redis at %s holds %s, so it is in use, not new, "+
+		return &exitError{code: ExitFailure, err: fmt.Errorf("not primed: %s holds %s, so it is in use, not new, "+
 			"and priming it could let new holders overlap holders from before a loss of its data",
 			conn.where, heldList(infos))}
 	}
@@ -87,14 +87,14 @@ func prime(ctx context.Context, a *app, conn *connFlags, c *reservation.Client) 
 	}
 	if !primed {
 		return &exitError{code: ExitFailure,
-			err: fmt.Errorf("not primed: the restart guard of Redis at %s is primed already; nothing changed", conn.where)}
+			err: fmt.Errorf("not primed: the restart guard of %s is primed already; nothing changed", conn.where)}
 	}
 	lifted := ""
 	if before.Guard > 0 {
 		lifted = fmt.Sprintf(" (lifted the guard that an acquisition started, which held acquisitions back for %s more)",
 			fmtDuration(before.Guard))
 	}
-	_, err = fmt.Fprintf(a.stdout, "primed the restart guard of Redis at %s%s: acquisitions there start at once\n", conn.where, lifted)
+	_, err = fmt.Fprintf(a.stdout, "primed the restart guard of %s%s: acquisitions there start at once\n", conn.where, lifted)
 	return outputError(err)
 }
 

@@ -49,7 +49,7 @@ It exits 0 whether or not RESOURCE was held. --json prints
 			defer cancel()
 			holder, err := c.ForceRelease(fctx, resource)
 			if err != nil {
-				return f.conn.failure(ctx, err)
+				return f.conn.failureOf(ctx, err, resource)
 			}
 			res := releaseResult{Resource: resource, Key: c.Key(resource), Released: holder != "", Holder: holder}
 			if f.json {

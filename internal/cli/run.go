@@ -58,10 +58,18 @@ acquisition back for --restart-guard (default the --ttl), so that holders
 from before cannot overlap; reserve says so once, with the reserve prime
 command for a server known to be new.
 
+With --wait-replicas N, each acquisition and renewal waits (Redis's WAIT, at
+most --wait-timeout) until N replicas have it, so that a failover right
+after is less likely to lose it. An acquisition they do not confirm in time
+is given back, and reserve exits 69 without starting COMMAND: the
+deployment cannot give what was asked (a replica down or lagging, or fewer
+replicas than N). A renewal they do not confirm counts as failed.
+
 Exit status: COMMAND's own (128+n when killed by signal n); 75 when not
 acquired (--no-wait while held or held back by the restart guard, --timeout
-reached); 70 when lost while COMMAND ran; 69 when Redis cannot be reached or
-refuses the credentials; 64 for bad usage; 126/127 when COMMAND cannot be
+reached); 70 when lost while COMMAND ran; 69 when Redis cannot be reached,
+refuses the credentials, or does not confirm the acquisition on
+--wait-replicas replicas; 64 for bad usage; 126/127 when COMMAND cannot be
 started/is not found.`,
 		Example: `  # Run the report, waiting as long as another host runs it.
   reserve run nightly-report -- /usr/local/bin/report.sh
@@ -74,7 +82,11 @@ started/is not found.`,
 
   # Use the fencing token and a Redis with a password (kept out of argv).
   REDIS_URL=redis://redis.internal:6379 REDIS_PASSWORD=... \
-    reserve run migrate -- sh -c 'migrate --fence "$RESERVE_TOKEN"'`,
+    reserve run migrate -- sh -c 'migrate --fence "$RESERVE_TOKEN"'
+
+  # Through Sentinel, with each acquisition on a replica too before it starts.
+  REDIS_URL='redis://sentinel-1:26379?master_name=main&addr=sentinel-2:26379' \
+    reserve run --wait-replicas 1 invoice:42 -- ./bill --invoice 42`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			switch {
@@ -149,8 +161,10 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 	switch {
 	case err == nil:
 		return r, nil
+	case errors.Is(err, reservation.ErrNotReplicated):
+		return nil, f.notReplicated(ctx, c, resource, err)
 	case !errors.As(err, &nerr):
-		return nil, f.conn.failure(ctx, err)
+		return nil, f.conn.failureOf(ctx, err, resource)
 	case f.noWait:
 		return nil, notAcquired(nerr, "not waiting (--no-wait)")
 	}
@@ -175,8 +189,34 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 		return nil, interrupted(ctx)
 	case errors.As(err, &nerr) && errors.Is(err, context.DeadlineExceeded):
 		return nil, notAcquired(nerr, "gave up after --timeout "+f.timeout.String())
+	case errors.Is(err, reservation.ErrNotReplicated):
+		return nil, f.notReplicated(ctx, c, resource, err)
 	}
-	return nil, f.conn.failure(ctx, err)
+	return nil, f.conn.failureOf(ctx, err, resource)
+}
+
+// notReplicated reports an acquisition that fewer replicas than
+// --wait-replicas confirmed in time: exit 69, as for a Redis that cannot
+// be used, since the deployment cannot give what was asked of it. It is
+// not 75: that says someone else holds the resource, which a script may
+// skip quietly, while this is the deployment's to fix (a replica down or
+// lagging, or fewer replicas than asked for).
+func (f *runFlags) notReplicated(ctx context.Context, c *reservation.Client, resource string, err error) error {
+	if ierr := interrupted(ctx); ierr != nil {
+		return ierr
+	}
+	o := c.Options()
+	return unavailable(fmt.Errorf("%q was not acquired on %s: fewer than %d %s (--wait-replicas) confirmed it within %v (--wait-timeout), "+
+		"so it was given back; see that its master has %[3]d %[4]s connected and in sync (INFO replication): %[6]w",
+		resource, f.conn.where, o.WaitReplicas, plural(o.WaitReplicas, "replica", "replicas"), o.WaitTimeout, libCause(err)))
+}
+
+// plural answers one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // notAcquired reports a reservation not had, saying why and who holds it:

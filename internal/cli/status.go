@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -124,12 +125,12 @@ is not primed.`,
 			defer cancel()
 			in, err := c.Status(sctx, args[0])
 			if err != nil {
-				return f.conn.failure(ctx, err)
+				return f.conn.failureOf(ctx, err, args[0])
 			}
 			if f.json {
 				return writeJSON(a.stdout, toJSON(in))
 			}
-			return writeStatus(a.stdout, in, c.Options().RestartGuard, time.Now())
+			return writeStatus(a.stdout, in, c.Options().RestartGuard, thisOne(f.conn.kind), time.Now())
 		},
 	}
 	f.add(cmd, "one object {resource,key,held,holder,ttl_ms,token,guard_ms,guard_unset}")
@@ -147,11 +148,16 @@ func newListCmd(a *app) *cobra.Command {
 		Use:   "list [flags]",
 		Short: "List every held reservation",
 		Long: `List every held reservation whose resource name matches --match (a Redis
-glob: * ? [abc], \ to escape), walking the keyspace with SCAN (never KEYS),
-with its holder, time left, fencing token and approximate age; and, below
-them, the restart guard when it holds acquisitions back or is not primed.
+glob: * ? [abc], \ to escape), walking the keyspace with SCAN (never KEYS;
+on a Redis Cluster, on every master), with its holder, time left, fencing
+token and approximate age; and, below them, the restart guard when it holds
+acquisitions back or is not primed.
 
---json prints an array of the objects of status --json.`,
+--json prints an array of the objects of status --json.
+
+On a Redis Cluster with masters that cannot be read, list prints what the
+others hold, says on stderr which masters it could not read, and exits 69:
+the answer is incomplete.`,
 		Example: `  reserve list
   reserve list --match 'invoice:*'
   reserve list --json | jq -r '.[].resource'`,
@@ -163,7 +169,8 @@ them, the restart guard when it holds acquisitions back or is not primed.
 			}
 			defer done()
 			infos, err := c.List(ctx, match)
-			if err != nil {
+			partial := errors.Is(err, reservation.ErrPartial)
+			if err != nil && !partial {
 				return f.conn.failure(ctx, err)
 			}
 			slices.SortFunc(infos, func(x, y reservation.Info) int { return strings.Compare(x.Resource, y.Resource) })
@@ -172,16 +179,24 @@ them, the restart guard when it holds acquisitions back or is not primed.
 				for _, in := range infos {
 					out = append(out, toJSON(in))
 				}
-				return writeJSON(a.stdout, out)
+				if err := writeJSON(a.stdout, out); err != nil || !partial {
+					return err
+				}
+				return f.conn.partial(err)
 			}
 			if err := writeList(a.stdout, infos, time.Now()); err != nil {
 				return err
+			}
+			if partial {
+				// The guard of the masters that answered says little
+				// of the others'.
+				return f.conn.partial(err)
 			}
 			g, err := serverGuard(ctx, c, infos)
 			if err != nil {
 				return f.conn.failure(ctx, err)
 			}
-			return writeGuard(a.stdout, "restart guard: ", g, c.Options().RestartGuard)
+			return writeGuard(a.stdout, "restart guard: ", g, c.Options().RestartGuard, thisOne(f.conn.kind))
 		},
 	}
 	f.add(cmd, "an array of {resource,key,held,holder,ttl_ms,token,guard_ms,guard_unset}")
@@ -219,8 +234,9 @@ func writeJSON(w io.Writer, v any) error {
 	return outputError(enc.Encode(v))
 }
 
-// writeStatus prints in for a person; period is the restart guard's.
-func writeStatus(w io.Writer, in reservation.Info, period time.Duration, now time.Time) error {
+// writeStatus prints in for a person; period is the restart guard's, and
+// this names the deployment ("this server").
+func writeStatus(w io.Writer, in reservation.Info, period time.Duration, this string, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if in.Held {
 		fmt.Fprintf(tw, "%s is held by %s\n", in.Resource, in.Holder)
@@ -244,22 +260,23 @@ func writeStatus(w io.Writer, in reservation.Info, period time.Duration, now tim
 		}
 	}
 	fmt.Fprintf(tw, "  key\t%s\n", in.Key)
-	if err := writeGuard(tw, "  restart guard\t", in, period); err != nil {
+	if err := writeGuard(tw, "  restart guard\t", in, period, this); err != nil {
 		return err
 	}
 	return outputError(tw.Flush())
 }
 
 // writeGuard prints the restart guard's state after label, when it holds
-// acquisitions back or is not primed; period is its duration.
-func writeGuard(w io.Writer, label string, in reservation.Info, period time.Duration) error {
+// acquisitions back or is not primed; period is its duration, and this
+// names the deployment ("this server").
+func writeGuard(w io.Writer, label string, in reservation.Info, period time.Duration, this string) error {
 	var err error
 	switch {
 	case in.Guard > 0:
 		_, err = fmt.Fprintf(w, "%sholds acquisitions back for %s more\n", label, fmtDuration(in.Guard))
 	case in.GuardUnset:
-		_, err = fmt.Fprintf(w, "%snot primed — the next acquisition starts it (%s); run 'reserve prime' if this server is new\n",
-			label, fmtDuration(period))
+		_, err = fmt.Fprintf(w, "%snot primed — the next acquisition starts it (%s); run 'reserve prime' if %s is new\n",
+			label, fmtDuration(period), this)
 	}
 	return outputError(err)
 }
@@ -338,7 +355,11 @@ func completeResources(a *app, f *connFlags) cobra.CompletionFunc {
 		if err := f.options(a, addr, &opt); err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		c, err := reservation.New(addr, &opt)
+		d, err := f.resolve(ctx, a, addr, &opt)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := d.client(&opt)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -350,7 +371,7 @@ func completeResources(a *app, f *connFlags) cobra.CompletionFunc {
 			match = toComplete + "*"
 		}
 		infos, err := c.List(ctx, match)
-		if err != nil {
+		if err != nil && !errors.Is(err, reservation.ErrPartial) {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		var names []cobra.Completion
@@ -361,4 +382,33 @@ func completeResources(a *app, f *connFlags) cobra.CompletionFunc {
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}
+}
+
+// partial reports a List that some Cluster masters did not answer: exit
+// 69, since the answer is incomplete, naming each master and why.
+func (f *connFlags) partial(err error) error {
+	nodes := nodeErrors(err)
+	parts := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		parts = append(parts, fmt.Sprintf("%s (%s)", n.Addr, shortCause(n.Err)))
+	}
+	return unavailable(fmt.Errorf("the list is incomplete: %d %s of %s could not be read: %s",
+		len(nodes), plural(len(nodes), "master", "masters"), f.where, strings.Join(parts, ", ")))
+}
+
+// nodeErrors answers the *reservation.NodeError in the tree of err.
+func nodeErrors(err error) []*reservation.NodeError {
+	if ne, ok := err.(*reservation.NodeError); ok {
+		return []*reservation.NodeError{ne}
+	}
+	var out []*reservation.NodeError
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			out = append(out, nodeErrors(e)...)
+		}
+	case interface{ Unwrap() error }:
+		out = nodeErrors(u.Unwrap())
+	}
+	return out
 }

@@ -60,7 +60,7 @@ resource is free, or 75 when --timeout passes first.`,
 				in, err := c.Status(sctx, resource)
 				cancel()
 				if err != nil {
-					return f.conn.failure(ctx, err)
+					return f.conn.failureOf(ctx, err, resource)
 				}
 				if !in.Held {
 					if f.json {
