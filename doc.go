@@ -92,4 +92,16 @@
 // TTL by default); by then every old holder has seen its loss. A brand-new
 // server looks the same, so the first acquisitions on it wait for the guard
 // too, unless PrimeRestartGuard is called by whoever knows the server is new.
+//
+// # Sentinel and Cluster
+//
+// Replication in Redis is asynchronous: a failover may promote a replica
+// that never received a reservation. Its holder reports the loss at its
+// next renewal at the latest, but someone else may acquire the resource
+// before then. Options.WaitReplicas narrows that window: each acquisition
+// and renewal counts only once that many replicas acknowledged it (WAIT), so
+// the replica that is promoted has it, as long as it is one of those that
+// acknowledged. A Client made by NewFailover follows Sentinel's failovers
+// with all its connections; on a Cluster, each master is renewed and watched
+// on its own, so one that fails costs only the reservations it holds.
 package reservation

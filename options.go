@@ -97,7 +97,9 @@ type Options struct {
 	// and reported as an error matching ErrNotReplicated, never as held; such a
 	// renewal counts as failed, so the local deadline still decides. It
 	// narrows, without closing, the window in which a failover loses a
-	// reservation (see the package documentation). Default 0: no wait.
+	// reservation (see the package documentation). Lock, like any error
+	// of Redis, returns ErrNotReplicated when its first attempt meets it
+	// and retries later ones (an event each). Default 0: no wait.
 	WaitReplicas int
 
 	// WaitTimeout bounds each WAIT of WaitReplicas. Default
