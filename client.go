@@ -20,10 +20,11 @@ import (
 // closeTimeout bounds how long Close spends releasing what is still held.
 const closeTimeout = 5 * time.Second
 
-// Client takes and holds reservations on one Redis deployment. One Client
-// holds any number of reservations over one connection pool, renews them all
-// from one heartbeat loop and waits for them over one subscription. It is
-// safe for concurrent use; Close releases what it holds and stops its
+// Client takes and holds reservations on one Redis deployment (a server,
+// a Sentinel master, a Cluster). One Client holds any number of
+// reservations over one go-redis client, renews them all from one heartbeat
+// loop and waits for them over one notifier (one per master on a Cluster).
+// It is safe for concurrent use; Close releases what it holds and stops its
 // goroutines.
 type Client struct {
 	rdb     redis.UniversalClient
@@ -45,6 +46,7 @@ type Client struct {
 	renewWidest atomic.Int64        // the most renew scripts one round sent
 	batch       *batcher            // acquire and release scripts of concurrent calls
 	nodeBatch   map[string]*batcher // on Cluster with WaitReplicas: one per master (under mu)
+	oldBatch    []*batcher          // those replaced (under mu)
 	events      *events             // delivers events to OnEvent and the log
 
 	mu         sync.Mutex
@@ -124,6 +126,15 @@ func NewWithClient(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 	if o.Username != "" || o.Password != "" || o.TLSConfig != nil {
 		return nil, optionError("Username, Password and TLSConfig are for New: set them on the go-redis client")
 	}
+	switch rdb.(type) {
+	case *redis.Client, *redis.ClusterClient:
+	default:
+		if o.WaitReplicas > 0 {
+			// WAIT must follow the script on its connection, which only
+			// these let us know.
+			return nil, optionError("WaitReplicas needs a *redis.Client or a *redis.ClusterClient, not a %T", rdb)
+		}
+	}
 	return newClient(rdb, o), nil
 }
 
@@ -169,29 +180,33 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 // batcherFor returns the batcher for the acquire script of key: the
 // Client's, or on a Cluster with WaitReplicas, that of the key's master, so
 // that WAIT goes to the node that took the write.
-func (c *Client) batcherFor(ctx context.Context, key string) *batcher {
+func (c *Client) batcherFor(ctx context.Context, key string) (*batcher, error) {
 	cc, ok := c.rdb.(*redis.ClusterClient)
 	if !ok || c.opt.WaitReplicas == 0 {
-		return c.batch
+		return c.batch, nil
 	}
 	node, err := cc.MasterForKey(ctx, key)
 	if err != nil {
-		// Through the cluster client, the acquire script meets the same
-		// error and says it.
-		return c.batch
+		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	addr := node.Options().Addr
 	b := c.nodeBatch[addr]
-	if b == nil {
+	if b == nil || b.rdb != redis.UniversalClient(node) {
+		// New, or go-redis made a new client for the address (it closes
+		// those of nodes gone from the slot map): the old batcher is kept
+		// for Close to wait for.
 		if c.nodeBatch == nil {
 			c.nodeBatch = make(map[string]*batcher)
+		}
+		if b != nil {
+			c.oldBatch = append(c.oldBatch, b)
 		}
 		b = newBatcher(node)
 		c.nodeBatch[addr] = b
 	}
-	return b
+	return b, nil
 }
 
 // nodeOf returns the address of the Cluster master of key, "" elsewhere
@@ -404,8 +419,18 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 			}
 		}}
 	c.waitAfter(call)
-	cmd, left := c.batcherFor(ctx, key).run(ctx, call)
+	b, err := c.batcherFor(ctx, key)
+	if err != nil {
+		return nil, nil, c.redisError("lock", resource, err)
+	}
+	cmd, left := b.run(ctx, call)
 	reply, err := cmd.Slice()
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok && err != nil && b != c.batch {
+		// Sent to a master's own client, whose errors (MOVED, a node
+		// gone) the cluster client does not see: have it read the slot
+		// map again, for the next attempt.
+		cc.ReloadState(c.ctx)
+	}
 	if err != nil {
 		// The script may have run before the error (a reply lost): the
 		// key may be ours, for nothing. Give it back, unless the call was
@@ -574,9 +599,12 @@ func (c *Client) Close() error {
 	}
 	c.batch.wait()
 	c.mu.Lock()
-	nodeBatch := c.nodeBatch
+	batchers := c.oldBatch
+	for _, b := range c.nodeBatch {
+		batchers = append(batchers, b)
+	}
 	c.mu.Unlock()
-	for _, b := range nodeBatch {
+	for _, b := range batchers {
 		b.wait()
 	}
 	if c.ownsRDB {

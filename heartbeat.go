@@ -18,7 +18,7 @@ const renewChunk = 500
 // heartbeatLoop renews every held reservation of the Client and declares
 // the loss of those whose local deadline passes. It is the Client's only
 // timer for held reservations: renewals due within half an interval of each
-// other go together, in one pipeline of multi-key scripts.
+// other go together, in one pipeline of multi-key scripts per node.
 func (c *Client) heartbeatLoop() {
 	defer c.wg.Done()
 	timer := time.NewTimer(time.Hour)
@@ -105,12 +105,13 @@ func (c *Client) due(now time.Time) (batch []*Reservation, next time.Time) {
 
 // renew extends batch: one pipeline per node, each bounded by the earliest
 // local deadline of its own reservations, so that a node that does not
-// answer costs only the reservations it holds. On one server it returns
-// when the renewal is done; across nodes, each node's renewal runs on its
-// own and kicks the loop when done.
+// answer costs only the reservations it holds. Outside a Cluster it returns
+// when the renewal is done; on a Cluster, each master's renewal runs on its
+// own goroutine and kicks the loop when done, so that the loop is never
+// held up by a master that does not answer.
 func (c *Client) renew(batch []*Reservation) {
 	parts := c.byNode(batch)
-	if len(parts) == 1 {
+	if len(parts) == 1 && !c.cluster {
 		c.renewNode(parts[0])
 		return
 	}
@@ -135,8 +136,8 @@ type nodeBatch struct {
 }
 
 // byNode splits batch by the Cluster master that holds each key (one part
-// elsewhere). A key whose master is not known yet goes with the first
-// part, through the cluster client, which finds it.
+// elsewhere). Keys whose master is not known (the slot map could not be
+// had) make a part of their own, node "", sent through the cluster client.
 func (c *Client) byNode(batch []*Reservation) []nodeBatch {
 	cc, ok := c.rdb.(*redis.ClusterClient)
 	if !ok {
@@ -146,9 +147,10 @@ func (c *Client) byNode(batch []*Reservation) []nodeBatch {
 	index := make(map[string]int)
 	for _, r := range batch {
 		var rdb redis.UniversalClient = cc
+		var node *redis.Client
 		addr := ""
-		if node, err := cc.MasterForKey(c.ctx, r.key); err == nil {
-			addr = node.Options().Addr
+		if m, err := cc.MasterForKey(c.ctx, r.key); err == nil {
+			node, addr = m, m.Options().Addr
 			if c.opt.WaitReplicas > 0 {
 				// WAIT has no key: sent through the cluster client it
 				// would go to any node, not the one that took the write.
@@ -160,6 +162,13 @@ func (c *Client) byNode(batch []*Reservation) []nodeBatch {
 			i = len(parts)
 			index[addr] = i
 			parts = append(parts, nodeBatch{node: addr, rdb: rdb})
+			if node != nil {
+				// For the notifier of a master met here first (one that
+				// replaced a failed one): it needs the master's client.
+				c.mu.Lock()
+				c.nodes[addr] = node
+				c.mu.Unlock()
+			}
 		}
 		parts[i].batch = append(parts[i].batch, r)
 	}
@@ -186,7 +195,11 @@ func (c *Client) renewNode(part nodeBatch) {
 		prev = c.renewWidest.Load()
 	}
 	sent, calls, err := c.renewBounded(ctx, part, groups)
-	if cc, ok := c.rdb.(*redis.ClusterClient); ok && err != nil {
+	moved := errors.Is(err, errMoved)
+	if moved {
+		err = nil // renewed, elsewhere than part.node
+	}
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok && (err != nil || moved) {
 		// The node may have failed over: have the slot map read again
 		// (in the background), so that the next try goes to its
 		// successor. The renewals went on the node's own connection,
@@ -250,8 +263,20 @@ func (c *Client) renewNode(part nodeBatch) {
 	if n := c.notifierIfStarted(part.node); n != nil && len(recheck) > 0 {
 		n.verifyLater(recheck)
 	}
-	if part.node != "" {
+	if part.node != "" && err == nil && !moved {
 		c.rehome(part.node, batch)
+	}
+	if err == nil && c.ctx.Err() == nil {
+		// Renewed on the master, but not acknowledged by the replicas
+		// asked for: say so once a round (the holder hears of it only
+		// when its deadline passes).
+		for _, call := range calls {
+			if rerr := call.replicated(); rerr != nil && call.cmd.Err() == nil {
+				c.emit(Event{Kind: EventRedisError, Err: fmt.Errorf("reservation: renew %d reservations on %s: %w",
+					len(batch), c.where(), rerr)})
+				break
+			}
+		}
 	}
 	for _, r := range extended {
 		c.emit(Event{Kind: EventExtended, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token, Duration: rtt})
@@ -291,6 +316,9 @@ func (c *Client) renewBounded(ctx context.Context, part nodeBatch, groups [][]*R
 			// MOVED and ASK, and learns the new slot map.
 			calls = c.renewals(groups, nil)
 			sent, err = evalPipelined(ctx, c.rdb, calls)
+			if err == nil {
+				err = errMoved
+			}
 		}
 		done <- result{sent, calls, err}
 	}()
@@ -301,6 +329,10 @@ func (c *Client) renewBounded(ctx context.Context, part nodeBatch, groups [][]*R
 		return time.Time{}, nil, ctx.Err()
 	}
 }
+
+// errMoved is renewBounded's word for renewals that went through the
+// cluster client after a redirection: done, but not on the node asked.
+var errMoved = errors.New("reservation: renewed after a redirection")
 
 // isRedirect reports whether err is a Cluster redirection (MOVED, ASK) or
 // a slot in migration (TRYAGAIN).
@@ -319,6 +351,9 @@ func isRedirect(err error) bool {
 func (c *Client) rehome(node string, batch []*Reservation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return // closed: no notifier starts now
+	}
 	for _, r := range batch {
 		if _, held := c.held[r]; !held || r.node == node {
 			continue

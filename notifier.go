@@ -45,9 +45,11 @@ const notifierStartTimeout = 5 * time.Second
 //     renew script: NOLOOP keeps our own renewals from waking us, and the
 //     read watches the key again.
 //
-// Where tracking is not available (Cluster, servers before Redis 6, a
-// refused CLIENT TRACKING), the subscriber subscribes to the release channel
-// and keyspace channel of every watched key instead.
+// On a Cluster each master has a notifier of its own, as tracking and
+// keyspace events are per node. Where tracking is not available (a Ring,
+// servers before Redis 6, a refused CLIENT TRACKING), the subscriber
+// subscribes to the release channel (sharded on a Cluster) and keyspace
+// channel of every watched key instead.
 type notifier struct {
 	c        *Client
 	node     string        // its Cluster master's address ("" elsewhere)
@@ -215,8 +217,9 @@ func (n *notifier) where() string {
 }
 
 // start opens the subscriber. Client tracking needs a *redis.Client (one
-// server) that answers CLIENT TRACKING (Redis 6 and later); elsewhere the
-// notifier subscribes to release notices and keyspace notifications.
+// server, a Sentinel master, or a Cluster master's own client) that answers
+// CLIENT TRACKING (Redis 6 and later); elsewhere the notifier subscribes to
+// release notices and keyspace notifications.
 func (n *notifier) start(ctx context.Context) error {
 	base, ok := n.c.rdb.(*redis.Client)
 	if n.base != nil {
@@ -358,13 +361,10 @@ func (n *notifier) trackOn(ctx context.Context, cn *redis.Conn) error {
 	}
 	if !n.servers.sameServer() {
 		// One of them is still on a master that Sentinel replaced: the
-		// id would name some other client of this server. The one that
-		// is not on the master of now dials again; the subscriber's new
+		// id would name some other client of this server. The older one
+		// dials again (the other asked Sentinel later); a new subscriber
 		// connection has tracking turned on again.
-		n.c.mu.Lock()
-		master := n.c.masterAddr
-		n.c.mu.Unlock()
-		n.servers.closeStale(master)
+		n.servers.closeOlder()
 		return errors.New("reservation: tracking: the subscriber is on another server")
 	}
 	return n.trackOnConn(ctx, cn, id)

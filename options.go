@@ -99,7 +99,11 @@ type Options struct {
 	// narrows, without closing, the window in which a failover loses a
 	// reservation (see the package documentation). Lock, like any error
 	// of Redis, returns ErrNotReplicated when its first attempt meets it
-	// and retries later ones (an event each). Default 0: no wait.
+	// and retries later ones (an event each). A master left with fewer
+	// replicas than WaitReplicas for longer than the TTL (after its replica
+	// was promoted elsewhere, say) cannot renew, and its reservations are
+	// lost at their deadline: ask for fewer replicas than each master has.
+	// Default 0: no wait.
 	WaitReplicas int
 
 	// WaitTimeout bounds each WAIT of WaitReplicas. Default

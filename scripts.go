@@ -52,16 +52,18 @@ type scriptCall struct {
 	exists *redis.IntCmd
 
 	// replicas, when positive, is how many replicas must acknowledge the
-	// script's writes: a WAIT follows it on its connection (see
-	// Client.waitAfter), whose reply is waited.
-	replicas int
-	waited   *redis.Cmd
+	// script's writes within waitTimeout: evalPipelined ends the pipeline
+	// with one WAIT, which covers every write before it on the connection,
+	// and its reply lands in waited.
+	replicas    int
+	waitTimeout time.Duration
+	waited      *redis.Cmd
 }
 
 // run runs the call on its own, with EVALSHA, falling back to EVAL on
-// NOSCRIPT; in a pipeline when commands follow it.
+// NOSCRIPT; in a pipeline when commands follow it (then, or a WAIT).
 func (sc *scriptCall) run(ctx context.Context, rdb redis.UniversalClient) *redis.Cmd {
-	if sc.then != nil {
+	if sc.then != nil || sc.replicas > 0 {
 		_, _ = evalPipelined(ctx, rdb, []*scriptCall{sc})
 		return sc.cmd
 	}
@@ -85,20 +87,11 @@ func (sc *scriptCall) replicated() error {
 	return nil
 }
 
-// waitAfter has sc followed, on its connection, by a WAIT for the replicas
-// that Options.WaitReplicas asks for. WAIT is refused inside a script.
+// waitAfter has sc's writes acknowledged by the replicas that
+// Options.WaitReplicas asks for: a WAIT on its connection after it (WAIT is
+// refused inside a script).
 func (c *Client) waitAfter(sc *scriptCall) {
-	if c.opt.WaitReplicas == 0 {
-		return
-	}
-	sc.replicas = c.opt.WaitReplicas
-	then := sc.then
-	sc.then = func(p redis.Pipeliner) {
-		if then != nil {
-			then(p)
-		}
-		sc.waited = p.Do(c.ctx, "WAIT", c.opt.WaitReplicas, c.opt.WaitTimeout.Milliseconds())
-	}
+	sc.replicas, sc.waitTimeout = c.opt.WaitReplicas, c.opt.WaitTimeout
 }
 
 // releaseCall returns the release script's call for key held with value.
@@ -137,6 +130,17 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 				}
 				if c.then != nil {
 					c.then(p)
+				}
+			}
+			// One WAIT for them all, last: a WAIT blocks its
+			// connection, so one after each script would add up.
+			var wait *redis.Cmd
+			for _, c := range calls {
+				if c.replicas > 0 {
+					if wait == nil {
+						wait = p.Do(ctx, "WAIT", c.replicas, c.waitTimeout.Milliseconds())
+					}
+					c.waited = wait
 				}
 			}
 			return nil

@@ -91,6 +91,11 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 			infos, err := c.list(ctx, m, pattern)
 			mu.Lock()
 			defer mu.Unlock()
+			if isRedirect(err) {
+				// Not a master (go-redis answers some node for a slot
+				// without one): the masters say the rest.
+				return
+			}
 			if err != nil {
 				addr := m.Options().Addr
 				failed = append(failed, &NodeError{Addr: addr, Err: classify(addr, err)})
@@ -104,6 +109,7 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 		return nil, fmt.Errorf("reservation: list %q on %s: %w", match, c.where(), c.explain(classify(c.where(), err)))
 	}
 	slices.SortFunc(all, func(a, b Info) int { return strings.Compare(a.Resource, b.Resource) })
+	all = slices.CompactFunc(all, func(a, b Info) bool { return a.Resource == b.Resource })
 	if len(failed) > 0 {
 		return all, fmt.Errorf("reservation: list %q: %w: %d of the cluster's masters could not be read: %w",
 			match, ErrPartial, len(failed), errors.Join(failed...))
@@ -120,10 +126,7 @@ func masters(ctx context.Context, cc *redis.ClusterClient) ([]*redis.Client, err
 	for s := range uint16(16384) {
 		m, err := cc.MasterForKey(ctx, "{"+slotTag(s)+"}")
 		if err != nil {
-			if len(out) == 0 {
-				return nil, err
-			}
-			continue // a slot with no master: its keys cannot be read
+			return nil, err // the slot map could not be had
 		}
 		if !seen[m] {
 			seen[m] = true

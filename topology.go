@@ -134,9 +134,10 @@ func newFromURL(addr, kind string, opt *Options) (*Client, error) {
 // without the password.
 func urlError(err error, addr, form string) error {
 	if scheme, rest, _ := strings.Cut(addr, "://"); strings.Contains(rest, "@") {
+		// The parser's words may quote part of the password (read as a
+		// port, or as a bad escape): say nothing of them.
 		return optionError("bad Redis URL: want %s://[user:password@]host:port%s, "+
-			"with the password URL-escaped (%%2F for /, %%23 for #, %%3F for ?, %%25 for %%): %s",
-			scheme, form, redactURLError(err, addr))
+			"with the password URL-escaped (%%2F for /, %%23 for #, %%3F for ?, %%25 for %%)", scheme, form)
 	}
 	return optionError("bad Redis URL: %s", redactURLError(err, addr))
 }
@@ -148,6 +149,7 @@ func urlError(err error, addr, form string) error {
 func (n *notifier) followSentinel(fo *redis.FailoverOptions) {
 	defer n.c.wg.Done()
 	ctx := n.c.ctx
+	failures := 0
 	for i := 0; ctx.Err() == nil; i++ {
 		addr := fo.SentinelAddrs[i%len(fo.SentinelAddrs)]
 		sc := redis.NewSentinelClient(&redis.Options{
@@ -155,15 +157,20 @@ func (n *notifier) followSentinel(fo *redis.FailoverOptions) {
 			TLSConfig: fo.TLSConfig, Dialer: fo.Dialer, DialTimeout: fo.DialTimeout,
 			MaxRetries: -1, ContextTimeoutEnabled: true,
 		})
-		n.listenSentinel(ctx, sc, fo.MasterName)
+		if n.listenSentinel(ctx, sc, fo.MasterName) {
+			failures = 0
+		}
 		sc.Close()
-		sleep(ctx, 100*time.Millisecond)
+		// The next Sentinel at once after one that served, else after a
+		// pause that grows while none answers.
+		failures++
+		sleep(ctx, min(100*time.Millisecond<<min(failures, 6), 5*time.Second))
 	}
 }
 
 // listenSentinel handles +switch-master notices of sc until its connection
-// fails or ctx ends.
-func (n *notifier) listenSentinel(ctx context.Context, sc *redis.SentinelClient, master string) {
+// fails or ctx ends. It reports whether the subscription was confirmed.
+func (n *notifier) listenSentinel(ctx context.Context, sc *redis.SentinelClient, master string) (served bool) {
 	ps := sc.Subscribe(ctx, "+switch-master")
 	defer ps.Close()
 	// A read blocked on the connection does not see ctx end: close it.
@@ -173,14 +180,17 @@ func (n *notifier) listenSentinel(ctx context.Context, sc *redis.SentinelClient,
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return served
 			}
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				if ps.Ping(ctx) == nil {
 					continue
 				}
 			}
-			return
+			return served
+		}
+		if _, ok := msg.(*redis.Subscription); ok {
+			served = true
 		}
 		m, ok := msg.(*redis.Message)
 		if !ok {
@@ -200,7 +210,13 @@ func (n *notifier) listenSentinel(ctx context.Context, sc *redis.SentinelClient,
 // client id of that server).
 type serverConns struct {
 	mu    sync.Mutex
-	conns map[string]net.Conn // "subscriber" and "tracking": the last dialled
+	conns map[string]dialled // "subscriber" and "tracking": the last dialled
+}
+
+// dialled is a connection and when it was made.
+type dialled struct {
+	net.Conn
+	at time.Time
 }
 
 // dial wraps dialer so that the connections it makes are recorded as name.
@@ -210,9 +226,9 @@ func (s *serverConns) dial(name string, dialer func(context.Context, string, str
 		if err == nil {
 			s.mu.Lock()
 			if s.conns == nil {
-				s.conns = make(map[string]net.Conn)
+				s.conns = make(map[string]dialled)
 			}
-			s.conns[name] = cn
+			s.conns[name] = dialled{cn, time.Now()}
 			s.mu.Unlock()
 		}
 		return cn, err
@@ -225,7 +241,7 @@ func (s *serverConns) sameServer() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps, tr := s.conns["subscriber"], s.conns["tracking"]
-	return ps != nil && tr != nil && ps.RemoteAddr().String() == tr.RemoteAddr().String()
+	return ps.Conn != nil && tr.Conn != nil && ps.RemoteAddr().String() == tr.RemoteAddr().String()
 }
 
 // closeAll closes every recorded connection: their clients dial again,
@@ -238,20 +254,17 @@ func (s *serverConns) closeAll() {
 	}
 }
 
-// closeStale closes the recorded connections that are not on master, or,
-// when master is not known, the subscriber when it is not on the tracking
-// connection's server (which was dialled last).
-func (s *serverConns) closeStale(master string) {
+// closeOlder closes the connection that was dialled first, of two on
+// different servers: the other one asked Sentinel for the master later.
+func (s *serverConns) closeOlder() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if master == "" {
-		if tr := s.conns["tracking"]; tr != nil {
-			master = tr.RemoteAddr().String()
-		}
-	}
-	for _, cn := range s.conns {
-		if master == "" || cn.RemoteAddr().String() != master {
-			cn.Close()
-		}
+	ps, tr := s.conns["subscriber"], s.conns["tracking"]
+	switch {
+	case ps.Conn == nil || tr.Conn == nil:
+	case ps.at.Before(tr.at):
+		ps.Close()
+	default:
+		tr.Close()
 	}
 }

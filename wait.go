@@ -109,7 +109,7 @@ func (w *wait) loop(ctx context.Context) (*Reservation, error) {
 			// The key's slot moved to another master: wait on its
 			// notifier.
 			if node := c.nodeOf(ctx, w.key); node != "" && node != n.node {
-				if moved, err := c.notifierFor(ctx, w.key); err == nil {
+				if moved, err := c.notifierFor(ctx, w.key); err == nil && moved != n {
 					n.leave(w.key, q, false)
 					n, w.n = moved, moved
 					q = n.join(w.key)
