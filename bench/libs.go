@@ -68,13 +68,23 @@ type held interface {
 
 var errNotSupported = errors.New("not supported by this library")
 
-// newLocker makes an instance of lib on addr, counting its round trips in rt.
-func newLocker(lib, addr string, rt *roundTrips, st settings) (locker, error) {
-	goRedis := func() *redis.Client {
-		return redis.NewClient(&redis.Options{Addr: addr, Dialer: rt.dial})
+// newLocker makes an instance of lib on tg, counting its round trips in rt.
+// On a cluster, every library gets a cluster client: go-redis's
+// ClusterClient, or rueidis's, which finds the cluster by itself from the
+// same addresses.
+func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, error) {
+	goRedis := func() redis.UniversalClient {
+		if tg.topology == topoCluster {
+			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: tg.addrs, Dialer: rt.dial})
+		}
+		return redis.NewClient(&redis.Options{Addr: tg.addrs[0], Dialer: rt.dial})
 	}
 	switch lib {
 	case libOurs:
+		// Over a ClusterClient, NewWithClient makes the Client NewCluster
+		// makes (a notifier per master, renewals per master), but for
+		// ContextTimeoutEnabled, which the single server's client does not
+		// set either.
 		rdb := goRedis()
 		c, err := reservation.NewWithClient(rdb, &reservation.Options{
 			By: "bench", TTL: st.ttl, HeartbeatInterval: st.heartbeat,
@@ -93,7 +103,7 @@ func newLocker(lib, addr string, rt *roundTrips, st settings) (locker, error) {
 		return &redlockLocker{rdb: rdb, c: redislock.New(rdb), ttl: st.ttl}, nil
 	case libRueidis, libRueidis1:
 		opt := rueidislock.LockerOption{
-			ClientOption: rueidis.ClientOption{InitAddress: []string{addr}, DialCtxFn: rt.dialRueidis},
+			ClientOption: rueidis.ClientOption{InitAddress: tg.addrs, DialCtxFn: rt.dialRueidis},
 			KeyValidity:  st.ttl,
 			// The default extend interval is half the validity; the
 			// heartbeat of scenario 7 is set like the others'.
@@ -112,7 +122,7 @@ func newLocker(lib, addr string, rt *roundTrips, st settings) (locker, error) {
 	case libRawGo:
 		return &rawGoRedis{rdb: goRedis(), ttl: st.ttl}, nil
 	case libRawRue:
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DialCtxFn: rt.dialRueidis, DisableCache: true})
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: tg.addrs, DialCtxFn: rt.dialRueidis, DisableCache: true})
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +135,7 @@ func newLocker(lib, addr string, rt *roundTrips, st settings) (locker, error) {
 
 type ours struct {
 	c   *reservation.Client
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 type oursHeld struct{ r *reservation.Reservation }
@@ -161,7 +171,7 @@ func (h oursHeld) lost() bool                        { return errors.Is(h.r.Err(
 // waits by retrying after a random 50-250 ms, 32 times by default. ---
 
 type redsyncLocker struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	rs  *redsync.Redsync
 	ttl time.Duration
 }
@@ -233,7 +243,7 @@ func (h *redsyncHeld) lost() bool { return h.gone }
 // waits with the README's LinearBackoff(100ms). ---
 
 type redlockLocker struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	c   *redislock.Client
 	ttl time.Duration
 }
@@ -342,12 +352,12 @@ const casDelete = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.ca
 var casDeleteScript = redis.NewScript(casDelete)
 
 type rawGoRedis struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	ttl time.Duration
 }
 
 type rawGoHeld struct {
-	rdb        *redis.Client
+	rdb        redis.UniversalClient
 	key, value string
 }
 

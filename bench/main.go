@@ -1,9 +1,11 @@
 // Command bench measures github.com/redis-reservation/reservation against
 // redsync v4, bsm/redislock and rueidislock, and against raw floors (SET NX
 // PX plus a compare-and-delete script, on go-redis and on rueidis), on one
-// redis-server that it starts itself, in one run, interleaved and repeated.
-// It writes the tables of docs/PERFORMANCE.md and the plot of the handoff
-// latency CDF. See docs/PERFORMANCE.md for the command and the scenarios.
+// redis-server that it starts itself, in one run, interleaved and repeated;
+// with -topology single,cluster, also on a Redis Cluster of 3 masters in
+// the same run. It writes the tables of docs/PERFORMANCE.md and the plot of
+// the handoff latency CDF. See docs/PERFORMANCE.md for the commands and the
+// scenarios.
 package main
 
 import (
@@ -11,17 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/redis-reservation/reservation"
 )
 
 // config is what a run measures and for how long.
@@ -44,7 +41,15 @@ type config struct {
 	giveUp8   time.Duration // scenario 8: a loss not noticed by then counts as not noticed
 	redisCPU  string        // CPU list to pin redis-server to ("" for none)
 	pings     int           // PINGs per round for the loopback round trip
+	// topologies are the deployments every scenario runs on, in turn for
+	// each library: topoSingle, topoCluster.
+	topologies []string
+	masters    int // masters of the cluster
 }
+
+// hasCluster reports whether the run measures a cluster: its report goes
+// between the cluster markers.
+func (c config) hasCluster() bool { return slices.Contains(c.topologies, topoCluster) }
 
 // crowded is how many other keys with a TTL the database holds in
 // scenario 5k.
@@ -72,13 +77,28 @@ func fullConfig() config {
 		giveUp8:   2 * time.Second,
 		redisCPU:  "0",
 		pings:     5000,
+
+		topologies: []string{topoSingle},
+		masters:    3,
 	}
+}
+
+// clusterConfig is the documented run of the cluster: scenarios 1, 3 and
+// 4 on a single server and on a cluster, side by side in the same run:
+// about 5 minutes.
+func clusterConfig() config {
+	c := fullConfig()
+	c.scenarios = []string{"1", "3", "4"}
+	c.topologies = []string{topoSingle, topoCluster}
+	return c
 }
 
 // smokeConfig runs every scenario and library very briefly: for CI, so
 // that the harness never rots. Its figures mean nothing.
-func smokeConfig() config {
-	c := fullConfig()
+func smokeConfig() config { return smokeOf(fullConfig()) }
+
+// smokeOf returns c with every scenario very brief.
+func smokeOf(c config) config {
 	c.rounds = 1
 	c.d12 = 150 * time.Millisecond
 	c.d34 = 300 * time.Millisecond
@@ -96,7 +116,10 @@ func smokeConfig() config {
 
 func main() {
 	smoke := flag.Bool("smoke", false, "run every scenario very briefly (CI); figures mean nothing")
-	out := flag.String("out", "", "write the results into this Markdown file, between the results markers (default: stdout)")
+	topology := flag.String("topology", topoSingle, "comma-separated deployments to run every scenario on: single (one redis-server), "+
+		"cluster (a Redis Cluster of 3 masters; default scenarios then "+strings.Join(clusterConfig().scenarios, ",")+
+		", and the report goes between the cluster results markers)")
+	out := flag.String("out", "", "write the results into this Markdown file, between the results markers (the cluster results markers with -topology cluster) (default: stdout)")
 	plotPath := flag.String("plot", "", "write the handoff latency CDF of scenario 4 to this PNG file")
 	rounds := flag.Int("rounds", 0, "rounds (default 5; 1 with -smoke)")
 	scen := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(fullConfig().scenarios, ",")+")")
@@ -119,10 +142,21 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 
-	cfg := fullConfig()
-	if *smoke {
-		cfg = smokeConfig()
+	topologies := strings.Split(*topology, ",")
+	for _, t := range topologies {
+		if !slices.Contains(allTopologies, t) {
+			fmt.Fprintf(os.Stderr, "bench: unknown topology %q (known: %s)\n", t, strings.Join(allTopologies, ", "))
+			os.Exit(2)
+		}
 	}
+	cfg := fullConfig()
+	if slices.Contains(topologies, topoCluster) {
+		cfg = clusterConfig()
+	}
+	if *smoke {
+		cfg = smokeOf(cfg)
+	}
+	cfg.topologies = topologies
 	if *rounds > 0 {
 		cfg.rounds = *rounds
 	}
@@ -165,53 +199,62 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	md := rep.markdown()
+	md, begin, end := rep.markdown(), beginMarker, endMarker
+	if cfg.hasCluster() {
+		md, begin, end = rep.clusterMarkdown(), beginClusterMarker, endClusterMarker
+	}
 	if *out == "" {
 		fmt.Print(md)
 		return
 	}
-	if err := writeBetweenMarkers(*out, md); err != nil {
+	if err := writeBetweenMarkers(*out, md, begin, end); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-// run starts a server, runs every scenario of cfg and answers the report.
-// Progress goes to progress.
+// run starts the deployments of cfg.topologies, runs every scenario of
+// cfg and answers the report. Progress goes to progress.
 func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
-	srv, err := startServer(cfg.redisCPU)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.stop()
-	info := redis.NewClient(&redis.Options{Addr: srv.addr})
-	defer info.Close()
-	// A fresh or flushed server: prime the restart guard, as its
-	// documentation says.
-	prime := func(ctx context.Context) error {
-		c, err := reservation.NewWithClient(info, &reservation.Options{By: "bench", Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			return err
+	tag := fmt.Sprintf("b%d", time.Now().UnixNano()%1e6)
+	var deps []*deployment
+	defer func() {
+		for _, d := range deps {
+			d.stop()
 		}
-		defer c.Close()
-		_, err = c.PrimeRestartGuard(ctx)
-		return err
+	}()
+	for _, s := range cfg.scenarios {
+		for _, t := range cfg.topologies {
+			if !runsOn(s, t) {
+				return nil, fmt.Errorf("scenario %s runs on a single server only (on a cluster: %s)", s, strings.Join(clusterScenarios, ", "))
+			}
+		}
 	}
-	e := &env{srv: srv, info: info, prime: prime, cfg: cfg, tag: fmt.Sprintf("b%d", time.Now().UnixNano()%1e6)}
-	rep := newReport(cfg, srv)
+	for _, t := range cfg.topologies {
+		d, err := startDeployment(cfg, t, tag)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", t, err)
+		}
+		deps = append(deps, d)
+	}
+	rep := newReport(cfg, deps)
 	add := func(r result) error {
 		rep.add(r)
 		status := ""
 		if r.Err != nil {
 			status = " ERROR: " + r.Err.Error()
 		}
-		fmt.Fprintf(progress, "round %d scenario %-2s %-16s ops %-7d %8.1f/s%s\n",
-			r.Round, r.Scenario, r.Lib, r.Ops, rate(r), status)
+		where := ""
+		if len(deps) > 1 {
+			where = fmt.Sprintf(" %-7s", r.Topology)
+		}
+		fmt.Fprintf(progress, "round %d scenario %-2s%s %-16s ops %-7d %8.1f/s%s\n",
+			r.Round, r.Scenario, where, r.Lib, r.Ops, rate(r), status)
 		// A library that fails a run is reported, and the run goes on.
 		return ctx.Err()
 	}
 	for round := range cfg.rounds {
-		if err := add(e.pingRTT(ctx, round, cfg.pings)); err != nil {
+		if err := add(deps[0].pingRTT(ctx, round, cfg.pings)); err != nil {
 			return nil, err
 		}
 		for _, s := range cfg.scenarios {
@@ -219,54 +262,67 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 				continue
 			}
 			// Rotate the order of the libraries every round, so that no
-			// library always runs first or after the same neighbour.
-			libs := rotate(cfg.libs, round)
-			for _, lib := range libs {
+			// library always runs first or after the same neighbour; and
+			// so the order of the deployments for each library.
+			for _, lib := range rotate(cfg.libs, round) {
 				if !runs(lib, s) {
 					continue
 				}
-				if err := e.reset(ctx); err != nil {
-					return nil, err
-				}
-				if s == "5k" {
-					if err := e.crowd(ctx, crowded); err != nil {
+				for _, d := range rotate(deps, round) {
+					r, err := d.scenario(ctx, lib, s, round)
+					if err != nil {
 						return nil, err
 					}
-				}
-				var r result
-				switch s {
-				case "1":
-					r = e.cycles(ctx, lib, s, round, 1, cfg.d12)
-				case "2":
-					r = e.cycles(ctx, lib, s, round, 16, cfg.d12)
-				case "3":
-					r = e.contended(ctx, lib, s, round, 8, 1, false, cfg.d34)
-				case "3x":
-					r = e.contended(ctx, lib, s, round, 8, 8, false, cfg.d34)
-				case "4":
-					r = e.contended(ctx, lib, s, round, 8, 1, true, cfg.d34)
-				case "4x":
-					r = e.contended(ctx, lib, s, round, 8, 8, true, cfg.d34)
-				case "5":
-					r = e.foreignHolder(ctx, lib, s, round, cfg.trials, cfg.ttl5)
-				case "5k":
-					r = e.foreignHolder(ctx, lib, s, round, cfg.trials, cfg.ttl5)
-				case "6":
-					r = e.foreignHolder(ctx, lib, s, round, cfg.trials, 0)
-				case "7":
-					r = e.atScale(ctx, lib, round, cfg.n7, cfg.ttl7, cfg.hb7, cfg.d7)
-				case "8", "8s", "8f":
-					r = e.lossNotice(ctx, lib, s, round)
-				default:
-					return nil, fmt.Errorf("unknown scenario %q", s)
-				}
-				if err := add(r); err != nil {
-					return nil, err
+					if err := add(r); err != nil {
+						return nil, err
+					}
 				}
 			}
 		}
 	}
 	return rep, nil
+}
+
+// scenario runs one scenario of one library on e, after emptying it. An
+// error is one of the harness (emptying the deployment, say); a library's
+// own failure is in the result.
+func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, error) {
+	if err := e.reset(ctx); err != nil {
+		return result{}, err
+	}
+	if s == "5k" {
+		if err := e.crowd(ctx, crowded); err != nil {
+			return result{}, err
+		}
+	}
+	cfg := e.cfg
+	var r result
+	switch s {
+	case "1":
+		r = e.cycles(ctx, lib, s, round, 1, cfg.d12)
+	case "2":
+		r = e.cycles(ctx, lib, s, round, 16, cfg.d12)
+	case "3":
+		r = e.contended(ctx, lib, s, round, 8, 1, false, cfg.d34)
+	case "3x":
+		r = e.contended(ctx, lib, s, round, 8, 8, false, cfg.d34)
+	case "4":
+		r = e.contended(ctx, lib, s, round, 8, 1, true, cfg.d34)
+	case "4x":
+		r = e.contended(ctx, lib, s, round, 8, 8, true, cfg.d34)
+	case "5", "5k":
+		r = e.foreignHolder(ctx, lib, s, round, cfg.trials, cfg.ttl5)
+	case "6":
+		r = e.foreignHolder(ctx, lib, s, round, cfg.trials, 0)
+	case "7":
+		r = e.atScale(ctx, lib, round, cfg.n7, cfg.ttl7, cfg.hb7, cfg.d7)
+	case "8", "8s", "8f":
+		r = e.lossNotice(ctx, lib, s, round)
+	default:
+		return r, fmt.Errorf("unknown scenario %q", s)
+	}
+	r.Topology = e.tg.topology
+	return r, nil
 }
 
 // runs reports whether lib takes part in scenario: the raw floors cannot
@@ -281,7 +337,7 @@ func runs(lib, scenario string) bool {
 	return true
 }
 
-func rotate(s []string, n int) []string {
+func rotate[T any](s []T, n int) []T {
 	if len(s) == 0 {
 		return s
 	}

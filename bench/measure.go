@@ -72,16 +72,19 @@ func (cc *countingConn) Read(p []byte) (int, error) {
 
 // snapshot is what is measured at the start and the end of a run.
 type snapshot struct {
-	rt       int64            // client round trips
-	cpu      time.Duration    // this process's user+system CPU
-	redisCPU time.Duration    // redis-server's user+system CPU
-	calls    map[string]int64 // Redis calls per command, scripts' inner calls included
-	mallocs  uint64
-	bytes    uint64
+	rt       int64         // client round trips
+	cpu      time.Duration // this process's user+system CPU
+	redisCPU time.Duration // redis-server's user+system CPU, all masters'
+	// nodes are the Redis calls per command of every master (the one
+	// server's alone on a single server), scripts' inner calls included.
+	nodes   []map[string]int64
+	mallocs uint64
+	bytes   uint64
 }
 
-// take reads a snapshot; info is a client of the server that is not counted.
-func take(ctx context.Context, info *redis.Client, rt *roundTrips) (snapshot, error) {
+// take reads a snapshot; infos are clients of every master (of the server)
+// that are not counted.
+func take(ctx context.Context, infos []*redis.Client, rt *roundTrips) (snapshot, error) {
 	s := snapshot{cpu: processCPU()}
 	if rt != nil {
 		s.rt = rt.load()
@@ -89,27 +92,30 @@ func take(ctx context.Context, info *redis.Client, rt *roundTrips) (snapshot, er
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.mallocs, s.bytes = ms.Mallocs, ms.TotalAlloc
-	text, err := info.Info(ctx, "commandstats", "cpu").Result()
-	if err != nil {
-		return s, err
-	}
-	s.calls = make(map[string]int64)
-	for line := range strings.SplitSeq(text, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "cmdstat_"):
-			name, rest, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
-			for field := range strings.SplitSeq(rest, ",") {
-				if v, ok := strings.CutPrefix(field, "calls="); ok {
-					n, _ := strconv.ParseInt(v, 10, 64)
-					s.calls[name] = n
-				}
-			}
-		case strings.HasPrefix(line, "used_cpu_sys:"), strings.HasPrefix(line, "used_cpu_user:"):
-			_, v, _ := strings.Cut(line, ":")
-			f, _ := strconv.ParseFloat(v, 64)
-			s.redisCPU += time.Duration(f * float64(time.Second))
+	for _, info := range infos {
+		text, err := info.Info(ctx, "commandstats", "cpu").Result()
+		if err != nil {
+			return s, err
 		}
+		calls := make(map[string]int64)
+		for line := range strings.SplitSeq(text, "\n") {
+			line = strings.TrimSpace(line)
+			switch {
+			case strings.HasPrefix(line, "cmdstat_"):
+				name, rest, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+				for field := range strings.SplitSeq(rest, ",") {
+					if v, ok := strings.CutPrefix(field, "calls="); ok {
+						n, _ := strconv.ParseInt(v, 10, 64)
+						calls[name] = n
+					}
+				}
+			case strings.HasPrefix(line, "used_cpu_sys:"), strings.HasPrefix(line, "used_cpu_user:"):
+				_, v, _ := strings.Cut(line, ":")
+				f, _ := strconv.ParseFloat(v, 64)
+				s.redisCPU += time.Duration(f * float64(time.Second))
+			}
+		}
+		s.nodes = append(s.nodes, calls)
 	}
 	return s, nil
 }
@@ -119,9 +125,11 @@ type usage struct {
 	rt       int64
 	cpu      time.Duration
 	redisCPU time.Duration
-	calls    map[string]int64 // INFO and CONFIG (the bench's own) left out
-	mallocs  uint64
-	bytes    uint64
+	calls    map[string]int64 // of every master; INFO and CONFIG (the bench's own) left out
+	// nodes are the calls of each master, as calls.
+	nodes   []map[string]int64
+	mallocs uint64
+	bytes   uint64
 }
 
 func (a snapshot) to(b snapshot) usage {
@@ -133,13 +141,18 @@ func (a snapshot) to(b snapshot) usage {
 		mallocs:  b.mallocs - a.mallocs,
 		bytes:    b.bytes - a.bytes,
 	}
-	for name, n := range b.calls {
-		if name == "info" || strings.HasPrefix(name, "config") {
-			continue
+	for i, calls := range b.nodes {
+		node := make(map[string]int64)
+		for name, n := range calls {
+			if name == "info" || strings.HasPrefix(name, "config") {
+				continue
+			}
+			if d := n - a.nodes[i][name]; d > 0 {
+				u.calls[name] += d
+				node[name] = d
+			}
 		}
-		if d := n - a.calls[name]; d > 0 {
-			u.calls[name] = d
-		}
+		u.nodes = append(u.nodes, node)
 	}
 	return u
 }
@@ -153,6 +166,14 @@ func (u *usage) add(v usage) {
 	u.bytes += v.bytes
 	for name, n := range v.calls {
 		u.calls[name] += n
+	}
+	for i, calls := range v.nodes {
+		if i == len(u.nodes) {
+			u.nodes = append(u.nodes, make(map[string]int64))
+		}
+		for name, n := range calls {
+			u.nodes[i][name] += n
+		}
 	}
 }
 

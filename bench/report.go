@@ -31,9 +31,19 @@ type report struct {
 	failed  []result                       // runs that ended in an error
 }
 
-func newReport(cfg config, srv *server) *report {
-	return &report{cfg: cfg, started: time.Now(), redis: srv.version, pinned: srv.pinned,
+func newReport(cfg config, deps []*deployment) *report {
+	return &report{cfg: cfg, started: time.Now(), redis: deps[0].version, pinned: deps[0].pinned,
 		results: make(map[string]map[string][]result)}
+}
+
+// resultKey is where a result of scenario on topology is filed in
+// report.results: under the scenario on a single server, under
+// "cluster:" and the scenario on a cluster.
+func resultKey(scenario, topology string) string {
+	if topology == topoCluster {
+		return "cluster:" + scenario
+	}
+	return scenario
 }
 
 func (rep *report) add(r result) {
@@ -42,10 +52,11 @@ func (rep *report) add(r result) {
 		rep.failed = append(rep.failed, r)
 		return
 	}
-	m := rep.results[r.Scenario]
+	key := resultKey(r.Scenario, r.Topology)
+	m := rep.results[key]
 	if m == nil {
 		m = make(map[string][]result)
-		rep.results[r.Scenario] = m
+		rep.results[key] = m
 	}
 	m[r.Lib] = append(m[r.Lib], r)
 	rep.ended = time.Now()
@@ -81,7 +92,12 @@ func (rep *report) rates(scenario, lib string) []float64 {
 // ratio answers the median over rounds of lib's throughput divided by
 // other's in the same round, and the lowest and highest of those ratios.
 func (rep *report) ratio(scenario, lib, other string) (med, lo, hi float64, ok bool) {
-	a, b := rep.results[scenario][lib], rep.results[scenario][other]
+	return ratioOf(rep.results[scenario][lib], rep.results[scenario][other])
+}
+
+// ratioOf answers the median over rounds of a's throughput divided by b's
+// in the same round, and the lowest and highest of those ratios.
+func ratioOf(a, b []result) (med, lo, hi float64, ok bool) {
 	var xs []float64
 	for _, ra := range a {
 		for _, rb := range b {
@@ -288,25 +304,7 @@ func (rep *report) markdown() string {
 		}
 		t.head(cols...)
 		for _, l := range libs {
-			lat := rep.lat(s, l)
-			x, lo, hi, ok := rep.ratio(s, l, libRawGo)
-			xs := "-"
-			if ok {
-				xs = fmt.Sprintf("%s (%s-%s)", fmtX(x), fmtX(lo), fmtX(hi))
-			}
-			var failed int64
-			for _, r := range rep.results[s][l] {
-				failed += r.Failures
-			}
-			row := []string{name(l), spread(rep.rates(s, l)), xs,
-				fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)), fmt.Sprint(failed),
-				fmtNum(rep.per(s, l, rtPer)), fmtNum(rep.per(s, l, callsPer)), rep.callsText(s, l),
-				fmtNum(rep.per(s, l, cpuPer)), fmtNum(rep.per(s, l, redisCPUPer))}
-			if s == "1" {
-				row = append(row, fmtNum(rep.per(s, l, func(u usage) float64 { return float64(u.mallocs) })),
-					fmtNum(rep.per(s, l, func(u usage) float64 { return float64(u.bytes) })))
-			}
-			t.row(row...)
+			t.row(append([]string{name(l)}, rep.cyclesRow(s, s, l)...)...)
 		}
 		b.WriteString("\n")
 	}
@@ -325,17 +323,7 @@ func (rep *report) markdown() string {
 			"back to the releaser", "acquisitions per goroutine (min-max)", "round trips/acq.", "Redis calls/acq.",
 			"client CPU µs/acq.", "Redis CPU µs/acq.")
 		for _, l := range libs {
-			lat := rep.lat(s, l)
-			var back []float64
-			var lo, hi int64 = math.MaxInt64, 0
-			for _, r := range rep.results[s][l] {
-				back = append(back, r.BackShare)
-				lo, hi = min(lo, r.MinPer), max(hi, r.MaxPer)
-			}
-			t.row(name(l), spread(rep.rates(s, l)), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
-				fmtDur(percentile(lat, 100)), fmt.Sprintf("%.0f%%", 100*median(back)), fmt.Sprintf("%d-%d", lo, hi),
-				fmtNum(rep.per(s, l, rtPer)), fmtNum(rep.per(s, l, callsPer)),
-				fmtNum(rep.per(s, l, cpuPer)), fmtNum(rep.per(s, l, redisCPUPer)))
+			t.row(append([]string{name(l)}, rep.freeForAllRow(s, l)...)...)
 		}
 		b.WriteString("\n")
 	}
@@ -354,12 +342,7 @@ func (rep *report) markdown() string {
 			"handoff p50 in round trips", "round trips/acq.", "Redis calls/acq.", "Redis calls by command",
 			"client CPU µs/acq.", "Redis CPU µs/acq.")
 		for _, l := range libs {
-			lat := rep.lat(s, l)
-			x, _, _, _ := rep.ratio(s, l, libRueidis)
-			t.row(name(l), spread(rep.rates(s, l)), fmtX(x), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
-				fmtNum(float64(percentile(lat, 50))/float64(max(rtt, 1))),
-				fmtNum(rep.per(s, l, rtPer)), fmtNum(rep.per(s, l, callsPer)), rep.callsText(s, l),
-				fmtNum(rep.per(s, l, cpuPer)), fmtNum(rep.per(s, l, redisCPUPer)))
+			t.row(append([]string{name(l)}, rep.roundRobinRow(s, l, rtt)...)...)
 		}
 		b.WriteString("\n")
 	}
@@ -439,6 +422,57 @@ func (rep *report) markdown() string {
 	rep.writeTargets(b)
 	fmt.Fprintf(b, "%s\n", endMarker)
 	return b.String()
+}
+
+// cyclesRow answers the columns after the library's name of scenario s (1
+// or 2) for lib's results filed under key.
+func (rep *report) cyclesRow(s, key, l string) []string {
+	lat := rep.lat(key, l)
+	x, lo, hi, ok := rep.ratio(key, l, libRawGo)
+	xs := "-"
+	if ok {
+		xs = fmt.Sprintf("%s (%s-%s)", fmtX(x), fmtX(lo), fmtX(hi))
+	}
+	var failed int64
+	for _, r := range rep.results[key][l] {
+		failed += r.Failures
+	}
+	row := []string{spread(rep.rates(key, l)), xs,
+		fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)), fmt.Sprint(failed),
+		fmtNum(rep.per(key, l, rtPer)), fmtNum(rep.per(key, l, callsPer)), rep.callsText(key, l),
+		fmtNum(rep.per(key, l, cpuPer)), fmtNum(rep.per(key, l, redisCPUPer))}
+	if s == "1" {
+		row = append(row, fmtNum(rep.per(key, l, func(u usage) float64 { return float64(u.mallocs) })),
+			fmtNum(rep.per(key, l, func(u usage) float64 { return float64(u.bytes) })))
+	}
+	return row
+}
+
+// freeForAllRow answers the columns after the library's name of scenario
+// 3 or 3x for lib's results filed under key.
+func (rep *report) freeForAllRow(key, l string) []string {
+	lat := rep.lat(key, l)
+	var back []float64
+	var lo, hi int64 = math.MaxInt64, 0
+	for _, r := range rep.results[key][l] {
+		back = append(back, r.BackShare)
+		lo, hi = min(lo, r.MinPer), max(hi, r.MaxPer)
+	}
+	return []string{spread(rep.rates(key, l)), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
+		fmtDur(percentile(lat, 100)), fmt.Sprintf("%.0f%%", 100*median(back)), fmt.Sprintf("%d-%d", lo, hi),
+		fmtNum(rep.per(key, l, rtPer)), fmtNum(rep.per(key, l, callsPer)),
+		fmtNum(rep.per(key, l, cpuPer)), fmtNum(rep.per(key, l, redisCPUPer))}
+}
+
+// roundRobinRow answers the columns after the library's name of scenario 4
+// or 4x for lib's results filed under key; rtt is the loopback round trip.
+func (rep *report) roundRobinRow(key, l string, rtt time.Duration) []string {
+	lat := rep.lat(key, l)
+	x, _, _, _ := rep.ratio(key, l, libRueidis)
+	return []string{spread(rep.rates(key, l)), fmtX(x), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
+		fmtNum(float64(percentile(lat, 50)) / float64(max(rtt, 1))),
+		fmtNum(rep.per(key, l, rtPer)), fmtNum(rep.per(key, l, callsPer)), rep.callsText(key, l),
+		fmtNum(rep.per(key, l, cpuPer)), fmtNum(rep.per(key, l, redisCPUPer))}
 }
 
 // lossScenarios are the scenarios of the loss-notice table, in its order.
@@ -675,18 +709,20 @@ func (rep *report) peersIn(scenario string) []string {
 	return ps
 }
 
-// writeBetweenMarkers puts section into path between the results markers,
-// keeping what is around them; a file without markers gets them appended.
-func writeBetweenMarkers(path, section string) error {
+// writeBetweenMarkers puts section, which starts with the marker begin and
+// ends with end and a newline, into path in place of what is between them
+// (markers included), keeping what is around them; a file without them
+// gets section appended.
+func writeBetweenMarkers(path, section, begin, end string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	s := string(old)
-	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
 	switch {
 	case i >= 0 && j > i:
-		s = s[:i] + section + s[j+len(endMarker)+1:]
+		s = s[:i] + section + s[min(j+len(end)+1, len(s)):]
 	default:
 		if s != "" && !strings.HasSuffix(s, "\n\n") {
 			s += "\n"

@@ -24,6 +24,11 @@ type result struct {
 	Scenario string
 	Lib      string
 	Round    int
+	Topology string // topoSingle or topoCluster
+
+	// On a cluster: the Redis keys that the scenario locked (the
+	// library's own, for every resource measured), counted per master.
+	PerMaster []int64
 
 	Ops     int64         // cycles (1, 2), acquisitions (3, 4), trials (5, 6), losses noticed or not (8)
 	Elapsed time.Duration // of the measured part
@@ -58,11 +63,17 @@ type result struct {
 	Err error
 }
 
-// env is what every scenario gets.
+// env is what every scenario gets: one deployment, its clients that are
+// not counted, and the run's configuration.
 type env struct {
-	srv  *server
-	info *redis.Client // not counted: INFO, foreign holders
-	// prime primes this library's restart guard on the server.
+	tg target
+	// infos are a plain client per master (the one server's alone on a
+	// single server): INFO, FLUSHALL. Not counted.
+	infos []*redis.Client
+	// info is infos[0]: foreign holders and writes (scenarios that run on
+	// a single server only). Not counted.
+	info *redis.Client
+	// prime primes this library's restart guard on the deployment.
 	prime func(context.Context) error
 	cfg   config
 	tag   string // unique per run, so that keys never collide
@@ -79,7 +90,7 @@ func (e *env) open(lib string, n int, st settings) ([]locker, *roundTrips, error
 	rt := &roundTrips{}
 	ls := make([]locker, 0, n)
 	for range n {
-		l, err := newLocker(lib, e.srv.addr, rt, st)
+		l, err := newLocker(lib, e.tg, rt, st)
 		if err != nil {
 			closeAll(ls)
 			return nil, nil, err
@@ -112,14 +123,14 @@ func warmUp(ctx context.Context, l locker, key string) error {
 
 // measure runs body between two snapshots.
 func (e *env) measure(ctx context.Context, rt *roundTrips, body func() error) (usage, time.Duration, error) {
-	a, err := take(ctx, e.info, rt)
+	a, err := take(ctx, e.infos, rt)
 	if err != nil {
 		return usage{}, 0, err
 	}
 	start := time.Now()
 	berr := body()
 	elapsed := time.Since(start)
-	b, err := take(ctx, e.info, rt)
+	b, err := take(ctx, e.infos, rt)
 	if err != nil {
 		return usage{}, 0, err
 	}
@@ -171,16 +182,19 @@ func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers i
 		}
 	}
 	lats := make([][]time.Duration, workers)
+	tried := make([]int, workers) // resources each worker tried
+	name := func(w, i int) string { return prefix + "-w" + strconv.Itoa(w) + "-" + strconv.Itoa(i) }
 	r.U, r.Elapsed, r.Err = e.measure(ctx, rt, func() error {
 		deadline := time.Now().Add(d)
 		errs := make(chan error, workers)
 		var wg sync.WaitGroup
 		for w := range workers {
 			wg.Go(func() {
-				name := prefix + "-w" + strconv.Itoa(w) + "-"
 				lat := make([]time.Duration, 0, 1<<14)
-				for i := 0; time.Now().Before(deadline); i++ {
-					d, err := cycle(name + strconv.Itoa(i))
+				i := 0
+				defer func() { lats[w], tried[w] = lat, i }()
+				for ; time.Now().Before(deadline); i++ {
+					d, err := cycle(name(w, i))
 					if err != nil {
 						errs <- err
 						return
@@ -190,7 +204,6 @@ func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers i
 						ops.Add(1)
 					}
 				}
-				lats[w] = lat
 			})
 		}
 		wg.Wait()
@@ -201,6 +214,12 @@ func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers i
 	r.Failures = failures.Load()
 	for _, lat := range lats {
 		r.Lat = append(r.Lat, lat...)
+	}
+	// After the measurement, so that it costs the client nothing measured.
+	for w, n := range tried {
+		for i := range n {
+			r.PerMaster = e.tg.count(r.PerMaster, l.keys(name(w, i)))
+		}
 	}
 	return r
 }
@@ -235,6 +254,9 @@ func (e *env) contended(ctx context.Context, lib, scenario string, round, worker
 	}
 	defer closeAll(ls)
 	res := e.keyPrefix(scenario, lib, round)
+	// On a cluster, the resource is on another master every round.
+	res = e.tg.onMaster(res, round, ls[0].keys)
+	r.PerMaster = e.tg.count(nil, ls[0].keys(res))
 	// Warm up every client.
 	for i, l := range ls {
 		h, ok, err := l.try(ctx, res+"-warm-"+strconv.Itoa(i))
@@ -525,6 +547,9 @@ func (e *env) atScale(ctx context.Context, lib string, round, n int, ttl, hb, d 
 		return r
 	}
 	r.Holding = n
+	for i := range n {
+		r.PerMaster = e.tg.count(r.PerMaster, l.keys(prefix+strconv.Itoa(i)))
+	}
 	r.BytesPer = float64(int64(heapInUse())-int64(base)) / float64(n)
 	r.Goroutines = float64(runtime.NumGoroutine()-goroutines) / float64(n)
 
@@ -575,10 +600,11 @@ func (e *env) atScale(ctx context.Context, lib string, round, n int, ttl, hb, d 
 	return r
 }
 
-// pingRTT measures the loopback round trip of a plain go-redis client.
+// pingRTT measures the loopback round trip of a plain go-redis client, to
+// the server or the first master.
 func (e *env) pingRTT(ctx context.Context, round, n int) result {
 	r := result{Scenario: "rtt", Lib: "PING", Round: round}
-	rdb := redis.NewClient(&redis.Options{Addr: e.srv.addr})
+	rdb := redis.NewClient(&redis.Options{Addr: e.tg.addrs[0]})
 	defer rdb.Close()
 	for range 100 {
 		if r.Err = rdb.Ping(ctx).Err(); r.Err != nil {
@@ -615,13 +641,16 @@ func (e *env) expires(ctx context.Context) int64 {
 	return 0
 }
 
-// reset empties the server before a library's run, so that every library
-// finds it in the same state (no keys left by the one before, such as this
-// library's fencing keys, which live a minute), and primes this library's
-// restart guard again, as on a new server.
+// reset empties the server (every master of a cluster) before a library's
+// run, so that every library finds it in the same state (no keys left by
+// the one before, such as this library's fencing keys, which live a
+// minute), and primes this library's restart guard again, as on a new
+// server.
 func (e *env) reset(ctx context.Context) error {
-	if err := e.info.FlushAll(ctx).Err(); err != nil {
-		return err
+	for _, info := range e.infos {
+		if err := info.FlushAll(ctx).Err(); err != nil {
+			return err
+		}
 	}
 	return e.prime(ctx)
 }

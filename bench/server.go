@@ -2,8 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-reservation/reservation/internal/redisserver"
 )
@@ -48,4 +54,93 @@ func startServer(cpus string) (*server, error) {
 func (s *server) stop() {
 	s.srv.Kill()
 	os.RemoveAll(s.dir)
+}
+
+// cluster is a Redis Cluster of masters without replicas, started for a
+// bench run.
+type cluster struct {
+	c       *redisserver.Cluster
+	dir     string
+	masters []string // addresses, in the order of the figures per master
+	// master is the index in masters of each hash slot's master.
+	master  [redisserver.Slots]int
+	version string
+	pinned  string
+}
+
+// startCluster starts a cluster of n masters, every node pinned to cpus as
+// startServer pins a server, and reads its slot map.
+func startCluster(cpus string, n int) (*cluster, error) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		cpus = ""
+	}
+	dir, err := os.MkdirTemp("", "reservation-bench-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	rc, err := redisserver.StartCluster(ctx, redisserver.ClusterOptions{
+		Options: redisserver.Options{Dir: dir, CPUs: cpus},
+		Masters: n,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c := &cluster{c: rc, dir: dir, masters: rc.Addrs(), pinned: cpus}
+	if err := c.readSlots(ctx); err != nil {
+		c.stop()
+		return nil, err
+	}
+	info, err := rc.Nodes[0].Info(ctx, "server")
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
+	c.version = redisserver.InfoField(info, "redis_version")
+	return c, nil
+}
+
+// readSlots reads the slot map from the first master. It does not change
+// during a run: no node fails and no slot moves.
+func (c *cluster) readSlots(ctx context.Context) error {
+	rdb := redis.NewClient(&redis.Options{Addr: c.masters[0]})
+	defer rdb.Close()
+	shards, err := rdb.ClusterShards(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("cluster shards: %w", err)
+	}
+	covered := 0
+	for _, sh := range shards {
+		i := -1
+		for _, n := range sh.Nodes {
+			if n.Role == "master" {
+				i = slices.Index(c.masters, net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10)))
+			}
+		}
+		if i < 0 {
+			return fmt.Errorf("cluster shards: a shard of slots %v has no master among %v", sh.Slots, c.masters)
+		}
+		for _, r := range sh.Slots {
+			for s := r.Start; s <= r.End; s++ {
+				c.master[s] = i
+				covered++
+			}
+		}
+	}
+	if covered != redisserver.Slots {
+		return fmt.Errorf("cluster shards: %d of %d slots have a master", covered, redisserver.Slots)
+	}
+	return nil
+}
+
+// masterOf returns the index in c.masters of the master of key.
+func (c *cluster) masterOf(key string) int {
+	return c.master[redisserver.SlotOf(key)]
+}
+
+// stop kills the nodes and removes their directory.
+func (c *cluster) stop() {
+	c.c.Kill()
+	os.RemoveAll(c.dir)
 }

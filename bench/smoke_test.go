@@ -40,7 +40,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 { // the second write replaces the first
-		if err := writeBetweenMarkers(md, rep.markdown()); err != nil {
+		if err := writeBetweenMarkers(md, rep.markdown(), beginMarker, endMarker); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,4 +109,87 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestSmokeCluster runs the cluster's scenarios (1, 3 and 4) against every
+// library very briefly, on a real Redis Cluster of 3 masters, and writes
+// the cluster's report. It asserts nothing about speed: only that every run
+// worked, that the keys of scenario 1 spread over every master for every
+// library, that this library read what it holds (its watch reads) and sent
+// its release notices (SPUBLISH) on every master, so that its notifier per
+// master worked, and that the cluster's report replaces only its own
+// section of the page.
+func TestSmokeCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := smokeOf(clusterConfig())
+	cfg.topologies = []string{topoCluster}
+	rep, err := run(ctx, cfg, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.failed {
+		t.Errorf("round %d, scenario %s on %s, %s: %v", r.Round, r.Scenario, r.Topology, r.Lib, r.Err)
+	}
+	for _, s := range cfg.scenarios {
+		key := resultKey(s, topoCluster)
+		for _, lib := range cfg.libs {
+			if !runs(lib, s) {
+				continue
+			}
+			rs := rep.results[key][lib]
+			if len(rs) == 0 || rs[0].Ops == 0 {
+				t.Errorf("scenario %s on the cluster, %s: no operation measured", s, lib)
+				continue
+			}
+			if got := len(rs[0].PerMaster); got != cfg.masters {
+				t.Errorf("scenario %s on the cluster, %s: keys counted on %d masters, want %d", s, lib, got, cfg.masters)
+			}
+		}
+	}
+	for lib, rs := range rep.results[resultKey("1", topoCluster)] {
+		for _, r := range rs {
+			for m, n := range r.PerMaster {
+				if n == 0 {
+					t.Errorf("scenario 1 on the cluster, %s: no key on master %d of %d (keys per master: %v)", lib, m, cfg.masters, r.PerMaster)
+				}
+			}
+			if len(r.U.nodes) != cfg.masters {
+				t.Errorf("scenario 1 on the cluster, %s: Redis calls read from %d masters, want %d", lib, len(r.U.nodes), cfg.masters)
+			}
+			for m, calls := range r.U.nodes {
+				if lib == libOurs && (calls["client|caching"] == 0 || calls["spublish"] == 0) {
+					t.Errorf("scenario 1 on the cluster: master %d saw no watch read or no release notice of this library: %v", m, calls)
+				}
+			}
+		}
+	}
+
+	rep.command = "go test ./..."
+	md := filepath.Join(t.TempDir(), "PERFORMANCE.md")
+	single := "# Performance\n\n" + beginMarker + "\nsingle\n" + endMarker + "\n\nprose\n"
+	if err := os.WriteFile(md, []byte(single), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second write replaces the first
+		if err := writeBetweenMarkers(md, rep.clusterMarkdown(), beginClusterMarker, endClusterMarker); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(md)
+	text := string(b)
+	if got := strings.Count(text, beginClusterMarker); got != 1 {
+		t.Errorf("report has %d cluster results sections, want 1", got)
+	}
+	if !strings.HasPrefix(text, single) {
+		t.Errorf("the cluster's report changed the single server's section or the text around it")
+	}
+	for _, s := range cfg.scenarios {
+		if !strings.Contains(text, "### Scenario "+s+" on the cluster:") {
+			t.Errorf("report has no cluster table for scenario %s", s)
+		}
+	}
+	if testing.Verbose() {
+		t.Log("\n" + text)
+	}
 }
