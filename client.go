@@ -89,17 +89,9 @@ func New(addr string, opt *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Username != "" {
-		ropt.Username = o.Username
-	}
-	if o.Password != "" {
-		ropt.Password = o.Password
-	}
-	if o.TLSConfig != nil {
-		ropt.TLSConfig = o.TLSConfig.Clone()
-		if ropt.TLSConfig.ServerName == "" {
-			ropt.TLSConfig.ServerName, _, _ = strings.Cut(ropt.Addr, ":")
-		}
+	o.credentials(&ropt.Username, &ropt.Password, &ropt.TLSConfig)
+	if o.TLSConfig != nil && ropt.TLSConfig.ServerName == "" {
+		ropt.TLSConfig.ServerName, _, _ = strings.Cut(ropt.Addr, ":")
 	}
 	// Without it go-redis bounds a call by its ReadTimeout (5 s) and not by
 	// the caller's context, so a Lock or Release with a short deadline on a

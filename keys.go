@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/redis-reservation/reservation/internal/hashslot"
 )
 
 // Companion keys. Every script touches the reservation key and companions
@@ -27,14 +29,7 @@ const (
 
 // hashPart returns the part of key that Redis Cluster hashes: the content of
 // the first {...} when it is not empty, else the whole key.
-func hashPart(key string) string {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			return key[i+1 : i+1+j]
-		}
-	}
-	return key
-}
+func hashPart(key string) string { return hashslot.Part(key) }
 
 // companion returns a name for suffix in the same hash slot as key. For a
 // key with no hash tag and no "}" it is "{key}:suffix", which Redis hashes
@@ -54,24 +49,7 @@ func companion(key, suffix string) string {
 
 // slot returns the Redis Cluster hash slot of a hashed part.
 func slot(h string) uint16 {
-	return crc16(h) % 16384
-}
-
-// crc16 is the CRC16-CCITT (XModem) checksum Redis Cluster uses for slots.
-// go-redis has one, but in an internal package.
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
+	return hashslot.CRC16(h) % hashslot.Slots
 }
 
 var (

@@ -1,6 +1,10 @@
 package reservation
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/redis-reservation/reservation/internal/hashslot"
+)
 
 func TestCompanionSameSlot(t *testing.T) {
 	keys := []string{
@@ -34,7 +38,7 @@ func TestCompanionSameSlot(t *testing.T) {
 
 func TestCRC16(t *testing.T) {
 	// Values from the Redis Cluster specification.
-	if got, want := crc16("123456789"), uint16(0x31C3); got != want {
+	if got, want := hashslot.CRC16("123456789"), uint16(0x31C3); got != want {
 		t.Errorf("crc16 = %#x, want %#x", got, want)
 	}
 	if got, want := slot("foo"), uint16(12182); got != want {

@@ -122,6 +122,20 @@ type Options struct {
 	TLSConfig *tls.Config
 }
 
+// credentials puts the user, password and TLS configuration of o, those
+// that are set, in place of a go-redis client's.
+func (o *Options) credentials(user, password *string, tlsConfig **tls.Config) {
+	if o.Username != "" {
+		*user = o.Username
+	}
+	if o.Password != "" {
+		*password = o.Password
+	}
+	if o.TLSConfig != nil {
+		*tlsConfig = o.TLSConfig.Clone()
+	}
+}
+
 // margin is how much earlier than the server a holder gives up its
 // reservation: 1% of the TTL for clock rate drift, plus DriftMargin.
 func (o *Options) margin() time.Duration {

@@ -40,15 +40,7 @@ func NewFailover(fo *redis.FailoverOptions, opt *Options) (*Client, error) {
 	case f.ReplicaOnly || f.RouteByLatency || f.RouteRandomly:
 		return nil, optionError("ReplicaOnly, RouteByLatency and RouteRandomly send commands to replicas: reservations live on the master")
 	}
-	if o.Username != "" {
-		f.Username = o.Username
-	}
-	if o.Password != "" {
-		f.Password = o.Password
-	}
-	if o.TLSConfig != nil {
-		f.TLSConfig = o.TLSConfig.Clone()
-	}
+	o.credentials(&f.Username, &f.Password, &f.TLSConfig)
 	f.ContextTimeoutEnabled = true // see New
 	c := newClient(redis.NewFailoverClient(&f), o)
 	c.ownsRDB = true
@@ -77,15 +69,7 @@ func NewCluster(co *redis.ClusterOptions, opt *Options) (*Client, error) {
 	case cl.ReadOnly || cl.RouteByLatency || cl.RouteRandomly:
 		return nil, optionError("ReadOnly, RouteByLatency and RouteRandomly send reads to replicas, which may not have the last write")
 	}
-	if o.Username != "" {
-		cl.Username = o.Username
-	}
-	if o.Password != "" {
-		cl.Password = o.Password
-	}
-	if o.TLSConfig != nil {
-		cl.TLSConfig = o.TLSConfig.Clone()
-	}
+	o.credentials(&cl.Username, &cl.Password, &cl.TLSConfig)
 	cl.ContextTimeoutEnabled = true // see New
 	c := newClient(redis.NewClusterClient(&cl), o)
 	c.ownsRDB = true

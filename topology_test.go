@@ -112,23 +112,7 @@ func TestClusterBasics(t *testing.T) {
 	// not at its RetryInterval (10 s).
 	for _, names := range byNode {
 		name := names[0]
-		got := make(chan error, 1)
-		go func() {
-			r, err := b.Lock(ctx, name)
-			if err == nil {
-				err = r.Release(ctx)
-			}
-			got <- err
-		}()
-		waitFor(t, func() bool { return queued(b, b.Key(name), 1) })
-		start := time.Now()
-		if err := held[name].Release(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-got; err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(start); d > time.Second {
+		if d := handoff(t, b, name, 0, func() error { return held[name].Release(ctx) }); d > time.Second {
 			t.Errorf("%s: waiter woken %v after the release, want at once", name, d)
 		}
 	}
@@ -147,27 +131,37 @@ func TestClusterWithoutTracking(t *testing.T) {
 	for _, names := range byNode {
 		name := names[0]
 		r := mustLock(t, a, name)
-		got := make(chan error, 1)
-		go func() {
-			r2, err := b.Lock(ctx, name)
-			if err == nil {
-				err = r2.Release(ctx)
-			}
-			got <- err
-		}()
-		waitFor(t, func() bool { return queued(b, b.Key(name), 1) })
-		time.Sleep(50 * time.Millisecond) // subscribed
-		start := time.Now()
-		if err := r.Release(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-got; err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(start); d > time.Second {
+		// The wait for the subscription: what the waiter hears by.
+		if d := handoff(t, b, name, 50*time.Millisecond, func() error { return r.Release(ctx) }); d > time.Second {
 			t.Errorf("%s: waiter without tracking woken %v after the release, want at once", name, d)
 		}
 	}
+}
+
+// handoff has waiter Lock name in the background and, once it queues and
+// its watch had settle to be set, calls release; it returns how long after
+// the release the waiter held the resource (it then releases it).
+func handoff(t *testing.T, waiter *Client, name string, settle time.Duration, release func() error) time.Duration {
+	t.Helper()
+	ctx := t.Context()
+	got := make(chan error, 1)
+	go func() {
+		r, err := waiter.Lock(ctx, name)
+		if err == nil {
+			err = r.Release(ctx)
+		}
+		got <- err
+	}()
+	waitFor(t, func() bool { return queued(waiter, waiter.Key(name), 1) })
+	time.Sleep(settle)
+	start := time.Now()
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	return time.Since(start)
 }
 
 // waitFor polls cond for up to 5 s.
@@ -265,23 +259,7 @@ func TestClusterResharding(t *testing.T) {
 	if node := a.nodeOf(ctx, r.Key()); node != dst.Addr {
 		t.Fatalf("key on %s after the move, want %s", node, dst.Addr)
 	}
-	got := make(chan error, 1)
-	go func() {
-		r2, err := b.Lock(ctx, "moving")
-		if err == nil {
-			err = r2.Release(ctx)
-		}
-		got <- err
-	}()
-	waitFor(t, func() bool { return queued(b, b.Key("moving"), 1) })
-	start := time.Now()
-	if err := r.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > time.Second {
+	if d := handoff(t, b, "moving", 0, func() error { return r.Release(ctx) }); d > time.Second {
 		t.Errorf("waiter woken %v after the release on the new master, want at once", d)
 	}
 }
@@ -393,25 +371,14 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	if err := rdb.Set(ctx, key, "old-worker-1", 5*time.Second).Err(); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan error, 1)
-	go func() {
-		r, err := b.Lock(ctx, "upgraded")
-		if err == nil {
-			err = r.Release(ctx)
+	d := handoff(t, b, "upgraded", 50*time.Millisecond, func() error {
+		n, err := rdb.Eval(ctx, oldReleaseLua, []string{key}, "old-worker-1", companion(key, channelSuffix)).Int()
+		if err == nil && n != 1 {
+			err = fmt.Errorf("old release script: %d, want 1", n)
 		}
-		got <- err
-	}()
-	waitFor(t, func() bool { return queued(b, key, 1) })
-	time.Sleep(50 * time.Millisecond) // its watch set
-	start := time.Now()
-	n, err := rdb.Eval(ctx, oldReleaseLua, []string{key}, "old-worker-1", companion(key, channelSuffix)).Int()
-	if err != nil || n != 1 {
-		t.Fatalf("old release script: %d, %v", n, err)
-	}
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > time.Second {
+		return err
+	})
+	if d > time.Second {
 		t.Errorf("waiter woken %v after an old client's release, want at once", d)
 	}
 }
@@ -435,28 +402,11 @@ func TestSentinelFollowsFailover(t *testing.T) {
 	}
 	defer b.Close()
 	ctx := t.Context()
-	handoff := func() time.Duration {
+	handoffs := func() time.Duration {
 		r := mustLock(t, a, "job")
-		got := make(chan error, 1)
-		go func() {
-			r2, err := b.Lock(ctx, "job")
-			if err == nil {
-				err = r2.Release(ctx)
-			}
-			got <- err
-		}()
-		waitFor(t, func() bool { return queued(b, b.Key("job"), 1) })
-		time.Sleep(20 * time.Millisecond) // its watch set
-		start := time.Now()
-		if err := r.Release(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-got; err != nil {
-			t.Fatal(err)
-		}
-		return time.Since(start)
+		return handoff(t, b, "job", 20*time.Millisecond, func() error { return r.Release(ctx) })
 	}
-	handoff()
+	handoffs()
 	old := sn.Master
 	old.Pause()
 	if _, err := sn.WaitForNewMaster(ctx, old.Addr); err != nil {
@@ -466,7 +416,7 @@ func TestSentinelFollowsFailover(t *testing.T) {
 	old.Resume()
 	var slow []time.Duration
 	for range 10 {
-		if d := handoff(); d > 500*time.Millisecond {
+		if d := handoffs(); d > 500*time.Millisecond {
 			slow = append(slow, d)
 		}
 	}

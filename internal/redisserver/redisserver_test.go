@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/redis-reservation/reservation/internal/hashslot"
 )
 
 func TestMain(m *testing.M) {
@@ -168,9 +170,9 @@ func TestSlotOf(t *testing.T) {
 		{"foo", 12182},
 		{"{user1000}.following", SlotOf("user1000")},
 		{"x{user1000}y{z}", SlotOf("user1000")},
-		{"foo{}{bar}", int(crc16("foo{}{bar}")) % Slots}, // empty tag: the whole key
+		{"foo{}{bar}", int(hashslot.CRC16("foo{}{bar}")) % Slots}, // empty tag: the whole key
 		{"foo{{bar}}zap", SlotOf("{bar")},
-		{"{", int(crc16("{")) % Slots},
+		{"{", int(hashslot.CRC16("{")) % Slots},
 	} {
 		if got := SlotOf(tc.key); got != tc.want {
 			t.Errorf("SlotOf(%q) = %d, want %d", tc.key, got, tc.want)
