@@ -50,20 +50,25 @@ const (
 // resources are what the workers contend for: few, so that they collide.
 var resources = []string{"job-a", "job-b", "{tagged}job-c"}
 
-// scenario is one fault test under way: a Redis server, workers in this
-// process and in worker processes, the history they record, and the
-// scenario's own checks.
+// scenario is one fault test under way: a Redis server (or a Sentinel or
+// Cluster deployment), workers in this process and in worker processes,
+// the history they record, and the scenario's own checks.
 type scenario struct {
-	t        *testing.T
-	order    int
-	title    string
-	srv      *redistest.Server
+	t     *testing.T
+	order int
+	title string
+	srv   *redistest.Server // nil on a Sentinel or Cluster deployment
+	// url is the deployment's URL for New.
+	url      string
 	h        *history.History
 	duration time.Duration
 	start    time.Time
 	// ttl and heartbeat are the workers' timings: the constants, unless
 	// the scenario sets others before it starts workers.
 	ttl, heartbeat time.Duration
+	// localDeadline is the history's Limits.LocalDeadline: where failovers
+	// are recorded, the workers' TTL less their drift margin.
+	localDeadline time.Duration
 
 	ctx    context.Context // ends when the workers must stop
 	cancel context.CancelFunc
@@ -105,15 +110,25 @@ func newScenario(t *testing.T, order int, title string, short time.Duration) *sc
 // their own (0: the library's default, a third of the TTL).
 func newScenarioTimed(t *testing.T, order int, title string, short, ttl, heartbeat time.Duration) *scenario {
 	t.Helper()
+	srv := redistest.Start(t)
+	s := newScenarioAt(t, order, title, short, srv.URL(), ttl, heartbeat)
+	s.srv = srv
+	return s
+}
+
+// newScenarioAt is newScenarioTimed on a deployment that the test started
+// (Sentinel, Cluster), reached through url, which must be new: its restart
+// guard is primed.
+func newScenarioAt(t *testing.T, order int, title string, short time.Duration, url string, ttl, heartbeat time.Duration) *scenario {
+	t.Helper()
 	s := &scenario{
-		t: t, order: order, title: title, h: history.New(),
+		t: t, order: order, title: title, h: history.New(), url: url,
 		duration: short, byName: map[string]*check{}, names: map[string]bool{},
 		seed: uint64(time.Now().UnixNano()), ttl: ttl, heartbeat: heartbeat,
 	}
 	if *soak > 0 {
 		s.duration = *soak
 	}
-	s.srv = redistest.Start(t)
 	logs, err := os.Create(filepath.Join(t.ArtifactDir(), "workers.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +151,7 @@ func newScenarioTimed(t *testing.T, order int, title string, short, ttl, heartbe
 // end of the test.
 func (s *scenario) client(by string) *reservation.Client {
 	s.t.Helper()
-	c, err := reservation.New(s.srv.URL(), &reservation.Options{By: by, TTL: s.ttl, HeartbeatInterval: s.heartbeat,
+	c, err := reservation.New(s.url, &reservation.Options{By: by, TTL: s.ttl, HeartbeatInterval: s.heartbeat,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		s.t.Fatal(err)
@@ -529,7 +544,7 @@ func (s *scenario) finish(extra func(res *history.Result)) {
 	}
 	s.mu.Unlock()
 
-	res := s.h.Check(history.Limits{Heartbeat: cmp.Or(s.heartbeat, s.ttl/3), Grace: slack})
+	res := s.h.Check(s.limits())
 	if extra != nil {
 		extra(res)
 	}
@@ -569,6 +584,11 @@ func (s *scenario) finish(extra func(res *history.Result)) {
 	s.mu.Unlock()
 	sum.Pass = !t.Failed()
 	fmt.Println(sum.Line())
+}
+
+// limits are the bounds of what the scenario's faults excuse.
+func (s *scenario) limits() history.Limits {
+	return history.Limits{Heartbeat: cmp.Or(s.heartbeat, s.ttl/3), Grace: slack, LocalDeadline: s.localDeadline}
 }
 
 // keyExpiry is what a read of a reservation key found: its holder value,

@@ -4,8 +4,9 @@
 // a Redis restart or FLUSHALL, a paused Redis, a paused holder, a log
 // handler or event hook that blocks, a key deleted or overwritten by
 // another client, a holder process starved of CPU, deadlines shorter than a
-// round trip over a jittery link), records every holding in a history and
-// checks it (package history). Each scenario prints a summary line that
+// round trip over a jittery link, a Sentinel or Cluster master killed and
+// replaced by its replica), records every holding in a history and checks
+// it (package history). Each scenario prints a summary line that
 // cmd/reliability-table turns into the table of docs/RELIABILITY.md.
 //
 // Workers run in this process and in worker processes (package
@@ -16,7 +17,8 @@
 //
 //	go test -race -count=1 ./...
 //
-// Long form (soak):
+// Long form (soak; the failover scenarios run failovers, one every 5-6 s,
+// for that long instead of their short form's four):
 //
 //	go test -race -count=1 -v -run Fault -soak=60s -timeout=40m . | go run ./cmd/reliability-table
 package faults

@@ -18,7 +18,9 @@
 //     the end of the suspension (plus Limits.Grace), or its next renewal
 //     (a heartbeat after the revocation, plus Limits.Grace). That is the
 //     stale holder that fencing tokens exist for; one that goes on
-//     believing it holds past that bound is a violation;
+//     believing it holds past that bound is a violation. A failover
+//     (FailedOver) excuses an overlap the same way, when the test records
+//     it: its holder must have reported its loss by its local deadline;
 //   - a token that is not positive, or not greater than the token of the
 //     resource's previous holding;
 //   - a holding that never ended, or ended without its release or its
@@ -82,6 +84,17 @@ const (
 	// FLUSHALL, a restart without persistence). Unlike Revoked this
 	// excuses no overlap: the restart guard must prevent them.
 	DataLost Kind = "data-lost"
+	// FailedOver: the master that held the key of Holder was killed, its
+	// process gone at At, and a replica promoted in its place, answering
+	// as master at Until. Replication is asynchronous: the replica may
+	// lack the holder's last writes, its key among them, so from At on
+	// another worker may acquire on the new master before Holder notices.
+	// Holder must report its loss by its local deadline, at the latest
+	// At plus Limits.LocalDeadline (plus Limits.Grace): its last
+	// successful acquire or renewal was sent before the kill. A test
+	// records it only where it accepts that failovers lose writes (no
+	// WaitReplicas); without it, the overlap is a violation.
+	FailedOver Kind = "failed-over"
 	// Lateness is not about a holding: Late holds how late the timers of
 	// Worker's process fired (a process starved of CPU), and LateAt when
 	// each fired. Check ignores it.
@@ -171,6 +184,12 @@ type Limits struct {
 	// instant a holder reports what it knows (waking from a suspension,
 	// hearing its renewal's reply).
 	Grace time.Duration
+	// LocalDeadline is how long after the send of its last successful
+	// acquire or renewal a holder reaches its local deadline (the TTL less
+	// the drift margin): a holder whose key a failover lost must have
+	// reported its loss by then (FailedOver). Zero where no failover is
+	// recorded.
+	LocalDeadline time.Duration
 }
 
 // Holding is one acquisition, as rebuilt from the events.
@@ -186,8 +205,9 @@ type Holding struct {
 	End     int64
 	EndKind Kind
 	// Excuses are the faults that took the holder out of the game before
-	// End (its process suspended, its key revoked): each lets another
-	// worker hold the resource from its From until its Until.
+	// End (its process suspended, its key revoked, its master failed
+	// over): each lets another worker hold the resource from its From
+	// until its Until.
 	Excuses []Excuse
 	// Revoked reports that another client took the holder's key.
 	Revoked bool
@@ -203,7 +223,7 @@ type Holding struct {
 // worker may acquire its resource before it notices, and the holder must
 // have reported its loss by Until (what the fault can explain).
 type Excuse struct {
-	Kind        Kind // Suspended or Revoked
+	Kind        Kind // Suspended, Revoked or FailedOver
 	From, Until int64
 }
 
@@ -377,6 +397,10 @@ func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[str
 				// finds the key gone (client tracking tells it sooner).
 				hd.Excuses = append(hd.Excuses, Excuse{Revoked, e.At, cmp.Or(e.Until, e.At) + int64(lim.Heartbeat+lim.Grace)})
 			}
+		case FailedOver:
+			if hd := byHolder[e.Holder]; hd != nil {
+				hd.Excuses = append(hd.Excuses, Excuse{FailedOver, e.At, e.At + int64(lim.LocalDeadline+lim.Grace)})
+			}
 		case Crashed, Suspended:
 			workers[e.Worker] = true
 			for _, hd := range holds {
@@ -401,8 +425,8 @@ func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[str
 }
 
 // silentLoss reports a release that found the key gone or someone else's
-// while the holder still had validity left, with no revocation and no loss
-// of the server's data to explain it: the holding ended without its loss
+// while the holder still had validity left, with no revocation, failover
+// or loss of the server's data to explain it: the holding ended without its loss
 // being reported. A release that found the key gone without recording
 // when it was sent, answered and what validity was left cannot be judged,
 // and is reported too.
@@ -425,7 +449,7 @@ func silentLoss(hd *Holding, dataLost []Event) (Violation, bool) {
 	}
 	for _, x := range hd.Excuses {
 		if x.From <= rel.Reply {
-			return Violation{}, false // revoked or suspended
+			return Violation{}, false // revoked, suspended or failed over
 		}
 	}
 	for _, d := range dataLost {

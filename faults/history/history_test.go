@@ -13,8 +13,9 @@ func TestMain(m *testing.M) {
 }
 
 // lim are the limits of the hand-built histories: a heartbeat of 200 ms and
-// 60 ms of grace, as in the fault scenarios.
-var lim = Limits{Heartbeat: 200 * time.Millisecond, Grace: 60 * time.Millisecond}
+// 60 ms of grace, as in the fault scenarios, and the local deadline of the
+// failover scenarios (a TTL of 5 s less its drift margin of 200 ms).
+var lim = Limits{Heartbeat: 200 * time.Millisecond, Grace: 60 * time.Millisecond, LocalDeadline: 4800 * time.Millisecond}
 
 // ms is an instant in milliseconds from an arbitrary origin.
 func ms(n int64) int64 { return 1_700_000_000_000_000_000 + n*int64(time.Millisecond) }
@@ -33,6 +34,12 @@ func lost(holder string, at int64) Event {
 
 func revoked(holder string, at int64) Event {
 	return Event{Kind: Revoked, Resource: "r", Holder: holder, At: at, Until: at + int64(time.Millisecond)}
+}
+
+// failedOver records that the master of holder's key was killed at at and
+// its replica answered as master 2.5 s later.
+func failedOver(holder string, at int64) Event {
+	return Event{Kind: FailedOver, Resource: "r", Holder: holder, At: at, Until: at + int64(2500*time.Millisecond)}
 }
 
 func TestCheck(t *testing.T) {
@@ -175,6 +182,36 @@ func TestCheck(t *testing.T) {
 			acquired("a", "r", "a-1", 10, ms(0)),
 			revoked("a-1", ms(50)),
 			{Kind: Released, Holder: "a-1", At: ms(100), Sent: ms(100), Reply: ms(101), Validity: Validity(200 * time.Millisecond), Outcome: OutcomeNotHeld},
+		}},
+		{name: "failover lost the holder's key", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			failedOver("a-1", ms(50)),
+			acquired("b", "r", "b-1", 11, ms(2600)), released("b-1", ms(2700)),
+			lost("a-1", ms(2650)),
+		}, excused: 1},
+		{name: "failover: holder reports its loss after its local deadline", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			failedOver("a-1", ms(50)),
+			acquired("b", "r", "b-1", 11, ms(2600)), released("b-1", ms(2700)),
+			// Killed at 50: its local deadline is at most 4800 ms later,
+			// plus 60 ms of grace: it should have told by 4910.
+			lost("a-1", ms(4950)),
+		}, want: []string{"overlap"}, illegal: true},
+		{name: "failover: successor's token not greater", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			failedOver("a-1", ms(50)),
+			acquired("b", "r", "b-1", 9, ms(2600)), released("b-1", ms(2700)),
+			lost("a-1", ms(2650)),
+		}, want: []string{"token", "overlap"}, illegal: true},
+		{name: "failover not recorded: the overlap is a violation", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			acquired("b", "r", "b-1", 11, ms(2600)), released("b-1", ms(2700)),
+			lost("a-1", ms(2650)),
+		}, want: []string{"overlap"}, illegal: true},
+		{name: "failover: release finds the key gone", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			failedOver("a-1", ms(50)),
+			{Kind: Released, Holder: "a-1", At: ms(2600), Sent: ms(2600), Reply: ms(2601), Validity: Validity(2 * time.Second), Outcome: OutcomeNotHeld},
 		}},
 		{name: "events of a stranger", events: []Event{
 			lost("x-1", ms(10)),

@@ -27,7 +27,9 @@ type SentinelOptions struct {
 	// means "mymaster".
 	MasterName string
 	// DownAfter is down-after-milliseconds: how long the master must not
-	// answer before a Sentinel thinks it down; 0 means 1 second.
+	// answer before a Sentinel thinks it down; 0 means 1.5 seconds (at 1 s,
+	// a Sentinel was seen to find the new master down right after a
+	// switch, and fail over again).
 	DownAfter time.Duration
 	// FailoverTimeout is failover-timeout; 0 means 3 seconds. A failover
 	// of the same master is not tried again within twice this.
@@ -73,7 +75,7 @@ func StartSentinel(ctx context.Context, o SentinelOptions) (*Sentinel, error) {
 	}
 	downAfter, failover := o.DownAfter, o.FailoverTimeout
 	if downAfter == 0 {
-		downAfter = time.Second
+		downAfter = 1500 * time.Millisecond
 	}
 	if failover == 0 {
 		failover = 3 * time.Second

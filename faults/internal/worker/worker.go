@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -50,9 +52,13 @@ type Spec struct {
 	Seed      uint64  `json:"seed"`
 	// External makes the Client with NewWithClient over a go-redis client
 	// of default options, as a user with Sentinel or Cluster would, rather
-	// than with New. go-redis then bounds calls by its ReadTimeout (5 s),
-	// not by contexts.
+	// than with New: a failover client for a Sentinel URL (master_name), a
+	// cluster client for a Cluster URL (addr parameters), else a plain
+	// one. go-redis then bounds calls by its ReadTimeout (5 s), not by
+	// contexts.
 	External bool `json:"external"`
+	// WaitReplicas is the Client's Options.WaitReplicas (0: no wait).
+	WaitReplicas int `json:"wait_replicas,omitempty"`
 	// Life bounds a worker process's life, whatever its parent does.
 	Life time.Duration `json:"life"`
 	// Pinned gives lane i the resource i (modulo their number) for its
@@ -78,14 +84,14 @@ func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation
 		RetryInterval:     w.Retry,
 		Logger:            log,
 		OnEvent:           onEvent,
+		WaitReplicas:      w.WaitReplicas,
 	}
 	var c *reservation.Client
 	if w.External {
-		ropt, err := redis.ParseURL(w.URL)
+		rdb, err := external(w.URL)
 		if err != nil {
 			return err
 		}
-		rdb := redis.NewClient(ropt)
 		defer rdb.Close()
 		c, err = reservation.NewWithClient(rdb, opt)
 		if err != nil {
@@ -108,6 +114,40 @@ func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation
 		log.Warn("close", "err", err)
 	}
 	return nil
+}
+
+// external returns a go-redis client of default options for url, of the
+// kind its form names, as go-redis's own parsers read it: a failover client
+// for a Sentinel URL (a master_name parameter), a cluster client for a
+// Cluster URL (addr parameters), else a plain client.
+func external(url string) (redis.UniversalClient, error) {
+	q := ""
+	if _, rest, ok := strings.Cut(url, "?"); ok {
+		q = rest
+	}
+	values, err := neturl.ParseQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case values.Has("master_name"):
+		fo, err := redis.ParseFailoverURL(url)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewFailoverClient(fo), nil
+	case values.Has("addr"):
+		co, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClusterClient(co), nil
+	}
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(o), nil
 }
 
 // runLane takes a resource, holds it for a while, gives it up, and again,
