@@ -207,7 +207,7 @@ var mutants = []mutant{
 	{
 		name:  "cli-guard-sentence-silent",
 		why:   "reserve says nothing when the restart guard holds an acquisition back",
-		edits: []edit{{"internal/cli/events.go", "\t\t\ta.notes.say(noteGuard, guardSentence(where, e.Duration, f.primeCommand(a, addr)))\n", ""}},
+		edits: []edit{{"internal/cli/events.go", "\t\t\ta.notes.say(noteGuard, guardSentence(where, kind, e.Duration, f.primeCommand(a, addr)))\n", ""}},
 		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^TestRestartGuardSentence$"}},
 	},
 	{
