@@ -145,11 +145,18 @@ func (c *Client) byNode(batch []*Reservation) []nodeBatch {
 	}
 	var parts []nodeBatch
 	index := make(map[string]int)
+	masters := make(map[uint16]*redis.Client) // by slot: one lookup per slot, not per key
 	for _, r := range batch {
 		var rdb redis.UniversalClient = cc
 		var node *redis.Client
 		addr := ""
-		if m, err := cc.MasterForKey(c.ctx, r.key); err == nil {
+		s := slot(hashPart(r.key))
+		m, seen := masters[s]
+		if !seen {
+			m, _ = cc.MasterForKey(c.ctx, r.key)
+			masters[s] = m
+		}
+		if m != nil {
 			node, addr = m, m.Options().Addr
 			if c.opt.WaitReplicas > 0 {
 				// WAIT has no key: sent through the cluster client it
