@@ -59,6 +59,8 @@ type Client struct {
 	masterAddr string                    // the Sentinel master last connected to
 	sentinel   *redis.FailoverOptions    // with NewFailover: the notifier follows failovers
 
+	quorum *quorum // quorum mode (NewQuorum): the servers; nil otherwise
+
 	noTracking bool // tests: wait without client tracking
 }
 
@@ -320,6 +322,9 @@ func (c *Client) Ping(ctx context.Context) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
+	if c.quorum != nil {
+		return c.quorumPing(ctx)
+	}
 	if err := c.rdb.Ping(ctx).Err(); err != nil {
 		return c.explain(fmt.Errorf("reservation: ping %s: %w", c.where(), classify(c.where(), err)))
 	}
@@ -394,12 +399,20 @@ func (c *Client) enter() error {
 // acquired, else a *NotAcquiredError that says why; err is for a call that
 // failed.
 func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *NotAcquiredError, error) {
+	if c.quorum != nil {
+		return c.quorumAcquire(ctx, resource)
+	}
+	return c.acquireAs(ctx, resource, c.opt.By+"-"+newID())
+}
+
+// acquireAs is acquire with the holder value given: quorum mode takes one
+// value on every server.
+func (c *Client) acquireAs(ctx context.Context, resource, value string) (*Reservation, *NotAcquiredError, error) {
 	if err := c.enter(); err != nil {
 		return nil, nil, err
 	}
 	defer c.ops.Done()
 	key := c.Key(resource)
-	value := c.opt.By + "-" + newID()
 	keys := []string{key, companion(key, fenceSuffix), guardKeyFor(key, c.cluster)}
 	sent := time.Now()
 	call := &scriptCall{script: acquireScript, keys: keys, args: []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)},
@@ -558,6 +571,9 @@ func newID() string {
 // Close. When Redis could not confirm every release, the error says how
 // many keys may remain held: they expire within the TTL.
 func (c *Client) Close() error {
+	if c.quorum != nil {
+		return c.quorumClose()
+	}
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()

@@ -104,4 +104,16 @@
 // acknowledged. A Client made by NewFailover follows Sentinel's failovers
 // with all its connections; on a Cluster, each master is renewed and watched
 // on its own, so one that fails costs only the reservations it holds.
+//
+// # A quorum of independent servers
+//
+// NewQuorum holds each reservation on a majority of N independent servers
+// (the Redlock algorithm), so that the loss of a minority, even one that
+// restarts without its data, neither loses a holding nor lets two holders
+// overlap. It keeps what a single server gives: a local deadline (the
+// majority-th latest of the servers' deadlines), a restart guard on each
+// server, and fencing tokens that only grow, written back to a majority
+// before TryLock returns (one round trip more than one server). Parts lost
+// on a minority are taken again; Done closes when fewer than a majority
+// hold. See NewQuorum.
 package reservation

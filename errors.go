@@ -81,6 +81,54 @@ func (e *NodeError) Error() string { return e.Addr + ": " + e.Err.Error() }
 // Unwrap returns e.Err.
 func (e *NodeError) Unwrap() error { return e.Err }
 
+// QuorumError is the error of a call in quorum mode that fewer servers
+// than the majority answered as it needed: too many servers failed (down,
+// slow, refusing credentials), or the fencing token could not be written
+// back to a majority. It matches each server's error (errors.Is and As see
+// them through Unwrap) and, when it ended a holding, ErrLost.
+type QuorumError struct {
+	// Op is the call: "lock", "release", "status of", "list", "ping".
+	Op string
+	// Resource is the resource concerned, "" for the Client as a whole.
+	Resource string
+	// Needed is the majority: how many servers had to answer.
+	Needed int
+	// Got is how many did.
+	Got int
+	// Total is the number of servers.
+	Total int
+	// Servers holds a *NodeError for each server that failed, naming it
+	// and saying how.
+	Servers []*NodeError
+}
+
+func (e *QuorumError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "reservation: %s", e.Op)
+	if e.Resource != "" {
+		fmt.Fprintf(&b, " %s", quote(e.Resource))
+	}
+	fmt.Fprintf(&b, ": %d of %d servers answered, fewer than the %d needed", e.Got, e.Total, e.Needed)
+	for i, s := range e.Servers {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(s.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the servers' errors.
+func (e *QuorumError) Unwrap() []error {
+	errs := make([]error, len(e.Servers))
+	for i, s := range e.Servers {
+		errs[i] = s
+	}
+	return errs
+}
+
 // NotAcquiredError is the error of an acquisition that did not succeed. It
 // matches ErrNotAcquired, ErrRestartGuard when the guard refused, and the
 // context's error when Lock's context ended first.

@@ -46,6 +46,10 @@ const (
 	EventTrackingUnavailable EventKind = "tracking-unavailable"
 	// EventRedisError: a call to Redis failed. Err is the error.
 	EventRedisError EventKind = "redis-error"
+	// EventServerFailed: in quorum mode, one server failed a call, or a holding
+	// there was lost, and the Client carried on with the majority. Err is a
+	// *NodeError naming the server.
+	EventServerFailed EventKind = "server-failed"
 )
 
 // Event is what Options.OnEvent receives: one thing a user or a metrics
@@ -65,7 +69,7 @@ type Event struct {
 // level is the log level of an event of kind k.
 func (k EventKind) level() slog.Level {
 	switch k {
-	case EventLost, EventRestartGuard, EventEvictionRisk, EventNoPermission:
+	case EventLost, EventRestartGuard, EventEvictionRisk, EventNoPermission, EventServerFailed:
 		return slog.LevelWarn
 	case EventRedisError:
 		return slog.LevelError

@@ -164,6 +164,9 @@ func stopTopologies() {
 	if cluster != nil {
 		cluster.Kill()
 	}
+	for _, s := range quorumServers {
+		s.Kill()
+	}
 	for _, d := range topoDirs {
 		os.RemoveAll(d)
 	}

@@ -449,7 +449,7 @@ func (c *Client) renewals(groups [][]*Reservation, n *notifier) []*scriptCall {
 }
 
 // count returns how many of xs are x.
-func count(xs []int64, x int64) int {
+func count[T comparable](xs []T, x T) int {
 	n := 0
 	for _, v := range xs {
 		if v == x {

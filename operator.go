@@ -20,6 +20,9 @@ func (c *Client) ForceRelease(ctx context.Context, resource string) (string, err
 	if err := c.check(resource); err != nil {
 		return "", err
 	}
+	if c.quorum != nil {
+		return c.quorumForceRelease(ctx, resource)
+	}
 	key := c.Key(resource)
 	v, err := forceReleaseScript.Run(ctx, c.rdb, []string{key}, c.noticeArgs(companion(key, channelSuffix))...).Text()
 	if errors.Is(err, redis.Nil) {
@@ -45,6 +48,9 @@ func (c *Client) ForceRelease(ctx context.Context, resource string) (string, err
 func (c *Client) PrimeRestartGuard(ctx context.Context) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
+	}
+	if c.quorum != nil {
+		return c.quorumPrime(ctx)
 	}
 	var set []*redis.Cmd
 	prime := func(p redis.Pipeliner, key string) {

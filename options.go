@@ -27,6 +27,8 @@ const (
 	MaxTTL = 24 * time.Hour
 	// DefaultWaitTimeout is the default of Options.WaitTimeout.
 	DefaultWaitTimeout = 200 * time.Millisecond
+	// DefaultQuorumTimeout is the longest default of Options.QuorumTimeout.
+	DefaultQuorumTimeout = time.Second
 	// MaxByLen is the longest worker name accepted, in bytes.
 	MaxByLen = 256
 )
@@ -110,6 +112,13 @@ type Options struct {
 	// DefaultWaitTimeout (200 ms); at least 1 ms, at most a quarter of the
 	// TTL.
 	WaitTimeout time.Duration
+
+	// QuorumTimeout bounds, in quorum mode (NewQuorum), each round of an
+	// acquisition: a server that has not answered by then counts as a
+	// no, so a TryLock with a majority of servers silent fails within
+	// it. Default a tenth of the TTL, at most DefaultQuorumTimeout (1 s);
+	// at least 1 ms, at most half the TTL. Ignored outside quorum mode.
+	QuorumTimeout time.Duration
 
 	// Username and Password authenticate to Redis. They override those in
 	// the address URL. Default: none, or the URL's. New only:
@@ -199,6 +208,12 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if opt.WaitTimeout < time.Millisecond || opt.WaitTimeout > opt.TTL/4 {
 		return opt, optionError("wait timeout %v is out of range [1ms, a quarter of the TTL %v]", opt.WaitTimeout, opt.TTL)
+	}
+	if opt.QuorumTimeout == 0 {
+		opt.QuorumTimeout = min(DefaultQuorumTimeout, opt.TTL/10)
+	}
+	if opt.QuorumTimeout < time.Millisecond || opt.QuorumTimeout > opt.TTL/2 {
+		return opt, optionError("quorum timeout %v is out of range [1ms, half the TTL %v]", opt.QuorumTimeout, opt.TTL)
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()

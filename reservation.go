@@ -40,6 +40,14 @@ type Reservation struct {
 	renewing  bool      // a renewal is under way
 	node      string    // the Cluster master whose notifier watches it ("" elsewhere)
 	err       error     // nil while held, then why it ended
+
+	// Quorum mode. A holding of the quorum Client has a part on each
+	// server that holds it (nil elsewhere), under the quorum Client's mu;
+	// a part, a Reservation of that server's Client, points back to its
+	// holding (parent, under the server Client's mu).
+	parts    []*Reservation
+	parent   *Reservation
+	lateDone chan struct{} // closed once every server answered the acquisition
 }
 
 func newReservation(c *Client, resource, key, value string, token int64, sent time.Time) *Reservation {
@@ -107,6 +115,9 @@ func (r *Reservation) Err() error {
 // further renewal: the time to its local deadline, which comes before the
 // key can expire on the server. It is zero once the reservation has ended.
 func (r *Reservation) Validity() time.Duration {
+	if r.c.quorum != nil {
+		return r.c.quorumValidity(r)
+	}
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
 	if r.err != nil {
@@ -130,6 +141,9 @@ func (r *Reservation) Release(ctx context.Context) error {
 	r.releaseMu.Lock()
 	defer r.releaseMu.Unlock()
 	c := r.c
+	if c.quorum != nil {
+		return c.quorumRelease(ctx, r)
+	}
 	c.mu.Lock()
 	if r.err != nil {
 		err := r.err
@@ -246,8 +260,15 @@ func (r *Reservation) end(cause error) bool {
 			n.unwatchHeld(r)
 		}
 	}
+	parent := r.parent
 	c.mu.Unlock()
 	r.cancel(cause)
+	if parent != nil {
+		parent.c.partEnded(parent, r, cause)
+	}
+	if c.quorum != nil {
+		c.dropParts(r)
+	}
 	return true
 }
 

@@ -20,11 +20,14 @@ var (
 	releaseLua string
 	//go:embed scripts/force_release.lua
 	forceReleaseLua string
+	//go:embed scripts/raise_fence.lua
+	raiseFenceLua string
 
 	acquireScript      = redis.NewScript(acquireLua)
 	renewScript        = redis.NewScript(renewLua)
 	releaseScript      = redis.NewScript(releaseLua)
 	forceReleaseScript = redis.NewScript(forceReleaseLua)
+	raiseFenceScript   = redis.NewScript(raiseFenceLua)
 )
 
 // isNoScript reports whether err is Redis's answer to EVALSHA of a script it
@@ -171,7 +174,7 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 // EVALSHA and cannot fall back to EVAL one command at a time.
 func loadScripts(ctx context.Context, rdb redis.UniversalClient) error {
 	// Not Script.Load: in a pipeline it would record an empty digest.
-	sources := []string{acquireLua, renewLua, releaseLua, forceReleaseLua}
+	sources := []string{acquireLua, renewLua, releaseLua, forceReleaseLua, raiseFenceLua}
 	load := func(ctx context.Context, c *redis.Client) error {
 		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, src := range sources {

@@ -38,6 +38,26 @@ type Info struct {
 	// guard (unless PrimeRestartGuard is called first). Always false when
 	// the guard is off.
 	GuardUnset bool
+	// Servers is each server's own view in quorum mode (NewQuorum), in
+	// the order of the Client's servers; nil otherwise. The fields above
+	// are then the majority's: Held when a majority holds the key with
+	// one holder value, TTL the time until fewer than a majority hold it,
+	// Token the largest any server issued (a server that answered the
+	// holder after the majority issued its own, which may exceed the
+	// holder's), Guard the time until a majority can vote.
+	Servers []ServerInfo
+}
+
+// ServerInfo is what one server of a quorum holds for a resource (see
+// Info.Servers).
+type ServerInfo struct {
+	// Addr is the server's address.
+	Addr string
+	// Info is what the server holds; its Servers is nil. Zero when Err is
+	// set.
+	Info
+	// Err is why the server could not be read, or nil.
+	Err error
 }
 
 // Status reads what Redis holds for resource, in one round trip. It never
@@ -45,6 +65,9 @@ type Info struct {
 func (c *Client) Status(ctx context.Context, resource string) (Info, error) {
 	if err := c.check(resource); err != nil {
 		return Info{}, err
+	}
+	if c.quorum != nil {
+		return c.quorumStatus(ctx, resource)
 	}
 	infos, err := c.infos(ctx, []string{resource})
 	if err != nil {
@@ -67,6 +90,9 @@ func (c *Client) List(ctx context.Context, match string) ([]Info, error) {
 	}
 	if match == "" {
 		match = "*"
+	}
+	if c.quorum != nil {
+		return c.quorumList(ctx, match)
 	}
 	pattern := globEscape(c.opt.Prefix) + match
 	cc, ok := c.rdb.(*redis.ClusterClient)

@@ -29,6 +29,9 @@ func (c *Client) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	if err := c.check(resource); err != nil {
 		return nil, err
 	}
+	if c.quorum != nil {
+		return c.quorumLock(ctx, resource)
+	}
 	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now()}
 	// First try at once, unless waiters of this Client queue for the key:
 	// then take a place behind them.

@@ -1,0 +1,982 @@
+package reservation
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Quorum mode: one Client over N independent servers. Each server has a
+// Client of its own (a member), which holds, renews, watches and releases
+// the holding's part on that server exactly as a single-server Client
+// does; the quorum Client decides, from its members' answers, whether a
+// majority holds the resource. This file is that decision: acquisition,
+// the write-back of the fencing token, the holding's deadline, the repair
+// of parts lost on a minority, and release.
+
+// quorum is the state of a Client in quorum mode.
+type quorum struct {
+	servers  []*Client // one member Client per server
+	majority int
+	repair   chan struct{} // wakes the repair loop
+	repairOn bool          // the repair loop runs (under the Client's mu)
+	joinMu   sync.Mutex    // waiters join the servers' queues in one order
+}
+
+// NewQuorum returns a Client that holds each reservation on a majority of
+// the independent Redis servers at addrs: an odd number, at least 3, each
+// "host:port" or a redis:// or rediss:// URL of a plain server (not a
+// Sentinel or a Cluster). Username, Password and TLSConfig of opt apply to
+// every server.
+//
+// It has the API of a single-server Client. TryLock asks every server at
+// once, in one round trip each, and holds when a majority said yes before
+// the holding's validity ran out (each server's deadline is when its
+// request was sent plus the TTL, less the drift margin) and within
+// Options.QuorumTimeout; otherwise it gives back at once what it took.
+// Before it returns, the fencing token (the largest of the majority's) is
+// written back to a majority, so that every later holding, which needs a
+// majority too, meets it: tokens grow even when the servers' clocks differ
+// and a minority lost its data. That is one round trip more than a single
+// server.
+//
+// A holding stays while a majority of servers keep it: each server's part
+// is renewed by that server's heartbeat, and its local deadline is the
+// majority-th latest of the parts' deadlines. A part lost on one server (a
+// foreign change, a server down, a restart without data) is taken again
+// there as soon as the key is free and the server's restart guard lets it
+// vote; Done closes only when fewer than a majority hold it. Each server
+// keeps its own restart guard, so a server restarted without persistence
+// does not vote until its guard passed.
+//
+// A minority of servers failing is not an error of any call: it is an
+// Event of kind EventServerFailed. With a majority failing, calls return a
+// *QuorumError that names each failed server; TryLock does so within
+// QuorumTimeout.
+//
+// The keys on each server are those of a single-server Client, with one
+// holder value on every server.
+func NewQuorum(addrs []string, opt *Options) (*Client, error) {
+	o, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkQuorumSize(len(addrs)); err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool)
+	for _, addr := range addrs {
+		if kind := topologyOf(addr); kind != "single" {
+			return nil, optionError("quorum servers must be plain servers: one address is a %s URL", kind)
+		}
+		if seen[addr] {
+			return nil, optionError("quorum servers must be distinct: one address is given twice")
+		}
+		seen[addr] = true
+	}
+	c := newQuorumClient(o)
+	for _, addr := range addrs {
+		m, err := New(addr, c.memberOptions())
+		if err != nil {
+			_ = c.closeMembers()
+			return nil, err
+		}
+		c.quorum.servers = append(c.quorum.servers, m)
+	}
+	c.addr = c.quorumName()
+	return c, nil
+}
+
+// NewQuorumWithClients is NewQuorum over existing go-redis clients, one per
+// independent server. Close does not close them. It returns an error
+// wrapping ErrInvalidOptions when their number is even or below 3, one is
+// nil, or an option is bad.
+func NewQuorumWithClients(rdbs []*redis.Client, opt *Options) (*Client, error) {
+	o, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkQuorumSize(len(rdbs)); err != nil {
+		return nil, err
+	}
+	if slices.Contains(rdbs, nil) {
+		return nil, optionError("nil redis client")
+	}
+	if o.Username != "" || o.Password != "" || o.TLSConfig != nil {
+		return nil, optionError("Username, Password and TLSConfig are for NewQuorum: set them on the go-redis clients")
+	}
+	c := newQuorumClient(o)
+	for _, rdb := range rdbs {
+		m, err := NewWithClient(rdb, c.memberOptions())
+		if err != nil {
+			_ = c.closeMembers()
+			return nil, err
+		}
+		c.quorum.servers = append(c.quorum.servers, m)
+	}
+	c.addr = c.quorumName()
+	return c, nil
+}
+
+func checkQuorumSize(n int) error {
+	if n < 3 || n%2 == 0 {
+		return optionError("a quorum needs an odd number of servers, at least 3, not %d", n)
+	}
+	return nil
+}
+
+func newQuorumClient(o Options) *Client {
+	c := newClient(nil, o)
+	c.quorum = &quorum{repair: make(chan struct{}, 1)}
+	return c
+}
+
+// quorumName names the servers for messages.
+func (c *Client) quorumName() string {
+	addrs := make([]string, len(c.quorum.servers))
+	for i, m := range c.quorum.servers {
+		addrs[i] = m.addr
+	}
+	c.quorum.majority = len(addrs)/2 + 1
+	return "quorum " + strings.Join(addrs, ",")
+}
+
+// memberOptions returns the options of a member: the quorum Client's,
+// with its events handed to the quorum Client.
+func (c *Client) memberOptions() *Options {
+	o := c.opt
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.OnEvent = c.memberEvent
+	return &o
+}
+
+// memberEvent passes on an event of a member: what concerns one server
+// only becomes EventServerFailed, naming it.
+func (c *Client) memberEvent(e Event) {
+	switch e.Kind {
+	case EventAcquired, EventReleased, EventWait:
+		return // the quorum Client reports those of its holdings
+	case EventExtended:
+		c.emit(e)
+		return
+	case EventLost:
+		return // partEnded reports it, knowing whether it matters
+	}
+	if e.Err != nil {
+		var ne *NodeError
+		if !errors.As(e.Err, &ne) {
+			e.Err = &NodeError{Addr: c.serverOf(e.Err), Err: e.Err}
+		}
+	}
+	if e.Kind == EventRedisError {
+		e.Kind = EventServerFailed
+	}
+	c.emit(e)
+}
+
+// serverOf returns the address of the server an error of a member names,
+// for a NodeError.
+func (c *Client) serverOf(err error) string {
+	msg := err.Error()
+	for _, m := range c.quorum.servers {
+		if strings.Contains(msg, m.addr) {
+			return m.addr
+		}
+	}
+	return "a quorum server"
+}
+
+// closeMembers closes the members, in parallel.
+func (c *Client) closeMembers() error {
+	errs := make([]error, len(c.quorum.servers))
+	var wg sync.WaitGroup
+	for i, m := range c.quorum.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Close(); err != nil && !errors.Is(err, ErrClosed) {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// serverCause is what a NodeError says of err, the error of a member's
+// call: its cause, without the member's words around it (the NodeError
+// names the server), or that the server did not answer in time.
+func (c *Client) serverCause(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("no answer within the quorum timeout (%v): %w", c.opt.QuorumTimeout, context.DeadlineExceeded)
+	}
+	if cause := errors.Unwrap(err); cause != nil {
+		return cause
+	}
+	return err
+}
+
+// vote is one server's answer to an acquisition.
+type vote struct {
+	server int
+	part   *Reservation
+	nerr   *NotAcquiredError
+	err    error
+}
+
+// quorumAcquire takes resource on a majority of the servers, as acquire
+// does on one.
+func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservation, *NotAcquiredError, error) {
+	if err := c.enter(); err != nil {
+		return nil, nil, err
+	}
+	defer c.ops.Done()
+	q := c.quorum
+	n := len(q.servers)
+	value := c.opt.By + "-" + newID()
+	start := time.Now()
+	actx, cancel := context.WithTimeout(ctx, c.opt.QuorumTimeout)
+	votes := make(chan vote, n)
+	c.wg.Add(n + 1)
+	for i, m := range q.servers {
+		go func() {
+			defer c.wg.Done()
+			part, nerr, err := m.acquireAs(actx, resource, value)
+			votes <- vote{i, part, nerr, err}
+		}()
+	}
+	var yes []*Reservation
+	var no []vote
+	var failed []*NodeError
+	got := 0
+	for len(yes) < q.majority && len(no)+len(failed) <= n-q.majority {
+		v := <-votes
+		got++
+		switch {
+		case v.part != nil:
+			yes = append(yes, v.part)
+		case v.nerr != nil:
+			no = append(no, v)
+		default:
+			failed = append(failed, &NodeError{Addr: q.servers[v.server].addr, Err: c.serverCause(ctx, v.err)})
+		}
+	}
+	// The holding, once decided; the servers that have not answered yet
+	// join it (or give back) when they do.
+	holding := make(chan *Reservation, 1)
+	lateDone := make(chan struct{})
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		defer close(lateDone)
+		r := <-holding
+		for range n - got {
+			if v := <-votes; v.part != nil {
+				c.attach(r, v.server, v.part)
+			}
+		}
+	}()
+	r, nerr, err := c.decide(ctx, resource, value, start, yes, no, failed)
+	if r != nil {
+		r.lateDone = lateDone
+	}
+	holding <- r
+	if r == nil {
+		for _, p := range yes {
+			dropPart(p)
+		}
+	}
+	return r, nerr, err
+}
+
+// decide turns the votes into a holding, writing its token back, or into
+// the error of the acquisition.
+func (c *Client) decide(ctx context.Context, resource, value string, start time.Time,
+	yes []*Reservation, no []vote, failed []*NodeError) (*Reservation, *NotAcquiredError, error) {
+	q := c.quorum
+	for _, f := range failed {
+		if ctx.Err() == nil {
+			c.emit(Event{Kind: EventServerFailed, Resource: resource, Key: c.Key(resource), Err: f})
+		}
+	}
+	if len(yes) < q.majority {
+		if len(failed) >= q.majority || len(no) == 0 {
+			if ctx.Err() != nil {
+				return nil, nil, fmt.Errorf("reservation: lock %s: %w", quote(resource), ctx.Err())
+			}
+			return nil, nil, &QuorumError{Op: "lock", Resource: resource, Needed: q.majority, Total: len(c.quorum.servers), Got: len(yes) + len(no), Servers: failed}
+		}
+		return nil, c.refusal(resource, len(yes), no), nil
+	}
+	parts := make([]*Reservation, len(q.servers))
+	var token int64
+	for _, p := range yes {
+		parts[slices.Index(q.servers, p.c)] = p
+		token = max(token, p.token)
+	}
+	deadline := majorityDeadline(yes, q.majority)
+	if err := c.writeBack(ctx, resource, token, yes, deadline); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("reservation: lock %s: %w", quote(resource), ctx.Err())
+		}
+		return nil, nil, err
+	}
+	if !time.Now().Before(deadline) {
+		// The answers, or the write-back, came after the holding's
+		// validity: the keys may have expired already.
+		return nil, &NotAcquiredError{Resource: resource, Late: true}, nil
+	}
+	r := newReservation(c, resource, c.Key(resource), value, token, start)
+	r.parts = parts
+	r.deadline = deadline
+	if err := c.holdQuorum(r); err != nil {
+		return nil, nil, err
+	}
+	return r, nil, nil
+}
+
+// refusal is the NotAcquiredError of an acquisition that too few servers
+// granted: who holds the resource on most of the servers that refused,
+// and how long until enough of them could say yes.
+func (c *Client) refusal(resource string, granted int, no []vote) *NotAcquiredError {
+	e := &NotAcquiredError{Resource: resource}
+	holders := make(map[string]int)
+	var left []time.Duration // when each refusing server could say yes
+	guards := 0
+	for _, v := range no {
+		switch {
+		case v.nerr.Guard:
+			guards++
+		case v.nerr.Holder != "":
+			holders[v.nerr.Holder]++
+		}
+		if !v.nerr.NoExpiry {
+			left = append(left, v.nerr.Remaining)
+		}
+	}
+	for h, k := range holders {
+		if k > holders[e.Holder] || k == holders[e.Holder] && h < e.Holder {
+			e.Holder = h
+		}
+	}
+	// The refusals by the guard alone would have let a majority say yes:
+	// the guard is what refused.
+	e.Guard = guards > 0 && len(c.quorum.servers)-(len(no)-guards) >= c.quorum.majority
+	slices.Sort(left)
+	if need := c.quorum.majority - granted; need >= 1 && need <= len(left) {
+		e.Remaining = left[need-1]
+	} else {
+		e.NoExpiry = !e.Guard && len(no) > 0
+	}
+	return e
+}
+
+// majorityDeadline returns the majority-th latest of the parts' local
+// deadlines: until then, a majority of the servers hold the key.
+func majorityDeadline(parts []*Reservation, majority int) time.Time {
+	var ds []time.Time
+	for _, p := range parts {
+		p.c.mu.Lock()
+		if p.err == nil {
+			ds = append(ds, p.deadline)
+		}
+		p.c.mu.Unlock()
+	}
+	if len(ds) < majority {
+		return time.Time{}
+	}
+	slices.SortFunc(ds, func(a, b time.Time) int { return b.Compare(a) })
+	return ds[majority-1]
+}
+
+// writeBack raises the fencing key of the resource on every server to
+// token, and returns once a majority has it (the servers whose own token
+// it is have it already), or an error when that cannot be before
+// deadline.
+func (c *Client) writeBack(ctx context.Context, resource string, token int64, yes []*Reservation, deadline time.Time) error {
+	q := c.quorum
+	key := c.Key(resource)
+	have := 0
+	var send []*Client
+	for _, m := range q.servers {
+		i := slices.IndexFunc(yes, func(p *Reservation) bool { return p.c == m })
+		if i >= 0 && yes[i].token == token {
+			have++
+			continue
+		}
+		send = append(send, m)
+	}
+	if have >= q.majority {
+		return nil
+	}
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	wctx, cancel2 := context.WithTimeout(wctx, c.opt.QuorumTimeout)
+	acks := make(chan *NodeError, len(send))
+	c.wg.Add(len(send))
+	for _, m := range send {
+		go func() {
+			defer c.wg.Done()
+			args := []any{strconv.FormatInt(token, 10), fenceLifetime(c.ttlMs)}
+			err := raiseFenceScript.Run(wctx, m.rdb, []string{companion(key, fenceSuffix)}, args...).Err()
+			if err != nil {
+				acks <- &NodeError{Addr: m.addr, Err: classify(m.addr, err)}
+				return
+			}
+			acks <- nil
+		}()
+	}
+	var failed []*NodeError
+	received := 0
+	for ; received < len(send) && have < q.majority; received++ {
+		if f := <-acks; f != nil {
+			failed = append(failed, f)
+		} else {
+			have++
+		}
+	}
+	if have >= q.majority {
+		// The others go on in the background, bounded by wctx.
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer cancel()
+			defer cancel2()
+			for range len(send) - received {
+				<-acks
+			}
+		}()
+		for _, f := range failed {
+			c.emit(Event{Kind: EventServerFailed, Resource: resource, Key: key, Err: f})
+		}
+		return nil
+	}
+	cancel2()
+	cancel()
+	return &QuorumError{Op: "lock (write the fencing token back)", Resource: resource, Needed: q.majority, Total: len(c.quorum.servers), Got: have, Servers: failed}
+}
+
+// holdQuorum registers a new holding, links its parts to it, and starts
+// the repair loop.
+func (c *Client) holdQuorum(r *Reservation) error {
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.held[r] = struct{}{}
+	if !c.quorum.repairOn {
+		c.quorum.repairOn = true
+		c.wg.Add(1)
+		go c.repairLoop()
+	}
+	parts := slices.Clone(r.parts)
+	c.mu.Unlock()
+	for i, p := range parts {
+		if p != nil {
+			c.link(r, i, p)
+		}
+	}
+	return nil
+}
+
+// link makes p, the part of r on server i, report its end to r; when it
+// ended already, r hears of it now.
+func (c *Client) link(r *Reservation, i int, p *Reservation) {
+	p.c.mu.Lock()
+	ended := p.err
+	if ended == nil {
+		p.parent = r
+	}
+	p.c.mu.Unlock()
+	if ended != nil {
+		c.partEnded(r, p, ended)
+	}
+}
+
+// attach adds p, a part of r on server i acquired after the decision (a
+// late answer, or a repair), to r; when r is no longer held, p is given
+// back.
+func (c *Client) attach(r *Reservation, i int, p *Reservation) {
+	c.mu.Lock()
+	ok := r != nil && r.err == nil && !r.releasing && r.parts[i] == nil
+	if ok {
+		r.parts[i] = p
+	}
+	c.mu.Unlock()
+	if !ok {
+		dropPart(p)
+		return
+	}
+	c.link(r, i, p)
+}
+
+// dropPart ends a part that no holding needs, and deletes its key if it is
+// still ours.
+func dropPart(p *Reservation) {
+	if p.end(ErrReleased) {
+		p.c.giveBack(p.key, p.value)
+	}
+}
+
+// dropParts gives back the parts of r, which ended, that still hold.
+func (c *Client) dropParts(r *Reservation) {
+	c.mu.Lock()
+	parts := slices.Clone(r.parts)
+	c.mu.Unlock()
+	for _, p := range parts {
+		if p != nil {
+			dropPart(p)
+		}
+	}
+}
+
+// partEnded handles the end of p, a part of r: when fewer than a majority
+// of the servers hold r any more, r is lost; otherwise the server is
+// reported and the part is taken again when it can be.
+func (c *Client) partEnded(r *Reservation, p *Reservation, cause error) {
+	c.mu.Lock()
+	i := slices.Index(r.parts, p)
+	if i < 0 {
+		c.mu.Unlock()
+		return
+	}
+	r.parts[i] = nil
+	alive := len(r.parts) - count(r.parts, nil)
+	quiet := r.err != nil || r.releasing
+	c.mu.Unlock()
+	if quiet {
+		return
+	}
+	addr := p.c.addr
+	if alive < c.quorum.majority {
+		c.lose(r, fmt.Sprintf("held on %d of %d servers, fewer than a majority, after %s: %v",
+			alive, len(r.parts), addr, cause))
+		return
+	}
+	c.emit(Event{Kind: EventServerFailed, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
+		Err: &NodeError{Addr: addr, Err: cause}})
+	c.kickRepair()
+}
+
+func (c *Client) kickRepair() {
+	select {
+	case c.quorum.repair <- struct{}{}:
+	default:
+	}
+}
+
+// repairLoop takes again, on each server, the parts of held reservations
+// that were lost there (or never had): at once when one is lost, then
+// every heartbeat interval while some are missing. A server that fails is
+// tried with one reservation per round until it answers.
+func (c *Client) repairLoop() {
+	defer c.wg.Done()
+	timer := time.NewTimer(c.opt.HeartbeatInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.quorum.repair:
+		case <-timer.C:
+		}
+		missing := make([][]*Reservation, len(c.quorum.servers))
+		c.mu.Lock()
+		for r := range c.held {
+			if r.releasing {
+				continue
+			}
+			for i, p := range r.parts {
+				if p == nil {
+					missing[i] = append(missing[i], r)
+				}
+			}
+		}
+		c.mu.Unlock()
+		var wg sync.WaitGroup
+		for i, rs := range missing {
+			if len(rs) > 0 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c.retake(i, rs)
+				}()
+			}
+		}
+		wg.Wait()
+		timer.Reset(c.opt.HeartbeatInterval)
+	}
+}
+
+// retake takes rs again on server i, where they are not held: the first on
+// its own, then, if the server answered, the others at once (its batcher
+// pipelines them).
+func (c *Client) retake(i int, rs []*Reservation) {
+	m := c.quorum.servers[i]
+	one := func(r *Reservation) bool {
+		ctx, cancel := context.WithTimeout(c.ctx, c.opt.QuorumTimeout)
+		defer cancel()
+		p, _, err := m.acquireAs(ctx, r.resource, r.value)
+		if p != nil {
+			c.attach(r, i, p)
+		}
+		return err == nil
+	}
+	if !one(rs[0]) {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, r := range rs[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			one(r)
+		}()
+	}
+	wg.Wait()
+}
+
+// quorumValidity is Validity in quorum mode.
+func (c *Client) quorumValidity(r *Reservation) time.Duration {
+	c.mu.Lock()
+	if r.err != nil {
+		c.mu.Unlock()
+		return 0
+	}
+	var parts []*Reservation
+	for _, p := range r.parts {
+		if p != nil {
+			parts = append(parts, p)
+		}
+	}
+	c.mu.Unlock()
+	d := majorityDeadline(parts, c.quorum.majority)
+	if d.IsZero() {
+		return 0
+	}
+	return max(time.Until(d), 0)
+}
+
+// quorumRelease is Release in quorum mode: each server releases its part,
+// in parallel.
+func (c *Client) quorumRelease(ctx context.Context, r *Reservation) error {
+	// The servers that had not answered the acquisition join the holding
+	// first (within QuorumTimeout), so that their parts are released too.
+	select {
+	case <-r.lateDone:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if r.err != nil {
+		err := r.err
+		c.mu.Unlock()
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)
+	}
+	if err := ctx.Err(); err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("reservation: release %s: %w", quote(r.resource), err)
+	}
+	if r.releasing || c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: release %s: %w by Close", ErrNotHeld, quote(r.resource), ErrReleased)
+	}
+	r.releasing = true
+	c.ops.Add(1)
+	parts := slices.Clone(r.parts)
+	c.mu.Unlock()
+	defer c.ops.Done()
+
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		if p == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.Release(ctx)
+		}()
+	}
+	wg.Wait()
+	released := 0
+	var failed []*NodeError
+	for i, p := range parts {
+		switch {
+		case p == nil:
+		case errs[i] == nil:
+			released++
+		default:
+			failed = append(failed, &NodeError{Addr: c.quorum.servers[i].addr, Err: errs[i]})
+		}
+	}
+	if released < c.quorum.majority {
+		// Fewer than a majority confirmed: the holding may still stand
+		// until the keys expire. The parts that failed are lost (and
+		// deleted in the background where still ours).
+		qerr := &QuorumError{Op: "release", Resource: r.resource, Needed: c.quorum.majority, Total: len(c.quorum.servers), Got: released, Servers: failed}
+		c.lose(r, "the release's outcome is unknown on a majority of the servers")
+		return fmt.Errorf("%w: %w", qerr, ErrLost)
+	}
+	for _, f := range failed {
+		c.emit(Event{Kind: EventServerFailed, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token, Err: f})
+	}
+	if !r.end(ErrReleased) {
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
+	}
+	c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
+		Duration: time.Since(r.acquired)})
+	return nil
+}
+
+// quorumClose is Close in quorum mode: the members release the parts, in
+// one pipeline each, and stop.
+func (c *Client) quorumClose() error {
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.cancel()
+	var held []*Reservation
+	for r := range c.held {
+		if !r.releasing {
+			r.releasing = true
+			held = append(held, r)
+		}
+	}
+	c.mu.Unlock()
+	err := c.closeMembers()
+	c.ops.Wait()
+	c.wg.Wait()
+	for _, r := range held {
+		if r.end(ErrReleased) {
+			c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
+				Duration: time.Since(r.acquired)})
+		}
+	}
+	c.events.stop()
+	if err != nil {
+		return fmt.Errorf("reservation: close: %w", err)
+	}
+	return nil
+}
+
+// eachServer runs f on every member in parallel and returns their errors,
+// by server, as NodeErrors (nil where f succeeded), and how many failed.
+func (c *Client) eachServer(f func(i int, m *Client) error) ([]*NodeError, int) {
+	errs := make([]*NodeError, len(c.quorum.servers))
+	var wg sync.WaitGroup
+	for i, m := range c.quorum.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(i, m); err != nil {
+				errs[i] = &NodeError{Addr: m.addr, Err: err}
+			}
+		}()
+	}
+	wg.Wait()
+	return errs, len(errs) - count(errs, nil)
+}
+
+// quorumError returns the QuorumError of op when a majority failed, else
+// nil, having reported the minority that failed.
+func (c *Client) quorumError(op, resource string, errs []*NodeError, failed int) error {
+	var list []*NodeError
+	for _, e := range errs {
+		if e != nil {
+			list = append(list, e)
+		}
+	}
+	n := len(c.quorum.servers)
+	if n-failed < c.quorum.majority {
+		return &QuorumError{Op: op, Resource: resource, Needed: c.quorum.majority, Total: len(c.quorum.servers), Got: n - failed, Servers: list}
+	}
+	for _, e := range list {
+		c.emit(Event{Kind: EventServerFailed, Resource: resource, Key: c.Key(resource), Err: e})
+	}
+	return nil
+}
+
+// quorumPing is Ping in quorum mode: an error when a majority does not
+// answer.
+func (c *Client) quorumPing(ctx context.Context) error {
+	errs, failed := c.eachServer(func(_ int, m *Client) error { return m.Ping(ctx) })
+	return c.quorumError("ping", "", errs, failed)
+}
+
+// quorumStatus is Status in quorum mode.
+func (c *Client) quorumStatus(ctx context.Context, resource string) (Info, error) {
+	servers := make([]ServerInfo, len(c.quorum.servers))
+	errs, failed := c.eachServer(func(i int, m *Client) error {
+		in, err := m.Status(ctx, resource)
+		servers[i] = ServerInfo{Addr: m.addr, Info: in, Err: err}
+		return err
+	})
+	if n := len(servers); n-failed < c.quorum.majority {
+		return Info{}, c.quorumError("status of", resource, errs, failed)
+	}
+	return c.majorityInfo(resource, servers), nil
+}
+
+// majorityInfo sums up the servers' views of resource: see Info.Servers.
+func (c *Client) majorityInfo(resource string, servers []ServerInfo) Info {
+	m := c.quorum.majority
+	in := Info{Resource: resource, Key: c.Key(resource), Servers: servers}
+	holders := make(map[string]int)
+	unset := 0
+	var guards []time.Duration
+	for _, s := range servers {
+		if s.Err != nil {
+			continue
+		}
+		if s.Held {
+			holders[s.Holder]++
+		}
+		in.Token = max(in.Token, s.Token)
+		if s.GuardUnset {
+			unset++
+		} else {
+			guards = append(guards, s.Guard)
+		}
+	}
+	for h, k := range holders {
+		if k >= m {
+			in.Held, in.Holder = true, h
+		}
+	}
+	if in.Held {
+		var ttls []time.Duration
+		forever := 0
+		for _, s := range servers {
+			if s.Err == nil && s.Held && s.Holder == in.Holder {
+				if s.NoExpiry {
+					forever++
+				} else {
+					ttls = append(ttls, s.TTL)
+				}
+			}
+		}
+		slices.SortFunc(ttls, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+		switch {
+		case forever >= m:
+			in.NoExpiry = true
+		case m-forever <= len(ttls):
+			in.TTL = ttls[m-forever-1]
+		}
+	}
+	in.GuardUnset = unset > len(servers)-m
+	slices.Sort(guards)
+	if !in.GuardUnset && len(guards) >= m {
+		in.Guard = guards[m-1]
+	}
+	return in
+}
+
+// quorumList is List in quorum mode: every server is read, and each
+// resource held on any of them is listed with each server's view.
+func (c *Client) quorumList(ctx context.Context, match string) ([]Info, error) {
+	lists := make([][]Info, len(c.quorum.servers))
+	errs, failed := c.eachServer(func(i int, m *Client) error {
+		infos, err := m.List(ctx, match)
+		lists[i] = infos
+		return err
+	})
+	if failed == len(c.quorum.servers) {
+		return nil, c.quorumError("list", "", errs, failed)
+	}
+	byResource := make(map[string][]ServerInfo)
+	for i, infos := range lists {
+		for _, in := range infos {
+			if byResource[in.Resource] == nil {
+				byResource[in.Resource] = make([]ServerInfo, len(lists))
+			}
+			byResource[in.Resource][i] = ServerInfo{Addr: c.quorum.servers[i].addr, Info: in}
+		}
+	}
+	all := make([]Info, 0, len(byResource))
+	for resource, servers := range byResource {
+		for i := range servers {
+			if servers[i].Addr == "" {
+				servers[i] = ServerInfo{Addr: c.quorum.servers[i].addr, Info: Info{Resource: resource, Key: c.Key(resource)}}
+				if errs[i] != nil {
+					servers[i].Info, servers[i].Err = Info{}, errs[i].Err
+				}
+			}
+		}
+		all = append(all, c.majorityInfo(resource, servers))
+	}
+	slices.SortFunc(all, func(a, b Info) int { return strings.Compare(a.Resource, b.Resource) })
+	if failed > 0 {
+		var list []error
+		for _, e := range errs {
+			if e != nil {
+				list = append(list, e)
+			}
+		}
+		return all, fmt.Errorf("reservation: list %q: %w: %d of the %d quorum servers could not be read: %w",
+			match, ErrPartial, failed, len(errs), errors.Join(list...))
+	}
+	return all, nil
+}
+
+// quorumForceRelease is ForceRelease in quorum mode: on every server; it
+// returns the holder value deleted from most servers.
+func (c *Client) quorumForceRelease(ctx context.Context, resource string) (string, error) {
+	values := make([]string, len(c.quorum.servers))
+	errs, failed := c.eachServer(func(i int, m *Client) error {
+		v, err := m.ForceRelease(ctx, resource)
+		values[i] = v
+		return err
+	})
+	if err := c.quorumError("force release", resource, errs, failed); err != nil {
+		return "", err
+	}
+	counts := make(map[string]int)
+	best := ""
+	for _, v := range values {
+		if v != "" {
+			counts[v]++
+			if counts[v] > counts[best] {
+				best = v
+			}
+		}
+	}
+	if best != "" {
+		c.emit(Event{Kind: EventReleased, Resource: resource, Key: c.Key(resource), Holder: best})
+	}
+	return best, nil
+}
+
+// quorumPrime is PrimeRestartGuard in quorum mode: every server is
+// primed, and any that could not be is an error.
+func (c *Client) quorumPrime(ctx context.Context) (bool, error) {
+	changed := make([]bool, len(c.quorum.servers))
+	errs, failed := c.eachServer(func(i int, m *Client) error {
+		var err error
+		changed[i], err = m.PrimeRestartGuard(ctx)
+		return err
+	})
+	if failed > 0 {
+		var list []error
+		for _, e := range errs {
+			if e != nil {
+				list = append(list, e)
+			}
+		}
+		return slices.Contains(changed, true), fmt.Errorf("reservation: prime restart guard: %d of the %d quorum servers failed: %w",
+			failed, len(errs), errors.Join(list...))
+	}
+	return slices.Contains(changed, true), nil
+}

@@ -1,0 +1,404 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis-reservation/reservation/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// newQuorumClient returns a quorum Client over servers with short timings,
+// every restart guard primed, closed at the end of the test.
+func newTestQuorum(t testing.TB, servers []*redistest.Server, opt Options) *Client {
+	t.Helper()
+	if opt.By == "" {
+		opt.By = "test"
+	}
+	if opt.TTL == 0 {
+		opt.TTL = time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = quiet
+	}
+	addrs := make([]string, len(servers))
+	for i, s := range servers {
+		addrs[i] = s.URL()
+	}
+	c, err := NewQuorum(addrs, &opt)
+	if err != nil {
+		t.Fatalf("NewQuorum: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.PrimeRestartGuard(context.Background()); err != nil {
+		t.Fatalf("PrimeRestartGuard: %v", err)
+	}
+	return c
+}
+
+// holders returns the value of key on each server ("" where it is gone or
+// the server does not answer).
+func holders(t *testing.T, servers []*redistest.Server, key string) []string {
+	t.Helper()
+	vals := make([]string, len(servers))
+	for i, s := range servers {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		vals[i] = s.Client(t).Get(ctx, key).Val()
+		cancel()
+	}
+	return vals
+}
+
+func TestQuorumBasics(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	a := newTestQuorum(t, servers, Options{By: "a"})
+	b := newTestQuorum(t, servers, Options{By: "b"})
+	ctx := t.Context()
+
+	r, err := a.TryLock(ctx, "job")
+	if err != nil {
+		t.Fatalf("TryLock: %v", err)
+	}
+	for i, v := range holders(t, servers, r.Key()) {
+		if v != r.Holder() {
+			t.Errorf("server %d holds %q, want %q on every server", i, v, r.Holder())
+		}
+	}
+	if v := r.Validity(); v < 500*time.Millisecond || v > time.Second {
+		t.Errorf("Validity = %v, want within the TTL less the margin", v)
+	}
+	_, err = b.TryLock(ctx, "job")
+	var nerr *NotAcquiredError
+	if !errors.As(err, &nerr) || nerr.Holder != r.Holder() || nerr.Remaining <= 0 {
+		t.Fatalf("TryLock of a held resource = %v; want a NotAcquiredError naming %q", err, r.Holder())
+	}
+	in, err := b.Status(ctx, "job")
+	if err != nil || !in.Held || in.Holder != r.Holder() || in.Token < r.Token() || len(in.Servers) != 3 {
+		t.Fatalf("Status = %+v, %v; want held by %q, token %d, 3 servers", in, err, r.Holder(), r.Token())
+	}
+	list, err := b.List(ctx, "*")
+	if err != nil || len(list) != 1 || list[0].Holder != r.Holder() {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+
+	// Renewed past several TTLs.
+	time.Sleep(2500 * time.Millisecond)
+	if err := r.Err(); err != nil {
+		t.Fatalf("lost while renewed: %v", err)
+	}
+
+	// A waiter is woken by the release.
+	got := make(chan *Reservation, 1)
+	go func() {
+		r2, err := b.Lock(ctx, "job")
+		if err != nil {
+			t.Errorf("Lock: %v", err)
+		}
+		got <- r2
+	}()
+	time.Sleep(100 * time.Millisecond)
+	released := time.Now()
+	if err := r.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	r2 := <-got
+	if r2 == nil {
+		return
+	}
+	if wait := time.Since(released); wait > 500*time.Millisecond {
+		t.Errorf("waiter took %v after the release, want it woken at once", wait)
+	}
+	if r2.Token() <= r.Token() {
+		t.Errorf("token %d after %d: want it to grow", r2.Token(), r.Token())
+	}
+	if !errors.Is(r.Release(ctx), ErrNotHeld) {
+		t.Error("a second Release did not say ErrNotHeld")
+	}
+	if err := r2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range holders(t, servers, r.Key()) {
+		if v != "" {
+			t.Errorf("server %d still holds %q after the release", i, v)
+		}
+	}
+}
+
+func TestQuorumOptions(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	addrs := []string{servers[0].Addr, servers[1].Addr, servers[2].Addr}
+	for _, bad := range [][]string{nil, addrs[:1], addrs[:2], {addrs[0], addrs[1], addrs[1]},
+		{addrs[0], addrs[1], "redis://" + addrs[2] + "?master_name=m"}} {
+		if _, err := NewQuorum(bad, nil); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("NewQuorum(%q) = %v; want ErrInvalidOptions", bad, err)
+		}
+	}
+	if _, err := NewQuorumWithClients(nil, nil); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("NewQuorumWithClients(nil) = %v; want ErrInvalidOptions", err)
+	}
+	rdbs := []*redis.Client{servers[0].Client(t), servers[1].Client(t), servers[2].Client(t)}
+	c, err := NewQuorumWithClients(rdbs, &Options{By: "w", TTL: time.Second, Logger: quiet, RestartGuard: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.TryLock(t.Context(), "with-clients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !errors.Is(r.Err(), ErrReleased) {
+		t.Errorf("after Close, Err = %v; want ErrReleased", r.Err())
+	}
+	if err := rdbs[0].Ping(t.Context()).Err(); err != nil {
+		t.Errorf("Close closed a client it did not make: %v", err)
+	}
+	if _, err := c.TryLock(t.Context(), "x"); !errors.Is(err, ErrClosed) {
+		t.Errorf("TryLock after Close = %v; want ErrClosed", err)
+	}
+}
+
+// Every subset of failed servers out of 3, and a sample out of 5: a
+// minority down changes nothing; a majority down makes acquisitions fail
+// within the quorum timeout, and holders lose their holding at their
+// deadline, before the keys can expire.
+func TestQuorumFailedServers(t *testing.T) {
+	cases := []struct {
+		n    int
+		down []int
+	}{
+		{3, nil}, {3, []int{0}}, {3, []int{1}}, {3, []int{2}},
+		{3, []int{0, 1}}, {3, []int{0, 2}}, {3, []int{1, 2}}, {3, []int{0, 1, 2}},
+		{5, []int{4}}, {5, []int{0, 3}}, {5, []int{1, 2, 4}}, {5, []int{0, 1, 2, 3}},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%d-servers-down-%v", tc.n, tc.down), func(t *testing.T) {
+			servers := redistest.StartMasters(t, tc.n)
+			c := newTestQuorum(t, servers, Options{By: "h", QuorumTimeout: 100 * time.Millisecond})
+			ctx := t.Context()
+			held, err := c.TryLock(ctx, "held")
+			if err != nil {
+				t.Fatal(err)
+			}
+			paused := time.Now()
+			for _, i := range tc.down {
+				servers[i].Pause()
+			}
+			defer func() {
+				for _, i := range tc.down {
+					servers[i].Resume()
+				}
+			}()
+			majorityDown := 2*len(tc.down) > tc.n
+			start := time.Now()
+			r, err := c.TryLock(ctx, "new")
+			took := time.Since(start)
+			if majorityDown {
+				var qerr *QuorumError
+				if !errors.As(err, &qerr) || len(qerr.Servers) < tc.n/2+1 || qerr.Total != tc.n {
+					t.Fatalf("TryLock with a majority down = %v; want a QuorumError naming a majority of the servers", err)
+				}
+				if took > time.Second {
+					t.Errorf("TryLock took %v to fail; want about the quorum timeout (100ms)", took)
+				}
+				lost := waitDone(t, held, 2*time.Second)
+				if !errors.Is(held.Err(), ErrLost) {
+					t.Errorf("holding ended with %v; want ErrLost", held.Err())
+				}
+				// Lost by the deadline: before the TTL since the pause.
+				if since := time.Since(paused); since > time.Second {
+					t.Errorf("holding lost %v after the majority went down (waited %v); want before the TTL (1s)", since, lost)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("TryLock with a minority down = %v; want it held", err)
+			}
+			time.Sleep(1500 * time.Millisecond) // past the TTL: renewed by the majority
+			for _, h := range []*Reservation{held, r} {
+				if err := h.Err(); err != nil {
+					t.Errorf("%s lost with a minority down: %v", h.Resource(), err)
+				}
+			}
+			if err := r.Release(ctx); err != nil {
+				t.Errorf("Release with a minority down: %v", err)
+			}
+		})
+	}
+}
+
+// A server restarted without its data while held: the holding stands on
+// the others, the server does not vote until its restart guard passed, the
+// part is taken again then, and tokens still grow.
+func TestQuorumServerRestartedWithoutData(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	opt := Options{TTL: time.Second, RestartGuard: 1500 * time.Millisecond}
+	opt.By = "a"
+	a := newTestQuorum(t, servers, opt)
+	opt.By = "b"
+	b := newTestQuorum(t, servers, opt)
+	ctx := t.Context()
+	r, err := a.TryLock(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers[0].Restart(t)
+	time.Sleep(500 * time.Millisecond)
+	if err := r.Err(); err != nil {
+		t.Fatalf("lost after one server's restart: %v", err)
+	}
+	if _, err := b.TryLock(ctx, "job"); !errors.Is(err, ErrNotAcquired) {
+		t.Fatalf("TryLock during the holding = %v; want ErrNotAcquired", err)
+	}
+	if v := holders(t, servers, r.Key())[0]; v != "" {
+		t.Errorf("restarted server holds %q within its restart guard; want nothing", v)
+	}
+	// Past the guard, the holding is taken again on the restarted server.
+	deadline := time.Now().Add(3 * time.Second)
+	for holders(t, servers, r.Key())[0] != r.Holder() {
+		if time.Now().After(deadline) {
+			t.Fatal("the part on the restarted server was not taken again after its guard")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := b.TryLock(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Token() <= r.Token() {
+		t.Errorf("token %d after %d: want it to grow", r2.Token(), r.Token())
+	}
+}
+
+// The token is written back to a majority: a holder whose token came from
+// a server far ahead (a clock ahead, here a fencing key set high) is
+// followed by tokens greater than its own even when that server is down.
+func TestQuorumTokenWrittenBack(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	a := newTestQuorum(t, servers, Options{By: "a", QuorumTimeout: 100 * time.Millisecond})
+	ctx := t.Context()
+	ahead := time.Now().Add(time.Hour).UnixMicro()
+	key := a.Key("job")
+	if err := servers[0].Client(t).Set(ctx, companion(key, fenceSuffix), strconv.FormatInt(ahead, 10), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Taken on servers 0 and 2: the token is server 0's.
+	servers[1].Pause()
+	r, err := a.TryLock(ctx, "job")
+	servers[1].Resume()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Token() <= ahead {
+		t.Fatalf("token %d, want more than the server ahead's %d", r.Token(), ahead)
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Server 1's late yes is given back in the background.
+	for deadline := time.Now().Add(time.Second); holders(t, servers, key)[1] != ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("server 1 still holds the key after the release")
+		}
+	}
+	servers[0].Pause()
+	defer servers[0].Resume()
+	r2, err := a.TryLock(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Token() <= r.Token() {
+		t.Errorf("token %d after %d with the server ahead down: not written back", r2.Token(), r.Token())
+	}
+}
+
+// A foreign change on a minority of servers does not end the holding (the
+// part is taken again when free); on a majority it does.
+func TestQuorumForeignChanges(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{By: "a", TTL: 30 * time.Second})
+	ctx := t.Context()
+	r, err := c.TryLock(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Deleted on one server: taken again there.
+	servers[0].Client(t).Del(ctx, r.Key())
+	deadline := time.Now().Add(2 * time.Second)
+	for holders(t, servers, r.Key())[0] != r.Holder() {
+		if time.Now().After(deadline) {
+			t.Fatal("the deleted part was not taken again")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Overwritten on one server: still held.
+	servers[1].Client(t).Set(ctx, r.Key(), "intruder", 0)
+	time.Sleep(200 * time.Millisecond)
+	if err := r.Err(); err != nil {
+		t.Fatalf("lost after a change on one server: %v", err)
+	}
+	// Overwritten on a second one: lost at once.
+	servers[2].Client(t).Set(ctx, r.Key(), "intruder", 0)
+	waitDone(t, r, time.Second)
+	if !errors.Is(r.Err(), ErrLost) {
+		t.Fatalf("Err = %v; want ErrLost", r.Err())
+	}
+	// What was left on server 0 is given back.
+	deadline = time.Now().Add(2 * time.Second)
+	for holders(t, servers, r.Key())[0] != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the part left on one server was not given back after the loss")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The holding's deadline is the majority-th latest of the servers': one
+// server that stops answering does not shorten it.
+func TestQuorumDeadlineIsTheMajoritys(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{By: "a", TTL: time.Second, HeartbeatInterval: 200 * time.Millisecond})
+	r, err := c.TryLock(t.Context(), "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers[0].Pause()
+	defer servers[0].Resume()
+	time.Sleep(500 * time.Millisecond)
+	// The paused server's part has at most 1000-160-500 ms left; the
+	// others were renewed within 200 ms.
+	if v := r.Validity(); v < 450*time.Millisecond {
+		t.Errorf("Validity = %v with one server paused; want the majority's (> 450ms)", v)
+	}
+}
+
+// Mutual exclusion needs a majority: a resource held on two servers of
+// three by someone else cannot be had.
+func TestQuorumNeedsAMajority(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{By: "a"})
+	key := c.Key("job")
+	for _, s := range servers[1:] {
+		s.Client(t).Set(t.Context(), key, "other", 10*time.Second)
+	}
+	r, err := c.TryLock(t.Context(), "job")
+	var nerr *NotAcquiredError
+	if !errors.As(err, &nerr) || nerr.Holder != "other" {
+		t.Fatalf("TryLock of a resource held on 2 of 3 = %v, %v; want a NotAcquiredError naming \"other\"", r, err)
+	}
+	if v := holders(t, servers, key)[0]; v != "" {
+		// Given back at once (in the background).
+		time.Sleep(100 * time.Millisecond)
+		if v = holders(t, servers, key)[0]; v != "" {
+			t.Errorf("server 0 still holds %q after the refusal; want it given back", v)
+		}
+	}
+}

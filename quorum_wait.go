@@ -1,0 +1,147 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// seat is a waiter's place in the queue of one server's notifier.
+type seat struct {
+	n *notifier
+	w *waiter
+}
+
+// quorumLock is Lock in quorum mode. A waiter queues on every server's
+// notifier, in one order for all the waiters of the Client (so the head is
+// the head everywhere), and is woken by a change of the key on any server.
+func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation, error) {
+	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now()}
+	r, err := w.attempt(ctx)
+	if r != nil || err != nil {
+		return r, err
+	}
+	seats := c.join(ctx, w.key)
+	acquired := false
+	defer func() {
+		for _, s := range seats {
+			s.n.leave(w.key, s.w, acquired)
+		}
+	}()
+	if w.last != nil {
+		c.emit(Event{Kind: EventWait, Resource: resource, Key: w.key, Holder: w.last.Holder, Duration: w.last.Remaining})
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	// tried: the attempt before joining counts as the first round; the
+	// watches set next catch any change since.
+	tried := true
+	for {
+		delay := c.opt.RetryInterval
+		head := len(seats) == 0
+		wakes := make([]<-chan struct{}, len(seats))
+		var unarmed []*notifier
+		for i, s := range seats {
+			wake, h, armed := s.n.state(w.key, s.w)
+			wakes[i] = wake
+			head = head || i == 0 && h
+			if !armed || w.quiet {
+				unarmed = append(unarmed, s.n)
+			}
+		}
+		if head {
+			if !tried {
+				r, err := w.attempt(ctx)
+				if r != nil {
+					acquired = true
+					return r, nil
+				}
+				if err != nil {
+					if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+						return nil, err
+					}
+					w.failures++
+					delay = min(delay, 10*time.Millisecond<<min(w.failures, 10))
+				} else {
+					w.failures = 0
+				}
+			}
+			tried = false
+			w.quiet = false
+			if gone := c.arm(ctx, w.key, unarmed); gone >= c.quorum.majority {
+				continue // free on a majority since the attempt: again at once
+			}
+			if l := w.last; l != nil && !l.NoExpiry && l.Remaining > 0 && w.failures == 0 {
+				delay = min(delay, l.Remaining+time.Millisecond)
+			}
+		}
+		timer.Reset(delay)
+		cases := make([]reflect.SelectCase, 0, len(wakes)+3)
+		for _, ch := range []any{timer.C, ctx.Done(), c.ctx.Done()} {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
+		for _, ch := range wakes {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
+		chosen, _, _ := reflect.Select(cases)
+		switch chosen {
+		case 0:
+			w.quiet = delay >= c.opt.RetryInterval
+		case 1:
+			return nil, w.notAcquired(ctx)
+		case 2:
+			return nil, ErrClosed
+		default:
+			if !timer.Stop() {
+				<-timer.C
+			}
+		}
+	}
+}
+
+// join queues a waiter for key on the notifier of every server that can
+// start one within ctx (the others are left to timers), in one order for
+// all the Client's waiters.
+func (c *Client) join(ctx context.Context, key string) []seat {
+	ns := make([]*notifier, len(c.quorum.servers))
+	c.eachServer(func(i int, m *Client) error {
+		var err error
+		ns[i], err = m.notifierFor(ctx, key)
+		return err
+	})
+	c.quorum.joinMu.Lock()
+	defer c.quorum.joinMu.Unlock()
+	var seats []seat
+	for _, n := range ns {
+		if n != nil {
+			seats = append(seats, seat{n, n.join(key)})
+		}
+	}
+	return seats
+}
+
+// arm sets the watch of key on each notifier of ns, in parallel, and
+// returns on how many servers the key was gone.
+func (c *Client) arm(ctx context.Context, key string, ns []*notifier) int {
+	var mu sync.Mutex
+	gone := 0
+	var wg sync.WaitGroup
+	for _, n := range ns {
+		if !n.tracking {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p, err := n.arm(ctx, key); err == nil && p == -2 {
+				mu.Lock()
+				gone++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return gone
+}
