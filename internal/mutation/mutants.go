@@ -335,4 +335,34 @@ var mutants = []mutant{
 		edits: []edit{{"status.go", "return errors.Is(err, redis.Nil) || isWrongType(err)", "var rerr redis.Error\n\treturn errors.Is(err, redis.Nil) || errors.As(err, &rerr)"}},
 		tests: []tests{root("^TestClusterBasics$")},
 	},
+	{
+		name:  "quorum-majority-miscounted",
+		why:   "in quorum mode, a majority of N servers is counted as N/2",
+		edits: []edit{{"quorum.go", "c.quorum.majority = len(addrs)/2 + 1", "c.quorum.majority = len(addrs) / 2"}},
+		tests: []tests{root("^TestQuorumNeedsAMajority$")},
+	},
+	{
+		name:  "quorum-token-not-written-back",
+		why:   "in quorum mode, the fencing token is not written back to a majority before TryLock returns",
+		edits: []edit{{"quorum.go", "\tif have >= q.majority {\n\t\treturn nil\n\t}\n\twctx", "\tif have >= 0 {\n\t\treturn nil\n\t}\n\twctx"}},
+		tests: []tests{root("^TestQuorumTokenWrittenBack$")},
+	},
+	{
+		name:  "quorum-deadline-earliest",
+		why:   "in quorum mode, the holding's deadline is the earliest server's instead of the majority-th latest",
+		edits: []edit{{"quorum.go", "return ds[majority-1]", "return ds[len(ds)-1]"}},
+		tests: []tests{root("^TestQuorumDeadlineIsTheMajoritys$")},
+	},
+	{
+		name:  "quorum-minority-loss-ends-holding",
+		why:   "in quorum mode, a part lost on one server ends the whole holding",
+		edits: []edit{{"quorum.go", "\tif alive < c.quorum.majority {\n\t\tc.lose(r,", "\tif alive < len(r.parts) {\n\t\tc.lose(r,"}},
+		tests: []tests{root("^TestQuorumForeignChanges$")},
+	},
+	{
+		name:  "quorum-parts-not-retaken",
+		why:   "in quorum mode, a part lost on one server is never taken again, so the majority erodes",
+		edits: []edit{{"quorum.go", "\t\t\t\tif p == nil {\n\t\t\t\t\tmissing[i] = append(missing[i], r)", "\t\t\t\tif false && p == nil {\n\t\t\t\t\tmissing[i] = append(missing[i], r)"}},
+		tests: []tests{root("^(TestQuorumForeignChanges|TestQuorumServerRestartedWithoutData)$")},
+	},
 }
