@@ -102,9 +102,12 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 }
 
 // join queues a waiter for key on the notifier of every server that can
-// start one within ctx (the others are left to timers), in one order for
-// all the Client's waiters.
+// start one within QuorumTimeout (the others go on starting in the
+// background; a change there is seen by the next attempt), in one order
+// for all the Client's waiters.
 func (c *Client) join(ctx context.Context, key string) []seat {
+	ctx, cancel := context.WithTimeout(ctx, c.opt.QuorumTimeout)
+	defer cancel()
 	ns := make([]*notifier, len(c.quorum.servers))
 	c.eachServer(func(i int, m *Client) error {
 		var err error
