@@ -155,6 +155,8 @@ type NotAcquiredError struct {
 	Late bool
 	// Err is the context's error when Lock gave up, else nil.
 	Err error
+
+	split bool // quorum mode: the servers split between contenders
 }
 
 // Error returns a sentence that names the resource and why.

@@ -369,6 +369,9 @@ func (c *Client) refusal(resource string, granted int, no []vote) *NotAcquiredEr
 			e.Holder = h
 		}
 	}
+	// Some said yes, and no other holder was seen on a majority: the
+	// servers split between contenders.
+	e.split = granted > 0 && holders[e.Holder] < c.quorum.majority
 	// The refusals by the guard alone would have let a majority say yes:
 	// the guard is what refused.
 	e.Guard = guards > 0 && len(c.quorum.servers)-(len(no)-guards) >= c.quorum.majority

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -401,4 +402,56 @@ func TestQuorumNeedsAMajority(t *testing.T) {
 			t.Errorf("server 0 still holds %q after the refusal; want it given back", v)
 		}
 	}
+}
+
+// Clients contending for one resource through Lock: never two holders at
+// once, tokens that grow from one holder to the next, and every waiter
+// served (servers split between contenders are given back and retried).
+func TestQuorumContention(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	var clients []*Client
+	for i := range 4 {
+		clients = append(clients, newTestQuorum(t, servers, Options{By: fmt.Sprintf("c%d", i), RetryInterval: 200 * time.Millisecond}))
+	}
+	var (
+		mu      sync.Mutex
+		holding bool
+		last    int64
+	)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 10 {
+					r, err := c.Lock(ctx, "contended")
+					if err != nil {
+						t.Errorf("Lock: %v", err)
+						return
+					}
+					mu.Lock()
+					if holding {
+						t.Error("two holders at once")
+					}
+					if r.Token() <= last {
+						t.Errorf("token %d after %d", r.Token(), last)
+					}
+					holding, last = true, r.Token()
+					mu.Unlock()
+					time.Sleep(time.Millisecond)
+					mu.Lock()
+					holding = false
+					mu.Unlock()
+					if err := r.Release(ctx); err != nil {
+						t.Errorf("Release: %v", err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
 }

@@ -3,6 +3,7 @@ package reservation
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"sync"
 	"time"
@@ -66,6 +67,15 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 					delay = min(delay, 10*time.Millisecond<<min(w.failures, 10))
 				} else {
 					w.failures = 0
+				}
+				if l := w.last; err == nil && l != nil && l.split {
+					// The servers split between contenders, and each gave
+					// back what it took: try again after a random pause,
+					// so that the next round is not split the same way.
+					if !sleep(ctx, time.Duration(rand.Int64N(int64(5*time.Millisecond)))) {
+						return nil, w.notAcquired(ctx)
+					}
+					continue
 				}
 			}
 			tried = false
