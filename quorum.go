@@ -402,70 +402,66 @@ func majorityDeadline(parts []*Reservation, majority int) time.Time {
 	return ds[majority-1]
 }
 
-// writeBack raises the fencing key of the resource on every server to
-// token, and returns once a majority has it (the servers whose own token
-// it is have it already), or an error when that cannot be before
-// deadline.
+// writeBack raises the fencing key of the resource to token on enough
+// servers that a majority has it (those whose own token it is have it
+// already): first on the others of the majority that said yes, then, if
+// some of those fail, on the remaining servers. It returns an error when a
+// majority cannot have it before deadline.
 func (c *Client) writeBack(ctx context.Context, resource string, token int64, yes []*Reservation, deadline time.Time) error {
 	q := c.quorum
 	key := c.Key(resource)
 	have := 0
-	var send []*Client
+	var first, second []*Client
 	for _, m := range q.servers {
 		i := slices.IndexFunc(yes, func(p *Reservation) bool { return p.c == m })
-		if i >= 0 && yes[i].token == token {
+		switch {
+		case i >= 0 && yes[i].token == token:
 			have++
-			continue
+		case i >= 0:
+			first = append(first, m)
+		default:
+			second = append(second, m)
 		}
-		send = append(send, m)
-	}
-	if have >= q.majority {
-		return nil
 	}
 	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	wctx, cancel2 := context.WithTimeout(wctx, c.opt.QuorumTimeout)
-	acks := make(chan *NodeError, len(send))
-	c.wg.Add(len(send))
-	for _, m := range send {
-		go func() {
-			defer c.wg.Done()
-			args := []any{strconv.FormatInt(token, 10), fenceLifetime(c.ttlMs)}
-			err := raiseFenceScript.Run(wctx, m.rdb, []string{companion(key, fenceSuffix)}, args...).Err()
-			if err != nil {
-				acks <- &NodeError{Addr: m.addr, Err: classify(m.addr, err)}
-				return
-			}
-			acks <- nil
-		}()
-	}
+	defer cancel2()
 	var failed []*NodeError
-	received := 0
-	for ; received < len(send) && have < q.majority; received++ {
-		if f := <-acks; f != nil {
-			failed = append(failed, f)
-		} else {
-			have++
+	for _, wave := range [][]*Client{first, second} {
+		if have >= q.majority || len(wave) == 0 {
+			break
 		}
-	}
-	if have >= q.majority {
-		// The others go on in the background, bounded by wctx.
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			defer cancel()
-			defer cancel2()
-			for range len(send) - received {
-				<-acks
+		acks := make(chan *NodeError, len(wave))
+		c.wg.Add(len(wave))
+		for _, m := range wave {
+			go func() {
+				defer c.wg.Done()
+				args := []any{strconv.FormatInt(token, 10), fenceLifetime(c.ttlMs)}
+				if err := raiseFenceScript.Run(wctx, m.rdb, []string{companion(key, fenceSuffix)}, args...).Err(); err != nil {
+					acks <- &NodeError{Addr: m.addr, Err: classify(m.addr, err)}
+					return
+				}
+				acks <- nil
+			}()
+		}
+		// Those not awaited end with wctx, into the buffered channel.
+		for received := 0; received < len(wave) && have < q.majority; received++ {
+			if f := <-acks; f != nil {
+				failed = append(failed, f)
+			} else {
+				have++
 			}
-		}()
-		for _, f := range failed {
-			c.emit(Event{Kind: EventServerFailed, Resource: resource, Key: key, Err: f})
 		}
-		return nil
 	}
-	cancel2()
-	cancel()
-	return &QuorumError{Op: "lock (write the fencing token back)", Resource: resource, Needed: q.majority, Total: len(c.quorum.servers), Got: have, Servers: failed}
+	if have < q.majority {
+		return &QuorumError{Op: "lock (write the fencing token back)", Resource: resource, Needed: q.majority,
+			Total: len(q.servers), Got: have, Servers: failed}
+	}
+	for _, f := range failed {
+		c.emit(Event{Kind: EventServerFailed, Resource: resource, Key: key, Err: f})
+	}
+	return nil
 }
 
 // holdQuorum registers a new holding, links its parts to it, and starts

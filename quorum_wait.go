@@ -20,9 +20,14 @@ type seat struct {
 // the head everywhere), and is woken by a change of the key on any server.
 func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation, error) {
 	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now()}
-	r, err := w.attempt(ctx)
-	if r != nil || err != nil {
-		return r, err
+	// First try at once, unless waiters of this Client queue for the key:
+	// then take a place behind them.
+	tried := !c.queued(w.key)
+	if tried {
+		r, err := w.attempt(ctx)
+		if r != nil || err != nil {
+			return r, err
+		}
 	}
 	seats := c.join(ctx, w.key)
 	acquired := false
@@ -38,7 +43,6 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 	defer timer.Stop()
 	// tried: the attempt before joining counts as the first round; the
 	// watches set next catch any change since.
-	tried := true
 	for {
 		delay := c.opt.RetryInterval
 		head := len(seats) == 0
@@ -109,6 +113,16 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 			}
 		}
 	}
+}
+
+// queued reports whether waiters of this Client queue for key.
+func (c *Client) queued(key string) bool {
+	for _, m := range c.quorum.servers {
+		if n := m.notifierIfStarted(""); n != nil {
+			return n.waited(key)
+		}
+	}
+	return false
 }
 
 // join queues a waiter for key on the notifier of every server that can

@@ -342,9 +342,12 @@ var mutants = []mutant{
 		tests: []tests{root("^TestQuorumNeedsAMajority$")},
 	},
 	{
-		name:  "quorum-token-not-written-back",
-		why:   "in quorum mode, the fencing token is not written back to a majority before TryLock returns",
-		edits: []edit{{"quorum.go", "\tif have >= q.majority {\n\t\treturn nil\n\t}\n\twctx", "\tif have >= 0 {\n\t\treturn nil\n\t}\n\twctx"}},
+		name: "quorum-token-not-written-back",
+		why:  "in quorum mode, the fencing token is not written back to a majority before TryLock returns",
+		edits: []edit{
+			{"quorum.go", "for _, wave := range [][]*Client{first, second} {", "for _, wave := range [][]*Client{} {"},
+			{"quorum.go", "if have < q.majority {\n\t\treturn &QuorumError{", "if false {\n\t\treturn &QuorumError{"},
+		},
 		tests: []tests{root("^TestQuorumTokenWrittenBack$")},
 	},
 	{
@@ -364,5 +367,11 @@ var mutants = []mutant{
 		why:   "in quorum mode, a part lost on one server is never taken again, so the majority erodes",
 		edits: []edit{{"quorum.go", "\t\t\t\tif p == nil {\n\t\t\t\t\tmissing[i] = append(missing[i], r)", "\t\t\t\tif false && p == nil {\n\t\t\t\t\tmissing[i] = append(missing[i], r)"}},
 		tests: []tests{root("^(TestQuorumForeignChanges|TestQuorumServerRestartedWithoutData)$")},
+	},
+	{
+		name:  "quorum-lock-jumps-queue",
+		why:   "in quorum mode, Lock tries at once even when waiters of the same Client queue for the resource",
+		edits: []edit{{"quorum_wait.go", "tried := !c.queued(w.key)", "tried := true"}},
+		tests: []tests{root("^TestQuorumWaitersQueueFairly$")},
 	},
 }
