@@ -10,6 +10,7 @@ import (
 
 	"github.com/bsm/redislock"
 	"github.com/go-redsync/redsync/v4"
+	redsyncredis "github.com/go-redsync/redsync/v4/redis"
 	redsyncgoredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
@@ -71,13 +72,17 @@ var errNotSupported = errors.New("not supported by this library")
 // newLocker makes an instance of lib on tg, counting its round trips in rt.
 // On a cluster, every library gets a cluster client: go-redis's
 // ClusterClient, or rueidis's, which finds the cluster by itself from the
-// same addresses.
+// same addresses. On a quorum, this library and redsync get a go-redis
+// client per server; the others have no row there.
 func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, error) {
 	goRedis := func() redis.UniversalClient {
 		if tg.topology == topoCluster {
 			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: tg.addrs, Dialer: rt.dial})
 		}
 		return redis.NewClient(&redis.Options{Addr: tg.addrs[0], Dialer: rt.dial})
+	}
+	if tg.topology == topoQuorum {
+		return newQuorumLocker(lib, tg, rt, st)
 	}
 	switch lib {
 	case libOurs:
@@ -86,18 +91,15 @@ func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, erro
 		// ContextTimeoutEnabled, which the single server's client does not
 		// set either.
 		rdb := goRedis()
-		c, err := reservation.NewWithClient(rdb, &reservation.Options{
-			By: "bench", TTL: st.ttl, HeartbeatInterval: st.heartbeat,
-			Logger: slog.New(slog.DiscardHandler),
-		})
+		c, err := reservation.NewWithClient(rdb, oursOptions(st))
 		if err != nil {
 			rdb.Close()
 			return nil, err
 		}
-		return &ours{c: c, rdb: rdb}, nil
+		return &ours{c: c, rdbs: []redis.UniversalClient{rdb}}, nil
 	case libRedsync:
 		rdb := goRedis()
-		return &redsyncLocker{rdb: rdb, rs: redsync.New(redsyncgoredis.NewPool(rdb)), ttl: st.ttl}, nil
+		return &redsyncLocker{rdbs: []redis.UniversalClient{rdb}, rs: redsync.New(redsyncgoredis.NewPool(rdb)), ttl: st.ttl}, nil
 	case libRedlock:
 		rdb := goRedis()
 		return &redlockLocker{rdb: rdb, c: redislock.New(rdb), ttl: st.ttl}, nil
@@ -131,11 +133,58 @@ func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, erro
 	return nil, fmt.Errorf("unknown library %q", lib)
 }
 
+// newQuorumLocker makes an instance of lib over a go-redis client per
+// server of tg, a quorum: this library through NewQuorumWithClients (as
+// NewQuorum would make them, but with the dialer that counts round trips),
+// redsync with a pool per server (its go-redis v9 pool), as its README's
+// Redlock example.
+func newQuorumLocker(lib string, tg target, rt *roundTrips, st settings) (locker, error) {
+	if !libRunsOn(lib, tg.topology) {
+		return nil, fmt.Errorf("%s on a quorum: %w", lib, errNotSupported)
+	}
+	rdbs := make([]*redis.Client, len(tg.addrs))
+	closers := make([]redis.UniversalClient, len(tg.addrs))
+	for i, a := range tg.addrs {
+		rdbs[i] = redis.NewClient(&redis.Options{Addr: a, Dialer: rt.dial})
+		closers[i] = rdbs[i]
+	}
+	if lib == libRedsync {
+		pools := make([]redsyncredis.Pool, len(rdbs))
+		for i, rdb := range rdbs {
+			pools[i] = redsyncgoredis.NewPool(rdb)
+		}
+		return &redsyncLocker{rdbs: closers, rs: redsync.New(pools...), ttl: st.ttl}, nil
+	}
+	c, err := reservation.NewQuorumWithClients(rdbs, oursOptions(st))
+	if err != nil {
+		closeClients(closers)
+		return nil, err
+	}
+	return &ours{c: c, rdbs: closers}, nil
+}
+
+// oursOptions are this library's options for st.
+func oursOptions(st settings) *reservation.Options {
+	return &reservation.Options{
+		By: "bench", TTL: st.ttl, HeartbeatInterval: st.heartbeat,
+		Logger: slog.New(slog.DiscardHandler),
+	}
+}
+
+// closeClients closes rdbs.
+func closeClients(rdbs []redis.UniversalClient) {
+	for _, rdb := range rdbs {
+		rdb.Close()
+	}
+}
+
 // --- this library ---
 
 type ours struct {
-	c   *reservation.Client
-	rdb redis.UniversalClient
+	c *reservation.Client
+	// rdbs are its clients: one, or one per server of a quorum (which
+	// Close does not close).
+	rdbs []redis.UniversalClient
 }
 
 type oursHeld struct{ r *reservation.Reservation }
@@ -161,7 +210,7 @@ func (o *ours) wait(ctx context.Context, res string) (held, error) {
 
 func (o *ours) keys(res string) []string { return []string{o.c.Key(res)} }
 func (o *ours) renews() bool             { return true }
-func (o *ours) close()                   { o.c.Close(); o.rdb.Close() }
+func (o *ours) close()                   { o.c.Close(); closeClients(o.rdbs) }
 
 func (h oursHeld) release(ctx context.Context) error { return h.r.Release(ctx) }
 func (h oursHeld) extend(context.Context) error      { return errNotSupported }
@@ -171,9 +220,9 @@ func (h oursHeld) lost() bool                        { return errors.Is(h.r.Err(
 // waits by retrying after a random 50-250 ms, 32 times by default. ---
 
 type redsyncLocker struct {
-	rdb redis.UniversalClient
-	rs  *redsync.Redsync
-	ttl time.Duration
+	rdbs []redis.UniversalClient // one per pool
+	rs   *redsync.Redsync
+	ttl  time.Duration
 }
 
 type redsyncHeld struct {
@@ -216,7 +265,7 @@ func (l *redsyncLocker) wait(ctx context.Context, res string) (held, error) {
 
 func (l *redsyncLocker) keys(res string) []string { return []string{res} }
 func (l *redsyncLocker) renews() bool             { return false }
-func (l *redsyncLocker) close()                   { l.rdb.Close() }
+func (l *redsyncLocker) close()                   { closeClients(l.rdbs) }
 
 func (h *redsyncHeld) release(ctx context.Context) error {
 	ok, err := h.m.UnlockContext(ctx)

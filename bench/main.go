@@ -3,9 +3,10 @@
 // PX plus a compare-and-delete script, on go-redis and on rueidis), on one
 // redis-server that it starts itself, in one run, interleaved and repeated;
 // with -topology single,cluster, also on a Redis Cluster of 3 masters in
-// the same run. It writes the tables of docs/PERFORMANCE.md and the plot of
-// the handoff latency CDF. See docs/PERFORMANCE.md for the commands and the
-// scenarios.
+// the same run; with -topology single,quorum, also in quorum mode over 3
+// independent servers, beside redsync with a pool per server. It writes
+// the tables of docs/PERFORMANCE.md and the plot of the handoff latency
+// CDF. See docs/PERFORMANCE.md for the commands and the scenarios.
 package main
 
 import (
@@ -42,14 +43,11 @@ type config struct {
 	redisCPU  string        // CPU list to pin redis-server to ("" for none)
 	pings     int           // PINGs per round for the loopback round trip
 	// topologies are the deployments every scenario runs on, in turn for
-	// each library: topoSingle, topoCluster.
+	// each library: topoSingle, topoCluster, topoQuorum.
 	topologies []string
 	masters    int // masters of the cluster
+	servers    int // servers of the quorum
 }
-
-// hasCluster reports whether the run measures a cluster: its report goes
-// between the cluster markers.
-func (c config) hasCluster() bool { return slices.Contains(c.topologies, topoCluster) }
 
 // crowded is how many other keys with a TTL the database holds in
 // scenario 5k.
@@ -80,6 +78,7 @@ func fullConfig() config {
 
 		topologies: []string{topoSingle},
 		masters:    3,
+		servers:    3,
 	}
 }
 
@@ -90,6 +89,18 @@ func clusterConfig() config {
 	c := fullConfig()
 	c.scenarios = []string{"1", "3", "4"}
 	c.topologies = []string{topoSingle, topoCluster}
+	return c
+}
+
+// quorumConfig is the documented run of quorum mode: scenarios 1, 3, 4
+// and 7 on a single server and on a quorum of 3 servers, side by side in
+// the same run, for this library and redsync, the peer that locks a
+// majority of independent servers: about 4 minutes.
+func quorumConfig() config {
+	c := fullConfig()
+	c.scenarios = []string{"1", "3", "4", "7"}
+	c.libs = slices.Clone(quorumLibs)
+	c.topologies = []string{topoSingle, topoQuorum}
 	return c
 }
 
@@ -118,8 +129,12 @@ func main() {
 	smoke := flag.Bool("smoke", false, "run every scenario very briefly (CI); figures mean nothing")
 	topology := flag.String("topology", topoSingle, "comma-separated deployments to run every scenario on: single (one redis-server), "+
 		"cluster (a Redis Cluster of 3 masters; default scenarios then "+strings.Join(clusterConfig().scenarios, ",")+
-		", and the report goes between the cluster results markers)")
-	out := flag.String("out", "", "write the results into this Markdown file, between the results markers (the cluster results markers with -topology cluster) (default: stdout)")
+		", and the report goes between the cluster results markers), "+
+		"quorum (3 independent redis-servers, for "+strings.Join(quorumLibs, " and ")+"; default scenarios then "+
+		strings.Join(quorumConfig().scenarios, ",")+", default libraries "+strings.Join(quorumConfig().libs, ",")+
+		", and the report goes between the quorum results markers)")
+	out := flag.String("out", "", "write the results into this Markdown file, between the results markers "+
+		"(the cluster results markers with -topology cluster, the quorum results markers with -topology quorum) (default: stdout)")
 	plotPath := flag.String("plot", "", "write the handoff latency CDF of scenario 4 to this PNG file")
 	rounds := flag.Int("rounds", 0, "rounds (default 5; 1 with -smoke)")
 	scen := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(fullConfig().scenarios, ",")+")")
@@ -150,7 +165,10 @@ func main() {
 		}
 	}
 	cfg := fullConfig()
-	if slices.Contains(topologies, topoCluster) {
+	switch {
+	case slices.Contains(topologies, topoQuorum):
+		cfg = quorumConfig()
+	case slices.Contains(topologies, topoCluster):
 		cfg = clusterConfig()
 	}
 	if *smoke {
@@ -199,17 +217,15 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	md, begin, end := rep.markdown(), beginMarker, endMarker
-	if cfg.hasCluster() {
-		md, begin, end = rep.clusterMarkdown(), beginClusterMarker, endClusterMarker
-	}
-	if *out == "" {
-		fmt.Print(md)
-		return
-	}
-	if err := writeBetweenMarkers(*out, md, begin, end); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	for _, sec := range rep.sections() {
+		if *out == "" {
+			fmt.Print(sec.text)
+			continue
+		}
+		if err := writeBetweenMarkers(*out, sec.text, sec.begin, sec.end); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -226,7 +242,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 	for _, s := range cfg.scenarios {
 		for _, t := range cfg.topologies {
 			if !runsOn(s, t) {
-				return nil, fmt.Errorf("scenario %s runs on a single server only (on a cluster: %s)", s, strings.Join(clusterScenarios, ", "))
+				return nil, fmt.Errorf("scenario %s runs on a single server only (on a cluster or a quorum: %s)", s, strings.Join(clusterScenarios, ", "))
 			}
 		}
 	}
@@ -269,6 +285,9 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 					continue
 				}
 				for _, d := range rotate(deps, round) {
+					if !libRunsOn(lib, d.tg.topology) {
+						continue
+					}
 					r, err := d.scenario(ctx, lib, s, round)
 					if err != nil {
 						return nil, err

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,11 +25,29 @@ import (
 // go-redis (Options.Dialer) and rueidis (ClientOption.DialCtxFn), and sees
 // the connections that a library opens by itself (the subscriber and
 // tracking connections of this library, the tracking of rueidislock).
+// It counts them per server address as well.
 type roundTrips struct {
-	n atomic.Int64
+	n      atomic.Int64
+	mu     sync.Mutex
+	byAddr map[string]*atomic.Int64
 }
 
 func (c *roundTrips) load() int64 { return c.n.Load() }
+
+// of answers the counter of the connections to addr.
+func (c *roundTrips) of(addr string) *atomic.Int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byAddr == nil {
+		c.byAddr = make(map[string]*atomic.Int64)
+	}
+	n := c.byAddr[addr]
+	if n == nil {
+		n = new(atomic.Int64)
+		c.byAddr[addr] = n
+	}
+	return n
+}
 
 // dial is a go-redis Options.Dialer.
 func (c *roundTrips) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -37,7 +56,7 @@ func (c *roundTrips) dial(ctx context.Context, network, addr string) (net.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: conn, c: c}, nil
+	return &countingConn{Conn: conn, c: c, addr: c.of(addr)}, nil
 }
 
 // dialRueidis is a rueidis ClientOption.DialCtxFn.
@@ -46,18 +65,20 @@ func (c *roundTrips) dialRueidis(ctx context.Context, addr string, d *net.Dialer
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: conn, c: c}, nil
+	return &countingConn{Conn: conn, c: c, addr: c.of(addr)}, nil
 }
 
 type countingConn struct {
 	net.Conn
 	c       *roundTrips
-	writing atomic.Bool // the last operation was a write
+	addr    *atomic.Int64 // the count of the server it is connected to
+	writing atomic.Bool   // the last operation was a write
 }
 
 func (cc *countingConn) Write(p []byte) (int, error) {
 	if !cc.writing.Swap(true) {
 		cc.c.n.Add(1)
+		cc.addr.Add(1)
 	}
 	return cc.Conn.Write(p)
 }
@@ -73,17 +94,19 @@ func (cc *countingConn) Read(p []byte) (int, error) {
 // snapshot is what is measured at the start and the end of a run.
 type snapshot struct {
 	rt       int64         // client round trips
+	rtNodes  []int64       // client round trips to each master (to the one server)
 	cpu      time.Duration // this process's user+system CPU
 	redisCPU time.Duration // redis-server's user+system CPU, all masters'
-	// nodes are the Redis calls per command of every master (the one
-	// server's alone on a single server), scripts' inner calls included.
+	// nodes are the Redis calls per command of every master (every server
+	// of a quorum, the one server's alone on a single server), scripts'
+	// inner calls included.
 	nodes   []map[string]int64
 	mallocs uint64
 	bytes   uint64
 }
 
-// take reads a snapshot; infos are clients of every master (of the server)
-// that are not counted.
+// take reads a snapshot; infos are clients of every master (of every
+// server) that are not counted.
 func take(ctx context.Context, infos []*redis.Client, rt *roundTrips) (snapshot, error) {
 	s := snapshot{cpu: processCPU()}
 	if rt != nil {
@@ -93,6 +116,9 @@ func take(ctx context.Context, infos []*redis.Client, rt *roundTrips) (snapshot,
 	runtime.ReadMemStats(&ms)
 	s.mallocs, s.bytes = ms.Mallocs, ms.TotalAlloc
 	for _, info := range infos {
+		if rt != nil {
+			s.rtNodes = append(s.rtNodes, rt.of(info.Options().Addr).Load())
+		}
 		text, err := info.Info(ctx, "commandstats", "cpu").Result()
 		if err != nil {
 			return s, err
@@ -123,6 +149,7 @@ func take(ctx context.Context, infos []*redis.Client, rt *roundTrips) (snapshot,
 // usage is the difference of two snapshots.
 type usage struct {
 	rt       int64
+	rtNodes  []int64 // rt to each master, in the order of nodes
 	cpu      time.Duration
 	redisCPU time.Duration
 	calls    map[string]int64 // of every master; INFO and CONFIG (the bench's own) left out
@@ -140,6 +167,9 @@ func (a snapshot) to(b snapshot) usage {
 		calls:    make(map[string]int64),
 		mallocs:  b.mallocs - a.mallocs,
 		bytes:    b.bytes - a.bytes,
+	}
+	for i, n := range b.rtNodes {
+		u.rtNodes = append(u.rtNodes, n-a.rtNodes[i])
 	}
 	for i, calls := range b.nodes {
 		node := make(map[string]int64)
@@ -160,6 +190,12 @@ func (a snapshot) to(b snapshot) usage {
 // add adds v to u, whose calls must not be nil.
 func (u *usage) add(v usage) {
 	u.rt += v.rt
+	for i, n := range v.rtNodes {
+		if i == len(u.rtNodes) {
+			u.rtNodes = append(u.rtNodes, 0)
+		}
+		u.rtNodes[i] += n
+	}
 	u.cpu += v.cpu
 	u.redisCPU += v.redisCPU
 	u.mallocs += v.mallocs

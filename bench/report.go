@@ -37,11 +37,11 @@ func newReport(cfg config, deps []*deployment) *report {
 }
 
 // resultKey is where a result of scenario on topology is filed in
-// report.results: under the scenario on a single server, under
-// "cluster:" and the scenario on a cluster.
+// report.results: under the scenario on a single server, under the
+// topology, a colon and the scenario elsewhere ("cluster:1", "quorum:1").
 func resultKey(scenario, topology string) string {
-	if topology == topoCluster {
-		return "cluster:" + scenario
+	if topology != topoSingle && topology != "" {
+		return topology + ":" + scenario
 	}
 	return scenario
 }
@@ -304,7 +304,7 @@ func (rep *report) markdown() string {
 		}
 		t.head(cols...)
 		for _, l := range libs {
-			t.row(append([]string{name(l)}, rep.cyclesRow(s, s, l)...)...)
+			t.row(append([]string{name(l)}, rep.cyclesRow(s, s, l, libRawGo)...)...)
 		}
 		b.WriteString("\n")
 	}
@@ -342,7 +342,7 @@ func (rep *report) markdown() string {
 			"handoff p50 in round trips", "round trips/acq.", "Redis calls/acq.", "Redis calls by command",
 			"client CPU µs/acq.", "Redis CPU µs/acq.")
 		for _, l := range libs {
-			t.row(append([]string{name(l)}, rep.roundRobinRow(s, l, rtt)...)...)
+			t.row(append([]string{name(l)}, rep.roundRobinRow(s, l, rtt, libRueidis)...)...)
 		}
 		b.WriteString("\n")
 	}
@@ -425,10 +425,11 @@ func (rep *report) markdown() string {
 }
 
 // cyclesRow answers the columns after the library's name of scenario s (1
-// or 2) for lib's results filed under key.
-func (rep *report) cyclesRow(s, key, l string) []string {
+// or 2) for lib's results filed under key; the second is the ratio to
+// baseline's under the same key.
+func (rep *report) cyclesRow(s, key, l, baseline string) []string {
 	lat := rep.lat(key, l)
-	x, lo, hi, ok := rep.ratio(key, l, libRawGo)
+	x, lo, hi, ok := rep.ratio(key, l, baseline)
 	xs := "-"
 	if ok {
 		xs = fmt.Sprintf("%s (%s-%s)", fmtX(x), fmtX(lo), fmtX(hi))
@@ -465,10 +466,11 @@ func (rep *report) freeForAllRow(key, l string) []string {
 }
 
 // roundRobinRow answers the columns after the library's name of scenario 4
-// or 4x for lib's results filed under key; rtt is the loopback round trip.
-func (rep *report) roundRobinRow(key, l string, rtt time.Duration) []string {
+// or 4x for lib's results filed under key; rtt is the loopback round trip;
+// the second column is the ratio to baseline's under the same key.
+func (rep *report) roundRobinRow(key, l string, rtt time.Duration, baseline string) []string {
 	lat := rep.lat(key, l)
-	x, _, _, _ := rep.ratio(key, l, libRueidis)
+	x, _, _, _ := rep.ratio(key, l, baseline)
 	return []string{spread(rep.rates(key, l)), fmtX(x), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
 		fmtNum(float64(percentile(lat, 50)) / float64(max(rtt, 1))),
 		fmtNum(rep.per(key, l, rtPer)), fmtNum(rep.per(key, l, callsPer)), rep.callsText(key, l),

@@ -24,7 +24,7 @@ type result struct {
 	Scenario string
 	Lib      string
 	Round    int
-	Topology string // topoSingle or topoCluster
+	Topology string // topoSingle, topoCluster or topoQuorum
 
 	// On a cluster: the Redis keys that the scenario locked (the
 	// library's own, for every resource measured), counted per master.

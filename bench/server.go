@@ -56,6 +56,45 @@ func (s *server) stop() {
 	os.RemoveAll(s.dir)
 }
 
+// quorum is independent servers started for a bench run, for a lock held
+// by a majority of them: no replication, no cluster bus between them.
+type quorum []*server
+
+// startQuorum starts n servers, each pinned to cpus as startServer pins
+// one.
+func startQuorum(cpus string, n int) (quorum, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("a quorum of %d servers", n)
+	}
+	var q quorum
+	for range n {
+		s, err := startServer(cpus)
+		if err != nil {
+			q.stop()
+			return nil, err
+		}
+		q = append(q, s)
+	}
+	return q, nil
+}
+
+// addrs answers the servers' addresses, in the order of the figures per
+// server.
+func (q quorum) addrs() []string {
+	addrs := make([]string, len(q))
+	for i, s := range q {
+		addrs[i] = s.addr
+	}
+	return addrs
+}
+
+// stop kills the servers and removes their directories.
+func (q quorum) stop() {
+	for _, s := range q {
+		s.stop()
+	}
+}
+
 // cluster is a Redis Cluster of masters without replicas, started for a
 // bench run.
 type cluster struct {

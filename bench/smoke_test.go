@@ -172,7 +172,7 @@ func TestSmokeCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 { // the second write replaces the first
-		if err := writeBetweenMarkers(md, rep.clusterMarkdown(), beginClusterMarker, endClusterMarker); err != nil {
+		if err := writeBetweenMarkers(md, rep.besideMarkdown(rep.clusterView()), beginClusterMarker, endClusterMarker); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -187,6 +187,93 @@ func TestSmokeCluster(t *testing.T) {
 	for _, s := range cfg.scenarios {
 		if !strings.Contains(text, "### Scenario "+s+" on the cluster:") {
 			t.Errorf("report has no cluster table for scenario %s", s)
+		}
+	}
+	if testing.Verbose() {
+		t.Log("\n" + text)
+	}
+}
+
+// TestSmokeQuorum runs the quorum's scenarios (1, 3, 4 and 7) very briefly
+// for this library and redsync, on a single server and on a quorum of 3
+// real servers, and writes the quorum's report. It asserts nothing about
+// speed: only that every run worked, that every library sent round trips
+// to every server of the quorum and that every server ran its calls (this
+// library's acquire and release scripts on each), that this library lost
+// nothing in scenario 7, and that the quorum's report replaces only its
+// own section of the page.
+func TestSmokeQuorum(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := smokeOf(quorumConfig())
+	rep, err := run(ctx, cfg, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.failed {
+		t.Errorf("round %d, scenario %s on %s, %s: %v", r.Round, r.Scenario, r.Topology, r.Lib, r.Err)
+	}
+	for _, s := range cfg.scenarios {
+		key := resultKey(s, topoQuorum)
+		for _, lib := range cfg.libs {
+			rs := rep.results[key][lib]
+			if len(rs) == 0 || rs[0].Ops == 0 {
+				t.Errorf("scenario %s in quorum mode, %s: no operation measured", s, lib)
+				continue
+			}
+			if _, _, _, ok := ratioOf(rs, rep.results[s][lib]); !ok {
+				t.Errorf("scenario %s, %s: no single-server row to compare the quorum's with", s, lib)
+			}
+			u := rs[0].U
+			if len(u.nodes) != cfg.servers || len(u.rtNodes) != cfg.servers {
+				t.Errorf("scenario %s in quorum mode, %s: Redis calls read from %d servers, round trips from %d, want %d",
+					s, lib, len(u.nodes), len(u.rtNodes), cfg.servers)
+				continue
+			}
+			for i, calls := range u.nodes {
+				if u.rtNodes[i] == 0 || len(calls) == 0 {
+					t.Errorf("scenario %s in quorum mode, %s: server %d got %d round trips and these calls: %v", s, lib, i, u.rtNodes[i], calls)
+				}
+				if s == "1" && lib == libOurs && calls["evalsha"] < 2*rs[0].Ops {
+					t.Errorf("scenario 1 in quorum mode: server %d ran %d scripts for %d cycles, want an acquire and a release each: %v",
+						i, calls["evalsha"], rs[0].Ops, calls)
+				}
+			}
+		}
+	}
+	for _, r := range rep.results[resultKey("7", topoQuorum)][libOurs] {
+		if r.Lost != 0 {
+			t.Errorf("scenario 7 in quorum mode: this library lost %d of %d reservations", r.Lost, r.Holding)
+		}
+	}
+
+	rep.command = "go test ./..."
+	md := filepath.Join(t.TempDir(), "PERFORMANCE.md")
+	others := "# Performance\n\n" + beginMarker + "\nsingle\n" + endMarker + "\n\n" +
+		beginClusterMarker + "\ncluster\n" + endClusterMarker + "\n\nprose\n"
+	if err := os.WriteFile(md, []byte(others), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secs := rep.sections()
+	if len(secs) != 1 || secs[0].begin != beginQuorumMarker {
+		t.Fatalf("the run's report has %d sections, want the quorum's alone", len(secs))
+	}
+	for range 2 { // the second write replaces the first
+		if err := writeBetweenMarkers(md, secs[0].text, secs[0].begin, secs[0].end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(md)
+	text := string(b)
+	if got := strings.Count(text, beginQuorumMarker); got != 1 {
+		t.Errorf("report has %d quorum results sections, want 1", got)
+	}
+	if !strings.HasPrefix(text, others) {
+		t.Errorf("the quorum's report changed the other sections or the text around them")
+	}
+	for _, s := range cfg.scenarios {
+		if !strings.Contains(text, "### Scenario "+s+" in quorum mode:") {
+			t.Errorf("report has no quorum table for scenario %s", s)
 		}
 	}
 	if testing.Verbose() {

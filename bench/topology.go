@@ -15,22 +15,32 @@ import (
 const (
 	topoSingle  = "single"  // one redis-server
 	topoCluster = "cluster" // a Redis Cluster of cfg.masters masters, no replicas
+	topoQuorum  = "quorum"  // cfg.servers independent redis-servers, locked by a majority
 )
 
-var allTopologies = []string{topoSingle, topoCluster}
+var allTopologies = []string{topoSingle, topoCluster, topoQuorum}
 
-// clusterScenarios are the scenarios that run on a cluster: those whose
-// only clients are the libraries'. The others write as a foreign client
-// through one plain connection (5, 5k, 6, 8) and run on a single server.
+// clusterScenarios are the scenarios that run on a cluster or a quorum:
+// those whose only clients are the libraries'. The others write as a
+// foreign client through one plain connection (5, 5k, 6, 8) and run on a
+// single server.
 var clusterScenarios = []string{"1", "2", "3", "3x", "4", "4x", "7"}
+
+// quorumLibs are the libraries that lock a majority of independent
+// servers: this library (NewQuorum) and redsync (a pool per server).
+// rueidislock's KeyMajority locks several keys on one deployment, not
+// independent servers, and redislock and the floors lock one server: none
+// of them has a like-for-like row.
+var quorumLibs = []string{libOurs, libRedsync}
 
 // target is the deployment a library instance connects to.
 type target struct {
 	topology string
-	// addrs is the server's address, or the cluster's masters'.
+	// addrs is the server's address, the cluster's masters' or the
+	// quorum's servers'.
 	addrs []string
 	// masterOf returns the index in addrs of the master of a key; nil on
-	// a single server.
+	// a single server and on a quorum (every key is on every server).
 	masterOf func(key string) int
 }
 
@@ -99,6 +109,13 @@ func startDeployment(cfg config, topology, tag string) (*deployment, error) {
 		d.tg = target{topology: topology, addrs: c.masters, masterOf: c.masterOf}
 		d.version, d.pinned, stop = c.version, c.pinned, c.stop
 		admin = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.masters})
+	case topoQuorum:
+		q, err := startQuorum(cfg.redisCPU, cfg.servers)
+		if err != nil {
+			return nil, err
+		}
+		d.tg = target{topology: topology, addrs: q.addrs()}
+		d.version, d.pinned, stop = q[0].version, q[0].pinned, q.stop
 	default:
 		return nil, fmt.Errorf("unknown topology %q (known: %v)", topology, allTopologies)
 	}
@@ -107,16 +124,27 @@ func startDeployment(cfg config, topology, tag string) (*deployment, error) {
 	}
 	d.info = d.infos[0]
 	d.stop = func() {
-		admin.Close()
+		if admin != nil {
+			admin.Close()
+		}
 		for _, c := range d.infos {
 			c.Close()
 		}
 		stop()
 	}
 	// A fresh or flushed deployment: prime the restart guard (every slot's
-	// on a cluster), as its documentation says.
+	// on a cluster, every server's on a quorum), as its documentation says.
 	d.prime = func(ctx context.Context) error {
-		c, err := reservation.NewWithClient(admin, &reservation.Options{By: "bench", Logger: slog.New(slog.DiscardHandler)})
+		opt := &reservation.Options{By: "bench", Logger: slog.New(slog.DiscardHandler)}
+		var (
+			c   *reservation.Client
+			err error
+		)
+		if topology == topoQuorum {
+			c, err = reservation.NewQuorumWithClients(d.infos, opt)
+		} else {
+			c, err = reservation.NewWithClient(admin, opt)
+		}
 		if err != nil {
 			return err
 		}
@@ -130,4 +158,10 @@ func startDeployment(cfg config, topology, tag string) (*deployment, error) {
 // runsOn reports whether scenario can run on topology.
 func runsOn(scenario, topology string) bool {
 	return topology == topoSingle || slices.Contains(clusterScenarios, scenario)
+}
+
+// libRunsOn reports whether lib has a row on topology: on a quorum, only
+// the libraries that lock a majority of independent servers.
+func libRunsOn(lib, topology string) bool {
+	return topology != topoQuorum || slices.Contains(quorumLibs, lib)
 }
