@@ -512,3 +512,31 @@ func TestQuorumWaitersQueueFairly(t *testing.T) {
 		}
 	}
 }
+
+// A Lock that finds waiters of its Client queued for the resource sends
+// nothing until its turn: it does not try ahead of them.
+func TestQuorumLockBehindWaitersSendsNothing(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	ctx := t.Context()
+	c := newTestQuorum(t, servers, Options{TTL: 30 * time.Second}) // no renewal meanwhile
+	held := mustLock(t, c, "shared")
+	defer held.Release(ctx)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go c.Lock(wctx, "shared")
+	for deadline := time.Now().Add(2 * time.Second); !queued(c.quorum.servers[0], "reservation-shared", 1); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first waiter never queued")
+		}
+	}
+	rdb := servers[0].Client(t)
+	before := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha")
+	lctx, lcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer lcancel()
+	if _, err := c.Lock(lctx, "shared"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock behind a waiter = %v; want its context's end", err)
+	}
+	if after := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha"); after != before {
+		t.Errorf("%d scripts ran while the second waiter queued behind the first; want none", after-before)
+	}
+}

@@ -372,6 +372,6 @@ var mutants = []mutant{
 		name:  "quorum-lock-jumps-queue",
 		why:   "in quorum mode, Lock tries at once even when waiters of the same Client queue for the resource",
 		edits: []edit{{"quorum_wait.go", "tried := !c.queued(w.key)", "tried := true"}},
-		tests: []tests{root("^TestQuorumWaitersQueueFairly$")},
+		tests: []tests{root("^(TestQuorumWaitersQueueFairly|TestQuorumLockBehindWaitersSendsNothing)$")},
 	},
 }
