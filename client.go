@@ -59,7 +59,9 @@ type Client struct {
 	masterAddr string                    // the Sentinel master last connected to
 	sentinel   *redis.FailoverOptions    // with NewFailover: the notifier follows failovers
 
-	quorum *quorum // quorum mode (NewQuorum): the servers; nil otherwise
+	quorum *quorum           // quorum mode (NewQuorum): the servers; nil otherwise
+	member bool              // one server's Client inside a quorum Client
+	heldKV map[[2]string]int // a member's held reservations by key and value (under mu)
 
 	noTracking bool // tests: wait without client tracking
 }
@@ -146,6 +148,7 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 		notifs: make(map[string]*notifier),
 		starts: make(map[string]*notifierStart),
 		nodes:  make(map[string]*redis.Client),
+		heldKV: make(map[[2]string]int),
 	}
 	c.batch = newBatcher(rdb)
 	c.events = newEvents(c)

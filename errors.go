@@ -87,7 +87,9 @@ func (e *NodeError) Unwrap() error { return e.Err }
 // back to a majority. It matches each server's error (errors.Is and As see
 // them through Unwrap) and, when it ended a holding, ErrLost.
 type QuorumError struct {
-	// Op is the call: "lock", "release", "status of", "list", "ping".
+	// Op is the call: "lock", "lock (write the fencing token back)",
+	// "release", "status of", "list", "force release", "prime restart
+	// guard", "ping".
 	Op string
 	// Resource is the resource concerned, "" for the Client as a whole.
 	Resource string
@@ -156,7 +158,8 @@ type NotAcquiredError struct {
 	// Err is the context's error when Lock gave up, else nil.
 	Err error
 
-	split bool // quorum mode: the servers split between contenders
+	split   bool  // quorum mode: the servers split between contenders
+	granted []int // quorum mode: the servers that said yes (given back)
 }
 
 // Error returns a sentence that names the resource and why.

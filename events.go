@@ -21,7 +21,8 @@ const (
 	// long it was held.
 	EventReleased EventKind = "reservation-released"
 	// EventExtended: a renewal extended a reservation. Duration is the
-	// renewal's round trip.
+	// renewal's round trip. In quorum mode each server's renewal is one,
+	// with that server's own token.
 	EventExtended EventKind = "reservation-extended"
 	// EventLost: a reservation was lost. Err matches ErrLost and says why.
 	EventLost EventKind = "reservation-lost"

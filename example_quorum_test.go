@@ -45,7 +45,7 @@ func ExampleNewQuorum() {
 	if err := r.Release(ctx); err != nil {
 		log.Fatal(err)
 	}
-	r2, err := other.TryLock(ctx, "ledger-close")
+	r2, err := other.Lock(ctx, "ledger-close") // woken by the release
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -47,8 +47,10 @@ type quorum struct {
 // Before it returns, the fencing token (the largest of the majority's) is
 // written back to a majority, so that every later holding, which needs a
 // majority too, meets it: tokens grow even when the servers' clocks differ
-// and a minority lost its data. That is one round trip more than a single
-// server.
+// and a minority lost its data, as long as the clocks differ by less than
+// the restart guard and the fencing keys' lifetime (max(2×TTL, 60 s)),
+// after which a server's clock takes over from its lost or expired key.
+// That is one round trip more than a single server.
 //
 // A holding stays while a majority of servers keep it: each server's part
 // is renewed by that server's heartbeat, and its local deadline is the
@@ -74,26 +76,26 @@ func NewQuorum(addrs []string, opt *Options) (*Client, error) {
 	if err := checkQuorumSize(len(addrs)); err != nil {
 		return nil, err
 	}
-	seen := make(map[string]bool)
 	for _, addr := range addrs {
 		if kind := topologyOf(addr); kind != "single" {
 			return nil, optionError("quorum servers must be plain servers: one address is a %s URL", kind)
 		}
-		if seen[addr] {
-			return nil, optionError("quorum servers must be distinct: one address is given twice")
-		}
-		seen[addr] = true
 	}
 	c := newQuorumClient(o)
 	for _, addr := range addrs {
-		m, err := New(addr, c.memberOptions())
+		m, err := New(addr, c.memberOptions(len(c.quorum.servers)))
 		if err != nil {
 			_ = c.closeMembers()
 			return nil, err
 		}
+		m.member = true
 		c.quorum.servers = append(c.quorum.servers, m)
 	}
 	c.addr = c.quorumName()
+	if err := c.checkDistinct(); err != nil {
+		_ = c.closeMembers()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -117,15 +119,36 @@ func NewQuorumWithClients(rdbs []*redis.Client, opt *Options) (*Client, error) {
 	}
 	c := newQuorumClient(o)
 	for _, rdb := range rdbs {
-		m, err := NewWithClient(rdb, c.memberOptions())
+		m, err := NewWithClient(rdb, c.memberOptions(len(c.quorum.servers)))
 		if err != nil {
 			_ = c.closeMembers()
 			return nil, err
 		}
+		m.member = true
 		c.quorum.servers = append(c.quorum.servers, m)
 	}
 	c.addr = c.quorumName()
+	if err := c.checkDistinct(); err != nil {
+		_ = c.closeMembers()
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkDistinct refuses a server given twice (the same address and
+// database, however written): its two votes would make a majority of one.
+// Two names of one address (localhost and 127.0.0.1) are not caught here.
+func (c *Client) checkDistinct() error {
+	seen := make(map[string]bool)
+	for _, m := range c.quorum.servers {
+		o := m.rdb.(*redis.Client).Options()
+		id := fmt.Sprintf("%s/%d", o.Addr, o.DB)
+		if seen[id] {
+			return optionError("quorum servers must be distinct: %s is given twice", o.Addr)
+		}
+		seen[id] = true
+	}
+	return nil
 }
 
 func checkQuorumSize(n int) error {
@@ -153,16 +176,18 @@ func (c *Client) quorumName() string {
 
 // memberOptions returns the options of a member: the quorum Client's,
 // with its events handed to the quorum Client.
-func (c *Client) memberOptions() *Options {
+func (c *Client) memberOptions(i int) *Options {
 	o := c.opt
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	o.OnEvent = c.memberEvent
+	// Events come only once the constructor has returned, with
+	// c.quorum.servers complete.
+	o.OnEvent = func(e Event) { c.memberEvent(c.quorum.servers[i], e) }
 	return &o
 }
 
 // memberEvent passes on an event of a member: what concerns one server
 // only becomes EventServerFailed, naming it.
-func (c *Client) memberEvent(e Event) {
+func (c *Client) memberEvent(m *Client, e Event) {
 	switch e.Kind {
 	case EventAcquired, EventReleased, EventWait:
 		return // the quorum Client reports those of its holdings
@@ -173,27 +198,12 @@ func (c *Client) memberEvent(e Event) {
 		return // partEnded reports it, knowing whether it matters
 	}
 	if e.Err != nil {
-		var ne *NodeError
-		if !errors.As(e.Err, &ne) {
-			e.Err = &NodeError{Addr: c.serverOf(e.Err), Err: e.Err}
-		}
+		e.Err = &NodeError{Addr: m.addr, Err: e.Err}
 	}
 	if e.Kind == EventRedisError {
 		e.Kind = EventServerFailed
 	}
 	c.emit(e)
-}
-
-// serverOf returns the address of the server an error of a member names,
-// for a NodeError.
-func (c *Client) serverOf(err error) string {
-	msg := err.Error()
-	for _, m := range c.quorum.servers {
-		if strings.Contains(msg, m.addr) {
-			return m.addr
-		}
-	}
-	return "a quorum server"
 }
 
 // closeMembers closes the members, in parallel.
@@ -286,10 +296,7 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 			}
 		}
 	}()
-	r, nerr, err := c.decide(ctx, resource, value, start, yes, no, failed)
-	if r != nil {
-		r.lateDone = lateDone
-	}
+	r, nerr, err := c.decide(ctx, resource, value, start, yes, no, failed, lateDone)
 	holding <- r
 	if r == nil {
 		for _, p := range yes {
@@ -302,7 +309,7 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 // decide turns the votes into a holding, writing its token back, or into
 // the error of the acquisition.
 func (c *Client) decide(ctx context.Context, resource, value string, start time.Time,
-	yes []*Reservation, no []vote, failed []*NodeError) (*Reservation, *NotAcquiredError, error) {
+	yes []*Reservation, no []vote, failed []*NodeError, lateDone chan struct{}) (*Reservation, *NotAcquiredError, error) {
 	q := c.quorum
 	for _, f := range failed {
 		if ctx.Err() == nil {
@@ -316,7 +323,11 @@ func (c *Client) decide(ctx context.Context, resource, value string, start time.
 			}
 			return nil, nil, &QuorumError{Op: "lock", Resource: resource, Needed: q.majority, Total: len(c.quorum.servers), Got: len(yes) + len(no), Servers: failed}
 		}
-		return nil, c.refusal(resource, len(yes), no), nil
+		e := c.refusal(resource, len(yes), no, len(failed))
+		for _, p := range yes {
+			e.granted = append(e.granted, slices.Index(q.servers, p.c))
+		}
+		return nil, e, nil
 	}
 	parts := make([]*Reservation, len(q.servers))
 	var token int64
@@ -326,8 +337,11 @@ func (c *Client) decide(ctx context.Context, resource, value string, start time.
 	}
 	deadline := majorityDeadline(yes, q.majority)
 	if err := c.writeBack(ctx, resource, token, yes, deadline); err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil, nil, fmt.Errorf("reservation: lock %s: %w", quote(resource), ctx.Err())
+		case !time.Now().Before(deadline):
+			return nil, &NotAcquiredError{Resource: resource, Late: true}, nil
 		}
 		return nil, nil, err
 	}
@@ -339,6 +353,7 @@ func (c *Client) decide(ctx context.Context, resource, value string, start time.
 	r := newReservation(c, resource, c.Key(resource), value, token, start)
 	r.parts = parts
 	r.deadline = deadline
+	r.lateDone = lateDone
 	if err := c.holdQuorum(r); err != nil {
 		return nil, nil, err
 	}
@@ -348,7 +363,7 @@ func (c *Client) decide(ctx context.Context, resource, value string, start time.
 // refusal is the NotAcquiredError of an acquisition that too few servers
 // granted: who holds the resource on most of the servers that refused,
 // and how long until enough of them could say yes.
-func (c *Client) refusal(resource string, granted int, no []vote) *NotAcquiredError {
+func (c *Client) refusal(resource string, granted int, no []vote, failed int) *NotAcquiredError {
 	e := &NotAcquiredError{Resource: resource}
 	holders := make(map[string]int)
 	var left []time.Duration // when each refusing server could say yes
@@ -369,9 +384,14 @@ func (c *Client) refusal(resource string, granted int, no []vote) *NotAcquiredEr
 			e.Holder = h
 		}
 	}
-	// Some said yes, and no other holder was seen on a majority: the
-	// servers split between contenders.
-	e.split = granted > 0 && holders[e.Holder] < c.quorum.majority
+	// Some said yes, every other server answered with a holder (no
+	// guard, no failure), and none of those holders was seen on a
+	// majority: the servers split between contenders.
+	named := 0
+	for _, k := range holders {
+		named += k
+	}
+	e.split = granted > 0 && failed == 0 && named == len(no) && holders[e.Holder] < c.quorum.majority
 	// The refusals by the guard alone would have let a majority say yes:
 	// the guard is what refused.
 	e.Guard = guards > 0 && len(c.quorum.servers)-(len(no)-guards) >= c.quorum.majority
@@ -527,13 +547,24 @@ func dropPart(p *Reservation) {
 	}
 }
 
-// dropParts gives back the parts of r, which ended, that still hold.
+// dropParts gives back the parts of r, which ended, that still hold and
+// are not being released already. After Close, the members release them.
 func (c *Client) dropParts(r *Reservation) {
 	c.mu.Lock()
 	parts := slices.Clone(r.parts)
+	shut := c.ctx.Err() != nil
 	c.mu.Unlock()
+	if shut {
+		return
+	}
 	for _, p := range parts {
-		if p != nil {
+		if p == nil {
+			continue
+		}
+		p.c.mu.Lock()
+		releasing := p.releasing
+		p.c.mu.Unlock()
+		if !releasing {
 			dropPart(p)
 		}
 	}
@@ -567,6 +598,16 @@ func (c *Client) partEnded(r *Reservation, p *Reservation, cause error) {
 	c.kickRepair()
 }
 
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func (c *Client) kickRepair() {
 	select {
 	case c.quorum.repair <- struct{}{}:
@@ -592,7 +633,9 @@ func (c *Client) repairLoop() {
 		missing := make([][]*Reservation, len(c.quorum.servers))
 		c.mu.Lock()
 		for r := range c.held {
-			if r.releasing {
+			if r.releasing || !closed(r.lateDone) {
+				// Not while the acquisition's own tries may still
+				// answer: two parts on one server would be one too many.
 				continue
 			}
 			for i, p := range r.parts {
@@ -667,14 +710,9 @@ func (c *Client) quorumValidity(r *Reservation) time.Duration {
 }
 
 // quorumRelease is Release in quorum mode: each server releases its part,
-// in parallel.
+// in parallel. It returns once a majority confirmed (or ctx ended); the
+// other servers' releases finish in the background.
 func (c *Client) quorumRelease(ctx context.Context, r *Reservation) error {
-	// The servers that had not answered the acquisition join the holding
-	// first (within QuorumTimeout), so that their parts are released too.
-	select {
-	case <-r.lateDone:
-	case <-ctx.Done():
-	}
 	c.mu.Lock()
 	if r.err != nil {
 		err := r.err
@@ -689,41 +727,67 @@ func (c *Client) quorumRelease(ctx context.Context, r *Reservation) error {
 		c.mu.Unlock()
 		return fmt.Errorf("%w: release %s: %w by Close", ErrNotHeld, quote(r.resource), ErrReleased)
 	}
+	// From now on a part that comes late (an answer to the acquisition, a
+	// repair) is given back by attach.
 	r.releasing = true
 	c.ops.Add(1)
 	parts := slices.Clone(r.parts)
 	c.mu.Unlock()
 	defer c.ops.Done()
 
-	errs := make([]error, len(parts))
-	var wg sync.WaitGroup
+	type result struct {
+		server int
+		err    error
+	}
+	results := make(chan result, len(parts))
+	// The releases outlive ctx: a server slower than the caller's
+	// patience still deletes its part, within giveBackTimeout.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), giveBackTimeout)
+	var sent sync.WaitGroup
 	for i, p := range parts {
 		if p == nil {
 			continue
 		}
-		wg.Add(1)
+		sent.Add(1)
+		c.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			errs[i] = p.Release(ctx)
+			defer c.wg.Done()
+			defer sent.Done()
+			err := p.Release(rctx)
+			if err != nil {
+				dropPart(p) // not sent in time: still ours, given back
+			}
+			results <- result{i, err}
 		}()
 	}
-	wg.Wait()
-	released := 0
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		sent.Wait()
+		cancel()
+	}()
+	released, answered, live := 0, 0, len(parts)-count(parts, nil)
 	var failed []*NodeError
-	for i, p := range parts {
-		switch {
-		case p == nil:
-		case errs[i] == nil:
-			released++
-		default:
-			failed = append(failed, &NodeError{Addr: c.quorum.servers[i].addr, Err: errs[i]})
+wait:
+	for answered < live && released < c.quorum.majority {
+		select {
+		case res := <-results:
+			answered++
+			if res.err == nil {
+				released++
+			} else {
+				failed = append(failed, &NodeError{Addr: c.quorum.servers[res.server].addr, Err: res.err})
+			}
+		case <-ctx.Done():
+			failed = append(failed, &NodeError{Addr: "the servers that had not answered", Err: ctx.Err()})
+			break wait
 		}
 	}
 	if released < c.quorum.majority {
 		// Fewer than a majority confirmed: the holding may still stand
-		// until the keys expire. The parts that failed are lost (and
-		// deleted in the background where still ours).
-		qerr := &QuorumError{Op: "release", Resource: r.resource, Needed: c.quorum.majority, Total: len(c.quorum.servers), Got: released, Servers: failed}
+		// until the keys expire there.
+		qerr := &QuorumError{Op: "release", Resource: r.resource, Needed: c.quorum.majority,
+			Total: len(c.quorum.servers), Got: released, Servers: failed}
 		c.lose(r, "the release's outcome is unknown on a majority of the servers")
 		return fmt.Errorf("%w: %w", qerr, ErrLost)
 	}
@@ -738,8 +802,9 @@ func (c *Client) quorumRelease(ctx context.Context, r *Reservation) error {
 	return nil
 }
 
-// quorumClose is Close in quorum mode: the members release the parts, in
-// one pipeline each, and stop.
+// quorumClose is Close in quorum mode: the holdings end first (their
+// holders stop before anyone else can take the resources), then the members
+// release the parts, in one pipeline each, and stop.
 func (c *Client) quorumClose() error {
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
@@ -755,15 +820,15 @@ func (c *Client) quorumClose() error {
 		}
 	}
 	c.mu.Unlock()
-	err := c.closeMembers()
-	c.ops.Wait()
-	c.wg.Wait()
 	for _, r := range held {
 		if r.end(ErrReleased) {
 			c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
 				Duration: time.Since(r.acquired)})
 		}
 	}
+	err := c.closeMembers()
+	c.ops.Wait()
+	c.wg.Wait()
 	c.events.stop()
 	if err != nil {
 		return fmt.Errorf("reservation: close: %w", err)
@@ -959,7 +1024,8 @@ func (c *Client) quorumForceRelease(ctx context.Context, resource string) (strin
 }
 
 // quorumPrime is PrimeRestartGuard in quorum mode: every server is
-// primed, and any that could not be is an error.
+// primed. A minority that could not be is reported as events: such a
+// server, new when it comes back, starts its own guard, which is safe.
 func (c *Client) quorumPrime(ctx context.Context) (bool, error) {
 	changed := make([]bool, len(c.quorum.servers))
 	errs, failed := c.eachServer(func(i int, m *Client) error {
@@ -967,15 +1033,5 @@ func (c *Client) quorumPrime(ctx context.Context) (bool, error) {
 		changed[i], err = m.PrimeRestartGuard(ctx)
 		return err
 	})
-	if failed > 0 {
-		var list []error
-		for _, e := range errs {
-			if e != nil {
-				list = append(list, e)
-			}
-		}
-		return slices.Contains(changed, true), fmt.Errorf("reservation: prime restart guard: %d of the %d quorum servers failed: %w",
-			failed, len(errs), errors.Join(list...))
-	}
-	return slices.Contains(changed, true), nil
+	return slices.Contains(changed, true), c.quorumError("prime restart guard", "", errs, failed)
 }

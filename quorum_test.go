@@ -540,3 +540,96 @@ func TestQuorumLockBehindWaitersSendsNothing(t *testing.T) {
 		t.Errorf("%d scripts ran while the second waiter queued behind the first; want none", after-before)
 	}
 }
+
+// A server that answers the acquisition late, while the repair loop is
+// asked to take it again: one part there, whose key stays.
+func TestQuorumLateVoteAndRepairKeepOnePart(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{TTL: 10 * time.Second, QuorumTimeout: time.Second})
+	servers[2].Pause()
+	r, err := c.TryLock(t.Context(), "job")
+	if err != nil {
+		servers[2].Resume()
+		t.Fatal(err)
+	}
+	c.kickRepair() // while server 2's vote is still under way
+	time.Sleep(150 * time.Millisecond)
+	servers[2].Resume()
+	<-r.lateDone
+	for range 30 {
+		time.Sleep(10 * time.Millisecond)
+		if v := holders(t, servers, r.Key())[2]; v != r.Holder() {
+			t.Fatalf("server 2 holds %q; want the holding's part (%q) to stay", v, r.Holder())
+		}
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A slow minority holds up neither Release nor its answer.
+func TestQuorumReleaseWithASlowServer(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{TTL: 30 * time.Second})
+	// Slow during the acquisition: its vote is still under way.
+	servers[2].Pause()
+	r, err := c.TryLock(t.Context(), "during")
+	if err != nil {
+		servers[2].Resume()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	err = r.Release(ctx)
+	cancel()
+	servers[2].Resume()
+	if err != nil {
+		t.Fatalf("Release with a slow minority: %v", err)
+	}
+	// Slow after it.
+	r, err = c.TryLock(t.Context(), "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-r.lateDone
+	servers[2].Pause()
+	defer servers[2].Resume()
+	start := time.Now()
+	if err := r.Release(t.Context()); err != nil {
+		t.Fatalf("Release with a slow minority: %v", err)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Errorf("Release took %v with a slow minority; want the majority's answer", took)
+	}
+}
+
+func TestQuorumSameServerTwice(t *testing.T) {
+	servers := redistest.StartMasters(t, 2)
+	c, err := NewQuorum([]string{servers[0].Addr, "redis://" + servers[0].Addr, servers[1].Addr}, &Options{Logger: quiet})
+	if !errors.Is(err, ErrInvalidOptions) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("NewQuorum with one server twice = %v; want ErrInvalidOptions", err)
+	}
+}
+
+// Servers held back by their restart guards are not contenders: Lock waits
+// for the guard, without a storm of attempts.
+func TestQuorumLockWaitsForGuards(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{TTL: time.Second, RestartGuard: 5 * time.Second})
+	servers[1].Restart(t)
+	servers[2].Restart(t)
+	before := commandCalls(servers[0].Client(t).Info(t.Context(), "commandstats").Val(), "evalsha")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, err := c.Lock(ctx, "job")
+	var nerr *NotAcquiredError
+	if !errors.As(err, &nerr) || !nerr.Guard {
+		t.Fatalf("Lock during the guards = %v; want a NotAcquiredError of the guard", err)
+	}
+	after := commandCalls(servers[0].Client(t).Info(t.Context(), "commandstats").Val(), "evalsha")
+	if after-before > 10 {
+		t.Errorf("%d scripts in a second on the healthy server while the guards held; want a few", after-before)
+	}
+}

@@ -5,14 +5,16 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 )
 
 // seat is a waiter's place in the queue of one server's notifier.
 type seat struct {
-	n *notifier
-	w *waiter
+	server int
+	n      *notifier
+	w      *waiter
 }
 
 // quorumLock is Lock in quorum mode. A waiter queues on every server's
@@ -41,6 +43,7 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	splits := 0 // attempts in a row that found the servers split
 	// tried: the attempt before joining counts as the first round; the
 	// watches set next catch any change since.
 	for {
@@ -74,13 +77,18 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 				}
 				if l := w.last; err == nil && l != nil && l.split {
 					// The servers split between contenders, and each gave
-					// back what it took: try again after a random pause,
-					// so that the next round is not split the same way.
-					if !sleep(ctx, time.Duration(rand.Int64N(int64(5*time.Millisecond)))) {
+					// back what it took: try again after a random pause
+					// that doubles with each split in a row (from 5 ms, at
+					// most RetryInterval), so that the next round is not
+					// split the same way.
+					splits++
+					pause := min(5*time.Millisecond<<min(splits-1, 10), c.opt.RetryInterval)
+					if !sleep(ctx, time.Duration(rand.Int64N(int64(pause)))) {
 						return nil, w.notAcquired(ctx)
 					}
 					continue
 				}
+				splits = 0
 			}
 			tried = false
 			w.quiet = false
@@ -96,7 +104,12 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 		for _, ch := range []any{timer.C, ctx.Done(), c.ctx.Done()} {
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 		}
-		for _, ch := range wakes {
+		for i, ch := range wakes {
+			if l := w.last; head && l != nil && slices.Contains(l.granted, seats[i].server) {
+				// It said yes and we gave it back: its change is ours,
+				// and says nothing of the servers that refused.
+				continue
+			}
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 		}
 		chosen, _, _ := reflect.Select(cases)
@@ -141,9 +154,9 @@ func (c *Client) join(ctx context.Context, key string) []seat {
 	c.quorum.joinMu.Lock()
 	defer c.quorum.joinMu.Unlock()
 	var seats []seat
-	for _, n := range ns {
+	for i, n := range ns {
 		if n != nil {
-			seats = append(seats, seat{n, n.join(key)})
+			seats = append(seats, seat{i, n, n.join(key)})
 		}
 	}
 	return seats

@@ -227,6 +227,9 @@ func (c *Client) hold(r *Reservation) error {
 		return ErrClosed
 	}
 	c.held[r] = struct{}{}
+	if c.member {
+		c.heldKV[[2]string{r.key, r.value}]++
+	}
 	if n := c.notifs[r.node]; n != nil {
 		n.watchHeld(r)
 	} else {
@@ -256,6 +259,13 @@ func (r *Reservation) end(cause error) bool {
 	r.err = cause
 	if _, ok := c.held[r]; ok {
 		delete(c.held, r)
+		if c.member {
+			if kv := [2]string{r.key, r.value}; c.heldKV[kv] > 1 {
+				c.heldKV[kv]--
+			} else {
+				delete(c.heldKV, kv)
+			}
+		}
 		if n := c.notifs[r.node]; n != nil {
 			n.unwatchHeld(r)
 		}
@@ -281,6 +291,12 @@ const giveBackTimeout = 2 * time.Second
 // background while the Client is open (Close waits for it), else at once.
 func (c *Client) giveBack(key, value string) {
 	release := func() {
+		if c.member && c.holds(key, value) {
+			// A quorum holding tries a server again with its one value:
+			// a late answer to an earlier try must not delete the part
+			// that a later try holds.
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
 		defer cancel()
 		_ = c.releaseCall(key, value).run(ctx, c.rdb).Err()
@@ -297,6 +313,13 @@ func (c *Client) giveBack(key, value string) {
 		defer c.wg.Done()
 		release()
 	}()
+}
+
+// holds reports whether a held reservation of c has key and value.
+func (c *Client) holds(key, value string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.heldKV[[2]string{key, value}] > 0
 }
 
 // lose ends r as lost, for reason, and reports it.
