@@ -89,9 +89,18 @@ func New(addr string, opt *Options) (*Client, error) {
 	if kind := topologyOf(addr); kind != "single" {
 		return newFromURL(addr, kind, opt)
 	}
+	return newServer(addr, o, nil)
+}
+
+// newServer is New for one server; tune, when not nil, adjusts the
+// go-redis options.
+func newServer(addr string, o Options, tune func(*redis.Options)) (*Client, error) {
 	ropt, err := parseAddr(addr)
 	if err != nil {
 		return nil, err
+	}
+	if tune != nil {
+		tune(ropt)
 	}
 	o.credentials(&ropt.Username, &ropt.Password, &ropt.TLSConfig)
 	if o.TLSConfig != nil && ropt.TLSConfig.ServerName == "" {

@@ -160,6 +160,7 @@ type NotAcquiredError struct {
 
 	split   bool  // quorum mode: the servers split between contenders
 	granted []int // quorum mode: the servers that said yes (given back)
+	down    []int // quorum mode: the servers that failed
 }
 
 // Error returns a sentence that names the resource and why.

@@ -83,7 +83,11 @@ func NewQuorum(addrs []string, opt *Options) (*Client, error) {
 	}
 	c := newQuorumClient(o)
 	for _, addr := range addrs {
-		m, err := New(addr, c.memberOptions(len(c.quorum.servers)))
+		mo := c.memberOptions(len(c.quorum.servers))
+		// No retries: a server that fails is outvoted, and go-redis's
+		// retries (with their back-off) would only delay the answer
+		// about it (Release, Close) by a second or more.
+		m, err := newServer(addr, *mo, func(ro *redis.Options) { ro.MaxRetries = -1 })
 		if err != nil {
 			_ = c.closeMembers()
 			return nil, err
@@ -326,6 +330,9 @@ func (c *Client) decide(ctx context.Context, resource, value string, start time.
 		e := c.refusal(resource, len(yes), no, len(failed))
 		for _, p := range yes {
 			e.granted = append(e.granted, slices.Index(q.servers, p.c))
+		}
+		for _, f := range failed {
+			e.down = append(e.down, slices.IndexFunc(q.servers, func(m *Client) bool { return m.addr == f.Addr }))
 		}
 		return nil, e, nil
 	}
@@ -836,22 +843,75 @@ func (c *Client) quorumClose() error {
 	return nil
 }
 
-// eachServer runs f on every member in parallel and returns their errors,
-// by server, as NodeErrors (nil where f succeeded), and how many failed.
-func (c *Client) eachServer(f func(i int, m *Client) error) ([]*NodeError, int) {
-	errs := make([]*NodeError, len(c.quorum.servers))
+// eachServer runs f on every member in parallel and returns their results
+// and errors, by server, and how many failed. It returns once every server
+// answered, or once a majority did and QuorumTimeout passed since: a server
+// slower than that (down, paused, behind go-redis's retries) counts as
+// failed, and its call is cancelled.
+func eachServer[T any](ctx context.Context, c *Client, f func(ctx context.Context, m *Client) (T, error)) ([]T, []*NodeError, int) {
+	n := len(c.quorum.servers)
+	vals := make([]T, n)
+	errs := make([]*NodeError, n)
+	if err := c.enter(); err != nil {
+		for i, m := range c.quorum.servers {
+			errs[i] = &NodeError{Addr: m.addr, Err: err}
+		}
+		return vals, errs, n
+	}
+	type result struct {
+		server int
+		val    T
+		err    error
+	}
+	results := make(chan result, n)
+	cctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for i, m := range c.quorum.servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(i, m); err != nil {
-				errs[i] = &NodeError{Addr: m.addr, Err: err}
-			}
+			v, err := f(cctx, m)
+			results <- result{i, v, err}
 		}()
 	}
-	wg.Wait()
-	return errs, len(errs) - count(errs, nil)
+	go func() { // Close waits for the calls left behind
+		defer c.ops.Done()
+		wg.Wait()
+		cancel()
+	}()
+	answered := make([]bool, n)
+	ok := 0
+	var grace <-chan time.Time
+wait:
+	for range n {
+		select {
+		case r := <-results:
+			answered[r.server] = true
+			vals[r.server] = r.val
+			if r.err != nil {
+				errs[r.server] = &NodeError{Addr: c.quorum.servers[r.server].addr, Err: r.err}
+				continue
+			}
+			if ok++; ok == c.quorum.majority {
+				t := time.NewTimer(c.opt.QuorumTimeout)
+				defer t.Stop()
+				grace = t.C
+			}
+		case <-grace:
+			cancel()
+			break wait
+		}
+	}
+	failed := 0
+	for i, m := range c.quorum.servers {
+		if !answered[i] {
+			errs[i] = &NodeError{Addr: m.addr, Err: fmt.Errorf("no answer within the quorum timeout (%v) after the majority's", c.opt.QuorumTimeout)}
+		}
+		if errs[i] != nil {
+			failed++
+		}
+	}
+	return vals, errs, failed
 }
 
 // quorumError returns the QuorumError of op when a majority failed, else
@@ -876,18 +936,24 @@ func (c *Client) quorumError(op, resource string, errs []*NodeError, failed int)
 // quorumPing is Ping in quorum mode: an error when a majority does not
 // answer.
 func (c *Client) quorumPing(ctx context.Context) error {
-	errs, failed := c.eachServer(func(_ int, m *Client) error { return m.Ping(ctx) })
+	_, errs, failed := eachServer(ctx, c, func(ctx context.Context, m *Client) (struct{}, error) {
+		return struct{}{}, m.Ping(ctx)
+	})
 	return c.quorumError("ping", "", errs, failed)
 }
 
 // quorumStatus is Status in quorum mode.
 func (c *Client) quorumStatus(ctx context.Context, resource string) (Info, error) {
-	servers := make([]ServerInfo, len(c.quorum.servers))
-	errs, failed := c.eachServer(func(i int, m *Client) error {
-		in, err := m.Status(ctx, resource)
-		servers[i] = ServerInfo{Addr: m.addr, Info: in, Err: err}
-		return err
+	infos, errs, failed := eachServer(ctx, c, func(ctx context.Context, m *Client) (Info, error) {
+		return m.Status(ctx, resource)
 	})
+	servers := make([]ServerInfo, len(infos))
+	for i, in := range infos {
+		servers[i] = ServerInfo{Addr: c.quorum.servers[i].addr, Info: in}
+		if errs[i] != nil {
+			servers[i].Info, servers[i].Err = Info{}, errs[i].Err
+		}
+	}
 	if n := len(servers); n-failed < c.quorum.majority {
 		return Info{}, c.quorumError("status of", resource, errs, failed)
 	}
@@ -901,6 +967,7 @@ func (c *Client) majorityInfo(resource string, servers []ServerInfo) Info {
 	holders := make(map[string]int)
 	unset := 0
 	var guards []time.Duration
+	var tokens []int64
 	for _, s := range servers {
 		if s.Err != nil {
 			continue
@@ -908,7 +975,7 @@ func (c *Client) majorityInfo(resource string, servers []ServerInfo) Info {
 		if s.Held {
 			holders[s.Holder]++
 		}
-		in.Token = max(in.Token, s.Token)
+		tokens = append(tokens, s.Token)
 		if s.GuardUnset {
 			unset++
 		} else {
@@ -940,6 +1007,14 @@ func (c *Client) majorityInfo(resource string, servers []ServerInfo) Info {
 			in.TTL = ttls[m-forever-1]
 		}
 	}
+	// The majority-th largest token: every later holding's token is
+	// above it, and while a holding stands, it is the holder's.
+	slices.SortFunc(tokens, func(a, b int64) int { return cmp.Compare(b, a) })
+	if len(tokens) >= m {
+		in.Token = tokens[m-1]
+	} else if len(tokens) > 0 {
+		in.Token = tokens[len(tokens)-1]
+	}
 	in.GuardUnset = unset > len(servers)-m
 	slices.Sort(guards)
 	if !in.GuardUnset && len(guards) >= m {
@@ -951,11 +1026,8 @@ func (c *Client) majorityInfo(resource string, servers []ServerInfo) Info {
 // quorumList is List in quorum mode: every server is read, and each
 // resource held on any of them is listed with each server's view.
 func (c *Client) quorumList(ctx context.Context, match string) ([]Info, error) {
-	lists := make([][]Info, len(c.quorum.servers))
-	errs, failed := c.eachServer(func(i int, m *Client) error {
-		infos, err := m.List(ctx, match)
-		lists[i] = infos
-		return err
+	lists, errs, failed := eachServer(ctx, c, func(ctx context.Context, m *Client) ([]Info, error) {
+		return m.List(ctx, match)
 	})
 	if failed == len(c.quorum.servers) {
 		return nil, c.quorumError("list", "", errs, failed)
@@ -998,11 +1070,8 @@ func (c *Client) quorumList(ctx context.Context, match string) ([]Info, error) {
 // quorumForceRelease is ForceRelease in quorum mode: on every server; it
 // returns the holder value deleted from most servers.
 func (c *Client) quorumForceRelease(ctx context.Context, resource string) (string, error) {
-	values := make([]string, len(c.quorum.servers))
-	errs, failed := c.eachServer(func(i int, m *Client) error {
-		v, err := m.ForceRelease(ctx, resource)
-		values[i] = v
-		return err
+	values, errs, failed := eachServer(ctx, c, func(ctx context.Context, m *Client) (string, error) {
+		return m.ForceRelease(ctx, resource)
 	})
 	if err := c.quorumError("force release", resource, errs, failed); err != nil {
 		return "", err
@@ -1027,11 +1096,8 @@ func (c *Client) quorumForceRelease(ctx context.Context, resource string) (strin
 // primed. A minority that could not be is reported as events: such a
 // server, new when it comes back, starts its own guard, which is safe.
 func (c *Client) quorumPrime(ctx context.Context) (bool, error) {
-	changed := make([]bool, len(c.quorum.servers))
-	errs, failed := c.eachServer(func(i int, m *Client) error {
-		var err error
-		changed[i], err = m.PrimeRestartGuard(ctx)
-		return err
+	changed, errs, failed := eachServer(ctx, c, func(ctx context.Context, m *Client) (bool, error) {
+		return m.PrimeRestartGuard(ctx)
 	})
 	return slices.Contains(changed, true), c.quorumError("prime restart guard", "", errs, failed)
 }

@@ -78,7 +78,7 @@ func TestQuorumBasics(t *testing.T) {
 		t.Fatalf("TryLock of a held resource = %v; want a NotAcquiredError naming %q", err, r.Holder())
 	}
 	in, err := b.Status(ctx, "job")
-	if err != nil || !in.Held || in.Holder != r.Holder() || in.Token < r.Token() || len(in.Servers) != 3 {
+	if err != nil || !in.Held || in.Holder != r.Holder() || in.Token != r.Token() || len(in.Servers) != 3 {
 		t.Fatalf("Status = %+v, %v; want held by %q, token %d, 3 servers", in, err, r.Holder(), r.Token())
 	}
 	list, err := b.List(ctx, "*")
@@ -631,5 +631,32 @@ func TestQuorumLockWaitsForGuards(t *testing.T) {
 	after := commandCalls(servers[0].Client(t).Info(t.Context(), "commandstats").Val(), "evalsha")
 	if after-before > 10 {
 		t.Errorf("%d scripts in a second on the healthy server while the guards held; want a few", after-before)
+	}
+}
+
+// With a minority down, reads answer with the majority's view, without
+// waiting for the server that is down.
+func TestQuorumReadsWithAServerDown(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{QuorumTimeout: 100 * time.Millisecond})
+	ctx := t.Context()
+	r := mustLock(t, c, "job")
+	servers[2].Kill()
+	start := time.Now()
+	if err := c.Ping(ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	in, err := c.Status(ctx, "job")
+	if err != nil || !in.Held || in.Servers[2].Err == nil {
+		t.Errorf("Status = %+v, %v; want held, with server 2's error", in, err)
+	}
+	if _, err := c.List(ctx, "*"); !errors.Is(err, ErrPartial) {
+		t.Errorf("List = %v; want ErrPartial", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Ping, Status and List took %v with one server down; want the majority's answers", took)
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

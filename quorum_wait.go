@@ -55,6 +55,11 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 			wake, h, armed := s.n.state(w.key, s.w)
 			wakes[i] = wake
 			head = head || i == 0 && h
+			if l := w.last; l != nil && slices.Contains(l.down, s.server) {
+				// Failed at the last attempt: its watch would wait for
+				// a connection that is not there.
+				continue
+			}
 			if !armed || w.quiet {
 				unarmed = append(unarmed, s.n)
 			}
@@ -145,11 +150,8 @@ func (c *Client) queued(key string) bool {
 func (c *Client) join(ctx context.Context, key string) []seat {
 	ctx, cancel := context.WithTimeout(ctx, c.opt.QuorumTimeout)
 	defer cancel()
-	ns := make([]*notifier, len(c.quorum.servers))
-	c.eachServer(func(i int, m *Client) error {
-		var err error
-		ns[i], err = m.notifierFor(ctx, key)
-		return err
+	ns, _, _ := eachServer(ctx, c, func(ctx context.Context, m *Client) (*notifier, error) {
+		return m.notifierFor(ctx, key)
 	})
 	c.quorum.joinMu.Lock()
 	defer c.quorum.joinMu.Unlock()
@@ -162,9 +164,11 @@ func (c *Client) join(ctx context.Context, key string) []seat {
 	return seats
 }
 
-// arm sets the watch of key on each notifier of ns, in parallel, and
-// returns on how many servers the key was gone.
+// arm sets the watch of key on each notifier of ns, in parallel, within
+// QuorumTimeout, and returns on how many servers the key was gone.
 func (c *Client) arm(ctx context.Context, key string, ns []*notifier) int {
+	ctx, cancel := context.WithTimeout(ctx, c.opt.QuorumTimeout)
+	defer cancel()
 	var mu sync.Mutex
 	gone := 0
 	var wg sync.WaitGroup

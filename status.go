@@ -42,9 +42,9 @@ type Info struct {
 	// the order of the Client's servers; nil otherwise. The fields above
 	// are then the majority's: Held when a majority holds the key with
 	// one holder value, TTL the time until fewer than a majority hold it,
-	// Token the largest any server issued (a server that answered the
-	// holder after the majority issued its own, which may exceed the
-	// holder's), Guard the time until a majority can vote.
+	// Token the majority-th largest (every later holding's token is above
+	// it, and while a holding stands it is the holder's), Guard the time
+	// until a majority can vote.
 	Servers []ServerInfo
 }
 
