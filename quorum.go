@@ -84,10 +84,11 @@ func NewQuorum(addrs []string, opt *Options) (*Client, error) {
 	c := newQuorumClient(o)
 	for _, addr := range addrs {
 		mo := c.memberOptions(len(c.quorum.servers))
-		// No retries: a server that fails is outvoted, and go-redis's
-		// retries (with their back-off) would only delay the answer
-		// about it (Release, Close) by a second or more.
-		m, err := newServer(addr, *mo, func(ro *redis.Options) { ro.MaxRetries = -1 })
+		// No retries, of commands or of dials: a server that fails is
+		// outvoted, and go-redis's retries (with their back-off: five
+		// dials 100 ms apart) would only delay the answer about it
+		// (Status, Release, Close) by a second or more.
+		m, err := newServer(addr, *mo, func(ro *redis.Options) { ro.MaxRetries, ro.DialerRetries = -1, 1 })
 		if err != nil {
 			_ = c.closeMembers()
 			return nil, err

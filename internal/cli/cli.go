@@ -273,8 +273,9 @@ github.com/redis-reservation/reservation and of the Node library
 node-redis-reservation ("reservation-<resource>"), so all of them exclude
 each other.
 
-It talks to one Redis server, to a Redis Cluster, or to the master that
-Redis Sentinel names, as --redis (or $REDIS_URL) says, in go-redis's forms:
+It talks to one Redis server, to a Redis Cluster, to the master that Redis
+Sentinel names, or to a quorum of independent servers, as --redis (or
+$REDIS_URL) says, in go-redis's forms:
   host:port, redis://[user:password@]host:port[/db]
       one server, or a Cluster node (reserve asks the server which it is)
   redis://[user:password@]host:port?addr=host2:port[&addr=...]
@@ -282,14 +283,20 @@ Redis Sentinel names, as --redis (or $REDIS_URL) says, in go-redis's forms:
   redis://[user:password@]sentinel:26379?master_name=NAME[&addr=sentinel2:26379]
       through Sentinel: this user and password are the Sentinels'; the
       master's are $REDIS_PASSWORD (or &password=...)
+  --quorum --redis host1:port --redis host2:port --redis host3:port
+      a quorum: each reservation is held on a majority of these servers, an
+      odd number of plain servers, at least 3 ($RESERVE_QUORUM=true with the
+      addresses in $REDIS_URL, separated by spaces); several --redis without
+      --quorum is a usage error
 
 reserve prints its own sentences on stderr; the library's log records only
 with --log-level or --log-format (or $RESERVE_LOG_LEVEL, $RESERVE_LOG_FORMAT).
 
 Exit codes: the command's own status (128+n when killed by signal n);
-1 prime refused; 64 bad usage or input; 69 Redis unreachable, refusing the
-credentials, or not confirming an acquisition on --wait-replicas replicas
-(or, for list, some Cluster master not read); 70 reservation lost while
+1 prime refused; 64 bad usage or input; 69 Redis unreachable (with
+--quorum: a majority of its servers), refusing the credentials, or not
+confirming an acquisition on --wait-replicas replicas (or, for list, some
+Cluster master or quorum server not read); 70 reservation lost while
 the command ran; 75 not acquired (--no-wait while held or held back by the
 restart guard, or --timeout reached); 126/127 command not executable/not
 found.`,
@@ -308,7 +315,10 @@ found.`,
 
   # A Redis Cluster (any node: reserve finds out), and through Sentinel.
   reserve list --redis redis://10.0.0.5:6379
-  REDIS_PASSWORD=... reserve list --redis 'redis://sentinel-1:26379?master_name=main&addr=sentinel-2:26379'`,
+  REDIS_PASSWORD=... reserve list --redis 'redis://sentinel-1:26379?master_name=main&addr=sentinel-2:26379'
+
+  # A quorum of three independent servers: held while a majority holds it.
+  reserve run --quorum --redis redis-a:6379 --redis redis-b:6379 --redis redis-c:6379 nightly-report -- ./report.sh`,
 		Version:           version(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -359,7 +360,7 @@ func TestStatusAndListJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &in); err != nil || res.code != 0 {
 		t.Fatalf("status --json json:free: %v, %v", err, res)
 	}
-	if want := (infoJSON{Resource: "json:free", Key: "reservation-json:free", Token: free.Token()}); in != want {
+	if want := (infoJSON{Resource: "json:free", Key: "reservation-json:free", Token: free.Token()}); !reflect.DeepEqual(in, want) {
 		t.Errorf("status --json json:free = %+v, want %+v", in, want)
 	}
 
@@ -504,7 +505,7 @@ func TestRestartGuardFlag(t *testing.T) {
 func TestDemo(t *testing.T) {
 	t.Parallel()
 	// summary answers the demo's check lines, and the one about wake-ups.
-	summary := func(t *testing.T, res result) (checks []string, wake string) {
+	summary := func(t *testing.T, res result, want int) (checks []string, wake string) {
 		t.Helper()
 		_, sum, ok := strings.Cut(res.stdout, "3. Summary")
 		if !ok {
@@ -519,12 +520,12 @@ func TestDemo(t *testing.T) {
 				}
 			}
 		}
-		if len(checks) != 4 || wake == "" {
-			t.Fatalf("demo summary has %d checks, want 4, one of them about wake-ups:\n%s", len(checks), res.stdout)
+		if len(checks) != want || wake == "" {
+			t.Fatalf("demo summary has %d checks, want %d, one of them about wake-ups:\n%s", len(checks), want, res.stdout)
 		}
 		return checks, wake
 	}
-	check := func(t *testing.T, res result, wantHeader string) {
+	check := func(t *testing.T, res result, wantHeader string, wantChecks int) {
 		t.Helper()
 		if res.code != 0 {
 			t.Fatalf("demo: %v", res)
@@ -534,7 +535,7 @@ func TestDemo(t *testing.T) {
 				t.Errorf("demo output has no %q:\n%s", want, res.stdout)
 			}
 		}
-		checks, wake := summary(t, res)
+		checks, wake := summary(t, res, wantChecks)
 		for _, c := range checks {
 			if !strings.HasPrefix(c, "✓") {
 				t.Errorf("demo check failed: %s\n%s", c, res.stdout)
@@ -550,7 +551,7 @@ func TestDemo(t *testing.T) {
 	t.Run("own server", func(t *testing.T) {
 		t.Parallel()
 		res := runReserve(t, nil, nil, "demo", "--probe", unusedAddr(t))
-		check(t, res, "started a throwaway redis-server")
+		check(t, res, "started a throwaway redis-server", 4)
 	})
 	t.Run("given server without wake-ups", func(t *testing.T) {
 		t.Parallel()
@@ -567,7 +568,7 @@ func TestDemo(t *testing.T) {
 		if res.code != ExitFailure || !strings.Contains(res.stdout, "reserve demo on Redis at "+srv.Addr) {
 			t.Errorf("demo without wake-ups: got %v\nwant exit %d", res, ExitFailure)
 		}
-		checks, wake := summary(t, res)
+		checks, wake := summary(t, res, 4)
 		// ✗, with a time, or none when no waiter got the job right after
 		// the holding it found (another worker's came in between).
 		if !strings.HasPrefix(wake, "✗ a release did not wake the next waiter: it got the job ") &&
@@ -590,9 +591,22 @@ func TestDemo(t *testing.T) {
 	t.Run("own cluster", func(t *testing.T) {
 		t.Parallel()
 		res := runReserve(t, nil, nil, "demo", "--cluster")
-		check(t, res, "reserve demo: started it on ")
+		check(t, res, "reserve demo: started it on ", 4)
 		if !strings.Contains(res.stdout, "The jobs' keys live on 3 of the Cluster's masters: ") {
 			t.Errorf("demo --cluster does not show the jobs spread over the masters:\n%s", res.stdout)
+		}
+	})
+	t.Run("own quorum", func(t *testing.T) {
+		t.Parallel()
+		res := runReserve(t, nil, nil, "demo", "--quorum")
+		check(t, res, "reserve demo: started them on ", 5)
+		for _, want := range []string{"kill -9 the redis-server on ", "start it again, without its data", " holdings while one of the 3 servers was down"} {
+			if !strings.Contains(res.stdout, want) {
+				t.Errorf("demo --quorum output has no %q:\n%s", want, res.stdout)
+			}
+		}
+		if !strings.Contains(res.stderr, "one of the 3 servers of the quorum, does not answer (connection refused)") {
+			t.Errorf("demo --quorum: stderr does not say which server is down:\n%s", res.stderr)
 		}
 	})
 	t.Run("no redis-server", func(t *testing.T) {

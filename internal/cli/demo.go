@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/redis-reservation/reservation"
+	"github.com/redis-reservation/reservation/internal/redisserver"
 )
 
 // The demo's script. It takes about 12 s, plus starting Redis.
@@ -42,6 +43,7 @@ const (
 	// demoWakeBound is how soon a release must wake the next waiter, at
 	// the median: push wake-ups take about a millisecond.
 	demoWakeBound = 200 * time.Millisecond
+	demoQuorum    = 3 // servers of demo --quorum
 	defaultProbe  = "127.0.0.1:6379"
 )
 
@@ -79,11 +81,16 @@ It uses the Redis of --redis or $REDIS_URL when given, else the one at
 127.0.0.1:6379 when it answers, else it starts a throwaway redis-server (no
 persistence, stopped and deleted at the end). With --cluster and no --redis,
 it starts a throwaway Redis Cluster of three masters instead, and shows the
-jobs' keys spread over them. Its resources are named "demo:*", so it leaves
+jobs' keys spread over them. With --quorum and no --redis, it starts three
+throwaway servers and holds each job on a majority of them; one is killed
+a third into act 1 and started again, empty, a third later (its restart
+guard keeps it from voting), and the demo checks that the workers carried
+on meanwhile. Its resources are named "demo:*", so it leaves
 other reservations alone; run it on a Redis that holds nothing you care
 about all the same.`,
 		Example: `  reserve demo
   reserve demo --cluster
+  reserve demo --quorum
   reserve demo --redis redis://localhost:6380`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -101,8 +108,12 @@ type demo struct {
 	a      *app
 	conn   *connFlags
 	addr   string
-	own    bool          // the demo started the server or Cluster
-	guard  time.Duration // RestartGuard of the demo's clients
+	addrs  []string            // with --quorum, the servers (addr is then "")
+	victim *redisserver.Server // with --quorum on servers of its own: the one it kills in act 1
+	killed time.Time           // when it killed it
+	back   time.Time           // when it started it again
+	own    bool                // the demo started the server, Cluster or quorum
+	guard  time.Duration       // RestartGuard of the demo's clients
 	prefix string
 	start  time.Time
 
@@ -141,7 +152,35 @@ func (f *demoFlags) run(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	quorumOn, _, err := f.conn.quorumSetting(a)
+	if err != nil {
+		return err
+	}
 	switch {
+	case quorumOn && given:
+		if d.addrs, _, err = f.conn.servers(a); err != nil {
+			return err
+		}
+	case quorumOn:
+		if clusterSet && clusterOn {
+			return usageErrorf("--quorum and --cluster exclude each other: a quorum is over independent Redis servers, not the nodes of a Redis Cluster")
+		}
+		fmt.Fprintf(out, "reserve demo: starting %d throwaway redis-servers for a quorum...\n", demoQuorum)
+		var servers []*localRedis
+		for range demoQuorum {
+			srv, err := startRedis(ctx)
+			if err != nil {
+				if ierr := interrupted(ctx); ierr != nil {
+					return ierr
+				}
+				return unavailable(fmt.Errorf("cannot start redis-server: %w", err))
+			}
+			defer srv.stop()
+			servers = append(servers, srv)
+			d.addrs = append(d.addrs, "redis://"+srv.addr)
+		}
+		d.victim = servers[len(servers)-1].srv
+		fmt.Fprintf(out, "reserve demo: started them on %s\n(no persistence; stopped and deleted at the end)\n", quorumHosts(d.addrs))
 	case given:
 		d.addr = addr
 	case clusterSet && clusterOn:
@@ -176,7 +215,7 @@ func (f *demoFlags) run(ctx context.Context, a *app) error {
 	// it on a server that others use. On its own server or Cluster it
 	// primes the guard, as one should on a brand-new server, and keeps it
 	// on.
-	d.own = !given && d.addr != "redis://"+f.probe
+	d.own = !given && d.addr != "redis://"+f.probe || d.victim != nil
 	d.guard = -1
 	if d.own {
 		d.guard = 0
@@ -201,6 +240,9 @@ func (d *demo) client(ctx context.Context, by string) (*reservation.Client, erro
 		HeartbeatInterval: demoHeartbeat,
 		RetryInterval:     demoRetry,
 		RestartGuard:      d.guard,
+	}
+	if d.addrs != nil {
+		return d.conn.connectQuorum(ctx, d.a, d.addrs, opt)
 	}
 	return d.conn.connectTo(ctx, d.a, d.addr, opt)
 }
@@ -247,6 +289,10 @@ func (d *demo) show(ctx context.Context) error {
 
 	fmt.Fprintf(out, "\n1. %d workers, each with its own connection, contend for %d jobs. One holder per job at a time;\n"+
 		"   a release wakes the next waiter at once (Redis pushes the change: no polling).\n", demoWorkers, 2)
+	if d.victim != nil {
+		fmt.Fprintf(out, "   Each holding is on a majority of the %d servers; one of them is killed for a while,\n"+
+			"   and the workers carry on with the other %d.\n", len(d.addrs), len(d.addrs)-1)
+	}
 	if err := d.contend(ctx, clients); err != nil {
 		return err
 	}
@@ -275,11 +321,44 @@ func (d *demo) contend(ctx context.Context, clients []*reservation.Client) error
 			errs[i] = d.worker(ctx, actCtx, c, i)
 		}()
 	}
+	var outage error
+	if d.victim != nil {
+		outage = d.outage(actCtx)
+	}
 	wg.Wait()
 	if ierr := interrupted(ctx); ierr != nil {
 		return ierr
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, outage)...)
+}
+
+// outage kills the victim, one server of the demo's quorum, a third into
+// act 1, and starts it again, empty, a third later: the workers carry on
+// with the majority meanwhile, and it does not vote until its restart
+// guard has passed, since holders from before may still count on it.
+func (d *demo) outage(actCtx context.Context) error {
+	select {
+	case <-time.After(demoContend / 3):
+	case <-actCtx.Done():
+		return nil
+	}
+	d.mu.Lock()
+	d.victim.Kill()
+	d.killed = time.Now()
+	d.sayLocked("demo", "kill -9 the redis-server on %s, one of the %d: the workers carry on with the majority", d.victim.Addr, len(d.addrs))
+	d.mu.Unlock()
+	select {
+	case <-time.After(demoContend / 3):
+	case <-actCtx.Done():
+	}
+	if err := d.victim.Restart(context.Background()); err != nil {
+		return unavailable(fmt.Errorf("cannot start the redis-server on %s again: %w", d.victim.Addr, err))
+	}
+	d.mu.Lock()
+	d.back = time.Now()
+	d.sayLocked("demo", "start it again, without its data: its restart guard keeps it from voting for %v", demoTTL)
+	d.mu.Unlock()
+	return nil
 }
 
 // worker is one worker of act 1: it takes jobs until actCtx ends.
@@ -369,6 +448,11 @@ func (d *demo) crash(ctx context.Context, c *reservation.Client) (time.Duration,
 	if d.conn.cmd != nil && d.conn.cmd.Flags().Changed("cluster") {
 		args = append(args, clusterArg(d.conn.cluster))
 	}
+	redisURL := d.addr
+	if d.addrs != nil {
+		args = append(args, "--quorum")
+		redisURL = strings.Join(d.addrs, " ")
+	}
 	for _, fl := range []struct{ name, v string }{{"tls-ca", d.conn.tlsCA}, {"tls-cert", d.conn.tlsCert}, {"tls-key", d.conn.tlsKey},
 		{"log-level", d.conn.logLevel}, {"log-format", d.conn.logFormat}} {
 		if fl.v != "" {
@@ -377,7 +461,7 @@ func (d *demo) crash(ctx context.Context, c *reservation.Client) (time.Duration,
 	}
 	args = append(args, demoCrashJob)
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(d.a.environ(), envRedisURL+"="+d.addr) // not in argv: it may hold a password
+	cmd.Env = append(d.a.environ(), envRedisURL+"="+redisURL) // not in argv: it may hold a password
 	cmd.Stderr = d.a.stderr
 	cmd.SysProcAttr = sysProcAttr(-1)
 	stdin, err := cmd.StdinPipe() // worker-4 quits when it closes, should the demo die
@@ -463,11 +547,11 @@ func (d *demo) crash(ctx context.Context, c *reservation.Client) (time.Duration,
 // showList prints what Redis holds for the demo's jobs, as reserve list.
 func (d *demo) showList(ctx context.Context, c *reservation.Client) {
 	infos, err := c.List(ctx, "demo:*")
-	if err != nil {
+	if err != nil && !errors.Is(err, reservation.ErrPartial) {
 		return
 	}
 	var b strings.Builder
-	_ = writeList(&b, infos, time.Now())
+	_ = writeList(&b, infos, d.conn.serverCause, time.Now())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.sayLocked("demo", "what Redis holds now (reserve list --match 'demo:*'):")
@@ -524,6 +608,15 @@ func (d *demo) summary(takeover time.Duration) error {
 	check(woke, "%s", wakeups)
 	check(takeover <= demoTTL+500*time.Millisecond,
 		"worker-4's job was taken over %s after kill -9: once its key expired, within the TTL (%v)", fmtDuration(takeover), demoTTL)
+	if d.victim != nil {
+		during := 0
+		for _, h := range d.holdings {
+			if !d.killed.IsZero() && h.from.After(d.killed) && h.from.Before(d.back) {
+				during++
+			}
+		}
+		check(during > 0, "%d holdings while one of the %d servers was down: a majority was enough", during, len(d.addrs))
+	}
 	fmt.Fprintf(out, "\nNext: reserve run --help. In two terminals, against a running Redis:\n"+
 		"   reserve run demo -- sleep 10      # the second one waits for the first\n")
 	if !ok {

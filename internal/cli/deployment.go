@@ -24,6 +24,7 @@ const (
 	single   topology = iota // one server
 	sentinel                 // the master that Redis Sentinel names
 	cluster                  // a Redis Cluster
+	quorum                   // several independent servers, a majority of which must agree (--quorum)
 )
 
 // deployment is the Redis deployment that the flags name, found out by
@@ -31,6 +32,8 @@ const (
 type deployment struct {
 	kind topology
 	addr string // as given: host:port or a URL, which may hold passwords
+	// addrs are a quorum's servers, as given; nil for other kinds.
+	addrs []string
 	// where names it in messages, without a password: "Redis at
 	// host:port", "the Redis Cluster at host:port", "the Sentinel master
 	// "name" (Sentinels at host:port)".
@@ -280,6 +283,9 @@ func (d *deployment) clusterOptions() *redis.ClusterOptions {
 // client returns the library Client for d, with opt. It does not touch
 // the network.
 func (d *deployment) client(opt *reservation.Options) (*reservation.Client, error) {
+	if d.kind == quorum {
+		return reservation.NewQuorum(d.addrs, opt)
+	}
 	if d.co != nil {
 		return reservation.NewCluster(d.co, opt)
 	}
@@ -474,8 +480,11 @@ func clusterHosts(addr string) string {
 
 // hosts returns the addresses that d names, for messages.
 func (d *deployment) hosts() string {
-	if d.kind == cluster {
+	switch d.kind {
+	case cluster:
 		return clusterHosts(d.addr)
+	case quorum:
+		return quorumHosts(d.addrs)
 	}
 	return hostPort(d.addr)
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -63,6 +64,13 @@ func (f *connFlags) onEvent(a *app, addr, where string, kind topology) func(rese
 				"so reserve does without it (%s): allow it in the user's ACL", where, errText(e.Err)))
 		case reservation.EventLost:
 			a.notes.say(lostKey(e.Resource), lostSentence(e.Resource, e.Err))
+		case reservation.EventServerFailed:
+			// Once for each server: the first failure says it is down,
+			// and the per-server view of status shows the rest.
+			var ne *reservation.NodeError
+			if errors.As(e.Err, &ne) {
+				a.notes.say(string(e.Kind)+"\x00"+hostPort(ne.Addr), f.serverFailedSentence(ne))
+			}
 		}
 		// The others are for the log records (--log-level): acquisitions,
 		// renewals and releases are what reserve does anyway; Redis errors
@@ -77,8 +85,15 @@ func (f *connFlags) onEvent(a *app, addr, where string, kind topology) func(rese
 // left on the deployment that where names, why, and how to lift it on one
 // known to be new.
 func guardSentence(where string, kind topology, left time.Duration, prime string) string {
+	if kind == quorum {
+		// One server's guard: the others vote meanwhile, and an
+		// acquisition waits only when too few of them can.
+		return fmt.Sprintf("a server of %s looks new or lost its data, so its restart guard keeps it from voting for %s more, "+
+			"until holders from before have seen their loss (acquisitions wait for it only when a majority cannot vote without it); "+
+			"if these servers are new, run: %s", where, fmtDuration(left), prime)
+	}
 	return fmt.Sprintf("%s looks new or lost its data, so the restart guard holds acquisitions back for %s more, "+
-		"until holders from before have seen their loss; if %s is new, run: %s", where, fmtDuration(left), thisOne(kind), prime)
+		"until holders from before have seen their loss; if %s new, run: %s", where, fmtDuration(left), thisOne(kind), prime)
 }
 
 // lostSentence tells that the reservation of resource was lost, and why.
@@ -99,7 +114,12 @@ func errText(err error) string {
 // password in the URL shows as xxxxx.
 func (f *connFlags) primeCommand(a *app, addr string) string {
 	args := []string{"reserve", "prime"}
-	if shown := display(addr); shown != defaultRedis {
+	if f.kind == quorum && f.dep != nil {
+		args = append(args, "--quorum")
+		for _, addr := range f.dep.addrs {
+			args = append(args, "--redis", shellQuote(display(addr)))
+		}
+	} else if shown := display(addr); shown != defaultRedis {
 		args = append(args, "--redis", shellQuote(shown))
 	}
 	if f.cmd != nil && f.cmd.Flags().Changed("cluster") {
@@ -124,13 +144,16 @@ func clusterArg(on bool) string {
 	return "--cluster=false"
 }
 
-// thisOne names the deployment of kind in a sentence that says what to do
-// if it is new.
+// thisOne names the deployment of kind, with its verb, in a sentence that
+// says what to do if it is new: "if this server is new".
 func thisOne(kind topology) string {
-	if kind == cluster {
-		return "this Cluster"
+	switch kind {
+	case cluster:
+		return "this Cluster is"
+	case quorum:
+		return "these servers are"
 	}
-	return "this server"
+	return "this server is"
 }
 
 // shellQuote quotes s for a POSIX shell, when it needs it.

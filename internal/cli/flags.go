@@ -29,6 +29,7 @@ const (
 	envLogLevel      = "RESERVE_LOG_LEVEL"
 	envLogFormat     = "RESERVE_LOG_FORMAT"
 	envCluster       = "RESERVE_CLUSTER"
+	envQuorum        = "RESERVE_QUORUM"
 	envWaitReplicas  = "RESERVE_WAIT_REPLICAS"
 	envWaitTimeout   = "RESERVE_WAIT_TIMEOUT"
 )
@@ -42,8 +43,9 @@ const pingTimeout = 10 * time.Second
 // connFlags are the flags that say which Redis to use and how, and what
 // the library may log: every command that talks to Redis has them.
 type connFlags struct {
-	redis     string
+	redis     redisValue
 	cluster   bool
+	quorum    bool
 	prefix    string
 	tlsCA     string
 	tlsCert   string
@@ -65,12 +67,16 @@ func (f *connFlags) add(cmd *cobra.Command) {
 	f.cmd = cmd
 	fs := cmd.Flags()
 	// The default shown is the constant, never $REDIS_URL, which may hold
-	// a password: the environment is read in addr.
-	fs.StringVar(&f.redis, "redis", defaultRedis,
+	// a password: the environment is read in addrs.
+	f.redis = redisValue{addrs: []string{defaultRedis}}
+	fs.Var(&f.redis, "redis",
 		"Redis `URL` (redis:// or rediss:// for TLS, user and password in it or in $"+envRedisPassword+"), or host:port; "+
-			"?master_name=NAME for Sentinel, ?addr=host:port for more Cluster nodes; env $"+envRedisURL)
+			"?master_name=NAME for Sentinel, ?addr=host:port for more Cluster nodes; once for each server with --quorum; "+
+			"env $"+envRedisURL+" (addresses separated by spaces with --quorum)")
 	fs.BoolVar(&f.cluster, "cluster", false,
 		"the --redis address is a Redis Cluster node (default: ask the server; --cluster=false: one server, do not ask); env $"+envCluster)
+	fs.BoolVar(&f.quorum, "quorum", false,
+		"use a quorum of independent Redis servers, each given with its own --redis (3, 5, ...): a reservation is held on a majority of them; env $"+envQuorum)
 	fs.StringVar(&f.prefix, "prefix", reservation.DefaultPrefix, "`prefix` of the Redis keys, before the resource name")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM `file` of the CA certificates that sign the server's (turns TLS on)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM `file` of the client certificate (with --tls-key; turns TLS on)")
@@ -81,17 +87,48 @@ func (f *connFlags) add(cmd *cobra.Command) {
 		"print the library's log records in this `format`, on stderr: text or json (default text with --log-level, else none); env $"+envLogFormat)
 }
 
-// addr answers the Redis address in force, and whether it was given (by
-// flag or environment) rather than the default.
+// addr answers the Redis address in force (the first, when there are
+// several), and whether it was given (by flag or environment) rather than
+// the default.
 func (f *connFlags) addr(a *app) (string, bool) {
-	if f.cmd != nil && f.cmd.Flags().Changed("redis") {
-		return f.redis, true
-	}
-	if v := a.getenv(envRedisURL); v != "" {
-		return v, true
-	}
-	return f.redis, false
+	addrs, from := f.addrs(a)
+	return addrs[0], from != ""
 }
+
+// addrs answers the Redis addresses in force: one for each --redis, else
+// those of $REDIS_URL (separated by white space, which a URL escapes),
+// else the default; and from where, for messages: "--redis",
+// "$REDIS_URL", or "" for the default.
+func (f *connFlags) addrs(a *app) (addrs []string, from string) {
+	if f.cmd != nil && f.cmd.Flags().Changed("redis") {
+		return f.redis.addrs, "--redis"
+	}
+	if v := strings.Fields(a.getenv(envRedisURL)); len(v) > 0 {
+		return v, "$" + envRedisURL
+	}
+	return []string{defaultRedis}, ""
+}
+
+// redisValue is the --redis flag: each use adds an address, the first
+// replaces the default. Several are only for --quorum (servers says so).
+type redisValue struct {
+	addrs []string
+	set   bool
+}
+
+var _ pflag.Value = (*redisValue)(nil)
+
+func (r *redisValue) String() string { return strings.Join(r.addrs, " ") }
+
+func (r *redisValue) Set(s string) error {
+	if !r.set {
+		r.addrs, r.set = nil, true
+	}
+	r.addrs = append(r.addrs, s)
+	return nil
+}
+
+func (r *redisValue) Type() string { return "string" }
 
 // display returns addr fit for a message: a URL's passwords replaced (its
 // user information's, and a Sentinel URL's password parameter).
@@ -146,19 +183,28 @@ func hostPort(addr string) string {
 	return display(addr)
 }
 
-// options fills the connection part of opt: password, TLS, prefix and the
-// logger (records only when asked for, redacted); connectTo adds the hook
-// that tells the person what happens. It registers the passwords as
-// secrets first, so that no message can show them.
-func (f *connFlags) options(a *app, addr string, opt *reservation.Options) error {
-	f.kind = urlTopology(addr)
-	f.where = describe(f.kind, addr)
-	for _, pw := range urlPasswords(addr) {
-		a.addSecret(pw)
-		a.addSecret(url.QueryEscape(pw))
-		a.addSecret(url.PathEscape(pw))
+// options fills the connection part of opt for the deployment of addrs
+// (one address, or a quorum's): password, TLS, prefix and the logger
+// (records only when asked for, redacted); connectTo and quorumClient add
+// the hook that tells the person what happens. It registers the passwords
+// as secrets first, so that no message can show them.
+func (f *connFlags) options(a *app, addrs []string, opt *reservation.Options) error {
+	if len(addrs) == 1 {
+		f.kind = urlTopology(addrs[0])
+		f.where = describe(f.kind, addrs[0])
+	} else {
+		f.kind = quorum
+		f.where = describeQuorum(addrs)
 	}
-	f.password = masterPassword(addr, f.kind)
+	f.password = false
+	for _, addr := range addrs {
+		for _, pw := range urlPasswords(addr) {
+			a.addSecret(pw)
+			a.addSecret(url.QueryEscape(pw))
+			a.addSecret(url.PathEscape(pw))
+		}
+		f.password = f.password || masterPassword(addr, f.kind)
+	}
 	if pw := a.getenv(envRedisPassword); pw != "" {
 		f.password = true
 		a.addSecret(pw)
@@ -266,19 +312,46 @@ func (f *connFlags) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// connect makes a Client with opt for the Redis of the flags, and checks
-// with a PING that Redis answers and takes the credentials, so that every
-// command starts with the same first contact, and its failure reads the
-// same. A bad option or address is a usage error (64), a Redis that does
-// not answer or refuses the credentials is 69.
+// connect makes a Client with opt for the Redis of the flags (one
+// deployment, or a quorum of servers), and checks with a PING that Redis
+// answers and takes the credentials, so that every command starts with
+// the same first contact, and its failure reads the same. A bad option or
+// address is a usage error (64), a Redis that does not answer or refuses
+// the credentials is 69.
 func (f *connFlags) connect(ctx context.Context, a *app, opt reservation.Options) (*reservation.Client, error) {
-	addr, _ := f.addr(a)
-	return f.connectTo(ctx, a, addr, opt)
+	addrs, isQuorum, err := f.servers(a)
+	switch {
+	case err != nil:
+		return nil, err
+	case isQuorum:
+		return f.connectQuorum(ctx, a, addrs, opt)
+	}
+	return f.connectTo(ctx, a, addrs[0], opt)
+}
+
+// client makes the Client of the flags with opt, without the first
+// contact's check: for shell completion, which says nothing.
+func (f *connFlags) client(ctx context.Context, a *app, opt *reservation.Options) (*reservation.Client, error) {
+	addrs, isQuorum, err := f.servers(a)
+	switch {
+	case err != nil:
+		return nil, err
+	case isQuorum:
+		return f.quorumClient(ctx, a, addrs, opt)
+	}
+	if err := f.options(a, addrs, opt); err != nil {
+		return nil, err
+	}
+	d, err := f.resolve(ctx, a, addrs[0], opt)
+	if err != nil {
+		return nil, err
+	}
+	return d.client(opt)
 }
 
 // connectTo is connect to addr rather than the address of the flags.
 func (f *connFlags) connectTo(ctx context.Context, a *app, addr string, opt reservation.Options) (*reservation.Client, error) {
-	if err := f.options(a, addr, &opt); err != nil {
+	if err := f.options(a, []string{addr}, &opt); err != nil {
 		return nil, err
 	}
 	d, err := f.resolve(ctx, a, addr, &opt)
@@ -342,10 +415,13 @@ func (f *connFlags) failureOf(ctx context.Context, err error, resource string) e
 	var (
 		auth *reservation.AuthError
 		op   *net.OpError
+		qerr *reservation.QuorumError
 	)
 	switch {
 	case errors.Is(err, reservation.ErrInvalidResource):
 		return &exitError{code: ExitUsage, err: err, usage: true}
+	case f.kind == quorum && errors.As(err, &qerr):
+		return unavailable(f.quorumFailure(qerr))
 	case errors.As(err, &auth):
 		return unavailable(f.authFailure(auth))
 	case errors.Is(err, reservation.ErrNoPermission):
@@ -384,6 +460,8 @@ func libCause(err error) error {
 // authFailure says which credentials Redis refused, and where they go.
 func (f *connFlags) authFailure(auth *reservation.AuthError) error {
 	switch {
+	case f.kind == quorum:
+		return fmt.Errorf("cannot use %s: %s %s: %w", f.where, hostPort(auth.Addr), f.authCause(), auth.Err)
 	case f.kind == sentinel && !f.password:
 		return fmt.Errorf("cannot use %s: %s wants a password: give the master's in $%s or as the URL's password parameter "+
 			"(the URL's user:password@ are the Sentinels'): %w", f.where, auth.Addr, envRedisPassword, auth.Err)

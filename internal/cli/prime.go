@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -66,7 +67,15 @@ func prime(ctx context.Context, a *app, conn *connFlags, c *reservation.Client) 
 	// First: a server that holds reservations is not new, whatever its
 	// guard says.
 	infos, err := c.List(ctx, "*")
-	if err != nil {
+	switch {
+	case errors.Is(err, reservation.ErrPartial):
+		// What a server that cannot be read holds is unknown: it may be
+		// in use.
+		nodes := nodeErrors(err)
+		return unavailable(fmt.Errorf("not primed: %d %s of %s could not be read, so reserve cannot tell that %s: %s",
+			len(nodes), plural(len(nodes), "server", "servers"), conn.where,
+			plural(len(nodes), "it holds no reservation", "they hold no reservation"), conn.serverFailures(nodes)))
+	case err != nil:
 		return conn.failure(ctx, err)
 	}
 	if len(infos) > 0 {

@@ -60,24 +60,64 @@ type infoJSON struct {
 	// GuardUnset reports that the restart guard is not primed: the next
 	// acquisition starts it.
 	GuardUnset bool `json:"guard_unset"`
+	// Servers is each server's own view in quorum mode, in the order of
+	// the --redis flags; the fields above are then the majority's. Absent
+	// outside quorum mode.
+	Servers []serverJSON `json:"servers,omitempty"`
 }
 
-// toJSON returns in's JSON form.
-func toJSON(in reservation.Info) infoJSON {
+// serverJSON is one server's view of a resource in quorum mode: the
+// fields of infoJSON that a server has, or the error that kept it from
+// being read.
+type serverJSON struct {
+	Addr        string `json:"addr"` // host:port
+	Held        bool   `json:"held"`
+	Holder      string `json:"holder"`
+	TTLMillis   int64  `json:"ttl_ms"`
+	Token       int64  `json:"token"`
+	GuardMillis int64  `json:"guard_ms"`
+	GuardUnset  bool   `json:"guard_unset"`
+	// Error says why the server could not be read ("does not answer
+	// (connection refused)"); absent when it was.
+	Error string `json:"error,omitempty"`
+}
+
+// causeFunc says how the server at addr failed, for a person (connFlags'
+// serverCause).
+type causeFunc func(addr string, err error) string
+
+// toJSON returns in's JSON form; cause says how a server of a quorum
+// failed.
+func toJSON(in reservation.Info, cause causeFunc) infoJSON {
 	j := infoJSON{
 		Resource:    in.Resource,
 		Key:         in.Key,
 		Held:        in.Held,
 		Holder:      in.Holder,
-		TTLMillis:   in.TTL.Milliseconds(),
+		TTLMillis:   ttlMillis(in),
 		Token:       in.Token,
 		GuardMillis: in.Guard.Milliseconds(),
 		GuardUnset:  in.GuardUnset,
 	}
-	if in.NoExpiry {
-		j.TTLMillis = -1
+	for _, s := range in.Servers {
+		sj := serverJSON{Addr: hostPort(s.Addr)}
+		if s.Err != nil {
+			sj.Error = cause(s.Addr, s.Err)
+		} else {
+			sj.Held, sj.Holder, sj.TTLMillis, sj.Token = s.Held, s.Holder, ttlMillis(s.Info), s.Token
+			sj.GuardMillis, sj.GuardUnset = s.Guard.Milliseconds(), s.GuardUnset
+		}
+		j.Servers = append(j.Servers, sj)
 	}
 	return j
+}
+
+// ttlMillis is in's TTL as ttl_ms has it: -1 for a key without expiry.
+func ttlMillis(in reservation.Info) int64 {
+	if in.NoExpiry {
+		return -1
+	}
+	return in.TTL.Milliseconds()
 }
 
 // addGuardFlag registers --restart-guard on a command that shows the
@@ -106,11 +146,18 @@ acquisitions back, or when it is not primed (a new server, or one that lost
 its data: the next acquisition starts it). It changes nothing, and exits 0
 whether the resource is held or free.
 
+With --quorum, this is what a majority of the servers hold (held when a
+majority holds it with one holder; the time until fewer than a majority
+do), followed by what each server holds, or why it could not be read. A
+minority of servers down is said on stderr, and status exits 0.
+
 --json prints {"resource","key","held","holder","ttl_ms","token","guard_ms",
 "guard_unset"}: ttl_ms is -1 for a key without expiry and 0 when not held;
 token is 0 when unknown; guard_ms is how long the restart guard still holds
 acquisitions back (0 when it does not); guard_unset is true when the guard
-is not primed.`,
+is not primed. With --quorum, "servers" adds each server's
+{"addr","held","holder","ttl_ms","token","guard_ms","guard_unset"}, or its
+{"addr","error"}.`,
 		Example: `  reserve status nightly-report
   reserve status --json nightly-report | jq -r .holder`,
 		Args:              cobra.ExactArgs(1),
@@ -128,9 +175,9 @@ is not primed.`,
 				return f.conn.failureOf(ctx, err, args[0])
 			}
 			if f.json {
-				return writeJSON(a.stdout, toJSON(in))
+				return writeJSON(a.stdout, toJSON(in, f.conn.serverCause))
 			}
-			return writeStatus(a.stdout, in, c.Options().RestartGuard, thisOne(f.conn.kind), time.Now())
+			return writeStatus(a.stdout, in, c.Options().RestartGuard, thisOne(f.conn.kind), f.conn.serverCause, time.Now())
 		},
 	}
 	f.add(cmd, "one object {resource,key,held,holder,ttl_ms,token,guard_ms,guard_unset}")
@@ -155,9 +202,13 @@ acquisitions back or is not primed.
 
 --json prints an array of the objects of status --json.
 
-On a Redis Cluster with masters that cannot be read, list prints what the
-others hold, says on stderr which masters it could not read, and exits 69:
-the answer is incomplete.`,
+With --quorum, each reservation held on any server is listed with what a
+majority holds ("(no majority)" when none does), and below it one row for
+each server.
+
+On a Redis Cluster with masters that cannot be read, or a quorum with
+servers that cannot be read, list prints what the others hold, says on
+stderr which it could not read, and exits 69: the answer is incomplete.`,
 		Example: `  reserve list
   reserve list --match 'invoice:*'
   reserve list --json | jq -r '.[].resource'`,
@@ -177,14 +228,14 @@ the answer is incomplete.`,
 			if f.json {
 				out := make([]infoJSON, 0, len(infos)) // [] in JSON, not null
 				for _, in := range infos {
-					out = append(out, toJSON(in))
+					out = append(out, toJSON(in, f.conn.serverCause))
 				}
 				if err := writeJSON(a.stdout, out); err != nil || !partial {
 					return err
 				}
 				return f.conn.partial(err)
 			}
-			if err := writeList(a.stdout, infos, time.Now()); err != nil {
+			if err := writeList(a.stdout, infos, f.conn.serverCause, time.Now()); err != nil {
 				return err
 			}
 			if partial {
@@ -234,9 +285,10 @@ func writeJSON(w io.Writer, v any) error {
 	return outputError(enc.Encode(v))
 }
 
-// writeStatus prints in for a person; period is the restart guard's, and
-// this names the deployment ("this server").
-func writeStatus(w io.Writer, in reservation.Info, period time.Duration, this string, now time.Time) error {
+// writeStatus prints in for a person, then each server's view in quorum
+// mode; period is the restart guard's, this names the deployment ("this
+// server is"), and cause says how a server of a quorum failed.
+func writeStatus(w io.Writer, in reservation.Info, period time.Duration, this string, cause causeFunc, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if in.Held {
 		fmt.Fprintf(tw, "%s is held by %s\n", in.Resource, in.Holder)
@@ -263,7 +315,75 @@ func writeStatus(w io.Writer, in reservation.Info, period time.Duration, this st
 	if err := writeGuard(tw, "  restart guard\t", in, period, this); err != nil {
 		return err
 	}
-	return outputError(tw.Flush())
+	if err := outputError(tw.Flush()); err != nil || in.Servers == nil {
+		return err
+	}
+	return writeServers(w, in.Servers, cause)
+}
+
+// writeServers prints what each server of a quorum holds, below a status.
+func writeServers(w io.Writer, servers []reservation.ServerInfo, cause causeFunc) error {
+	fmt.Fprintf(w, "  on each of the %d servers (a majority is %d):\n", len(servers), len(servers)/2+1)
+	t := newTable(w)
+	for _, s := range servers {
+		addr := "    " + hostPort(s.Addr)
+		if s.Err != nil {
+			t.row(addr, cause(s.Addr, s.Err), "", "", "")
+			continue
+		}
+		state, expiry, token, guard := "free", "", "", ""
+		if s.Held {
+			state, expiry = "held by "+s.Holder, "expires "+expiryShort(s.Info)
+		}
+		switch {
+		case s.Token != 0 && s.Held:
+			token = "token " + strconv.FormatInt(s.Token, 10)
+		case s.Token != 0:
+			token = "last token " + strconv.FormatInt(s.Token, 10)
+		}
+		switch {
+		case s.Guard > 0:
+			guard = "restart guard: holds acquisitions back for " + fmtDuration(s.Guard) + " more"
+		case s.GuardUnset:
+			guard = "restart guard: not primed"
+		}
+		t.row(addr, state, expiry, token, guard)
+	}
+	return t.flush()
+}
+
+// table is a tabwriter on w for rows of as many cells each, whose lines
+// lose the padding at their ends (the rows of a quorum's servers have
+// empty cells last). An error row keeps every cell, so that it does not
+// end the columns of the rows around it.
+type table struct {
+	w  io.Writer
+	b  strings.Builder
+	tw *tabwriter.Writer
+}
+
+func newTable(w io.Writer) *table {
+	t := &table{w: w}
+	t.tw = tabwriter.NewWriter(&t.b, 0, 0, 2, ' ', 0)
+	return t
+}
+
+// row adds a row of cells.
+func (t *table) row(cells ...string) {
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+}
+
+// flush writes the table to w.
+func (t *table) flush() error {
+	if err := t.tw.Flush(); err != nil {
+		return outputError(err)
+	}
+	lines := strings.Split(t.b.String(), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	_, err := io.WriteString(t.w, strings.Join(lines, "\n"))
+	return outputError(err)
 }
 
 // writeGuard prints the restart guard's state after label, when it holds
@@ -275,35 +395,61 @@ func writeGuard(w io.Writer, label string, in reservation.Info, period time.Dura
 	case in.Guard > 0:
 		_, err = fmt.Fprintf(w, "%sholds acquisitions back for %s more\n", label, fmtDuration(in.Guard))
 	case in.GuardUnset:
-		_, err = fmt.Fprintf(w, "%snot primed — the next acquisition starts it (%s); run 'reserve prime' if %s is new\n",
+		_, err = fmt.Fprintf(w, "%snot primed — the next acquisition starts it (%s); run 'reserve prime' if %s new\n",
 			label, fmtDuration(period), this)
 	}
 	return outputError(err)
 }
 
-// writeList prints infos as a table for a person.
-func writeList(w io.Writer, infos []reservation.Info, now time.Time) error {
+// writeList prints infos as a table for a person; in quorum mode, each
+// resource's row is followed by one for each server, and cause says how a
+// server failed.
+func writeList(w io.Writer, infos []reservation.Info, cause causeFunc, now time.Time) error {
 	if len(infos) == 0 {
 		_, err := fmt.Fprintln(w, "no reservation is held")
 		return outputError(err)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE\tHOLDER\tEXPIRES IN\tTOKEN\tHELD FOR")
+	t := newTable(w)
+	t.row("RESOURCE", "HOLDER", "EXPIRES IN", "TOKEN", "HELD FOR")
 	for _, in := range infos {
-		token, age := "-", tokenAge(in.Token, now)
-		if in.Token != 0 {
-			token = strconv.FormatInt(in.Token, 10)
-		}
+		age := tokenAge(in.Token, now)
 		if age == "" {
 			age = "-"
 		}
-		left := fmtDuration(in.TTL)
-		if in.NoExpiry {
-			left = "never"
+		holder, left := in.Holder, listTTL(in)
+		if !in.Held {
+			holder, left = "(no majority)", "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Resource, in.Holder, left, token, age)
+		t.row(in.Resource, holder, left, listToken(in.Token), age)
+		for _, s := range in.Servers {
+			addr := "  " + hostPort(s.Addr)
+			switch {
+			case s.Err != nil:
+				t.row(addr, cause(s.Addr, s.Err), "", "", "")
+			case !s.Held:
+				t.row(addr, "free", "-", listToken(s.Token), "")
+			default:
+				t.row(addr, s.Holder, listTTL(s.Info), listToken(s.Token), "")
+			}
+		}
 	}
-	return outputError(tw.Flush())
+	return t.flush()
+}
+
+// listTTL is the EXPIRES IN cell of list for in.
+func listTTL(in reservation.Info) string {
+	if in.NoExpiry {
+		return "never"
+	}
+	return fmtDuration(in.TTL)
+}
+
+// listToken is the TOKEN cell of list for token.
+func listToken(token int64) string {
+	if token == 0 {
+		return "-"
+	}
+	return strconv.FormatInt(token, 10)
 }
 
 // expiryShort says when a held key expires, in a few words.
@@ -349,17 +495,14 @@ func completeResources(a *app, f *connFlags) cobra.CompletionFunc {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
 		defer cancel()
-		addr, _ := f.addr(a)
+		// Cobra parses the flags twice before it completes (once to
+		// count the arguments), and each parse adds every --redis again.
+		if r := &f.redis; r.set && len(r.addrs)%2 == 0 && slices.Equal(r.addrs[:len(r.addrs)/2], r.addrs[len(r.addrs)/2:]) {
+			r.addrs = r.addrs[:len(r.addrs)/2]
+		}
 		// Silent: completion prints nothing but the names.
 		opt := reservation.Options{Logger: slog.New(slog.DiscardHandler), OnEvent: func(reservation.Event) {}}
-		if err := f.options(a, addr, &opt); err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		d, err := f.resolve(ctx, a, addr, &opt)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := d.client(&opt)
+		c, err := f.client(ctx, a, &opt)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -384,10 +527,15 @@ func completeResources(a *app, f *connFlags) cobra.CompletionFunc {
 	}
 }
 
-// partial reports a List that some Cluster masters did not answer: exit
-// 69, since the answer is incomplete, naming each master and why.
+// partial reports a List that some Cluster masters, or some servers of a
+// quorum, did not answer: exit 69, since the answer is incomplete, naming
+// each and why.
 func (f *connFlags) partial(err error) error {
 	nodes := nodeErrors(err)
+	if f.kind == quorum {
+		return unavailable(fmt.Errorf("the list is incomplete: %d %s of %s could not be read: %s",
+			len(nodes), plural(len(nodes), "server", "servers"), f.where, f.serverFailures(nodes)))
+	}
 	parts := make([]string, 0, len(nodes))
 	for _, n := range nodes {
 		parts = append(parts, fmt.Sprintf("%s (%s)", n.Addr, shortCause(n.Err)))

@@ -279,6 +279,17 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("not a quorum server", func(t *testing.T) {
+		// Asked what it is, the node says it is a Cluster's: refused,
+		// before any command on a key. The other two servers do not
+		// answer, which is the first contact's to report.
+		res := inProcess(t, nil, "status", "--quorum", "--redis", unusedAddr(t), "--redis", "redis://"+node, "--redis", unusedAddr(t), "job")
+		if want := node + " is a Redis Cluster node: each server of a quorum must be a Redis server of its own"; res.code != ExitUsage ||
+			!strings.Contains(res.stderr, want) {
+			t.Errorf("--quorum with a Cluster node: got %v\nwant exit %d and %q", res, ExitUsage, want)
+		}
+	})
+
 	// Last: it kills a master.
 	t.Run("master down", func(t *testing.T) {
 		primed(t)
@@ -388,6 +399,14 @@ func TestSentinel(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("not a quorum server", func(t *testing.T) {
+		res := inProcess(t, map[string]string{envRedisURL: sentinel + " " + s.Master.Addr + " " + unusedAddr(t), envQuorum: "1"}, "status", "s-job")
+		if want := sentinel + " is a Redis Sentinel, not a Redis server: each server of a quorum must be a Redis server of its own"; res.code != ExitUsage ||
+			!strings.Contains(res.stderr, want) {
+			t.Errorf("a quorum with a Sentinel: got %v\nwant exit %d and %q", res, ExitUsage, want)
+		}
+	})
 
 	t.Run("master down", func(t *testing.T) {
 		s.Master.Kill()

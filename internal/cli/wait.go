@@ -64,7 +64,7 @@ resource is free, or 75 when --timeout passes first.`,
 				}
 				if !in.Held {
 					if f.json {
-						return writeJSON(a.stdout, toJSON(in))
+						return writeJSON(a.stdout, toJSON(in, f.conn.serverCause))
 					}
 					return nil
 				}
