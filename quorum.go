@@ -274,9 +274,35 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 	var no []vote
 	var failed []*NodeError
 	got := 0
+	// Its own bound as well as actx's: a call may wait for a pipeline
+	// that does not honour its context (a go-redis pool that redials a
+	// dead server once a second).
+	timeout := time.NewTimer(c.opt.QuorumTimeout)
+	defer timeout.Stop()
+	answered := make([]bool, n)
+collect:
 	for len(yes) < q.majority && len(no)+len(failed) <= n-q.majority {
-		v := <-votes
+		var v vote
+		select {
+		case v = <-votes:
+		case <-timeout.C:
+			for i, m := range q.servers {
+				if !answered[i] {
+					failed = append(failed, &NodeError{Addr: m.addr, Err: fmt.Errorf("no answer within the quorum timeout (%v): %w",
+						c.opt.QuorumTimeout, context.DeadlineExceeded)})
+				}
+			}
+			break collect
+		case <-ctx.Done():
+			for i, m := range q.servers {
+				if !answered[i] {
+					failed = append(failed, &NodeError{Addr: m.addr, Err: ctx.Err()})
+				}
+			}
+			break collect
+		}
 		got++
+		answered[v.server] = true
 		switch {
 		case v.part != nil:
 			yes = append(yes, v.part)
