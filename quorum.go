@@ -81,27 +81,13 @@ func NewQuorum(addrs []string, opt *Options) (*Client, error) {
 			return nil, optionError("quorum servers must be plain servers: one address is a %s URL", kind)
 		}
 	}
-	c := newQuorumClient(o)
-	for _, addr := range addrs {
-		mo := c.memberOptions(len(c.quorum.servers))
+	return newQuorum(o, len(addrs), func(i int, mo *Options) (*Client, error) {
 		// No retries, of commands or of dials: a server that fails is
 		// outvoted, and go-redis's retries (with their back-off: five
 		// dials 100 ms apart) would only delay the answer about it
 		// (Status, Release, Close) by a second or more.
-		m, err := newServer(addr, *mo, func(ro *redis.Options) { ro.MaxRetries, ro.DialerRetries = -1, 1 })
-		if err != nil {
-			_ = c.closeMembers()
-			return nil, err
-		}
-		m.member = true
-		c.quorum.servers = append(c.quorum.servers, m)
-	}
-	c.addr = c.quorumName()
-	if err := c.checkDistinct(); err != nil {
-		_ = c.closeMembers()
-		return nil, err
-	}
-	return c, nil
+		return newServer(addrs[i], *mo, func(ro *redis.Options) { ro.MaxRetries, ro.DialerRetries = -1, 1 })
+	})
 }
 
 // NewQuorumWithClients is NewQuorum over existing go-redis clients, one per
@@ -122,9 +108,18 @@ func NewQuorumWithClients(rdbs []*redis.Client, opt *Options) (*Client, error) {
 	if o.Username != "" || o.Password != "" || o.TLSConfig != nil {
 		return nil, optionError("Username, Password and TLSConfig are for NewQuorum: set them on the go-redis clients")
 	}
-	c := newQuorumClient(o)
-	for _, rdb := range rdbs {
-		m, err := NewWithClient(rdb, c.memberOptions(len(c.quorum.servers)))
+	return newQuorum(o, len(rdbs), func(i int, mo *Options) (*Client, error) {
+		return NewWithClient(rdbs[i], mo)
+	})
+}
+
+// newQuorum returns a quorum Client over n members that member makes, from
+// the options it is given.
+func newQuorum(o Options, n int, member func(i int, mo *Options) (*Client, error)) (*Client, error) {
+	c := newClient(nil, o)
+	c.quorum = &quorum{repair: make(chan struct{}, 1)}
+	for i := range n {
+		m, err := member(i, c.memberOptions(i))
 		if err != nil {
 			_ = c.closeMembers()
 			return nil, err
@@ -161,12 +156,6 @@ func checkQuorumSize(n int) error {
 		return optionError("a quorum needs an odd number of servers, at least 3, not %d", n)
 	}
 	return nil
-}
-
-func newQuorumClient(o Options) *Client {
-	c := newClient(nil, o)
-	c.quorum = &quorum{repair: make(chan struct{}, 1)}
-	return c
 }
 
 // quorumName names the servers for messages.
@@ -748,26 +737,8 @@ func (c *Client) quorumValidity(r *Reservation) time.Duration {
 // other servers' releases finish in the background.
 func (c *Client) quorumRelease(ctx context.Context, r *Reservation) error {
 	c.mu.Lock()
-	if r.err != nil {
-		err := r.err
-		c.mu.Unlock()
-		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)
-	}
-	if err := ctx.Err(); err != nil {
-		c.mu.Unlock()
-		return fmt.Errorf("reservation: release %s: %w", quote(r.resource), err)
-	}
-	if r.releasing || c.ctx.Err() != nil {
-		c.mu.Unlock()
-		return fmt.Errorf("%w: release %s: %w by Close", ErrNotHeld, quote(r.resource), ErrReleased)
-	}
-	// From now on a part that comes late (an answer to the acquisition, a
-	// repair) is given back by attach.
-	r.releasing = true
-	c.ops.Add(1)
 	parts := slices.Clone(r.parts)
 	c.mu.Unlock()
-	defer c.ops.Done()
 
 	type result struct {
 		server int

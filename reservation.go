@@ -141,36 +141,13 @@ func (r *Reservation) Release(ctx context.Context) error {
 	r.releaseMu.Lock()
 	defer r.releaseMu.Unlock()
 	c := r.c
+	if err := r.startRelease(ctx); err != nil {
+		return err
+	}
+	defer c.ops.Done()
 	if c.quorum != nil {
 		return c.quorumRelease(ctx, r)
 	}
-	c.mu.Lock()
-	if r.err != nil {
-		err := r.err
-		c.mu.Unlock()
-		if errors.Is(err, ErrLost) {
-			// Lost by its local deadline, the key may still be ours on
-			// the server: free it for the others, as it is no use to us.
-			c.giveBack(r.key, r.value)
-		}
-		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)
-	}
-	if err := ctx.Err(); err != nil {
-		// Nothing sent: the reservation is still held.
-		c.mu.Unlock()
-		return fmt.Errorf("reservation: release %s: %w", quote(r.resource), err)
-	}
-	if r.releasing || c.ctx.Err() != nil {
-		// Close took it to release it with the others.
-		c.mu.Unlock()
-		return fmt.Errorf("%w: release %s: %w by Close", ErrNotHeld, quote(r.resource), ErrReleased)
-	}
-	// Counted in ops and marked under one lock: Close either leaves it to
-	// this Release and waits for it, or took it before.
-	r.releasing = true
-	c.ops.Add(1)
-	c.mu.Unlock()
-	defer c.ops.Done()
 
 	cmd, _ := c.batch.run(ctx, c.releaseCall(r.key, r.value))
 	released, err := cmd.Int()
@@ -211,6 +188,44 @@ func (r *Reservation) Release(ctx context.Context) error {
 	}
 	c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
 		Duration: time.Since(r.acquired)})
+	return nil
+}
+
+// startRelease marks r as being released and counts the release in ops
+// (the caller calls c.ops.Done), or returns why it cannot be: ended
+// already, ctx ended (nothing sent: still held), or taken by Close.
+func (r *Reservation) startRelease(ctx context.Context) error {
+	c := r.c
+	c.mu.Lock()
+	ended, err := r.err, r.releasable(ctx)
+	c.mu.Unlock()
+	if ended != nil && errors.Is(ended, ErrLost) && c.quorum == nil {
+		// Lost by its local deadline, the key may still be ours on the
+		// server: free it for the others, as it is no use to us. (A
+		// quorum holding gave its parts back when it ended.)
+		c.giveBack(r.key, r.value)
+	}
+	return err
+}
+
+// releasable is startRelease under c.mu.
+func (r *Reservation) releasable(ctx context.Context) error {
+	c := r.c
+	if r.err != nil {
+		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("reservation: release %s: %w", quote(r.resource), err)
+	}
+	if r.releasing || c.ctx.Err() != nil {
+		// Close took it to release it with the others.
+		return fmt.Errorf("%w: release %s: %w by Close", ErrNotHeld, quote(r.resource), ErrReleased)
+	}
+	// Counted in ops and marked under one lock: Close either leaves it to
+	// this Release and waits for it, or took it before. From now on, a
+	// quorum part that comes late is given back by attach.
+	r.releasing = true
+	c.ops.Add(1)
 	return nil
 }
 

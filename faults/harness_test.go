@@ -57,9 +57,12 @@ type scenario struct {
 	t     *testing.T
 	order int
 	title string
-	srv   *redistest.Server // nil on a Sentinel or Cluster deployment
+	srv   *redistest.Server // nil on a Sentinel or Cluster deployment, or a quorum
 	// url is the deployment's URL for New.
-	url      string
+	url string
+	// quorum, when not nil, are the addresses of the independent servers
+	// of a quorum (NewQuorum), and url is "".
+	quorum   []string
 	h        *history.History
 	duration time.Duration
 	start    time.Time
@@ -121,8 +124,16 @@ func newScenarioTimed(t *testing.T, order int, title string, short, ttl, heartbe
 // guard is primed.
 func newScenarioAt(t *testing.T, order int, title string, short time.Duration, url string, ttl, heartbeat time.Duration) *scenario {
 	t.Helper()
+	return newScenarioOn(t, order, title, short, url, nil, ttl, heartbeat)
+}
+
+// newScenarioOn is newScenarioAt on url, or, when quorum is not nil, on the
+// independent servers of a quorum at those addresses (url ""), whose
+// restart guards are primed.
+func newScenarioOn(t *testing.T, order int, title string, short time.Duration, url string, quorum []string, ttl, heartbeat time.Duration) *scenario {
+	t.Helper()
 	s := &scenario{
-		t: t, order: order, title: title, h: history.New(), url: url,
+		t: t, order: order, title: title, h: history.New(), url: url, quorum: quorum,
 		duration: short, byName: map[string]*check{}, names: map[string]bool{},
 		seed: uint64(time.Now().UnixNano()), ttl: ttl, heartbeat: heartbeat,
 	}
@@ -147,12 +158,19 @@ func newScenarioAt(t *testing.T, order int, title string, short time.Duration, u
 	return s
 }
 
-// client returns a Client of the server for the test itself, closed at the
-// end of the test.
+// client returns a Client of the server (or of the quorum's servers) for
+// the test itself, closed at the end of the test.
 func (s *scenario) client(by string) *reservation.Client {
 	s.t.Helper()
-	c, err := reservation.New(s.url, &reservation.Options{By: by, TTL: s.ttl, HeartbeatInterval: s.heartbeat,
-		Logger: slog.New(slog.DiscardHandler)})
+	opt := &reservation.Options{By: by, TTL: s.ttl, HeartbeatInterval: s.heartbeat,
+		Logger: slog.New(slog.DiscardHandler)}
+	var c *reservation.Client
+	var err error
+	if s.quorum != nil {
+		c, err = reservation.NewQuorum(s.quorum, opt)
+	} else {
+		c, err = reservation.New(s.url, opt)
+	}
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -366,13 +384,20 @@ func (p *proc) suspend(d time.Duration, stopped func()) (from, until int64) {
 // proxy returns a toxiproxy proxy in this process, in front of the server.
 func (s *scenario) proxy(name string) *toxiproxy.Proxy {
 	s.t.Helper()
+	return s.proxyTo(name, s.srv.Addr)
+}
+
+// proxyTo returns a toxiproxy proxy in this process, in front of the server
+// at addr.
+func (s *scenario) proxyTo(name, addr string) *toxiproxy.Proxy {
+	s.t.Helper()
 	s.mu.Lock()
 	if s.tox == nil {
 		s.tox = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
 	}
 	tox := s.tox
 	s.mu.Unlock()
-	p := toxiproxy.NewProxy(tox, name, "127.0.0.1:0", s.srv.Addr)
+	p := toxiproxy.NewProxy(tox, name, "127.0.0.1:0", addr)
 	if err := p.Start(); err != nil {
 		s.t.Fatal(err)
 	}

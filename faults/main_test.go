@@ -5,8 +5,9 @@
 // handler or event hook that blocks, a key deleted or overwritten by
 // another client, a holder process starved of CPU, deadlines shorter than a
 // round trip over a jittery link, a Sentinel or Cluster master killed and
-// replaced by its replica), records every holding in a history and checks
-// it (package history). Each scenario prints a summary line that
+// replaced by its replica; in quorum mode, one server of three killed,
+// restarted without its data, cut off or slowed, and two killed), records
+// every holding in a history and checks it (package history). Each scenario prints a summary line that
 // cmd/reliability-table turns into the table of docs/RELIABILITY.md.
 //
 // Workers run in this process and in worker processes (package

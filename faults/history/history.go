@@ -81,8 +81,10 @@ const (
 	// Limits.Grace).
 	Revoked Kind = "revoked"
 	// DataLost: the server lost every key between At and Until (a
-	// FLUSHALL, a restart without persistence). Unlike Revoked this
-	// excuses no overlap: the restart guard must prevent them.
+	// FLUSHALL, a restart without persistence); in quorum mode, a majority
+	// of the servers did (a minority losing its data is no loss of a
+	// holding, and is not recorded). Unlike Revoked this excuses no
+	// overlap: the restart guard must prevent them.
 	DataLost Kind = "data-lost"
 	// FailedOver: the master that held the key of Holder was killed, its
 	// process gone at At, and a replica promoted in its place, answering

@@ -37,8 +37,15 @@ const Env = "FAULTS_WORKER"
 // Spec describes a worker: one reservation.Client and Lanes
 // goroutines that contend for Resources through it.
 type Spec struct {
-	Name      string        `json:"name"`
-	URL       string        `json:"url"`
+	Name string `json:"name"`
+	// URL is the server's, or the deployment's (Sentinel, Cluster), for
+	// New; "" when Quorum is set.
+	URL string `json:"url"`
+	// Quorum, when not empty, makes a Client in quorum mode over these
+	// independent servers ("host:port" or URLs): with NewQuorum, or, with
+	// External, NewQuorumWithClients over go-redis clients of default
+	// options.
+	Quorum    []string      `json:"quorum,omitempty"`
 	Resources []string      `json:"resources"`
 	Lanes     int           `json:"lanes"`
 	TTL       time.Duration `json:"ttl"`
@@ -87,7 +94,27 @@ func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation
 		WaitReplicas:      w.WaitReplicas,
 	}
 	var c *reservation.Client
-	if w.External {
+	switch {
+	case len(w.Quorum) > 0 && w.External:
+		rdbs := make([]*redis.Client, len(w.Quorum))
+		for i, addr := range w.Quorum {
+			o, err := plainOptions(addr)
+			if err != nil {
+				return err
+			}
+			rdbs[i] = redis.NewClient(o)
+			defer rdbs[i].Close()
+		}
+		var err error
+		if c, err = reservation.NewQuorumWithClients(rdbs, opt); err != nil {
+			return err
+		}
+	case len(w.Quorum) > 0:
+		var err error
+		if c, err = reservation.NewQuorum(w.Quorum, opt); err != nil {
+			return err
+		}
+	case w.External:
 		rdb, err := external(w.URL)
 		if err != nil {
 			return err
@@ -97,7 +124,7 @@ func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation
 		if err != nil {
 			return err
 		}
-	} else {
+	default:
 		var err error
 		if c, err = reservation.New(w.URL, opt); err != nil {
 			return err
@@ -148,6 +175,15 @@ func external(url string) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	return redis.NewClient(o), nil
+}
+
+// plainOptions returns go-redis's default options for one server of a
+// quorum, given as "host:port" or as a URL.
+func plainOptions(addr string) (*redis.Options, error) {
+	if strings.Contains(addr, "://") {
+		return redis.ParseURL(addr)
+	}
+	return &redis.Options{Addr: addr}, nil
 }
 
 // runLane takes a resource, holds it for a while, gives it up, and again,
