@@ -137,11 +137,11 @@ var mutants = []mutant{
 	{
 		name: "release-after-loss-deletes-any",
 		why:  "a Release after a loss deletes whoever holds the key",
-		edits: []edit{{"reservation.go", `			c.giveBack(r.key, r.value)
-		}
-		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)`, `			_ = forceReleaseScript.Run(ctx, c.rdb, []string{r.key}, companion(r.key, channelSuffix)).Err()
-		}
-		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), err)`}},
+		edits: []edit{{"reservation.go", `		c.giveBack(r.key, r.value)
+	}
+	return err`, `		_ = forceReleaseScript.Run(ctx, c.rdb, []string{r.key}, companion(r.key, channelSuffix)).Err()
+	}
+	return err`}},
 		tests: []tests{root("^TestLossBehindItsBack$")},
 	},
 	{
