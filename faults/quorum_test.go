@@ -635,11 +635,12 @@ func (q *quorum) described(res *history.Result, k keyExpiry) string {
 }
 
 // checkAcquiring checks that the workers acquired during the faults of
-// rounds.
+// rounds (whenever they had asked: a worker may wait through the whole
+// window for a holder that was there before it).
 func (q *quorum) checkAcquiring(res *history.Result, rounds []round) {
 	n := 0
 	for _, hd := range res.Holds {
-		if hd.Worker != "probe" && slices.ContainsFunc(rounds, func(r round) bool { return hd.Call >= r.from && hd.Acquired <= r.until }) {
+		if hd.Worker != "probe" && slices.ContainsFunc(rounds, func(r round) bool { return hd.Acquired >= r.from && hd.Acquired <= r.until }) {
 			n++
 		}
 	}
