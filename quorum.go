@@ -222,12 +222,18 @@ func (c *Client) closeMembers() error {
 // names the server), or that the server did not answer in time.
 func (c *Client) serverCause(ctx context.Context, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return fmt.Errorf("no answer within the quorum timeout (%v): %w", c.opt.QuorumTimeout, context.DeadlineExceeded)
+		return c.noAnswer()
 	}
 	if cause := errors.Unwrap(err); cause != nil {
 		return cause
 	}
 	return err
+}
+
+// noAnswer is the cause of a server that did not answer within
+// QuorumTimeout.
+func (c *Client) noAnswer() error {
+	return fmt.Errorf("no answer within the quorum timeout (%v): %w", c.opt.QuorumTimeout, context.DeadlineExceeded)
 }
 
 // vote is one server's answer to an acquisition.
@@ -272,20 +278,18 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 collect:
 	for len(yes) < q.majority && len(no)+len(failed) <= n-q.majority {
 		var v vote
+		var silent error // why the servers that have not answered count as failed
 		select {
 		case v = <-votes:
 		case <-timeout.C:
-			for i, m := range q.servers {
-				if !answered[i] {
-					failed = append(failed, &NodeError{Addr: m.addr, Err: fmt.Errorf("no answer within the quorum timeout (%v): %w",
-						c.opt.QuorumTimeout, context.DeadlineExceeded)})
-				}
-			}
-			break collect
+			silent = c.noAnswer()
 		case <-ctx.Done():
+			silent = ctx.Err()
+		}
+		if silent != nil {
 			for i, m := range q.servers {
 				if !answered[i] {
-					failed = append(failed, &NodeError{Addr: m.addr, Err: ctx.Err()})
+					failed = append(failed, &NodeError{Addr: m.addr, Err: silent})
 				}
 			}
 			break collect
