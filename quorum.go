@@ -94,6 +94,15 @@ func NewQuorum(addrs []string, opt *Options) (*Client, error) {
 // independent server. Close does not close them. It returns an error
 // wrapping ErrInvalidOptions when their number is even or below 3, one is
 // nil, or an option is bad.
+//
+// go-redis retries a failed command (MaxRetries, 3 by default, with a
+// back-off) and a failed dial (DialerRetries, 5): over clients of default
+// options, a server that is down answers only after those, so a vote that
+// needs its answer (the others split, or a release counted) waits for
+// QuorumTimeout. Clients with MaxRetries -1 and DialerRetries 1, as
+// NewQuorum makes them, answer at once that the server is down; in a test
+// with one server of three killed, they kept the rate of handovers between
+// four Clients, where default ones halved it.
 func NewQuorumWithClients(rdbs []*redis.Client, opt *Options) (*Client, error) {
 	o, err := opt.withDefaults()
 	if err != nil {

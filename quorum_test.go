@@ -660,3 +660,40 @@ func TestQuorumReadsWithAServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// After a refused attempt, a waiter counts as free the servers that said
+// yes (it gave the key back there, whether or not their watch saw it yet)
+// and the servers that refused but where the watch now finds the key
+// gone: free on a majority, it tries again at once rather than wait for
+// a wake-up that already happened. Here server 0 said yes, server 1
+// refused and its holder left since, server 2 is still held.
+func TestQuorumWaiterCountsGivenBackServersFree(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	ctx := t.Context()
+	c := newTestQuorum(t, servers, Options{})
+	key := c.Key("split")
+	if err := servers[2].Client(t).Set(ctx, key, "other", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	seats := c.join(ctx, key)
+	if len(seats) != 3 {
+		t.Fatalf("joined %d notifiers; want 3", len(seats))
+	}
+	defer func() {
+		for _, s := range seats {
+			s.n.leave(key, s.w, false)
+		}
+	}()
+	w := &wait{c: c, resource: "split", key: key, last: &NotAcquiredError{granted: []int{0}}}
+	for _, tc := range []struct {
+		name    string
+		unarmed []seat
+	}{
+		{"given-back server's watch armed", seats[1:]},
+		{"given-back server's watch fired", seats},
+	} {
+		if got := c.freeSince(ctx, w, tc.unarmed); got != 2 {
+			t.Errorf("%s: free on %d servers; want 2 (the one that said yes, the one its holder left)", tc.name, got)
+		}
+	}
+}

@@ -50,7 +50,7 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 		delay := c.opt.RetryInterval
 		head := len(seats) == 0
 		wakes := make([]<-chan struct{}, len(seats))
-		var unarmed []*notifier
+		var unarmed []seat
 		for i, s := range seats {
 			wake, h, armed := s.n.state(w.key, s.w)
 			wakes[i] = wake
@@ -61,7 +61,7 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 				continue
 			}
 			if !armed || w.quiet {
-				unarmed = append(unarmed, s.n)
+				unarmed = append(unarmed, s)
 			}
 		}
 		if head {
@@ -97,7 +97,7 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 			}
 			tried = false
 			w.quiet = false
-			if gone := c.arm(ctx, w.key, unarmed); gone >= c.quorum.majority {
+			if c.freeSince(ctx, w, unarmed) >= c.quorum.majority {
 				continue // free on a majority since the attempt: again at once
 			}
 			if l := w.last; l != nil && !l.NoExpiry && l.Remaining > 0 && w.failures == 0 {
@@ -164,28 +164,36 @@ func (c *Client) join(ctx context.Context, key string) []seat {
 	return seats
 }
 
-// arm sets the watch of key on each notifier of ns, in parallel, within
-// QuorumTimeout, and returns on how many servers the key was gone.
-func (c *Client) arm(ctx context.Context, key string, ns []*notifier) int {
+// freeSince sets the watch of the waiter's key on the notifier of each seat
+// of unarmed, in parallel, within QuorumTimeout, and returns on how many
+// servers the key is known free since the waiter's last attempt: those
+// that said yes to it (it gave the key back there) and those that refused
+// it but where the watch found the key gone. A change on those happened
+// before the watch was set, so no wake-up will tell of it.
+func (c *Client) freeSince(ctx context.Context, w *wait, unarmed []seat) int {
 	ctx, cancel := context.WithTimeout(ctx, c.opt.QuorumTimeout)
 	defer cancel()
+	var granted []int
+	if w.last != nil {
+		granted = w.last.granted
+	}
 	var mu sync.Mutex
-	gone := 0
+	free := len(granted)
 	var wg sync.WaitGroup
-	for _, n := range ns {
-		if !n.tracking {
+	for _, s := range unarmed {
+		if !s.n.tracking {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if p, err := n.arm(ctx, key); err == nil && p == -2 {
+			if p, err := s.n.arm(ctx, w.key); err == nil && p == -2 && !slices.Contains(granted, s.server) {
 				mu.Lock()
-				gone++
+				free++
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return gone
+	return free
 }
