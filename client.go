@@ -581,7 +581,10 @@ func newID() string {
 // ErrClosed, stops the Client's goroutines and, when New made it, closes the
 // connection pool. Calls after Close return ErrClosed, and so does a second
 // Close. When Redis could not confirm every release, the error says how
-// many keys may remain held: they expire within the TTL.
+// many keys may remain held: they expire within the TTL. A server that
+// stops answering while the Client sets up its notifier's connections (at
+// its first wait or holding) holds Close up to 5 s more: go-redis cannot
+// be closed while it dials, so Close waits for the set-up to time out.
 func (c *Client) Close() error {
 	if c.quorum != nil {
 		return c.quorumClose()

@@ -19,6 +19,27 @@ import (
 // releaseTimeout bounds the release after the command ended.
 const releaseTimeout = 5 * time.Second
 
+// closeWait bounds how long reserve run waits for the Client to close
+// before it exits: the reservation is released (or lost) by then, and a
+// Redis that stopped answering must not hold up the exit (the Client
+// waits up to 5 s for a connection of its notifier that was being set up
+// when Redis stopped).
+const closeWait = time.Second
+
+// closeWithin closes c, but returns after d at the latest, leaving the
+// rest of Close to the process's exit.
+func closeWithin(c *reservation.Client, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		c.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
 // runFlags are the flags of reserve run.
 type runFlags struct {
 	conn    connFlags
@@ -135,7 +156,7 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 		stop()
 		return err
 	}
-	defer c.Close()
+	defer closeWithin(c, closeWait)
 	r, err := f.acquire(actx, a, c, resource)
 	stop()
 	if err != nil {
