@@ -346,7 +346,10 @@ func (c *Client) Ping(ctx context.Context) error {
 // TryLock tries once to reserve resource, in one round trip. When someone
 // else holds it, or the restart guard refuses, the error is a
 // *NotAcquiredError matching ErrNotAcquired (and ErrRestartGuard for the
-// guard), which says who holds it and for how long. Other errors: a bad
+// guard), which says who holds it and for how long. While Lock callers
+// queue for the resource, TryLock does not go ahead of them, even when the
+// key is free: the error's Queued says how many wait (see Options.NoQueue).
+// Other errors: a bad
 // name (ErrInvalidResource), a closed Client (ErrClosed), refused
 // credentials (*AuthError), or Redis not answering.
 //
@@ -414,24 +417,52 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 	if c.quorum != nil {
 		return c.quorumAcquire(ctx, resource)
 	}
-	return c.acquireAs(ctx, resource, c.opt.By+"-"+newID())
+	mode := noQueue
+	if c.fair() {
+		mode = tryQueue
+	}
+	return c.acquireAs(ctx, resource, c.newValue(), mode)
 }
 
-// acquireAs is acquire with the holder value given: quorum mode takes one
-// value on every server.
-func (c *Client) acquireAs(ctx context.Context, resource, value string) (*Reservation, *NotAcquiredError, error) {
+// newValue returns a new holder value: unique to one TryLock, or to one
+// Lock call for its whole wait.
+func (c *Client) newValue() string { return c.opt.By + "-" + newID() }
+
+// queueMode is how an acquisition treats the server's queue of waiters.
+type queueMode string
+
+const (
+	// noQueue: the key alone decides (Options.NoQueue, quorum members).
+	noQueue queueMode = ""
+	// tryQueue: refused while anyone queues (TryLock).
+	tryQueue queueMode = "try"
+	// waitQueue: a place in the queue is taken, or kept and its lease
+	// renewed, and the key is taken only at the head (Lock).
+	waitQueue queueMode = "wait"
+)
+
+// fair reports whether this Client's acquisitions go through the server's
+// queue of waiters.
+func (c *Client) fair() bool { return !c.opt.NoQueue && c.quorum == nil && !c.member }
+
+// acquireAs is acquire with the holder value given (quorum mode takes one
+// value on every server; a waiter keeps one for its whole wait), in a mode
+// of the queue.
+func (c *Client) acquireAs(ctx context.Context, resource, value string, mode queueMode) (*Reservation, *NotAcquiredError, error) {
 	if err := c.enter(); err != nil {
 		return nil, nil, err
 	}
 	defer c.ops.Done()
 	key := c.Key(resource)
-	keys := []string{key, companion(key, fenceSuffix), guardKeyFor(key, c.cluster)}
+	keys := []string{key, companion(key, fenceSuffix), guardKeyFor(key, c.cluster),
+		companion(key, queueSuffix), companion(key, leaseSuffix)}
 	sent := time.Now()
-	call := &scriptCall{script: acquireScript, keys: keys, args: []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs)},
+	call := &scriptCall{script: acquireScript, keys: keys, args: []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs),
+		string(mode), companion(key, turnSuffix), c.publishCommand()},
 		late: func(cmd *redis.Cmd) {
 			// Abandoned by a context that ended first: now that the
 			// server answered, give back what it gave us, if anything.
-			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) {
+			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) || mode == waitQueue {
 				c.giveBack(key, value)
 			}
 		}}
@@ -453,7 +484,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string) (*Reserv
 		// key may be ours, for nothing. Give it back, unless the call was
 		// left running when ctx ended: then its late hook does, once the
 		// server answered.
-		if !left {
+		if !left && mode != waitQueue { // a waiter's next attempt finds out, or it leaves
 			c.giveBack(key, value)
 		}
 		err = c.redisError("lock", resource, err)
@@ -477,8 +508,12 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string) (*Reserv
 		}
 	}
 	if !res.acquired {
-		return nil, &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
-			NoExpiry: res.noExpiry, Guard: res.guard}, nil
+		e := &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
+			NoExpiry: res.noExpiry, Guard: res.guard, place: res.place}
+		if mode == tryQueue {
+			e.Queued = res.place
+		}
+		return nil, e, nil
 	}
 	r := newReservation(c, resource, key, value, res.token, sent)
 	if !time.Now().Before(r.deadline) {
@@ -508,10 +543,11 @@ type acquireResult struct {
 	remaining time.Duration
 	noExpiry  bool
 	guard     bool
+	place     int // the caller's place in the queue (wait), or its length (try)
 }
 
 // parseAcquire reads the acquire script's reply: {1, token} when acquired,
-// {0, pttl, guarded, holder} otherwise.
+// {0, pttl, guarded, holder, place} otherwise.
 func parseAcquire(reply []any) (acquireResult, error) {
 	var res acquireResult
 	num := func(i int) (int64, bool) {
@@ -541,6 +577,8 @@ func parseAcquire(reply []any) (acquireResult, error) {
 	if len(reply) > 3 {
 		res.holder, _ = reply[3].(string)
 	}
+	place, _ := num(4)
+	res.place = int(place)
 	return res, nil
 }
 

@@ -698,10 +698,11 @@ func TestAcquireScriptIsRetrySafe(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := t.Context()
 	rdb := srv.Client(t)
-	keys := []string{"reservation-retry", companion("reservation-retry", fenceSuffix), guardKey}
+	key := "reservation-retry"
+	keys := []string{key, companion(key, fenceSuffix), guardKey, companion(key, queueSuffix), companion(key, leaseSuffix)}
 	run := func(value string) acquireResult {
 		t.Helper()
-		reply, err := acquireScript.Run(ctx, rdb, keys, value, 5000, 0, 60000).Slice()
+		reply, err := acquireScript.Run(ctx, rdb, keys, value, 5000, 0, 60000, "try", companion(key, turnSuffix), "PUBLISH").Slice()
 		if err != nil {
 			t.Fatal(err)
 		}

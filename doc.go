@@ -79,9 +79,15 @@
 // client tracking (any change of the key: a release, a Node worker's DEL, an
 // expiry), by the release notice published by the release script (for
 // clients without tracking), by the holder's remaining TTL running out, and
-// at worst by the RetryInterval fallback (1 s). Waiters of one Client on one
-// resource queue in FIFO order and only the first contends with other
-// clients.
+// at worst by the RetryInterval fallback (1 s).
+//
+// Waiters are served first come, first served, across processes and hosts:
+// each Lock call takes a place in a queue kept on the server beside the key,
+// leased for a TTL and renewed while it waits, so a waiter that dies leaves
+// it within its TTL. Only the head of the queue watches the key; a release
+// tells it its turn and wakes nobody else. TryLock does not go ahead of the
+// queue. Node workers, clients of versions before the queue and Clients with
+// Options.NoQueue do not queue: they take the key whenever it is free.
 //
 // # The restart guard
 //

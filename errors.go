@@ -155,8 +155,14 @@ type NotAcquiredError struct {
 	// the TTL), so the key was given back: it may have expired before we
 	// knew it was ours.
 	Late bool
+	// Queued is, for a TryLock refused because others queue for the
+	// resource (see Options.NoQueue), how many waiters queue; the key may
+	// be free. Zero otherwise.
+	Queued int
 	// Err is the context's error when Lock gave up, else nil.
 	Err error
+
+	place int // a waiter's place in the server's queue (0: its head)
 
 	split   bool  // quorum mode: the servers split between contenders
 	granted []int // quorum mode: the servers that said yes (given back)
@@ -176,6 +182,9 @@ func (e *NotAcquiredError) Error() string {
 		fmt.Fprintf(&b, ": held by %q, with no expiry", e.Holder)
 	case e.Holder != "":
 		fmt.Fprintf(&b, ": held by %q for %v more", e.Holder, e.Remaining.Round(time.Millisecond))
+	}
+	if e.Queued > 0 {
+		fmt.Fprintf(&b, ": %d %s queue for it, and TryLock does not go ahead of them", e.Queued, plural(e.Queued, "waiter", "waiters"))
 	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, ": %v", e.Err)
@@ -256,4 +265,12 @@ func classify(addr string, err error) error {
 		return fmt.Errorf("%w: %w", ErrNoPermission, err)
 	}
 	return err
+}
+
+// plural returns one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,6 +117,47 @@ func ExampleClient_Lock() {
 	defer r.Release(ctx)
 	fmt.Println(r.Key())
 	// Output: reservation-wait_job
+}
+
+// Waiters in different processes (here, Clients) are served in the order
+// they arrived, and TryLock does not go ahead of them.
+func ExampleClient_Lock_fair() {
+	ctx := context.Background()
+	holder := newExampleClient("holder", 30*time.Second)
+	defer holder.Close()
+	r, err := holder.TryLock(ctx, "fair_job")
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	served := make(chan string, 3)
+	for _, by := range []string{"first", "second", "third"} {
+		w := newExampleClient(by, 30*time.Second)
+		defer w.Close()
+		go func() {
+			r, err := w.Lock(ctx, "fair_job")
+			if err != nil {
+				log.Fatal(err)
+			}
+			served <- by
+			r.Release(ctx)
+		}()
+		// Wait until it queues, as workers arriving one after another.
+		for info, _ := holder.Status(ctx, "fair_job"); len(info.Waiters) == 0 || !strings.HasPrefix(info.Waiters[len(info.Waiters)-1], by+"-"); info, _ = holder.Status(ctx, "fair_job") {
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	_, err = holder.TryLock(ctx, "fair_job")
+	var nerr *reservation.NotAcquiredError
+	if errors.As(err, &nerr) {
+		fmt.Println("TryLock refused:", nerr.Queued, "waiters queue")
+	}
+	r.Release(ctx)
+	fmt.Println(<-served, <-served, <-served)
+	// Output:
+	// TryLock refused: 3 waiters queue
+	// first second third
 }
 
 // A wait bounded by a deadline ends with an error that matches both

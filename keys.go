@@ -15,7 +15,9 @@ import (
 //   - the restart-guard marker, one per slot on Cluster and one in all on a
 //     single server;
 //   - the release channel (not a key, but named the same way so that it can
-//     move to sharded Pub/Sub).
+//     move to sharded Pub/Sub);
+//   - the queue of waiters and their leases (sorted sets), and the turn
+//     channel that tells the queue's head.
 //
 // Companion names start with "{", so they never collide with reservation
 // keys as long as the prefix does not start with "{".
@@ -23,6 +25,12 @@ import (
 const (
 	fenceSuffix   = "fence"
 	channelSuffix = "released"
+	// queueSuffix, leaseSuffix and turnSuffix name the queue of waiters
+	// (holder values by arrival), their leases (by expiry) and the
+	// channel where the queue's new head is told its turn came.
+	queueSuffix = "queue"
+	leaseSuffix = "leases"
+	turnSuffix  = "turn"
 	// guardKey is the restart-guard marker on a single server.
 	guardKey = "{reservation}:restart-guard"
 )

@@ -114,3 +114,61 @@ func TestGoReleaseLetsNodeIn(t *testing.T) {
 		t.Errorf("token %d after %d, want it greater", r2.Token(), r.Token())
 	}
 }
+
+// TestNodeWorkerAndTheQueue: Node workers do not queue. A Node worker
+// polling with wait_until_lock may take the resource ahead of Go waiters
+// that queue, whenever it finds it free; the Go waiters are still served
+// in their order of arrival, and nobody holds it beside anyone else.
+func TestNodeWorkerAndTheQueue(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	holder := newTestClient(t, srv, Options{By: "go-holder", TTL: 5 * time.Second})
+	r := mustLock(t, holder, "mixed")
+
+	node := nodeinterop.Worker(t, srv, "wait", "mixed", "300", "--by=node-worker")
+	node.Expect(t, "start", 10*time.Second)
+
+	type holding struct {
+		by       string
+		from, to time.Time
+	}
+	held := make(chan holding, 2)
+	for i, by := range []string{"go-first", "go-second"} {
+		c := newTestClient(t, srv, Options{By: by, TTL: 5 * time.Second})
+		go func() {
+			got, err := c.Lock(ctx, "mixed")
+			if err != nil {
+				t.Errorf("%s: %v", by, err)
+				held <- holding{by: by}
+				return
+			}
+			h := holding{by: by, from: time.Now()}
+			time.Sleep(300 * time.Millisecond)
+			h.to = time.Now()
+			got.Release(ctx)
+			held <- h
+		}()
+		untilQueued(t, rdb, r.Key(), i+1)
+	}
+	time.Sleep(1200 * time.Millisecond) // the Node worker polls once a second, refused meanwhile
+	r.Release(ctx)
+	first, second := <-held, <-held
+	if first.by != "go-first" || second.by != "go-second" {
+		t.Errorf("Go waiters served %s then %s; want go-first then go-second, their order of arrival", first.by, second.by)
+	}
+	acq := node.Expect(t, "acquired", 10*time.Second)
+	rel := node.Expect(t, "releasing", 10*time.Second)
+	for _, h := range []holding{first, second} {
+		// Node's times are whole milliseconds, from another process.
+		if h.from.Before(rel.Time()) && acq.Time().Add(-time.Millisecond).Before(h.to) && !h.from.IsZero() {
+			t.Errorf("%s held %v-%v beside the Node worker (%v-%v)", h.by, h.from, h.to, acq.Time(), rel.Time())
+		}
+	}
+	t.Logf("Node worker held %v-%v; go-first %v-%v; go-second %v-%v", acq.Time().Format("05.000"), rel.Time().Format("05.000"),
+		first.from.Format("05.000"), first.to.Format("05.000"), second.from.Format("05.000"), second.to.Format("05.000"))
+	if err := node.Wait(); err != nil {
+		t.Errorf("node worker: %v", err)
+	}
+}

@@ -75,6 +75,7 @@ type notifier struct {
 	verify     map[string]bool             // held keys to read again
 	rearm      bool                        // re-enable tracking and read every held key
 	subscribed map[string]bool             // keys subscribed to, without tracking
+	turns      map[string]time.Time        // keys whose turn channel is subscribed to: when last waited for
 	arms       map[string][]chan armResult // waiters' watches to set
 	denied     bool                        // the server refused our subscriptions
 
@@ -90,8 +91,15 @@ type keyWatch struct {
 	holder *Reservation  // this Client's reservation of the key, or nil
 }
 
-// waiter is one Lock call's place in a key's queue.
-type waiter struct{ _ byte }
+// waiter is one Lock call's place in a key's queue: the Client's own queue,
+// and, with the server's queue (see Options.NoQueue), its place there under
+// its holder value, and the channel that closes when the server tells it
+// its turn came (and is then replaced).
+type waiter struct {
+	value string
+	turn  chan struct{}
+	told  bool // the server told its turn, rather than asked it to look
+}
 
 // notifierStart is a start of the notifier under way.
 type notifierStart struct {
@@ -166,6 +174,7 @@ func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Clien
 		keys:       make(map[string]*keyWatch),
 		verify:     make(map[string]bool),
 		subscribed: make(map[string]bool),
+		turns:      make(map[string]time.Time),
 		arms:       make(map[string][]chan armResult),
 		kick:       make(chan struct{}, 1),
 		switched:   make(chan struct{}, 1),
@@ -483,8 +492,114 @@ func (n *notifier) join(key string) *waiter {
 	return w
 }
 
+// joinServerQueue is join for a waiter with a place in the server's queue
+// under value: the watch loop subscribes to the key's turn channel, and the
+// confirmation of a new subscription closes the turn channel of every such
+// waiter of the key, so that a turn told before it is not missed.
+func (n *notifier) joinServerQueue(key, value string) *waiter {
+	w := &waiter{value: value, turn: make(chan struct{})}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.watch(key)
+	kw.queue = append(kw.queue, w)
+	if _, ok := n.turns[key]; !ok && !n.denied {
+		n.kickLocked()
+	}
+	return w
+}
+
+// turnState returns, for waiter w of key in the server's queue: the channel
+// that closes at the next notice of the key, the one that closes when its
+// turn is told, and whether the key is watched.
+func (n *notifier) turnState(key string, w *waiter) (wake, turn <-chan struct{}, armed bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.keys[key]
+	return kw.wake, w.turn, kw.armed || !n.tracking
+}
+
+// signalTurns closes the turn channel of the waiters of key whose holder
+// value is value, or of all of them when value is "". n.mu is held.
+func (n *notifier) signalTurns(key, value string) {
+	kw := n.keys[key]
+	if kw == nil {
+		return
+	}
+	for _, w := range kw.queue {
+		if w.turn != nil && (value == "" || w.value == value) {
+			w.told = value != ""
+			close(w.turn)
+			w.turn = make(chan struct{})
+		}
+	}
+}
+
+// toldTurn reports whether the last close of w's turn channel was the
+// server telling its turn (rather than a new subscription, or a
+// reconnection, asking it to look), and forgets it.
+func (n *notifier) toldTurn(w *waiter) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	told := w.told
+	w.told = false
+	return told
+}
+
+// turnTold handles a message of key's turn channel: the waiter with value
+// is now the head of the server's queue.
+func (n *notifier) turnTold(key, value string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.signalTurns(key, value)
+}
+
+// keyOfTurn returns the key whose turn channel is channel.
+func (n *notifier) keyOfTurn(channel string) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for key := range n.turns {
+		if companion(key, turnSuffix) == channel {
+			return key, true
+		}
+	}
+	return "", false
+}
+
+// turnLinger is how long the turn channel of a key stays subscribed to
+// after its last waiter left: a worker that releases and waits again keeps
+// it, rather than unsubscribe and subscribe at every turn.
+const turnLinger = 5 * time.Second
+
+// turnChanges returns the turn channels to subscribe to (keys waited for in
+// the server's queue) and to unsubscribe from (not waited for since
+// turnLinger), and records them as done. n.mu is held.
+func (n *notifier) turnChanges(now time.Time) (sub, unsub []string) {
+	if n.denied {
+		return nil, nil
+	}
+	for key, kw := range n.keys {
+		for _, w := range kw.queue {
+			if w.turn != nil {
+				if _, ok := n.turns[key]; !ok {
+					sub = append(sub, companion(key, turnSuffix))
+				}
+				n.turns[key] = now
+				break
+			}
+		}
+	}
+	for key, last := range n.turns {
+		if now.Sub(last) >= turnLinger {
+			unsub = append(unsub, companion(key, turnSuffix))
+			delete(n.turns, key)
+		}
+	}
+	return sub, unsub
+}
+
 // leave takes w off key's queue. When w gave up without acquiring, the next
-// waiter is woken to contend in its place.
+// waiter is woken to contend in its place (without the server's queue: with
+// it, the server tells the next waiter).
 func (n *notifier) leave(key string, w *waiter, acquired bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -495,7 +610,7 @@ func (n *notifier) leave(key string, w *waiter, acquired bool) {
 	for i, q := range kw.queue {
 		if q == w {
 			kw.queue = append(kw.queue[:i], kw.queue[i+1:]...)
-			if i == 0 && !acquired {
+			if i == 0 && !acquired && w.turn == nil {
 				kw.signal()
 			}
 			break
@@ -620,9 +735,10 @@ func (n *notifier) askRearm() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.rearm = true
-	for _, kw := range n.keys {
+	for key, kw := range n.keys {
 		kw.armed = false
 		kw.signal()
+		n.signalTurns(key, "")
 	}
 	n.kickLocked()
 }
@@ -655,7 +771,7 @@ func (n *notifier) watchLoop() {
 			return
 		case <-evictionCheck.C:
 			n.c.checkEviction(ctx)
-			continue
+			// and drop the turn channels no longer waited for
 		case <-n.kick:
 		}
 		for {
@@ -717,6 +833,10 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 				delete(n.subscribed, key)
 			}
 		}
+	}
+	if n.ps != nil {
+		tsub, tunsub := n.turnChanges(time.Now())
+		sub, unsub = append(sub, tsub...), append(unsub, tunsub...)
 	}
 	n.mu.Unlock()
 
@@ -946,7 +1066,7 @@ func (n *notifier) receive() {
 			n.denied = true
 			n.mu.Unlock()
 			n.c.reportOnce("subscribe", Event{Kind: EventNoPermission,
-				Err: fmt.Errorf("%w: subscriptions refused, so waiters wake on their timers (RetryInterval) and holders learn of a loss at their next renewal: %w", ErrNoPermission, err)})
+				Err: fmt.Errorf("%w: subscriptions refused, so waiters wake on their timers (the holder's TTL, RetryInterval, and in the queue the renewal of their place every HeartbeatInterval) and holders learn of a loss at their next renewal: %w", ErrNoPermission, err)})
 			n.askRearm()
 			continue
 		}
@@ -983,6 +1103,8 @@ func (n *notifier) dispatch(msg any) {
 		}
 		if m.Channel == invalidateChannel {
 			n.askRearm() // a new connection: watches must be set again
+		} else if key, ok := n.keyOfTurn(m.Channel); ok {
+			n.turnTold(key, "") // a turn told before may have been missed
 		} else if key, ok := n.keyOfChannel(m.Channel, ""); ok {
 			n.notify(key)
 		}
@@ -998,7 +1120,9 @@ func (n *notifier) dispatch(msg any) {
 				n.notify(key)
 			}
 		default:
-			if key, ok := n.keyOfChannel(m.Channel, m.Payload); ok {
+			if key, ok := n.keyOfTurn(m.Channel); ok {
+				n.turnTold(key, m.Payload)
+			} else if key, ok := n.keyOfChannel(m.Channel, m.Payload); ok {
 				n.notify(key)
 			}
 		}

@@ -120,6 +120,18 @@ type Options struct {
 	// at least 1 ms, at most half the TTL. Ignored outside quorum mode.
 	QuorumTimeout time.Duration
 
+	// NoQueue turns the server's queue of waiters off for this Client.
+	// By default every Lock call takes a place in a queue kept on the
+	// server beside the key, leased like a reservation (a waiter that dies
+	// leaves it within its TTL), and acquires in the order of arrival,
+	// across processes and hosts; a release wakes the queue's head only,
+	// and TryLock is refused while anyone queues. With NoQueue, this
+	// Client's Lock and TryLock ignore the queue, as clients of versions
+	// before the queue and Node workers do: they take the key whenever it
+	// is free, ahead of queued waiters. Ignored in quorum mode, which has
+	// no queue across processes.
+	NoQueue bool
+
 	// Username and Password authenticate to Redis. They override those in
 	// the address URL. Default: none, or the URL's. New only:
 	// NewWithClient refuses them (set them on the go-redis client).

@@ -270,7 +270,7 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 	for i, m := range q.servers {
 		go func() {
 			defer c.wg.Done()
-			part, nerr, err := m.acquireAs(actx, resource, value)
+			part, nerr, err := m.acquireAs(actx, resource, value, noQueue)
 			votes <- vote{i, part, nerr, err}
 		}()
 	}
@@ -704,7 +704,7 @@ func (c *Client) retake(i int, rs []*Reservation) {
 	one := func(r *Reservation) bool {
 		ctx, cancel := context.WithTimeout(c.ctx, c.opt.QuorumTimeout)
 		defer cancel()
-		p, _, err := m.acquireAs(ctx, r.resource, r.value)
+		p, _, err := m.acquireAs(ctx, r.resource, r.value, noQueue)
 		if p != nil {
 			c.attach(r, i, p)
 		}

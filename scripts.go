@@ -97,9 +97,22 @@ func (c *Client) waitAfter(sc *scriptCall) {
 	sc.replicas, sc.waitTimeout = c.opt.WaitReplicas, c.opt.WaitTimeout
 }
 
-// releaseCall returns the release script's call for key held with value.
+// releaseCall returns the release script's call for key held with value,
+// or for a waiter with value that leaves the queue of key.
 func (c *Client) releaseCall(key, value string) *scriptCall {
-	return &scriptCall{script: releaseScript, keys: []string{key}, args: c.noticeArgs(value, companion(key, channelSuffix))}
+	return &scriptCall{script: releaseScript,
+		keys: []string{key, companion(key, queueSuffix), companion(key, leaseSuffix)},
+		args: []any{value, companion(key, channelSuffix), c.publishCommand(), companion(key, turnSuffix)}}
+}
+
+// publishCommand is how scripts publish: SPUBLISH on a Cluster, so that a
+// notice goes to the key's node only, not to every node of the cluster;
+// PUBLISH elsewhere.
+func (c *Client) publishCommand() string {
+	if c.cluster {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
 }
 
 // noticeArgs returns args, then how the release scripts publish their

@@ -38,6 +38,11 @@ type Info struct {
 	// guard (unless PrimeRestartGuard is called first). Always false when
 	// the guard is off.
 	GuardUnset bool
+	// Waiters are the holder values of the Lock calls that queue for the
+	// resource on the server, first come first (the head first), leaving
+	// out those whose lease ran out (see Options.NoQueue). Empty in quorum
+	// mode, which has no queue across processes.
+	Waiters []string
 	// Servers is each server's own view in quorum mode (NewQuorum), in
 	// the order of the Client's servers; nil otherwise. The fields above
 	// are then the majority's: Held when a majority holds the key with
@@ -203,10 +208,12 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 		return nil, nil
 	}
 	type cmds struct {
-		get   *redis.StringCmd
-		pttl  *redis.DurationCmd
-		token *redis.StringCmd
-		guard *redis.StringCmd
+		get    *redis.StringCmd
+		pttl   *redis.DurationCmd
+		token  *redis.StringCmd
+		guard  *redis.StringCmd
+		queue  *redis.StringSliceCmd
+		leases *redis.ZSliceCmd
 	}
 	all := make([]cmds, len(resources))
 	var now *redis.TimeCmd
@@ -215,7 +222,9 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 		for i, res := range resources {
 			key := c.Key(res)
 			all[i] = cmds{p.Get(ctx, key), p.PTTL(ctx, key), p.Get(ctx, companion(key, fenceSuffix)),
-				p.Get(ctx, guardKeyFor(key, c.cluster))}
+				p.Get(ctx, guardKeyFor(key, c.cluster)),
+				p.ZRange(ctx, companion(key, queueSuffix), 0, maxWaitersShown-1),
+				p.ZRangeWithScores(ctx, companion(key, leaseSuffix), 0, -1)}
 		}
 		return nil
 	})
@@ -226,7 +235,8 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 		// A missing key, or one of another type, is an answer about that
 		// key; any other error (CLUSTERDOWN, MOVED, an ACL refusal) says
 		// nothing of it, and must not read as "free".
-		for _, cerr := range []error{all[i].get.Err(), all[i].pttl.Err(), all[i].token.Err(), all[i].guard.Err()} {
+		for _, cerr := range []error{all[i].get.Err(), all[i].pttl.Err(), all[i].token.Err(), all[i].guard.Err(),
+			all[i].queue.Err(), all[i].leases.Err()} {
 			if cerr != nil && !isPerKey(cerr) {
 				return nil, cerr
 			}
@@ -263,9 +273,31 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 				in.Guard = max(left, 0).Round(time.Millisecond)
 			}
 		}
+		in.Waiters = liveWaiters(all[i].queue.Val(), all[i].leases.Val(), now.Val())
 		infos[i] = in
 	}
 	return infos, nil
+}
+
+// maxWaitersShown bounds the waiters Status and List read per resource.
+const maxWaitersShown = 1000
+
+// liveWaiters returns the waiters of queue, in its order, whose lease in
+// leases (expiry in milliseconds of the server's clock) runs after now.
+func liveWaiters(queue []string, leases []redis.Z, now time.Time) []string {
+	live := make(map[string]bool, len(leases))
+	for _, z := range leases {
+		if m, ok := z.Member.(string); ok && int64(z.Score) > now.UnixMilli() {
+			live[m] = true
+		}
+	}
+	var out []string
+	for _, w := range queue {
+		if live[w] {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // isPerKey reports whether a command's error is an answer about its key:

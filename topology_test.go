@@ -152,7 +152,14 @@ func handoff(t *testing.T, waiter *Client, name string, settle time.Duration, re
 		}
 		got <- err
 	}()
-	waitFor(t, func() bool { return queued(waiter, waiter.Key(name), 1) })
+	waitFor(t, func() bool {
+		select {
+		case err := <-got:
+			t.Fatalf("Lock returned before the release: %v", err)
+		default:
+		}
+		return queued(waiter, waiter.Key(name), 1)
+	})
 	time.Sleep(settle)
 	start := time.Now()
 	if err := release(); err != nil {

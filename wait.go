@@ -10,14 +10,25 @@ import (
 // closed. The Redis key of the reservation, which the Node library's
 // wait_until_lock returns, is its Key.
 //
-// It never polls at a fixed interval. A waiter is woken by the first of: a
-// change of the key seen by server-assisted client tracking (a release by
-// this library or a plain DEL by a Node worker, an expiry, an overwrite), a
-// release notice published by this library's release script (where
-// tracking is not available), the holder's remaining TTL running out, and
-// the RetryInterval fallback. Waiters of one Client on one resource queue
-// in FIFO order and only the first contends with other clients, so a
-// release wakes one script, not a herd.
+// Waiters are served in the order they arrived, across processes and
+// hosts: each Lock call takes a place in a queue kept on the server beside
+// the key, leased for a TTL and renewed every HeartbeatInterval while it
+// waits, so a waiter that dies leaves the queue within its TTL. A release
+// tells the head of the queue, whichever process it is in, and wakes
+// nobody else. Clients with Options.NoQueue, clients of versions before
+// the queue and Node workers do not queue: they take the key whenever it
+// is free, ahead of the queue, whose order among the others holds.
+//
+// It never polls at a fixed interval. The head of the queue is woken by
+// the first of: the release's turn notice, a change of the key seen by
+// server-assisted client tracking (a release by this library or a plain
+// DEL by a Node worker, an expiry, an overwrite), a release notice
+// published by this library's release script (where tracking is not
+// available), the holder's remaining TTL running out, and the
+// RetryInterval fallback. The others wait for the server to tell them
+// their turn, and renew their place meanwhile. With NoQueue, waiters of
+// one Client on one resource queue in FIFO order and only the first
+// contends with other clients, woken as the head is.
 //
 // When ctx ends first, the error is a *NotAcquiredError that matches both
 // ErrNotAcquired and ctx.Err(), and says who held the resource at the last
@@ -31,6 +42,9 @@ func (c *Client) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	}
 	if c.quorum != nil {
 		return c.quorumLock(ctx, resource)
+	}
+	if c.fair() {
+		return c.queueLock(ctx, resource)
 	}
 	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now()}
 	// First try at once, unless waiters of this Client queue for the key:
@@ -71,6 +85,7 @@ type wait struct {
 	resource string
 	key      string
 	start    time.Time
+	value    string // with the server's queue: the holder value of the whole wait
 
 	tried    bool              // the attempt before joining counts as the first round
 	last     *NotAcquiredError // what the last attempt found
@@ -81,7 +96,16 @@ type wait struct {
 // attempt tries once. It returns the reservation, or an error that ends the
 // wait; neither when the resource is held (w.last says by whom).
 func (w *wait) attempt(ctx context.Context) (*Reservation, error) {
-	r, nerr, err := w.c.acquire(ctx, w.resource)
+	var (
+		r    *Reservation
+		nerr *NotAcquiredError
+		err  error
+	)
+	if w.value != "" {
+		r, nerr, err = w.c.acquireAs(ctx, w.resource, w.value, waitQueue)
+	} else {
+		r, nerr, err = w.c.acquire(ctx, w.resource)
+	}
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, w.notAcquired(ctx)
@@ -203,4 +227,136 @@ func (w *wait) notAcquired(ctx context.Context) error {
 		e.Holder, e.Remaining, e.NoExpiry, e.Guard = l.Holder, l.Remaining, l.NoExpiry, l.Guard
 	}
 	return e
+}
+
+// queueLock is Lock with the server's queue of waiters (see
+// Options.NoQueue). The waiter's first attempt takes a place at the end of
+// the queue under the value it keeps for its whole wait, unless the key is
+// free and nobody queues. Then:
+//
+//   - behind the head, it sleeps until the server tells it its turn came
+//     (on the key's turn channel), or until its place's lease is due: an
+//     attempt every HeartbeatInterval renews it, and would find out a turn
+//     that was told while the subscriber was away;
+//   - at the head, it watches the key as a Lock without the queue does
+//     (client tracking or release notices, the holder's remaining TTL,
+//     RetryInterval), and a release, an expiry, or a turn told, wakes it.
+//
+// So a release wakes one waiter, whichever process it is in. When the wait
+// ends without the reservation, the waiter leaves the queue (the release
+// script with its value), and the server tells the next one.
+func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, error) {
+	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now(), value: c.newValue()}
+	acquired := false
+	defer func() {
+		if !acquired {
+			c.giveBack(w.key, w.value) // leave the queue
+		}
+	}()
+	r, err := w.attempt(ctx)
+	if r != nil || err != nil {
+		acquired = r != nil
+		return r, err
+	}
+	n, err := c.notifierFor(ctx, w.key)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, w.notAcquired(ctx)
+		}
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, c.redisError("wait for", resource, err)
+	}
+	q := n.joinServerQueue(w.key, w.value)
+	defer func() { n.leave(w.key, q, acquired) }() // n and q as they are then
+	if w.last != nil {
+		c.emit(Event{Kind: EventWait, Resource: resource, Key: w.key, Holder: w.last.Holder, Duration: w.last.Remaining})
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	leaseDue := time.Now().Add(c.opt.HeartbeatInterval)
+	tried := true // the attempt above
+	for {
+		if c.cluster {
+			// The key's slot moved to another master: wait on its
+			// notifier.
+			if node := c.nodeOf(ctx, w.key); node != "" && node != n.node {
+				if moved, err := c.notifierFor(ctx, w.key); err == nil && moved != n {
+					n.leave(w.key, q, false)
+					n = moved
+					q = n.joinServerQueue(w.key, w.value)
+				}
+			}
+		}
+		failed := false
+		if !tried {
+			r, err := w.attempt(ctx)
+			if r != nil {
+				acquired = true
+				return r, nil
+			}
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+					return nil, err
+				}
+				w.failures++
+				failed = true
+			} else {
+				w.failures = 0
+				leaseDue = time.Now().Add(c.opt.HeartbeatInterval)
+			}
+		}
+		tried = false
+		wake, turn, armed := n.turnState(w.key, q)
+		delay := time.Until(leaseDue)
+		head := !failed && w.last != nil && w.last.place == 0
+		switch {
+		case failed:
+			delay = min(delay, c.opt.RetryInterval, 10*time.Millisecond<<min(w.failures, 10))
+		case head:
+			// The head watches the key itself.
+			pttl := time.Duration(-1)
+			if !w.last.NoExpiry {
+				pttl = w.last.Remaining
+			}
+			if n.tracking && (!armed || w.quiet) {
+				w.quiet = false
+				p, err := n.arm(ctx, w.key)
+				if err == nil && p == -2 {
+					continue // free since the attempt: again at once
+				}
+				if err == nil {
+					pttl = p
+				}
+			}
+			delay = min(delay, c.opt.RetryInterval)
+			if pttl >= 0 {
+				delay = min(delay, pttl+time.Millisecond)
+			}
+		default:
+			wake = nil // behind the head: the key's changes are not ours to see
+		}
+		timer.Reset(max(delay, 0))
+		select {
+		case <-wake:
+		case <-turn:
+			if l := w.last; l != nil && !head && !failed && n.toldTurn(q) {
+				// The server says we are the head now: watch the key
+				// (whose read says whether it is free) rather than try.
+				l.place = 0
+				tried = true
+			}
+		case <-timer.C:
+			w.quiet = head && delay >= c.opt.RetryInterval
+			continue
+		case <-ctx.Done():
+			return nil, w.notAcquired(ctx)
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+		if !timer.Stop() {
+			<-timer.C
+		}
+	}
 }

@@ -1,18 +1,30 @@
--- acquire: take a reservation if it is free, and issue its fencing token.
+-- acquire: take a reservation if it is free, and issue its fencing token;
+-- with a queue, in the order the waiters arrived.
 --
 -- KEYS[1] reservation key
 -- KEYS[2] fencing companion key (same hash slot as KEYS[1])
 -- KEYS[3] restart-guard marker (same hash slot as KEYS[1]): when it was set
--- ARGV[1] holder value
--- ARGV[2] TTL in milliseconds
+-- KEYS[4] queue of waiters (same hash slot): holder values by arrival
+-- KEYS[5] their leases (same hash slot): holder values by expiry (ms)
+-- ARGV[1] holder value (a waiter keeps one for its whole wait)
+-- ARGV[2] TTL in milliseconds (also the lease of a place in the queue)
 -- ARGV[3] restart guard in milliseconds (0: no guard)
 -- ARGV[4] lifetime of the fencing companion key in milliseconds
+-- ARGV[5] the queue: '' ignores it (and the key alone decides), 'try'
+--         refuses while anyone queues (TryLock does not jump the queue),
+--         'wait' takes a place, or keeps it and renews its lease, and
+--         acquires only at the head (Lock)
+-- ARGV[6] turn channel: a new head of the queue is told there (the payload
+--         is its holder value)
+-- ARGV[7] how to publish: 'SPUBLISH' on Cluster, 'PUBLISH' elsewhere
 --
--- Returns {1, token} when acquired, {0, pttl, guarded, holder} otherwise:
--- pttl is the holder's remaining time (-1 when the key has no expiry), or
--- the restart guard's remaining time when guarded is 1; holder is the value
--- in the key ('' when it is not a string), so that the caller can say who
--- holds it without a second round trip that could race.
+-- Returns {1, token} when acquired, {0, pttl, guarded, holder, place}
+-- otherwise: pttl is the holder's remaining time (-1 when the key has no
+-- expiry, -2 when it is free but others queue), or the restart guard's
+-- remaining time when guarded is 1; holder is the value in the key ('' when
+-- it is free or not a string), so that the caller can say who holds it
+-- without a second round trip that could race; place is, with 'wait', the
+-- caller's place in the queue (0: the head), with 'try' how many queue.
 local t = redis.pcall('TIME')
 if t.err then
   -- Name what is missing: Redis's own message does not say which command.
@@ -53,17 +65,100 @@ else
   last = 0
 end
 
+local mode = ARGV[5] or ''
+local queued = mode ~= '' and redis.call('EXISTS', KEYS[4]) == 1
+local head_before
+if queued then
+  -- Waiters whose lease ran out (they died, or lost their link) leave.
+  head_before = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 64)
+  if #dead > 0 then
+    redis.call('ZREM', KEYS[4], unpack(dead))
+    redis.call('ZREM', KEYS[5], unpack(dead))
+  end
+end
+
+-- tell tells the queue's head, when it changed, that its turn came.
+local function tell(except)
+  if not queued then
+    return
+  end
+  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  if head and head ~= except and head ~= head_before then
+    redis.pcall(ARGV[7], ARGV[6], head)
+  end
+end
+
+-- lease keeps the caller's place for a TTL, and the queue for as long as
+-- the longest lease in it.
+local function lease()
+  local ttl = tonumber(ARGV[2])
+  redis.call('ZADD', KEYS[5], now_ms + ttl, ARGV[1])
+  for i = 4, 5 do
+    if redis.call('PTTL', KEYS[i]) < ttl then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+  end
+end
+
+-- holder returns the key's value ('' when not a string) and PTTL.
+local function holder()
+  local v = redis.pcall('GET', KEYS[1])
+  if type(v) ~= 'string' then
+    v = ''
+  end
+  return v, redis.call('PTTL', KEYS[1])
+end
+
+local place = 0
+if queued then
+  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  if mode == 'try' and head then
+    tell(nil)
+    local v, pttl = holder()
+    return {0, pttl, 0, v, redis.call('ZCARD', KEYS[4])}
+  end
+  if mode == 'wait' and head and head ~= ARGV[1] then
+    -- Not the head: take a place at the end, or keep ours.
+    local rank = redis.call('ZRANK', KEYS[4], ARGV[1])
+    if not rank then
+      local tail = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+      redis.call('ZADD', KEYS[4], math.max(now_us, tonumber(tail[2]) + 1), ARGV[1])
+      rank = redis.call('ZCARD', KEYS[4]) - 1
+    end
+    lease()
+    tell(nil)
+    local v, pttl = holder()
+    return {0, pttl, 0, v, rank}
+  end
+end
+
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
   -- A retry of this very attempt (the client resent a script whose reply
   -- it lost) finds its own value, unique to the attempt: the key is ours.
-  local holder = redis.pcall('GET', KEYS[1])
-  if holder == ARGV[1] then
+  local v, pttl = holder()
+  if v == ARGV[1] then
+    if queued then
+      redis.call('ZREM', KEYS[4], ARGV[1])
+      redis.call('ZREM', KEYS[5], ARGV[1])
+      tell(ARGV[1])
+    end
     return {1, tonumber(redis.call('GET', KEYS[2])) or 0}
   end
-  if type(holder) ~= 'string' then
-    holder = ''
+  if mode == 'wait' then
+    -- Held, and nobody ahead of us: the head of the queue.
+    if not queued then
+      redis.call('ZADD', KEYS[4], now_us, ARGV[1])
+    end
+    lease()
+    tell(ARGV[1])
   end
-  return {0, redis.call('PTTL', KEYS[1]), 0, holder}
+  return {0, pttl, 0, v, place}
+end
+if queued then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  tell(ARGV[1])
 end
 
 -- The next token is max(last + 1, server time in microseconds), so tokens

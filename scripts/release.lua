@@ -1,21 +1,46 @@
--- release: delete a reservation only if it is still ours, and tell waiters.
+-- release: delete a reservation only if it is still ours, tell waiters, and
+-- take the caller off the queue of waiters.
 --
 -- KEYS[1] reservation key
+-- KEYS[2] queue of waiters (same hash slot): holder values by arrival
+-- KEYS[3] their leases (same hash slot): holder values by expiry (ms)
 -- ARGV[1] holder value
 -- ARGV[2] release channel
 -- ARGV[3] how to publish: 'SPUBLISH' on Cluster (a sharded channel, in the
---         key's slot, heard on the key's node only), else absent: PUBLISH
+--         key's slot, heard on the key's node only), 'PUBLISH' elsewhere
+-- ARGV[4] turn channel: the queue's new head is told there (the payload is
+--         its holder value), so that a release wakes one waiter, not all
+--
+-- A waiter that gives up calls it too (its value is not in the key): it
+-- leaves the queue, and when it was the head, the next waiter is told.
 --
 -- Returns 1 when released, 0 when the key was gone or someone else's, 2 when
 -- released but the notice was refused: the notice is best effort, as a user
 -- without the right to PUBLISH to the channel (a Redis 7 ACL user gets no
 -- channel by default) must still be able to release.
+local released = 0
 if redis.pcall('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  local published = redis.pcall(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])
+  released = 1
+  local published = redis.pcall(ARGV[3], ARGV[2], KEYS[1])
   if type(published) == 'table' and published.err then
-    return 2
+    released = 2
   end
-  return 1
 end
-return 0
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  -- Waiters whose lease ran out (they died, or lost their link) leave too.
+  local t = redis.call('TIME')
+  local dead = redis.call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)
+  if #dead > 0 then
+    redis.call('ZREM', KEYS[2], unpack(dead))
+    redis.call('ZREM', KEYS[3], unpack(dead))
+  end
+  local now = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if now and (released > 0 or now ~= head) then
+    redis.pcall(ARGV[3], ARGV[4], now)
+  end
+end
+return released

@@ -43,6 +43,19 @@ func (n *notes) say(key, sentence string) bool {
 	return true
 }
 
+// saidAbout reports whether a sentence printed so far had text in its key
+// (a refused permission's key holds the library's error).
+func (n *notes) saidAbout(text string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for key := range n.said {
+		if strings.Contains(key, text) {
+			return true
+		}
+	}
+	return false
+}
+
 // lostKey is the key of the sentence about the loss of resource.
 func lostKey(resource string) string { return "lost\x00" + resource }
 

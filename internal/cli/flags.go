@@ -529,6 +529,7 @@ type holdFlags struct {
 	restartGuard guardValue
 	waitReplicas int
 	waitTimeout  time.Duration
+	noQueue      bool
 
 	cmd *cobra.Command
 }
@@ -545,6 +546,8 @@ func (f *holdFlags) add(cmd *cobra.Command) {
 		"each acquisition and renewal waits until this `number` of replicas have it (Redis's WAIT); an acquisition they do not confirm in time fails (exit 69); env $"+envWaitReplicas)
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 0,
 		"how long each wait of --wait-replicas may take (default "+reservation.DefaultWaitTimeout.String()+", at most a quarter of --ttl); env $"+envWaitTimeout)
+	fs.BoolVar(&f.noQueue, "no-queue", false,
+		"do not queue on the server: take RESOURCE whenever it is free, ahead of the workers that queue for it (as Node workers and reserve before 1.0 do)")
 }
 
 // options answers the library options of the flags. A flag given as 0
@@ -578,6 +581,7 @@ func (f *holdFlags) options(a *app) (reservation.Options, error) {
 		RestartGuard:      time.Duration(f.restartGuard),
 		WaitReplicas:      replicas,
 		WaitTimeout:       timeout,
+		NoQueue:           f.noQueue,
 	}, nil
 }
 

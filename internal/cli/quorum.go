@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -241,6 +242,8 @@ func (f *connFlags) serverCause(addr string, err error) string {
 		return "does not answer (" + shortCause(op) + ")"
 	case errors.Is(err, redis.ErrClosed):
 		return "does not answer (its connection is closed)"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "does not answer (it closed the connection: stopped, or restarted)"
 	}
 	return "failed: " + libCause(err).Error()
 }

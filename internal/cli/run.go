@@ -249,7 +249,17 @@ func notAcquired(e *reservation.NotAcquiredError, then string) error {
 // whyNot says why e's acquisition failed, for a person, from what the
 // attempt found (no second look, which could find something else).
 func whyNot(e *reservation.NotAcquiredError) string {
+	queue := ""
+	if e.Queued > 0 {
+		workers := "workers are"
+		if e.Queued == 1 {
+			workers = "worker is"
+		}
+		queue = fmt.Sprintf("%d %s in the queue for it, first come, first served", e.Queued, workers)
+	}
 	switch {
+	case e.Holder == "" && queue != "":
+		return fmt.Sprintf("%q is free, but %s", e.Resource, queue)
 	case e.Guard:
 		// Why, and what to do, is the guard sentence's to say: the library
 		// reports the guard to this Client's hook with the refusal, and the
@@ -260,11 +270,19 @@ func whyNot(e *reservation.NotAcquiredError) string {
 		return fmt.Sprintf("%q was acquired, but Redis answered after the reservation could have expired, so it was given back",
 			e.Resource)
 	case e.Holder != "" && e.NoExpiry:
-		return fmt.Sprintf("%q is held by %s (it never expires: the key has no TTL)", e.Resource, e.Holder)
+		return fmt.Sprintf("%q is held by %s (it never expires: the key has no TTL)%s", e.Resource, e.Holder, andQueue(queue))
 	case e.Holder != "":
-		return fmt.Sprintf("%q is held by %s (expires in %s unless renewed)", e.Resource, e.Holder, fmtDuration(e.Remaining))
+		return fmt.Sprintf("%q is held by %s (expires in %s unless renewed)%s", e.Resource, e.Holder, fmtDuration(e.Remaining), andQueue(queue))
 	}
 	return fmt.Sprintf("%q was not acquired", e.Resource)
+}
+
+// andQueue returns "; " and queue, or "" for no queue.
+func andQueue(queue string) string {
+	if queue == "" {
+		return ""
+	}
+	return "; " + queue
 }
 
 // runChild runs argv while r is held, then releases r. The moment r is

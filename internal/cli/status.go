@@ -60,6 +60,9 @@ type infoJSON struct {
 	// GuardUnset reports that the restart guard is not primed: the next
 	// acquisition starts it.
 	GuardUnset bool `json:"guard_unset"`
+	// Waiters are the holder values of the workers queued for the
+	// resource, first come first. Absent when nobody queues.
+	Waiters []string `json:"waiters,omitempty"`
 	// Servers is each server's own view in quorum mode, in the order of
 	// the --redis flags; the fields above are then the majority's. Absent
 	// outside quorum mode.
@@ -98,6 +101,7 @@ func toJSON(in reservation.Info, cause causeFunc) infoJSON {
 		Token:       in.Token,
 		GuardMillis: in.Guard.Milliseconds(),
 		GuardUnset:  in.GuardUnset,
+		Waiters:     in.Waiters,
 	}
 	for _, s := range in.Servers {
 		sj := serverJSON{Addr: hostPort(s.Addr)}
@@ -310,6 +314,9 @@ func writeStatus(w io.Writer, in reservation.Info, period time.Duration, this st
 			}
 			fmt.Fprintf(tw, "  last token\t%s\n", last)
 		}
+	}
+	if len(in.Waiters) > 0 {
+		fmt.Fprintf(tw, "  queued\t%d, first come, first served: %s\n", len(in.Waiters), strings.Join(in.Waiters, ", "))
 	}
 	fmt.Fprintf(tw, "  key\t%s\n", in.Key)
 	if err := writeGuard(tw, "  restart guard\t", in, period, this); err != nil {

@@ -57,7 +57,7 @@ var mutants = []mutant{
 	{
 		name:  "release-notice-not-published",
 		why:   "the release script publishes no notice",
-		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])", "local published = 1"}},
+		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], KEYS[1])", "local published = 1"}},
 		tests: []tests{root("^TestWaiterWokenByRelease$")},
 	},
 	{
@@ -153,7 +153,7 @@ var mutants = []mutant{
 	{
 		name:  "release-notice-required",
 		why:   "a refused release notice fails the release script after its DEL",
-		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])", "local published = redis.call(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])"}},
+		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], KEYS[1])", "local published = redis.call(ARGV[3], ARGV[2], KEYS[1])"}},
 		tests: []tests{root("^TestUserWithoutChannels$")},
 	},
 	{
@@ -230,7 +230,7 @@ var mutants = []mutant{
 				n.notify(key)
 			}`, `			for range m.PayloadSlice {
 			}`},
-			{"scripts/release.lua", "local published = redis.pcall(ARGV[3] or 'PUBLISH', ARGV[2], KEYS[1])", "local published = 1"},
+			{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], KEYS[1])", "local published = 1"},
 		},
 		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^(TestRunWaitsForRelease|TestDemo)$"}},
 	},
@@ -373,5 +373,33 @@ var mutants = []mutant{
 		why:   "in quorum mode, Lock tries at once even when waiters of the same Client queue for the resource",
 		edits: []edit{{"quorum_wait.go", "tried := !c.queued(w.key)", "tried := true"}},
 		tests: []tests{root("^(TestQuorumWaitersQueueFairly|TestQuorumLockBehindWaitersSendsNothing)$")},
+	},
+	{
+		name: "queue-lifo",
+		why:  "the server's queue puts a new waiter first: last come, first served",
+		edits: []edit{{"scripts/acquire.lua", "redis.call('ZADD', KEYS[4], math.max(now_us, tonumber(tail[2]) + 1), ARGV[1])",
+			"redis.call('ZADD', KEYS[4], tonumber(redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')[2]) - 1, ARGV[1])"}},
+		tests: []tests{root("^TestQueueServesInArrivalOrder$")},
+	},
+	{
+		name: "queue-dead-waiter-kept",
+		why:  "a waiter whose lease ran out is never taken off the server's queue, which then stalls",
+		edits: []edit{
+			{"scripts/acquire.lua", "local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 64)", "local dead = {}"},
+			{"scripts/release.lua", "local dead = redis.call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)", "local dead = {}"},
+		},
+		tests: []tests{root("^TestQueueTryLockAndDeadWaiter$")},
+	},
+	{
+		name:  "queue-release-wakes-nobody",
+		why:   "the release script tells no waiter of the server's queue its turn",
+		edits: []edit{{"scripts/release.lua", "    redis.pcall(ARGV[3], ARGV[4], now)\n", ""}},
+		tests: []tests{root("^TestQueueWaiterLeaves$")},
+	},
+	{
+		name:  "queue-next-never-told",
+		why:   "when the head of the server's queue acquires, the next waiter is not told its turn",
+		edits: []edit{{"scripts/acquire.lua", "    redis.pcall(ARGV[7], ARGV[6], head)\n", ""}},
+		tests: []tests{root("^TestQueueNextWaiterWatchesTheKey$")},
 	},
 }

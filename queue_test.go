@@ -1,0 +1,349 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis-reservation/reservation/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// serverQueue returns the holder values in the server's queue of key, in
+// order.
+func serverQueue(t *testing.T, rdb *redis.Client, key string) []string {
+	t.Helper()
+	q, err := rdb.ZRange(t.Context(), companion(key, queueSuffix), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// untilQueued waits until the server's queue of key has n waiters.
+func untilQueued(t *testing.T, rdb *redis.Client, key string, n int) []string {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		q := serverQueue(t, rdb, key)
+		if len(q) == n {
+			return q
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue of %s is %v; want %d waiters", key, q, n)
+		}
+	}
+}
+
+// Waiters of different Clients (as in different processes) acquire in the
+// order they arrived, whatever order they wake in.
+func TestQueueServesInArrivalOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	holder := newTestClient(t, srv, Options{By: "holder", TTL: 10 * time.Second})
+	r := mustLock(t, holder, "fifo")
+	// Each waiter is told its turn: none waits for its lease's renewal
+	// (every 3.3 s) to find it out.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	const n = 6
+	var (
+		mu    sync.Mutex
+		order []int
+		wg    sync.WaitGroup
+	)
+	for i := range n {
+		c := newTestClient(t, srv, Options{By: "w" + strconv.Itoa(i), TTL: 10 * time.Second})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := c.Lock(ctx, "fifo")
+			if err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			if err := got.Release(ctx); err != nil {
+				t.Errorf("waiter %d: release: %v", i, err)
+			}
+		}()
+		untilQueued(t, rdb, r.Key(), i+1) // arrived
+	}
+	info, err := holder.Status(ctx, "fifo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Waiters) != n {
+		t.Fatalf("Status waiters %v; want %d", info.Waiters, n)
+	}
+	for i, w := range info.Waiters {
+		if !strings.HasPrefix(w, "w"+strconv.Itoa(i)+"-") {
+			t.Fatalf("Status waiters %v; want w0-... to w5-... in order", info.Waiters)
+		}
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if want := []int{0, 1, 2, 3, 4, 5}; !slices.Equal(order, want) {
+		t.Errorf("acquired in order %v; want the order of arrival %v", order, want)
+	}
+	if q := serverQueue(t, rdb, r.Key()); len(q) != 0 {
+		t.Errorf("queue left behind: %v", q)
+	}
+}
+
+// TryLock is refused while anyone queues, even with the key free; a
+// waiter whose lease ran out (its process died) leaves the queue, and the
+// next waiter then acquires.
+func TestQueueTryLockAndDeadWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, Options{TTL: 10 * time.Second})
+	key := c.Key("dead")
+	// A waiter of another process, which died 300 ms from now.
+	rdb.ZAdd(ctx, companion(key, queueSuffix), redis.Z{Score: 1, Member: "dead-1"})
+	lease := time.Now().Add(300*time.Millisecond).UnixMilli() - serverClockSkew(t, rdb)
+	rdb.ZAdd(ctx, companion(key, leaseSuffix), redis.Z{Score: float64(lease), Member: "dead-1"})
+	_, err := c.TryLock(ctx, "dead")
+	var nerr *NotAcquiredError
+	if !errors.As(err, &nerr) || nerr.Queued != 1 || nerr.Holder != "" {
+		t.Fatalf("TryLock with a waiter queued = %v; want NotAcquiredError with Queued 1 and no holder", err)
+	}
+	start := time.Now()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, err := c.Lock(lctx, "dead")
+	if err != nil {
+		t.Fatalf("Lock behind a waiter whose lease ran out: %v", err)
+	}
+	defer r.Release(ctx)
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Errorf("Lock went ahead of a waiter with a live lease (took %v)", took)
+	}
+	if q := serverQueue(t, rdb, key); len(q) != 0 {
+		t.Errorf("queue after the dead waiter's lease: %v; want empty", q)
+	}
+}
+
+// serverClockSkew returns the server's clock minus ours, in milliseconds.
+func serverClockSkew(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	now, err := rdb.Time(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now.UnixMilli() - time.Now().UnixMilli()
+}
+
+// A release wakes the head of the queue only: the other waiters, in other
+// Clients, run no script for it, however many they are.
+func TestQueueReleaseWakesTheHeadOnly(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	var clients []*Client
+	for i := range 7 {
+		clients = append(clients, newTestClient(t, srv, Options{By: "c" + strconv.Itoa(i), TTL: 30 * time.Second}))
+	}
+	r := mustLock(t, clients[0], "herd")
+	got := make(chan *Reservation, 6)
+	for i, c := range clients[1:] {
+		go func() {
+			r, err := c.Lock(ctx, "herd")
+			if err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+				return
+			}
+			got <- r
+		}()
+		untilQueued(t, rdb, r.Key(), i+1)
+	}
+	time.Sleep(50 * time.Millisecond) // the head's watch set, the turn channels subscribed
+	for handoff := range 3 {
+		before := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha")
+		if err := r.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r = <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("nobody acquired after the release")
+		}
+		time.Sleep(50 * time.Millisecond) // let any herd show
+		scripts := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha") - before
+		// The release, the head's acquisition.
+		if scripts > 2 {
+			t.Errorf("handoff %d with %d waiters: %d scripts ran; want 2 (the release, the head's acquisition)", handoff, 6-handoff, scripts)
+		}
+	}
+	r.Release(ctx)
+	for range 3 {
+		(<-got).Release(ctx)
+	}
+}
+
+// A waiter that gives up leaves the queue at once, and when it was the
+// head, the next waiter takes its turn.
+func TestQueueWaiterLeaves(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	a := newTestClient(t, srv, Options{By: "a", TTL: 30 * time.Second})
+	b := newTestClient(t, srv, Options{By: "b", TTL: 30 * time.Second})
+	c := newTestClient(t, srv, Options{By: "c", TTL: 30 * time.Second})
+	r := mustLock(t, a, "leave")
+	bctx, cancel := context.WithCancel(ctx)
+	berr := make(chan error, 1)
+	go func() {
+		_, err := b.Lock(bctx, "leave")
+		berr <- err
+	}()
+	untilQueued(t, rdb, r.Key(), 1)
+	cgot := make(chan *Reservation, 1)
+	go func() {
+		r, err := c.Lock(ctx, "leave")
+		if err != nil {
+			t.Error(err)
+		}
+		cgot <- r
+	}()
+	untilQueued(t, rdb, r.Key(), 2)
+	cancel()
+	if err := <-berr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("b's Lock = %v; want its context's end", err)
+	}
+	if q := untilQueued(t, rdb, r.Key(), 1); q[0][:2] != "c-" {
+		t.Fatalf("queue after b left: %v; want c alone", q)
+	}
+	start := time.Now()
+	r.Release(ctx)
+	select {
+	case got := <-cgot:
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("c acquired %v after the release", took)
+		}
+		got.Release(ctx)
+	case <-time.After(5 * time.Second):
+		t.Fatal("c never acquired")
+	}
+}
+
+// Node workers (SET NX, no queue), like Clients with NoQueue, take a free
+// key ahead of the queue; the queue's order among the others is kept, and
+// its head acquires once they release.
+func TestQueueNodeWorkerGoesAhead(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	a := newTestClient(t, srv, Options{By: "a", TTL: 30 * time.Second})
+	r := mustLock(t, a, "node")
+	order := make(chan string, 2)
+	for i, by := range []string{"b", "c"} {
+		c := newTestClient(t, srv, Options{By: by, TTL: 30 * time.Second})
+		go func() {
+			got, err := c.Lock(ctx, "node")
+			if err != nil {
+				t.Error(err)
+				order <- ""
+				return
+			}
+			order <- by
+			got.Release(ctx)
+		}()
+		untilQueued(t, rdb, r.Key(), i+1)
+	}
+	// The Node library's acquisition, right after a release.
+	r.Release(ctx)
+	ok, err := rdb.SetNX(ctx, r.Key(), "node-worker", 30*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok {
+		// The Node worker went ahead of the queue: b and c wait on.
+		time.Sleep(100 * time.Millisecond)
+		if v := rdb.Get(ctx, r.Key()).Val(); v != "node-worker" {
+			t.Fatalf("key %q; want the Node worker's", v)
+		}
+		rdb.Del(ctx, r.Key()) // the Node library's release
+	}
+	var got []string
+	for range 2 {
+		select {
+		case by := <-order:
+			got = append(got, by)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("waiters never acquired (got %v)", got)
+		}
+	}
+	if !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("acquired in order %v; want b, c", got)
+	}
+
+	// A NoQueue Client goes ahead too, as Node does: here of a waiter of
+	// another process whose lease has a minute to run.
+	key := r.Key()
+	rdb.ZAdd(ctx, companion(key, queueSuffix), redis.Z{Score: 1, Member: "other-1"})
+	rdb.ZAdd(ctx, companion(key, leaseSuffix), redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli() + serverClockSkew(t, rdb)), Member: "other-1"})
+	if _, err := a.TryLock(ctx, "node"); !errors.Is(err, ErrNotAcquired) {
+		t.Fatalf("TryLock with a waiter queued = %v; want ErrNotAcquired", err)
+	}
+	unfair := newTestClient(t, srv, Options{By: "unfair", NoQueue: true, TTL: 30 * time.Second})
+	u, err := unfair.TryLock(ctx, "node")
+	if err != nil {
+		t.Fatalf("NoQueue TryLock with a waiter queued = %v; want acquired", err)
+	}
+	u.Release(ctx)
+}
+
+// When the head of the queue acquires, the next waiter is told its turn at
+// once and watches the key: if the new holder then dies (here: its key
+// expires long before its next renewal), the next waiter acquires at the
+// expiry, not at its place's next renewal.
+func TestQueueNextWaiterWatchesTheKey(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	opt := func(by string) Options { return Options{By: by, TTL: 30 * time.Second} } // renewals every 10 s
+	a, b, c := newTestClient(t, srv, opt("a")), newTestClient(t, srv, opt("b")), newTestClient(t, srv, opt("c"))
+	r := mustLock(t, a, "next")
+	got := make(chan *Reservation, 2)
+	for i, w := range []*Client{b, c} {
+		go func() {
+			r, err := w.Lock(ctx, "next")
+			if err != nil {
+				t.Error(err)
+			}
+			got <- r
+		}()
+		untilQueued(t, rdb, r.Key(), i+1)
+	}
+	r.Release(ctx)
+	rb := <-got
+	if !strings.HasPrefix(rb.Holder(), "b-") {
+		t.Fatalf("%s acquired first; want b", rb.Holder())
+	}
+	time.Sleep(50 * time.Millisecond) // c told, its watch set
+	if err := rdb.PExpire(ctx, rb.Key(), 100*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	expiry := time.Now().Add(100 * time.Millisecond)
+	select {
+	case rc := <-got:
+		if late := time.Since(expiry); late > time.Second {
+			t.Errorf("c acquired %v after b's key expired; want at once", late)
+		}
+		rc.Release(ctx)
+	case <-time.After(5 * time.Second):
+		t.Fatal("c did not acquire within 5 s of b's key expiring")
+	}
+}
