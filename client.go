@@ -64,6 +64,10 @@ type Client struct {
 	heldKV map[[2]string]int // a member's held reservations by key and value (under mu)
 
 	noTracking bool // tests: wait without client tracking
+
+	// queueRefused: the server refused the queue's commands to this user
+	// (an ACL written before the queue): the Client goes on without it.
+	queueRefused atomic.Bool
 }
 
 // New returns a Client for the Redis server at addr: "host:port", or a URL
@@ -443,12 +447,17 @@ const (
 
 // fair reports whether this Client's acquisitions go through the server's
 // queue of waiters.
-func (c *Client) fair() bool { return !c.opt.NoQueue && c.quorum == nil && !c.member }
+func (c *Client) fair() bool {
+	return !c.opt.NoQueue && c.quorum == nil && !c.member && !c.queueRefused.Load()
+}
 
 // acquireAs is acquire with the holder value given (quorum mode takes one
 // value on every server; a waiter keeps one for its whole wait), in a mode
 // of the queue.
 func (c *Client) acquireAs(ctx context.Context, resource, value string, mode queueMode) (*Reservation, *NotAcquiredError, error) {
+	if mode != noQueue && c.queueRefused.Load() {
+		mode = noQueue
+	}
 	if err := c.enter(); err != nil {
 		return nil, nil, err
 	}
@@ -478,6 +487,20 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		// gone) the cluster client does not see: have it read the slot
 		// map again, for the next attempt.
 		cc.ReloadState(c.ctx)
+	}
+	if mode != noQueue && commandRefused(err) {
+		// Maybe an ACL written before the queue: the script stops at the
+		// queue's first command, before any write of its own. Try
+		// without the queue: if that works, go on without it from now
+		// on, and say so once.
+		r, nerr, nqErr := c.acquireAs(ctx, resource, value, noQueue)
+		if nqErr == nil || !commandRefused(nqErr) {
+			c.queueRefused.Store(true)
+			c.reportOnce("queue", Event{Kind: EventNoPermission, Resource: resource, Key: key, Err: fmt.Errorf(
+				"%w: the queue of waiters is refused to this user, so waiters are not served first come, first served (Lock and TryLock go on as with Options.NoQueue): %w",
+				ErrNoPermission, err)})
+		}
+		return r, nerr, nqErr
 	}
 	if err != nil {
 		// The script may have run before the error (a reply lost): the
@@ -544,6 +567,13 @@ type acquireResult struct {
 	noExpiry  bool
 	guard     bool
 	place     int // the caller's place in the queue (wait), or its length (try)
+}
+
+// commandRefused reports whether err is a refusal of a command by the
+// user's ACL (Redis 7.0 says "NOPERM" outside scripts, and inside them
+// that the user "can't run this command").
+func commandRefused(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "NOPERM") || strings.Contains(err.Error(), "can't run this command"))
 }
 
 // parseAcquire reads the acquire script's reply: {1, token} when acquired,

@@ -234,14 +234,17 @@ func assertLossBefore(t *testing.T, r *Reservation, expiry time.Time) {
 	}
 }
 
+// A waiter is woken by a release at once: with client tracking or without
+// (the release notice, or the queue's turn notice), in the server's queue or
+// not.
 func TestWaiterWokenByRelease(t *testing.T) {
-	for _, tracking := range []bool{true, false} {
-		t.Run(fmt.Sprintf("tracking=%v", tracking), func(t *testing.T) {
+	for _, tc := range []struct{ tracking, noQueue bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
+		t.Run(fmt.Sprintf("tracking=%v,noqueue=%v", tc.tracking, tc.noQueue), func(t *testing.T) {
 			srv := redistest.Start(t)
 			ctx := context.Background()
 			holder := newTestClient(t, srv, Options{By: "holder", TTL: 10 * time.Second})
-			waiter := newTestClient(t, srv, Options{By: "waiter", TTL: 10 * time.Second})
-			waiter.noTracking = !tracking
+			waiter := newTestClient(t, srv, Options{By: "waiter", TTL: 10 * time.Second, NoQueue: tc.noQueue})
+			waiter.noTracking = !tc.tracking
 
 			r := mustLock(t, holder, "handoff")
 			got := make(chan time.Time, 1)
@@ -339,10 +342,12 @@ func TestWaitContextCancelled(t *testing.T) {
 	}
 }
 
+// Without the server's queue, a Client's own waiters of one key are served
+// first come, first served.
 func TestWaitersQueueFairly(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := t.Context()
-	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
+	c := newTestClient(t, srv, Options{TTL: 5 * time.Second, NoQueue: true})
 	// Waiters that queue one after the other are served in that order.
 	first := mustLock(t, c, "shared")
 	const waiters = 5

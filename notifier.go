@@ -1062,9 +1062,28 @@ func (n *notifier) receive() {
 		if err != nil && errors.Is(classify(n.c.where(), err), ErrNoPermission) {
 			// The user may not subscribe (a Redis 7 ACL user gets no
 			// channel by default): say so once, and stop asking.
+			// Redis refuses a whole SUBSCRIBE when one of its channels is
+			// not allowed, and go-redis sends every channel it knows in
+			// one SUBSCRIBE when it reconnects: forget all but the
+			// invalidations, and subscribe to those again, so that an ACL
+			// that allows them (and not the release or turn channels)
+			// keeps tracking.
 			n.mu.Lock()
 			n.denied = true
+			var others []string
+			for key := range n.turns {
+				others = append(others, companion(key, turnSuffix))
+			}
+			clear(n.turns)
+			for key := range n.subscribed {
+				others = append(others, n.channels(key)...)
+			}
+			clear(n.subscribed)
 			n.mu.Unlock()
+			_ = n.subscribe(ctx, nil, others)
+			if n.tracking {
+				_ = n.ps.Subscribe(ctx, invalidateChannel)
+			}
 			n.c.reportOnce("subscribe", Event{Kind: EventNoPermission,
 				Err: fmt.Errorf("%w: subscriptions refused, so waiters wake on their timers (the holder's TTL, RetryInterval, and in the queue the renewal of their place every HeartbeatInterval) and holders learn of a loss at their next renewal: %w", ErrNoPermission, err)})
 			n.askRearm()

@@ -347,3 +347,150 @@ func TestQueueNextWaiterWatchesTheKey(t *testing.T) {
 		t.Fatal("c did not acquire within 5 s of b's key expiring")
 	}
 }
+
+// The worker's ACL rule of docs/DESIGN.md ("ACL") is enough for everything
+// a worker does, the queue included: no permission is refused, and a
+// release hands the resource to a waiter of another Client at once.
+func TestWorkerACLRule(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	rule := strings.Fields(`worker on >secret resetkeys ~reservation-* ~{reservation-*}:* ~{reservation}:restart-guard
+		resetchannels &__redis__:invalidate &{reservation-*}:released &{reservation-*}:turn
+		-@all +hello +ping +evalsha +eval +script|load +get +set +pexpire +del +exists +pttl +time
+		+zadd +zrem +zrange +zrank +zcard
+		+publish +setnx +scan +client|id +client|setname +client|tracking +client|caching +subscribe +unsubscribe`)
+	if err := srv.Client(t).Do(ctx, append([]any{"ACL", "SETUSER"}, toAny(rule)...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu      sync.Mutex
+		refused []error
+	)
+	client := func(by string) *Client {
+		opt := Options{By: by, TTL: 30 * time.Second, RetryInterval: 10 * time.Second, Logger: quiet, OnEvent: func(e Event) {
+			if e.Kind == EventNoPermission || e.Kind == EventRedisError || e.Kind == EventTrackingUnavailable {
+				mu.Lock()
+				refused = append(refused, e.Err)
+				mu.Unlock()
+			}
+		}}
+		c, err := New(strings.Replace(srv.URL(), "redis://", "redis://worker:secret@", 1), &opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := client("a"), client("b")
+	if _, err := a.PrimeRestartGuard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := mustLock(t, a, "acl")
+	got := make(chan *Reservation, 1)
+	go func() {
+		r, err := b.Lock(ctx, "acl")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- r
+	}()
+	untilQueued(t, srv.Client(t), r.Key(), 1)
+	if info, err := a.Status(ctx, "acl"); err != nil || len(info.Waiters) != 1 {
+		t.Errorf("Status = %+v, %v; want one waiter", info, err)
+	}
+	if _, err := a.List(ctx, ""); err != nil {
+		t.Error(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rb := <-got; rb != nil {
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the waiter had it %v after the release; want at once (pushes allowed)", d)
+		}
+		rb.Release(ctx)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, err := range refused {
+		t.Errorf("refused or failed under the documented rule: %v", err)
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// A user whose ACL was written before the queue (no sorted-set commands,
+// no turn channel) still waits and acquires: the Client goes on without
+// the queue and says so once.
+func TestQueueRefusedByACL(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	rule := strings.Fields(`old on >secret resetkeys ~reservation-* ~{reservation-*}:* ~{reservation}:restart-guard
+		resetchannels &__redis__:invalidate &{reservation-*}:released
+		-@all +hello +ping +evalsha +eval +script|load +get +set +pexpire +del +exists +pttl +time
+		+publish +setnx +scan +client|id +client|setname +client|tracking +client|caching +subscribe +unsubscribe`)
+	if err := srv.Client(t).Do(ctx, append([]any{"ACL", "SETUSER"}, toAny(rule)...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu      sync.Mutex
+		refused []string
+	)
+	client := func(by string) *Client {
+		opt := Options{By: by, TTL: 30 * time.Second, RetryInterval: 10 * time.Second, Logger: quiet, OnEvent: func(e Event) {
+			if e.Kind == EventNoPermission {
+				mu.Lock()
+				refused = append(refused, e.Err.Error())
+				mu.Unlock()
+			}
+		}}
+		c, err := New(strings.Replace(srv.URL(), "redis://", "redis://old:secret@", 1), &opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := client("a"), client("b")
+	if _, err := a.PrimeRestartGuard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := mustLock(t, a, "old-acl")
+	got := make(chan *Reservation, 1)
+	go func() {
+		r, err := b.Lock(ctx, "old-acl")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- r
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case rb := <-got:
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("the waiter had it %v after the release; want at once", d)
+		}
+		if rb != nil {
+			rb.Release(ctx)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter never acquired")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(refused) != 1 || !strings.Contains(refused[0], "queue of waiters is refused") {
+		t.Errorf("permission events %q; want one about the queue", refused)
+	}
+}

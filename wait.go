@@ -46,6 +46,12 @@ func (c *Client) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	if c.fair() {
 		return c.queueLock(ctx, resource)
 	}
+	return c.plainLock(ctx, resource)
+}
+
+// plainLock is Lock without the server's queue: the Client's waiters of a
+// key queue among themselves, and only the first contends.
+func (c *Client) plainLock(ctx context.Context, resource string) (*Reservation, error) {
 	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now()}
 	// First try at once, unless waiters of this Client queue for the key:
 	// then take a place behind them.
@@ -257,6 +263,10 @@ func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, 
 	if r != nil || err != nil {
 		acquired = r != nil
 		return r, err
+	}
+	if !c.fair() {
+		// The server refused the queue to this user (see acquireAs).
+		return c.plainLock(ctx, resource)
 	}
 	n, err := c.notifierFor(ctx, w.key)
 	if err != nil {

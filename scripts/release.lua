@@ -27,20 +27,31 @@ if redis.pcall('GET', KEYS[1]) == ARGV[1] then
     released = 2
   end
 end
+-- The queue's part is best effort as well: a user whose ACL was written
+-- before the queue may not run its commands, and must still release.
+local function call(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    error(r.err)
+  end
+  return r
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  -- Waiters whose lease ran out (they died, or lost their link) leave too.
-  local t = redis.call('TIME')
-  local dead = redis.call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)
-  if #dead > 0 then
-    redis.call('ZREM', KEYS[2], unpack(dead))
-    redis.call('ZREM', KEYS[3], unpack(dead))
-  end
-  local now = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-  if now and (released > 0 or now ~= head) then
-    redis.pcall(ARGV[3], ARGV[4], now)
-  end
+  pcall(function()
+    local head = call('ZRANGE', KEYS[2], 0, 0)[1]
+    call('ZREM', KEYS[2], ARGV[1])
+    call('ZREM', KEYS[3], ARGV[1])
+    -- Waiters whose lease ran out (they died, or lost their link) leave too.
+    local t = redis.call('TIME')
+    local dead = call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)
+    if #dead > 0 then
+      call('ZREM', KEYS[2], unpack(dead))
+      call('ZREM', KEYS[3], unpack(dead))
+    end
+    local now = call('ZRANGE', KEYS[2], 0, 0)[1]
+    if now and (released > 0 or now ~= head) then
+      redis.pcall(ARGV[3], ARGV[4], now)
+    end
+  end)
 end
 return released

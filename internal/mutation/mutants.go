@@ -111,7 +111,7 @@ var mutants = []mutant{
 	{
 		name:  "rearm-off",
 		why:   "a replaced notifier connection is not armed again",
-		edits: []edit{{"notifier.go", "\tn.rearm = true\n\tfor _, kw := range n.keys {", "\tfor _, kw := range n.keys {"}},
+		edits: []edit{{"notifier.go", "\tn.rearm = true\n\tfor key, kw := range n.keys {", "\tfor key, kw := range n.keys {"}},
 		tests: []tests{root("^TestNotifierConnectionKilled$")},
 	},
 	{
@@ -129,9 +129,9 @@ var mutants = []mutant{
 	{
 		name: "abandoned-acquire-kept",
 		why:  "an acquire abandoned by its context is never given back",
-		edits: []edit{{"client.go", `			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) {
+		edits: []edit{{"client.go", `			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) || mode == waitQueue {
 				c.giveBack(key, value)
-			}`, ``}},
+			}`, `			_ = mode`}},
 		tests: []tests{root("^TestAbandonedAcquireGivenBack$")},
 	},
 	{
@@ -272,6 +272,12 @@ var mutants = []mutant{
 		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheck$"}},
 	},
 	{
+		name:  "history-fifo-overtaken-passes",
+		why:   "the history checker accepts a waiter overtaken by a Lock call begun after its place in the queue was taken",
+		edits: []edit{{"faults/history/history.go", "case a.Outcome == OutcomeAcquired && a.hd.Token > b.hd.Token:", "case false:"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheckFIFO$"}},
+	},
+	{
 		name:  "events-delivered-inline",
 		why:   "events reach OnEvent and the log on the goroutine that emits them (the heartbeat): a hook that blocks stalls renewals",
 		edits: []edit{{"events.go", "\tif ev.stopped {\n\t\tev.mu.Unlock()\n\t\tc.deliver(e)", "\tif true {\n\t\tev.mu.Unlock()\n\t\tc.deliver(e)"}},
@@ -281,8 +287,8 @@ var mutants = []mutant{
 		name: "giveback-before-reply",
 		why:  "an acquire abandoned by its context is given back at once, on another connection, before the server answered it",
 		edits: []edit{
-			{"client.go", "\t\t\tif res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) {\n\t\t\t\tc.giveBack(key, value)\n\t\t\t}", "\t\t\t_ = cmd"},
-			{"client.go", "\t\tif !left {\n\t\t\tc.giveBack(key, value)\n\t\t}", "\t\tc.giveBack(key, value)\n\t\t_ = left"},
+			{"client.go", "\t\t\tif res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) || mode == waitQueue {\n\t\t\t\tc.giveBack(key, value)\n\t\t\t}", "\t\t\t_ = cmd"},
+			{"client.go", "\t\tif !left && mode != waitQueue { // a waiter's next attempt finds out, or it leaves\n\t\t\tc.giveBack(key, value)\n\t\t}", "\t\tc.giveBack(key, value)\n\t\t_ = left"},
 		},
 		tests: []tests{{module: "faults", pkg: ".", run: "^TestFaultShortDeadlines$"}},
 	},
@@ -312,9 +318,12 @@ var mutants = []mutant{
 		tests: []tests{root("^TestClusterBasics$")},
 	},
 	{
-		name:  "release-notice-not-sharded",
-		why:   "on a Cluster, the release notice is a broadcast PUBLISH, which the masters' sharded subscriptions do not hear",
-		edits: []edit{{"scripts.go", "\tif c.cluster {\n\t\targs = append(args, \"SPUBLISH\")", "\tif false {\n\t\targs = append(args, \"SPUBLISH\")"}},
+		name: "release-notice-not-sharded",
+		why:  "on a Cluster, the release notice is a broadcast PUBLISH, which the masters' sharded subscriptions do not hear",
+		edits: []edit{
+			{"scripts.go", "\tif c.cluster {\n\t\targs = append(args, \"SPUBLISH\")", "\tif false {\n\t\targs = append(args, \"SPUBLISH\")"},
+			{"scripts.go", "\tif c.cluster {\n\t\treturn \"SPUBLISH\"", "\tif false {\n\t\treturn \"SPUBLISH\""},
+		},
 		tests: []tests{root("^TestClusterWithoutTracking$")},
 	},
 	{
@@ -386,14 +395,14 @@ var mutants = []mutant{
 		why:  "a waiter whose lease ran out is never taken off the server's queue, which then stalls",
 		edits: []edit{
 			{"scripts/acquire.lua", "local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 64)", "local dead = {}"},
-			{"scripts/release.lua", "local dead = redis.call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)", "local dead = {}"},
+			{"scripts/release.lua", "local dead = call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)", "local dead = {}"},
 		},
 		tests: []tests{root("^TestQueueTryLockAndDeadWaiter$")},
 	},
 	{
 		name:  "queue-release-wakes-nobody",
 		why:   "the release script tells no waiter of the server's queue its turn",
-		edits: []edit{{"scripts/release.lua", "    redis.pcall(ARGV[3], ARGV[4], now)\n", ""}},
+		edits: []edit{{"scripts/release.lua", "      redis.pcall(ARGV[3], ARGV[4], now)\n", ""}},
 		tests: []tests{root("^TestQueueWaiterLeaves$")},
 	},
 	{
