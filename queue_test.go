@@ -367,19 +367,13 @@ func TestWorkerACLRule(t *testing.T) {
 		refused []error
 	)
 	client := func(by string) *Client {
-		opt := Options{By: by, TTL: 30 * time.Second, RetryInterval: 10 * time.Second, Logger: quiet, OnEvent: func(e Event) {
+		return aclClient(t, srv, "worker:secret", by, func(e Event) {
 			if e.Kind == EventNoPermission || e.Kind == EventRedisError || e.Kind == EventTrackingUnavailable {
 				mu.Lock()
 				refused = append(refused, e.Err)
 				mu.Unlock()
 			}
-		}}
-		c, err := New(strings.Replace(srv.URL(), "redis://", "redis://worker:secret@", 1), &opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
+		})
 	}
 	a, b := client("a"), client("b")
 	if _, err := a.PrimeRestartGuard(ctx); err != nil {
@@ -445,19 +439,13 @@ func TestQueueRefusedByACL(t *testing.T) {
 		refused []string
 	)
 	client := func(by string) *Client {
-		opt := Options{By: by, TTL: 30 * time.Second, RetryInterval: 10 * time.Second, Logger: quiet, OnEvent: func(e Event) {
+		return aclClient(t, srv, "old:secret", by, func(e Event) {
 			if e.Kind == EventNoPermission {
 				mu.Lock()
 				refused = append(refused, e.Err.Error())
 				mu.Unlock()
 			}
-		}}
-		c, err := New(strings.Replace(srv.URL(), "redis://", "redis://old:secret@", 1), &opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
+		})
 	}
 	a, b := client("a"), client("b")
 	if _, err := a.PrimeRestartGuard(ctx); err != nil {
@@ -493,4 +481,17 @@ func TestQueueRefusedByACL(t *testing.T) {
 	if len(refused) != 1 || !strings.Contains(refused[0], "queue of waiters is refused") {
 		t.Errorf("permission events %q; want one about the queue", refused)
 	}
+}
+
+// aclClient returns a Client of srv for the user "name:password", with
+// onEvent, closed at the end of the test.
+func aclClient(t *testing.T, srv *redistest.Server, user, by string, onEvent func(Event)) *Client {
+	t.Helper()
+	opt := Options{By: by, TTL: 30 * time.Second, RetryInterval: 10 * time.Second, Logger: quiet, OnEvent: onEvent}
+	c, err := New(strings.Replace(srv.URL(), "redis://", "redis://"+user+"@", 1), &opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -62,15 +62,9 @@ func (c *Client) plainLock(ctx context.Context, resource string) (*Reservation, 
 		}
 		w.tried = true
 	}
-	n, err := c.notifierFor(ctx, w.key)
+	n, err := w.notifier(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, w.notAcquired(ctx)
-		}
-		if errors.Is(err, ErrClosed) {
-			return nil, err
-		}
-		return nil, c.redisError("wait for", resource, err)
+		return nil, err
 	}
 	w.n = n
 	if !n.tracking {
@@ -97,6 +91,21 @@ type wait struct {
 	last     *NotAcquiredError // what the last attempt found
 	failures int               // attempts failed in a row (Redis errors)
 	quiet    bool              // nothing woke the waiter for a whole RetryInterval
+}
+
+// notifier returns the notifier that watches the waiter's key, or the
+// error that ends the wait.
+func (w *wait) notifier(ctx context.Context) (*notifier, error) {
+	n, err := w.c.notifierFor(ctx, w.key)
+	switch {
+	case err == nil:
+		return n, nil
+	case ctx.Err() != nil:
+		return nil, w.notAcquired(ctx)
+	case errors.Is(err, ErrClosed):
+		return nil, err
+	}
+	return nil, w.c.redisError("wait for", w.resource, err)
 }
 
 // attempt tries once. It returns the reservation, or an error that ends the
@@ -268,15 +277,9 @@ func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, 
 		// The server refused the queue to this user (see acquireAs).
 		return c.plainLock(ctx, resource)
 	}
-	n, err := c.notifierFor(ctx, w.key)
+	n, err := w.notifier(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, w.notAcquired(ctx)
-		}
-		if errors.Is(err, ErrClosed) {
-			return nil, err
-		}
-		return nil, c.redisError("wait for", resource, err)
+		return nil, err
 	}
 	q := n.joinServerQueue(w.key, w.value)
 	defer func() { n.leave(w.key, q, acquired) }() // n and q as they are then
