@@ -76,6 +76,7 @@ type notifier struct {
 	rearm      bool                        // re-enable tracking and read every held key
 	subscribed map[string]bool             // keys subscribed to, without tracking
 	turns      map[string]time.Time        // keys whose turn channel is subscribed to: when last waited for
+	early      map[string]time.Time        // turns told to values of this Client not yet joined, and when
 	arms       map[string][]chan armResult // waiters' watches to set
 	denied     bool                        // the server refused our subscriptions
 
@@ -93,12 +94,13 @@ type keyWatch struct {
 
 // waiter is one Lock call's place in a key's queue: the Client's own queue,
 // and, with the server's queue (see Options.NoQueue), its place there under
-// its holder value, and the channel that closes when the server tells it
-// its turn came (and is then replaced).
+// its holder value, and the channel that gets a signal when the server
+// tells it its turn came or it should look (buffered: a signal that comes
+// while the waiter is busy, in an attempt, waits for it).
 type waiter struct {
 	value string
 	turn  chan struct{}
-	told  bool // the server told its turn, rather than asked it to look
+	told  bool // the server told its turn since the waiter last looked
 }
 
 // notifierStart is a start of the notifier under way.
@@ -175,6 +177,7 @@ func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Clien
 		verify:     make(map[string]bool),
 		subscribed: make(map[string]bool),
 		turns:      make(map[string]time.Time),
+		early:      make(map[string]time.Time),
 		arms:       make(map[string][]chan armResult),
 		kick:       make(chan struct{}, 1),
 		switched:   make(chan struct{}, 1),
@@ -494,14 +497,20 @@ func (n *notifier) join(key string) *waiter {
 
 // joinServerQueue is join for a waiter with a place in the server's queue
 // under value: the watch loop subscribes to the key's turn channel, and the
-// confirmation of a new subscription closes the turn channel of every such
-// waiter of the key, so that a turn told before it is not missed.
+// confirmation of a new subscription signals every such waiter of the key,
+// so that a turn told before it is not missed. A turn told to value while
+// the waiter was between its first attempt and here is signalled at once.
 func (n *notifier) joinServerQueue(key, value string) *waiter {
-	w := &waiter{value: value, turn: make(chan struct{})}
+	w := &waiter{value: value, turn: make(chan struct{}, 1)}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	kw := n.watch(key)
 	kw.queue = append(kw.queue, w)
+	if _, ok := n.early[value]; ok {
+		delete(n.early, value)
+		w.told = true
+		w.turn <- struct{}{}
+	}
 	if _, ok := n.turns[key]; !ok && !n.denied {
 		n.kickLocked()
 	}
@@ -509,8 +518,8 @@ func (n *notifier) joinServerQueue(key, value string) *waiter {
 }
 
 // turnState returns, for waiter w of key in the server's queue: the channel
-// that closes at the next notice of the key, the one that closes when its
-// turn is told, and whether the key is watched.
+// that closes at the next notice of the key, the one that gets a signal
+// when its turn is told, and whether the key is watched.
 func (n *notifier) turnState(key string, w *waiter) (wake, turn <-chan struct{}, armed bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -518,25 +527,29 @@ func (n *notifier) turnState(key string, w *waiter) (wake, turn <-chan struct{},
 	return kw.wake, w.turn, kw.armed || !n.tracking
 }
 
-// signalTurns closes the turn channel of the waiters of key whose holder
-// value is value, or of all of them when value is "". n.mu is held.
-func (n *notifier) signalTurns(key, value string) {
-	kw := n.keys[key]
-	if kw == nil {
-		return
-	}
-	for _, w := range kw.queue {
-		if w.turn != nil && (value == "" || w.value == value) {
-			w.told = value != ""
-			close(w.turn)
-			w.turn = make(chan struct{})
+// signalTurns signals the waiters of key whose holder value is value (their
+// turn came), or all of them when value is "" (they should look), and
+// reports whether it found any. n.mu is held.
+func (n *notifier) signalTurns(key, value string) bool {
+	found := false
+	if kw := n.keys[key]; kw != nil {
+		for _, w := range kw.queue {
+			if w.turn != nil && (value == "" || w.value == value) {
+				found = true
+				w.told = w.told || value != ""
+				select {
+				case w.turn <- struct{}{}:
+				default: // a signal waits already
+				}
+			}
 		}
 	}
+	return found
 }
 
-// toldTurn reports whether the last close of w's turn channel was the
-// server telling its turn (rather than a new subscription, or a
-// reconnection, asking it to look), and forgets it.
+// toldTurn reports whether the server told w its turn since the last call
+// (rather than only a new subscription, or a reconnection, asking it to
+// look), and forgets it.
 func (n *notifier) toldTurn(w *waiter) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -545,12 +558,27 @@ func (n *notifier) toldTurn(w *waiter) bool {
 	return told
 }
 
+// earlyTurn is how long a turn told to a value of this Client that has no
+// waiter yet is kept for it: the waiter joins once its first attempt
+// answered, a round trip after the server made it the head.
+const earlyTurn = 2 * time.Second
+
 // turnTold handles a message of key's turn channel: the waiter with value
-// is now the head of the server's queue.
+// is now the head of the server's queue. A value of this Client with no
+// waiter yet is kept for a while, for the waiter that is about to join.
 func (n *notifier) turnTold(key, value string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.signalTurns(key, value)
+	if n.signalTurns(key, value) || value == "" || !strings.HasPrefix(value, n.c.opt.By+"-") {
+		return
+	}
+	now := time.Now()
+	for v, at := range n.early {
+		if now.Sub(at) > earlyTurn {
+			delete(n.early, v)
+		}
+	}
+	n.early[value] = now
 }
 
 // keyOfTurn returns the key whose turn channel is channel.

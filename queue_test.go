@@ -495,3 +495,41 @@ func aclClient(t *testing.T, srv *redistest.Server, user, by string, onEvent fun
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// A turn told while the waiter is busy is not lost: told before the waiter
+// joined its notifier (between its first attempt's reply and the join), or
+// while it runs an attempt, the waiter finds it when it next waits.
+func TestQueueTurnToldWhileBusy(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{By: "busy"})
+	key := c.Key("busy")
+	n, err := c.notifierFor(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signalled := func(w *waiter) bool {
+		select {
+		case <-w.turn:
+			return n.toldTurn(w)
+		default:
+			return false
+		}
+	}
+	// Before the join.
+	n.turnTold(key, "busy-early")
+	w := n.joinServerQueue(key, "busy-early")
+	defer n.leave(key, w, false)
+	if !signalled(w) {
+		t.Error("a turn told before the waiter joined was lost")
+	}
+	// While it runs an attempt (nobody receives on its channel).
+	n.turnTold(key, "busy-early")
+	if !signalled(w) {
+		t.Error("a turn told while the waiter was busy was lost")
+	}
+	// Another Client's value is not kept.
+	n.turnTold(key, "other-1")
+	if len(n.early) != 0 {
+		t.Errorf("turns kept for values of other Clients: %v", n.early)
+	}
+}
