@@ -21,16 +21,19 @@ import (
 
 // The libraries compared, in the order of the tables.
 const (
-	libOurs     = "reservation"
-	libRedsync  = "redsync"
-	libRedlock  = "redislock"
-	libRueidis  = "rueidislock"
-	libRueidis1 = "rueidislock-km1"
-	libRawGo    = "raw go-redis"
-	libRawRue   = "raw rueidis"
+	libOurs = "reservation"
+	// libOursNoQueue is this library with Options.NoQueue: waiters take
+	// the key whenever it is free, as before the server's queue.
+	libOursNoQueue = "reservation-noqueue"
+	libRedsync     = "redsync"
+	libRedlock     = "redislock"
+	libRueidis     = "rueidislock"
+	libRueidis1    = "rueidislock-km1"
+	libRawGo       = "raw go-redis"
+	libRawRue      = "raw rueidis"
 )
 
-var allLibs = []string{libOurs, libRedsync, libRedlock, libRueidis, libRueidis1, libRawGo, libRawRue}
+var allLibs = []string{libOurs, libOursNoQueue, libRedsync, libRedlock, libRueidis, libRueidis1, libRawGo, libRawRue}
 
 // peers are the lock libraries (not the raw floors).
 var peers = []string{libRedsync, libRedlock, libRueidis, libRueidis1}
@@ -85,13 +88,15 @@ func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, erro
 		return newQuorumLocker(lib, tg, rt, st)
 	}
 	switch lib {
-	case libOurs:
+	case libOurs, libOursNoQueue:
 		// Over a ClusterClient, NewWithClient makes the Client NewCluster
 		// makes (a notifier per master, renewals per master), but for
 		// ContextTimeoutEnabled, which the single server's client does not
 		// set either.
 		rdb := goRedis()
-		c, err := reservation.NewWithClient(rdb, oursOptions(st))
+		opt := oursOptions(st)
+		opt.NoQueue = lib == libOursNoQueue
+		c, err := reservation.NewWithClient(rdb, opt)
 		if err != nil {
 			rdb.Close()
 			return nil, err

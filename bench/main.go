@@ -6,7 +6,11 @@
 // the same run; with -topology single,quorum, also in quorum mode over 3
 // independent servers, beside redsync with a pool per server. It writes
 // the tables of docs/PERFORMANCE.md and the plot of the handoff latency
-// CDF. See docs/PERFORMANCE.md for the commands and the scenarios.
+// CDF. With -fair, it measures fair waiting: this library with its queue
+// of waiters (the default) against Options.NoQueue, in the same run, and
+// OS processes contending for one resource (scenario 9), for which it runs
+// itself again as a worker. See docs/PERFORMANCE.md for the commands and
+// the scenarios.
 package main
 
 import (
@@ -18,6 +22,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,7 +30,7 @@ import (
 // config is what a run measures and for how long.
 type config struct {
 	rounds    int           // each scenario is run this many times per library, interleaved
-	scenarios []string      // "1" to "8"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL, "8s" and "8f" are 8 with a SET and a FLUSHALL
+	scenarios []string      // "1" to "9"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL, "8s" and "8f" are 8 with a SET and a FLUSHALL; "9" runs once for each of procs
 	libs      []string      // libraries, in table order
 	d12       time.Duration // scenarios 1 and 2, per library and round
 	d34       time.Duration // scenarios 3 and 4
@@ -40,6 +45,10 @@ type config struct {
 	trials8   int           // scenarios 8 and 8s: foreign writes per round, one held key each
 	trials8f  int           // scenario 8f: FLUSHALLs per round, each ends all n8
 	giveUp8   time.Duration // scenario 8: a loss not noticed by then counts as not noticed
+	procs     []int         // scenario 9: processes contending, a run each
+	d9        time.Duration // scenario 9: the measured window of a run
+	warm9     time.Duration // scenario 9: how long the processes contend before it
+	hold9     time.Duration // scenario 9: how long each holding lasts
 	redisCPU  string        // CPU list to pin redis-server to ("" for none)
 	pings     int           // PINGs per round for the loopback round trip
 	// topologies are the deployments every scenario runs on, in turn for
@@ -47,6 +56,9 @@ type config struct {
 	topologies []string
 	masters    int // masters of the cluster
 	servers    int // servers of the quorum
+	// fair marks the fair-waiting run: its report goes between the fair
+	// results markers.
+	fair bool
 }
 
 // crowded is how many other keys with a TTL the database holds in
@@ -73,6 +85,10 @@ func fullConfig() config {
 		trials8:   200,
 		trials8f:  3,
 		giveUp8:   2 * time.Second,
+		procs:     []int{5, 10, 20, 40},
+		d9:        3 * time.Second,
+		warm9:     time.Second,
+		hold9:     20 * time.Millisecond,
 		redisCPU:  "0",
 		pings:     5000,
 
@@ -89,6 +105,8 @@ func clusterConfig() config {
 	c := fullConfig()
 	c.scenarios = []string{"1", "3", "4"}
 	c.topologies = []string{topoSingle, topoCluster}
+	// NoQueue is measured on a single server (see libRunsOn).
+	c.libs = slices.DeleteFunc(slices.Clone(c.libs), func(l string) bool { return l == libOursNoQueue })
 	return c
 }
 
@@ -101,6 +119,18 @@ func quorumConfig() config {
 	c.scenarios = []string{"1", "3", "4", "7"}
 	c.libs = slices.Clone(quorumLibs)
 	c.topologies = []string{topoSingle, topoQuorum}
+	return c
+}
+
+// fairConfig is the documented run of fair waiting: this library with its
+// queue (the default) and with NoQueue, side by side in the same run, in
+// the scenarios of one client (1 to 4) and of a client per goroutine (3x,
+// 4x), and OS processes contending for one resource (9): about 5 minutes.
+func fairConfig() config {
+	c := fullConfig()
+	c.scenarios = []string{"1", "2", "3", "3x", "4", "4x", "9"}
+	c.libs = []string{libOurs, libOursNoQueue}
+	c.fair = true
 	return c
 }
 
@@ -120,12 +150,16 @@ func smokeOf(c config) config {
 	c.d7 = 800 * time.Millisecond
 	c.ttl7, c.hb7 = 2*time.Second, 500*time.Millisecond
 	c.n8, c.trials8, c.trials8f = 20, 20, 1
+	c.procs, c.d9, c.warm9 = []int{4}, time.Second, 300*time.Millisecond
 	c.redisCPU = ""
 	c.pings = 200
 	return c
 }
 
 func main() {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		os.Exit(workerMain(spec)) // a process of scenario 9
+	}
 	smoke := flag.Bool("smoke", false, "run every scenario very briefly (CI); figures mean nothing")
 	topology := flag.String("topology", topoSingle, "comma-separated deployments to run every scenario on: single (one redis-server), "+
 		"cluster (a Redis Cluster of 3 masters; default scenarios then "+strings.Join(clusterConfig().scenarios, ",")+
@@ -135,6 +169,9 @@ func main() {
 		", and the report goes between the quorum results markers)")
 	out := flag.String("out", "", "write the results into this Markdown file, between the results markers "+
 		"(the cluster results markers with -topology cluster, the quorum results markers with -topology quorum) (default: stdout)")
+	fair := flag.Bool("fair", false, "measure fair waiting: "+strings.Join(fairConfig().libs, " against ")+" in scenarios "+
+		strings.Join(fairConfig().scenarios, ",")+" (9: OS processes contending), and write between the fair results markers")
+	procs := flag.String("procs", "", "scenario 9: comma-separated numbers of processes, a run each (default 5,10,20,40)")
 	plotPath := flag.String("plot", "", "write the handoff latency CDF of scenario 4 to this PNG file")
 	rounds := flag.Int("rounds", 0, "rounds (default 5; 1 with -smoke)")
 	scen := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(fullConfig().scenarios, ",")+")")
@@ -164,8 +201,14 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	if *fair && (len(topologies) != 1 || topologies[0] != topoSingle) {
+		fmt.Fprintln(os.Stderr, "bench: -fair runs on a single server only")
+		os.Exit(2)
+	}
 	cfg := fullConfig()
 	switch {
+	case *fair:
+		cfg = fairConfig()
 	case slices.Contains(topologies, topoQuorum):
 		cfg = quorumConfig()
 	case slices.Contains(topologies, topoCluster):
@@ -192,6 +235,17 @@ func main() {
 	}
 	if *redisCPU != "" {
 		cfg.redisCPU = *redisCPU
+	}
+	if *procs != "" {
+		cfg.procs = nil
+		for p := range strings.SplitSeq(*procs, ",") {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 2 {
+				fmt.Fprintf(os.Stderr, "bench: -procs: %q is not a number of processes (2 or more)\n", p)
+				os.Exit(2)
+			}
+			cfg.procs = append(cfg.procs, n)
+		}
 	}
 	if *n7 > 0 {
 		cfg.n7 = *n7
@@ -239,7 +293,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 			d.stop()
 		}
 	}()
-	for _, s := range cfg.scenarios {
+	scenarios := expand(cfg.scenarios, cfg.procs)
+	for _, s := range scenarios {
 		for _, t := range cfg.topologies {
 			if !runsOn(s, t) {
 				return nil, fmt.Errorf("scenario %s runs on a single server only (on a cluster or a quorum: %s)", s, strings.Join(clusterScenarios, ", "))
@@ -273,7 +328,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		if err := add(deps[0].pingRTT(ctx, round, cfg.pings)); err != nil {
 			return nil, err
 		}
-		for _, s := range cfg.scenarios {
+		for _, s := range scenarios {
 			if s == "7" && round >= cfg.rounds7 {
 				continue
 			}
@@ -338,6 +393,10 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 	case "8", "8s", "8f":
 		r = e.lossNotice(ctx, lib, s, round)
 	default:
+		if n, ok := procsOf(s); ok {
+			r = e.processes(ctx, lib, s, round, n)
+			break
+		}
 		return r, fmt.Errorf("unknown scenario %q", s)
 	}
 	r.Topology = e.tg.topology
@@ -345,15 +404,58 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 }
 
 // runs reports whether lib takes part in scenario: the raw floors cannot
-// wait or renew, and scenario 8 measures this library's loss notice.
+// wait or renew, scenario 8 measures this library's loss notice, NoQueue
+// is measured where it makes a difference, and scenario 9's processes run
+// this library, with its queue or without.
 func runs(lib, scenario string) bool {
+	_, procs := procsOf(scenario)
 	switch {
 	case isLossNotice(scenario):
 		return lib == libOurs
+	case procs:
+		return lib == libOurs || lib == libOursNoQueue
+	case lib == libOursNoQueue:
+		return slices.Contains(queueScenarios, scenario)
 	case isRaw(lib):
 		return scenario == "1" || scenario == "2"
 	}
 	return true
+}
+
+// queueScenarios are the scenarios of one process in which this library
+// is measured with NoQueue as well: the uncontended ones, for the queue's
+// cost, and the contended ones, for its order (scenario 9, of processes,
+// measures both too).
+var queueScenarios = []string{"1", "2", "3", "3x", "4", "4x"}
+
+// expand returns scenarios with "9" replaced by a scenario per number of
+// processes: "9/5", "9/10", ...
+func expand(scenarios []string, procs []int) []string {
+	var out []string
+	for _, s := range scenarios {
+		if s != "9" {
+			out = append(out, s)
+			continue
+		}
+		for _, n := range procs {
+			out = append(out, procScenario(n))
+		}
+	}
+	return out
+}
+
+// procScenario names the run of scenario 9 with n processes.
+func procScenario(n int) string { return "9/" + strconv.Itoa(n) }
+
+// procsOf returns the processes of a run of scenario 9, and whether
+// scenario is one.
+func procsOf(scenario string) (int, bool) {
+	v, ok := strings.CutPrefix(scenario, "9/")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
 }
 
 func rotate[T any](s []T, n int) []T {

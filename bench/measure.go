@@ -25,11 +25,14 @@ import (
 // go-redis (Options.Dialer) and rueidis (ClientOption.DialCtxFn), and sees
 // the connections that a library opens by itself (the subscriber and
 // tracking connections of this library, the tracking of rueidislock).
-// It counts them per server address as well.
+// It counts them per server address as well, and, when commands is set
+// before the first dial, the commands written.
 type roundTrips struct {
-	n      atomic.Int64
-	mu     sync.Mutex
-	byAddr map[string]*atomic.Int64
+	n        atomic.Int64
+	commands bool
+	cmds     atomic.Int64
+	mu       sync.Mutex
+	byAddr   map[string]*atomic.Int64
 }
 
 func (c *roundTrips) load() int64 { return c.n.Load() }
@@ -56,7 +59,16 @@ func (c *roundTrips) dial(ctx context.Context, network, addr string) (net.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: conn, c: c, addr: c.of(addr)}, nil
+	return c.wrap(conn, addr), nil
+}
+
+// wrap returns conn, connected to addr, counted.
+func (c *roundTrips) wrap(conn net.Conn, addr string) net.Conn {
+	cc := &countingConn{Conn: conn, c: c, addr: c.of(addr)}
+	if c.commands {
+		cc.resp = &respCounter{}
+	}
+	return cc
 }
 
 // dialRueidis is a rueidis ClientOption.DialCtxFn.
@@ -65,7 +77,7 @@ func (c *roundTrips) dialRueidis(ctx context.Context, addr string, d *net.Dialer
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: conn, c: c, addr: c.of(addr)}, nil
+	return c.wrap(conn, addr), nil
 }
 
 type countingConn struct {
@@ -73,6 +85,7 @@ type countingConn struct {
 	c       *roundTrips
 	addr    *atomic.Int64 // the count of the server it is connected to
 	writing atomic.Bool   // the last operation was a write
+	resp    *respCounter  // nil unless commands are counted
 }
 
 func (cc *countingConn) Write(p []byte) (int, error) {
@@ -80,7 +93,84 @@ func (cc *countingConn) Write(p []byte) (int, error) {
 		cc.c.n.Add(1)
 		cc.addr.Add(1)
 	}
+	if cc.resp != nil {
+		cc.c.cmds.Add(cc.resp.feed(p))
+	}
 	return cc.Conn.Write(p)
+}
+
+// respCounter counts the commands in what a client writes on one
+// connection, in whatever pieces: a client sends each command as a RESP
+// array of bulk strings ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"); a line that
+// is not one counts as an inline command.
+type respCounter struct {
+	mu    sync.Mutex
+	state respState
+	num   int64 // the length being read
+	items int64 // bulk strings left in the array
+	skip  int64 // bytes left in the bulk string, its CRLF included
+}
+
+type respState int
+
+const (
+	respCommand   respState = iota // expecting a command: '*'
+	respInline                     // in an inline command, up to its LF
+	respArrayLen                   // in the array's length, up to its LF
+	respBulk                       // expecting a bulk string: '$'
+	respBulkLen                    // in the bulk string's length, up to its LF
+	respBulkBytes                  // in the bulk string's bytes
+)
+
+// feed reads p and returns how many commands it began.
+func (rc *respCounter) feed(p []byte) int64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var n int64
+	for i := 0; i < len(p); i++ {
+		b := p[i]
+		switch rc.state {
+		case respCommand:
+			n++
+			rc.state, rc.num = respInline, 0
+			if b == '*' {
+				rc.state = respArrayLen
+			}
+		case respInline:
+			if b == '\n' {
+				rc.state = respCommand
+			}
+		case respArrayLen, respBulkLen:
+			switch {
+			case b >= '0' && b <= '9':
+				rc.num = rc.num*10 + int64(b-'0')
+			case b != '\n':
+			case rc.state == respArrayLen:
+				rc.items, rc.state = rc.num, respBulk
+				if rc.items <= 0 {
+					rc.state = respCommand
+				}
+			default:
+				rc.skip, rc.state = rc.num+2, respBulkBytes
+			}
+		case respBulk:
+			if b == '$' {
+				rc.state, rc.num = respBulkLen, 0
+			}
+		case respBulkBytes:
+			k := min(rc.skip, int64(len(p)-i))
+			i += int(k) - 1
+			rc.skip -= k
+			if rc.skip == 0 {
+				rc.items--
+				rc.state = respBulk
+				if rc.items == 0 {
+					rc.state = respCommand
+				}
+			}
+		}
+	}
+	return n
 }
 
 func (cc *countingConn) Read(p []byte) (int, error) {
@@ -152,7 +242,7 @@ type usage struct {
 	rtNodes  []int64 // rt to each master, in the order of nodes
 	cpu      time.Duration
 	redisCPU time.Duration
-	calls    map[string]int64 // of every master; INFO and CONFIG (the bench's own) left out
+	calls    map[string]int64 // of every master; INFO, CONFIG and CLIENT LIST (the bench's own) left out
 	// nodes are the calls of each master, as calls.
 	nodes   []map[string]int64
 	mallocs uint64
@@ -174,7 +264,7 @@ func (a snapshot) to(b snapshot) usage {
 	for i, calls := range b.nodes {
 		node := make(map[string]int64)
 		for name, n := range calls {
-			if name == "info" || strings.HasPrefix(name, "config") {
+			if name == "info" || strings.HasPrefix(name, "config") || name == "client|list" {
 				continue
 			}
 			if d := n - a.nodes[i][name]; d > 0 {

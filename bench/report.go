@@ -143,6 +143,49 @@ func (rep *report) ratioToBest(scenario, lib string, others []string) (float64, 
 	return median(xs), top, true
 }
 
+// waits answers every wait of lib in scenario (3, 4, 9), sorted.
+func (rep *report) waits(scenario, lib string) []time.Duration {
+	var all []time.Duration
+	for _, r := range rep.results[scenario][lib] {
+		all = append(all, r.Waits...)
+	}
+	return sortedCopy(all)
+}
+
+// order answers the order of service of lib in scenario, over rounds.
+func (rep *report) order(scenario, lib string) fairness {
+	var f fairness
+	for _, r := range rep.results[scenario][lib] {
+		f.add(r.Order)
+	}
+	return f
+}
+
+// orderCols answers the columns of the order of service and of the
+// waits: wait p50, p99, the longest, the share served in arrival order,
+// and the most later arrivals served before one waiter.
+func (rep *report) orderCols(scenario, lib string) []string {
+	w := rep.waits(scenario, lib)
+	f := rep.order(scenario, lib)
+	return []string{fmtDur(percentile(w, 50)), fmtDur(percentile(w, 99)), fmtDur(f.Longest),
+		fmtShare(f.InOrder, f.Served), fmt.Sprint(f.Overtaken)}
+}
+
+// orderHeads are the heads of orderCols.
+var orderHeads = []string{"wait p50", "wait p99", "longest wait", "served in arrival order", "most later arrivals served before one waiter"}
+
+// fmtShare answers part/whole as a percentage.
+func fmtShare(part, whole int64) string {
+	if whole == 0 {
+		return "-"
+	}
+	p := 100 * float64(part) / float64(whole)
+	if part != whole && p > 99.9 {
+		return ">99.9%" // never "100%" when one was out of order
+	}
+	return fmt.Sprintf("%.1f%%", p)
+}
+
 // lat answers every latency sample of lib in scenario, sorted.
 func (rep *report) lat(scenario, lib string) []time.Duration {
 	var all []time.Duration
@@ -319,9 +362,9 @@ func (rep *report) markdown() string {
 			clients = "a client per goroutine"
 		}
 		fmt.Fprintf(b, "### Scenario %s: contended free-for-all, 8 goroutines on one resource, hold 0, %s\n\n", s, clients)
-		t.head("library", "acquisitions/s median (min-max)", "wait p50", "wait p99", "longest wait",
-			"back to the releaser", "acquisitions per goroutine (min-max)", "round trips/acq.", "Redis calls/acq.",
-			"client CPU µs/acq.", "Redis CPU µs/acq.")
+		t.head(slices.Concat([]string{"library", "acquisitions/s median (min-max)"}, orderHeads,
+			[]string{"back to the releaser", "acquisitions per goroutine (min-max)", "round trips/acq.", "Redis calls/acq.",
+				"client CPU µs/acq.", "Redis CPU µs/acq."})...)
 		for _, l := range libs {
 			t.row(append([]string{name(l)}, rep.freeForAllRow(s, l)...)...)
 		}
@@ -338,9 +381,9 @@ func (rep *report) markdown() string {
 			clients = "a client per goroutine (as 8 processes)"
 		}
 		fmt.Fprintf(b, "### Scenario %s: contended round-robin, 8 goroutines, %s\n\n", s, clients)
-		t.head("library", "acquisitions/s median (min-max)", "x rueidislock", "handoff p50", "handoff p99",
+		t.head(append([]string{"library", "acquisitions/s median (min-max)", "x rueidislock", "handoff p50", "handoff p99",
 			"handoff p50 in round trips", "round trips/acq.", "Redis calls/acq.", "Redis calls by command",
-			"client CPU µs/acq.", "Redis CPU µs/acq.")
+			"client CPU µs/acq.", "Redis CPU µs/acq."}, orderHeads...)...)
 		for _, l := range libs {
 			t.row(append([]string{name(l)}, rep.roundRobinRow(s, l, rtt, libRueidis)...)...)
 		}
@@ -410,6 +453,8 @@ func (rep *report) markdown() string {
 	}
 
 	rep.writeLossNotice(b)
+	rep.writeQueueCost(b)
+	rep.writeProcesses(b)
 
 	var failed []string
 	for _, r := range rep.failed {
@@ -452,17 +497,16 @@ func (rep *report) cyclesRow(s, key, l, baseline string) []string {
 // freeForAllRow answers the columns after the library's name of scenario
 // 3 or 3x for lib's results filed under key.
 func (rep *report) freeForAllRow(key, l string) []string {
-	lat := rep.lat(key, l)
 	var back []float64
 	var lo, hi int64 = math.MaxInt64, 0
 	for _, r := range rep.results[key][l] {
 		back = append(back, r.BackShare)
 		lo, hi = min(lo, r.MinPer), max(hi, r.MaxPer)
 	}
-	return []string{spread(rep.rates(key, l)), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
-		fmtDur(percentile(lat, 100)), fmt.Sprintf("%.0f%%", 100*median(back)), fmt.Sprintf("%d-%d", lo, hi),
+	return append(append([]string{spread(rep.rates(key, l))}, rep.orderCols(key, l)...),
+		fmt.Sprintf("%.0f%%", 100*median(back)), fmt.Sprintf("%d-%d", lo, hi),
 		fmtNum(rep.per(key, l, rtPer)), fmtNum(rep.per(key, l, callsPer)),
-		fmtNum(rep.per(key, l, cpuPer)), fmtNum(rep.per(key, l, redisCPUPer))}
+		fmtNum(rep.per(key, l, cpuPer)), fmtNum(rep.per(key, l, redisCPUPer)))
 }
 
 // roundRobinRow answers the columns after the library's name of scenario 4
@@ -471,10 +515,10 @@ func (rep *report) freeForAllRow(key, l string) []string {
 func (rep *report) roundRobinRow(key, l string, rtt time.Duration, baseline string) []string {
 	lat := rep.lat(key, l)
 	x, _, _, _ := rep.ratio(key, l, baseline)
-	return []string{spread(rep.rates(key, l)), fmtX(x), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
+	return append([]string{spread(rep.rates(key, l)), fmtX(x), fmtDur(percentile(lat, 50)), fmtDur(percentile(lat, 99)),
 		fmtNum(float64(percentile(lat, 50)) / float64(max(rtt, 1))),
 		fmtNum(rep.per(key, l, rtPer)), fmtNum(rep.per(key, l, callsPer)), rep.callsText(key, l),
-		fmtNum(rep.per(key, l, cpuPer)), fmtNum(rep.per(key, l, redisCPUPer))}
+		fmtNum(rep.per(key, l, cpuPer)), fmtNum(rep.per(key, l, redisCPUPer))}, rep.orderCols(key, l)...)
 }
 
 // lossScenarios are the scenarios of the loss-notice table, in its order.
@@ -527,6 +571,8 @@ func name(lib string) string {
 	switch lib {
 	case libOurs:
 		return "**reservation**"
+	case libOursNoQueue:
+		return "**reservation** (no queue)"
 	case libRueidis1:
 		return "rueidislock KeyMajority 1"
 	}
@@ -617,12 +663,6 @@ func (rep *report) writeTargets(b *bytes.Buffer) {
 	t := table{b}
 	fmt.Fprintf(b, "### Targets\n\n")
 	t.head("target", "measured", "met")
-	yes := func(ok bool) string {
-		if ok {
-			return "yes"
-		}
-		return "**no**"
-	}
 	rtt := rep.rtt()
 	if len(rep.results["1"][libOurs]) > 0 {
 		rt := rep.per("1", libOurs, rtPer)
@@ -698,6 +738,7 @@ func (rep *report) writeTargets(b *bytes.Buffer) {
 		t.row(fmt.Sprintf("scenario %s: a holder notices a foreign %s within 10 ms, with client tracking (p99)", s, lossWrite[s]),
 			fmtDur(p), yes(p < 10*time.Millisecond))
 	}
+	rep.fairTargets(t)
 	b.WriteString("\n")
 }
 

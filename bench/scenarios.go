@@ -43,6 +43,16 @@ type result struct {
 	// Scenario 4: the holds imposed by the harness, left out of the rate.
 	Held time.Duration
 
+	// Scenarios 3, 4 and 9: the order of service against the order of
+	// arrival, and every wait (from the wait call to holding).
+	Order fairness
+	Waits []time.Duration
+
+	// Scenario 9.
+	Procs int     // processes contending
+	Sent  int64   // commands the processes sent (Redis calls less the scripts' inner ones)
+	Conns float64 // connections to the server per process, while they contend
+
 	// Scenario 7.
 	Holding    int
 	Lost       int
@@ -227,6 +237,7 @@ func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers i
 // holding is one acquisition in scenarios 3 and 4.
 type holding struct {
 	worker   int
+	arrived  time.Time     // when the wait call began
 	acquired time.Time     // when the wait call returned
 	released time.Time     // when the release call returned
 	waited   time.Duration // how long the wait call took
@@ -275,6 +286,10 @@ func (e *env) contended(ctx context.Context, lib, scenario string, round, worker
 		hold = make([]holding, 0, 1<<14) // in the order of acquisition
 		acqs int                         // acquisitions so far
 		stop bool
+		// stopped is when the run ended; unserved are the wait calls
+		// that the end cut short, when they began.
+		stopped  time.Time
+		unserved []time.Time
 		// Per worker: when its wait call began (zero: not waiting), and
 		// the acquisitions counted at its last one (-1: none yet).
 		since = make([]time.Time, workers)
@@ -303,6 +318,7 @@ func (e *env) contended(ctx context.Context, lib, scenario string, round, worker
 			<-runCtx.Done()
 			mu.Lock()
 			stop = true
+			stopped = time.Now()
 			cond.Broadcast()
 			mu.Unlock()
 		}()
@@ -324,12 +340,15 @@ func (e *env) contended(ctx context.Context, lib, scenario string, round, worker
 						if runCtx.Err() == nil {
 							errs <- err
 						}
+						mu.Lock()
+						unserved = append(unserved, start)
+						mu.Unlock()
 						return
 					}
 					now := time.Now()
 					mu.Lock()
 					seq := len(hold)
-					hold = append(hold, holding{worker: w, acquired: now, waited: now.Sub(start)})
+					hold = append(hold, holding{worker: w, arrived: start, acquired: now, waited: now.Sub(start)})
 					since[w] = time.Time{}
 					acqs++
 					cond.Broadcast()
@@ -363,6 +382,22 @@ func (e *env) contended(ctx context.Context, lib, scenario string, round, worker
 	// Acquisitions, waits, handoffs and fairness, in acquisition order.
 	per := make([]int64, workers)
 	var back, pairs int64
+	visits := make([]visit, 0, len(hold)+len(unserved))
+	for _, h := range hold {
+		visits = append(visits, visit{arrived: h.arrived, served: h.acquired})
+	}
+	for _, t := range unserved {
+		visits = append(visits, visit{arrived: t})
+	}
+	mu.Lock()
+	to := stopped
+	mu.Unlock()
+	if to.IsZero() { // a goroutine failed: the run ended early
+		to = time.Now()
+	}
+	// The goroutines take their arrival time under mu, one at a time, and
+	// send their first command at once: no slack.
+	r.Order, r.Waits = orderOf(visits, time.Time{}, to, burst(visits, workers), 0)
 	for k, h := range hold {
 		r.Ops++
 		r.Held += h.held

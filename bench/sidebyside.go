@@ -31,8 +31,12 @@ type beside struct {
 type section struct{ text, begin, end string }
 
 // sections answers the report of the run: the single server's, or, when
-// the run measured a cluster or a quorum, a section for each.
+// the run measured a cluster or a quorum, a section for each, or the fair
+// waiting's of a -fair run.
 func (rep *report) sections() []section {
+	if rep.cfg.fair {
+		return []section{{rep.fairMarkdown(), beginFairMarker, endFairMarker}}
+	}
 	var secs []section
 	for _, v := range []beside{rep.clusterView(), rep.quorumView()} {
 		if slices.Contains(rep.cfg.topologies, v.topology) {
@@ -113,9 +117,10 @@ func (rep *report) besideMarkdown(v beside) string {
 			clients = "a client per goroutine"
 		}
 		fmt.Fprintf(b, "### Scenario %s %s: contended free-for-all, 8 goroutines on one resource, hold 0, %s\n\n", s, v.where, clients)
-		t.head(append([]string{"library", "deployment", "acquisitions/s median (min-max)", xSingle, "wait p50", "wait p99", "longest wait",
-			"back to the releaser", "acquisitions per goroutine (min-max)", "round trips/acq.", "Redis calls/acq.",
-			"client CPU µs/acq.", "Redis CPU µs/acq. (" + v.all + ")"}, v.extraCols("acq.")...)...)
+		cols := slices.Concat([]string{"library", "deployment", "acquisitions/s median (min-max)", xSingle}, orderHeads)
+		cols = append(cols, "back to the releaser", "acquisitions per goroutine (min-max)", "round trips/acq.", "Redis calls/acq.",
+			"client CPU µs/acq.", "Redis CPU µs/acq. ("+v.all+")")
+		t.head(append(cols, v.extraCols("acq.")...)...)
 		rows(s, rep.freeForAllRow, 1)
 	}
 	for _, s := range []string{"4", "4x"} {
@@ -129,7 +134,7 @@ func (rep *report) besideMarkdown(v beside) string {
 		fmt.Fprintf(b, "### Scenario %s %s: contended round-robin, 8 goroutines, %s\n\n", s, v.where, clients)
 		t.head(append([]string{"library", "deployment", "acquisitions/s median (min-max)", "x " + name(v.baseline4) + " on the same deployment", xSingle,
 			"handoff p50", "handoff p99", "handoff p50 in round trips", "round trips/acq.", "Redis calls/acq.",
-			"Redis calls by command", "client CPU µs/acq.", "Redis CPU µs/acq. (" + v.all + ")"}, v.extraCols("acq.")...)...)
+			"Redis calls by command", "client CPU µs/acq.", "Redis CPU µs/acq. (" + v.all + ")"}, slices.Concat(orderHeads, v.extraCols("acq."))...)...)
 		rows(s, func(key, l string) []string { return rep.roundRobinRow(key, l, rtt, v.baseline4) }, 2)
 	}
 	if rep.ranOn("7", topologies) {

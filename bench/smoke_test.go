@@ -9,6 +9,15 @@ import (
 	"time"
 )
 
+// TestMain runs the test binary as a process of scenario 9 when the
+// harness starts it as one (it starts its own executable).
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		os.Exit(workerMain(spec))
+	}
+	os.Exit(m.Run())
+}
+
 // TestSmoke runs every scenario against every library very briefly, on a
 // real redis-server, and writes the report and the plot, so that the
 // harness never rots. It asserts nothing about speed: only that every run
@@ -134,7 +143,7 @@ func TestSmokeCluster(t *testing.T) {
 	for _, s := range cfg.scenarios {
 		key := resultKey(s, topoCluster)
 		for _, lib := range cfg.libs {
-			if !runs(lib, s) {
+			if !runs(lib, s) || !libRunsOn(lib, topoCluster) {
 				continue
 			}
 			rs := rep.results[key][lib]
@@ -274,6 +283,89 @@ func TestSmokeQuorum(t *testing.T) {
 	for _, s := range cfg.scenarios {
 		if !strings.Contains(text, "### Scenario "+s+" in quorum mode:") {
 			t.Errorf("report has no quorum table for scenario %s", s)
+		}
+	}
+	if testing.Verbose() {
+		t.Log("\n" + text)
+	}
+}
+
+// TestSmokeFair runs the fair-waiting run very briefly: this library with
+// its queue and with NoQueue in scenarios 1 to 4x, and 4 OS processes
+// contending for one resource for a second (scenario 9), each a run of
+// this test binary. It asserts nothing about speed: only that every run
+// worked, that both variants have figures in every scenario (the ratio of
+// scenarios 1 and 2 among them), that the processes handed the resource
+// over and were counted (Redis calls, commands sent, connections), that
+// with the queue every handoff between them was in the order of arrival,
+// and that the report replaces only its own section of the page.
+func TestSmokeFair(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := smokeOf(fairConfig())
+	rep, err := run(ctx, cfg, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.failed {
+		t.Errorf("round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err)
+	}
+	for _, s := range expand(cfg.scenarios, cfg.procs) {
+		for _, lib := range cfg.libs {
+			if rs := rep.results[s][lib]; len(rs) == 0 || rs[0].Ops == 0 {
+				t.Errorf("scenario %s, %s: no operation measured", s, lib)
+			}
+		}
+	}
+	for _, s := range []string{"1", "2"} {
+		if _, _, ok := rep.queueRatio(s); !ok {
+			t.Errorf("scenario %s: no ratio of the queue to NoQueue", s)
+		}
+	}
+	for _, n := range cfg.procs {
+		for _, lib := range cfg.libs {
+			for _, r := range rep.results[procScenario(n)][lib] {
+				if r.U.totalCalls() == 0 || r.Sent == 0 || r.U.rt == 0 || r.Conns < 1 {
+					t.Errorf("scenario 9, %d processes, %s: Redis calls %d, commands sent %d, round trips %d, connections per process %.2f; want all counted",
+						n, lib, r.U.totalCalls(), r.Sent, r.U.rt, r.Conns)
+				}
+				if r.Order.Served != r.Ops || len(r.Waits) != int(r.Ops) {
+					t.Errorf("scenario 9, %d processes, %s: %d handoffs, %d served, %d waits", n, lib, r.Ops, r.Order.Served, len(r.Waits))
+				}
+				if f := r.Order; lib == libOurs && (f.InOrder != f.Served || f.Overtaken != 0) {
+					t.Errorf("scenario 9, %d processes, with the queue: %d of %d handoffs in arrival order, a waiter overtaken by %d; want all, none",
+						n, f.InOrder, f.Served, f.Overtaken)
+				}
+			}
+		}
+	}
+
+	rep.command = "go test ./..."
+	md := filepath.Join(t.TempDir(), "PERFORMANCE.md")
+	others := "# Performance\n\n" + beginMarker + "\nsingle\n" + endMarker + "\n\nprose\n"
+	if err := os.WriteFile(md, []byte(others), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secs := rep.sections()
+	if len(secs) != 1 || secs[0].begin != beginFairMarker {
+		t.Fatalf("the run's report has %d sections, want the fair waiting's alone", len(secs))
+	}
+	for range 2 { // the second write replaces the first
+		if err := writeBetweenMarkers(md, secs[0].text, secs[0].begin, secs[0].end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(md)
+	text := string(b)
+	if got := strings.Count(text, beginFairMarker); got != 1 {
+		t.Errorf("report has %d fair results sections, want 1", got)
+	}
+	if !strings.HasPrefix(text, others) {
+		t.Errorf("the fair report changed the other sections or the text around them")
+	}
+	for _, h := range []string{"### The queue's cost", "### Contended", "### Scenario 9:", "### Targets"} {
+		if !strings.Contains(text, h) {
+			t.Errorf("fair report has no %q table", h)
 		}
 	}
 	if testing.Verbose() {

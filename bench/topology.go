@@ -161,7 +161,15 @@ func runsOn(scenario, topology string) bool {
 }
 
 // libRunsOn reports whether lib has a row on topology: on a quorum, only
-// the libraries that lock a majority of independent servers.
+// the libraries that lock a majority of independent servers; NoQueue on a
+// single server only (a quorum ignores it; the cluster's figures compare
+// deployments, not modes).
 func libRunsOn(lib, topology string) bool {
-	return topology != topoQuorum || slices.Contains(quorumLibs, lib)
+	switch {
+	case lib == libOursNoQueue:
+		return topology == topoSingle
+	case topology == topoQuorum:
+		return slices.Contains(quorumLibs, lib)
+	}
+	return true
 }
