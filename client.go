@@ -432,6 +432,18 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 // Lock call for its whole wait.
 func (c *Client) newValue() string { return c.opt.By + "-" + newID() }
 
+// giveBackFor gives back key held with value after an acquisition in mode.
+// A waiter (waitQueue) tries again with the same value, so its give-back
+// must be done before: in the background, it could delete what the next
+// attempt acquires.
+func (c *Client) giveBackFor(mode queueMode, key, value string) {
+	if mode == waitQueue {
+		c.giveBackNow(key, value)
+		return
+	}
+	c.giveBack(key, value)
+}
+
 // queueMode is how an acquisition treats the server's queue of waiters.
 type queueMode string
 
@@ -524,7 +536,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		if err := call.replicated(); err != nil {
 			// Held on the master only: a failover now would lose it
 			// without a word. Not ours, then.
-			c.giveBack(key, value)
+			c.giveBackFor(mode, key, value)
 			err = fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.where(), err)
 			c.emit(Event{Kind: EventRedisError, Resource: resource, Key: key, Err: err})
 			return nil, nil, err
@@ -544,7 +556,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		// scheduler slower than the TTL): the key may have expired and
 		// been taken by someone else before we knew it was ours. It is no
 		// use: give it back if it is still ours.
-		c.giveBack(key, value)
+		c.giveBackFor(mode, key, value)
 		r.end(lostError("the acquire reply came back after the local deadline"))
 		return nil, &NotAcquiredError{Resource: resource, Late: true}, nil
 	}

@@ -476,6 +476,13 @@ func TestQueueRefusedByACL(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiter never acquired")
 	}
+	// Status and List read what the user may read.
+	if _, err := a.Status(ctx, "old-acl"); err != nil {
+		t.Errorf("Status by a user without the queue's commands: %v", err)
+	}
+	if _, err := a.List(ctx, ""); err != nil {
+		t.Errorf("List by a user without the queue's commands: %v", err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(refused) != 1 || !strings.Contains(refused[0], "queue of waiters is refused") {
@@ -531,5 +538,69 @@ func TestQueueTurnToldWhileBusy(t *testing.T) {
 	n.turnTold(key, "other-1")
 	if len(n.early) != 0 {
 		t.Errorf("turns kept for values of other Clients: %v", n.early)
+	}
+}
+
+// runAcquire runs the acquire script on key as value in mode, with a TTL
+// of 5 s and no restart guard.
+func runAcquire(t *testing.T, rdb *redis.Client, key, value string, mode queueMode) acquireResult {
+	t.Helper()
+	keys := []string{key, companion(key, fenceSuffix), guardKey, companion(key, queueSuffix), companion(key, leaseSuffix)}
+	reply, err := acquireScript.Run(t.Context(), rdb, keys, value, 5000, 0, 60000, string(mode), companion(key, turnSuffix), "PUBLISH").Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parseAcquire(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// A waiter's attempt whose reply was lost left the key in its value; its
+// next attempt, with the same value, finds it its own even with others
+// queued (not behind them, for a key that nobody else can take), and the
+// key lives a whole TTL from then, so that the deadline counted from this
+// attempt comes first.
+func TestAcquireScriptRetryOfAWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	key := "reservation-retried"
+	if res := runAcquire(t, rdb, key, "w-1", waitQueue); !res.acquired {
+		t.Fatalf("first attempt %+v; want acquired", res)
+	}
+	if res := runAcquire(t, rdb, key, "x-1", waitQueue); res.acquired || res.place != 0 {
+		t.Fatalf("second waiter %+v; want queued at the head", res)
+	}
+	rdb.PExpire(ctx, key, time.Second) // time passed since the lost reply
+	res := runAcquire(t, rdb, key, "w-1", waitQueue)
+	if !res.acquired {
+		t.Fatalf("retry with the holder's value %+v; want acquired", res)
+	}
+	if pttl := rdb.PTTL(ctx, key).Val(); pttl < 4*time.Second {
+		t.Errorf("key's PTTL %v after the retry; want the whole TTL again", pttl)
+	}
+	if q := serverQueue(t, rdb, key); !slices.Equal(q, []string{"x-1"}) {
+		t.Errorf("queue %v; want x-1 alone", q)
+	}
+}
+
+// A waiter arriving when the queue holds only waiters whose lease ran out
+// takes a place (the head's), rather than believe it is the head without
+// one.
+func TestAcquireScriptNewcomerAfterDeadWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	key := "reservation-newcomer"
+	runAcquire(t, rdb, key, "holder-1", waitQueue)
+	runAcquire(t, rdb, key, "dead-1", waitQueue)
+	rdb.ZAdd(ctx, companion(key, leaseSuffix), redis.Z{Score: 1, Member: "dead-1"}) // its lease ran out
+	if res := runAcquire(t, rdb, key, "new-1", waitQueue); res.acquired || res.place != 0 {
+		t.Fatalf("newcomer %+v; want refused, at the head", res)
+	}
+	if q := serverQueue(t, rdb, key); !slices.Equal(q, []string{"new-1"}) {
+		t.Errorf("queue %v; want new-1 alone", q)
 	}
 }

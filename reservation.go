@@ -305,29 +305,31 @@ const giveBackTimeout = 2 * time.Second
 // whatever happened, since value is unique to one attempt. It runs in the
 // background while the Client is open (Close waits for it), else at once.
 func (c *Client) giveBack(key, value string) {
-	release := func() {
-		if c.member && c.holds(key, value) {
-			// A quorum holding tries a server again with its one value:
-			// a late answer to an earlier try must not delete the part
-			// that a later try holds.
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
-		defer cancel()
-		_ = c.releaseCall(key, value).run(ctx, c.rdb).Err()
-	}
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
-		release()
+		c.giveBackNow(key, value)
 		return
 	}
 	c.wg.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		release()
+		c.giveBackNow(key, value)
 	}()
+}
+
+// giveBackNow gives back key held with value, now, within giveBackTimeout.
+func (c *Client) giveBackNow(key, value string) {
+	if c.member && c.holds(key, value) {
+		// A quorum holding tries a server again with its one value: a
+		// late answer to an earlier try must not delete the part that a
+		// later try holds.
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+	defer cancel()
+	_ = c.releaseCall(key, value).run(ctx, c.rdb).Err()
 }
 
 // holds reports whether a held reservation of c has key and value.

@@ -228,16 +228,22 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 		}
 		return nil
 	})
-	if err != nil && !isPerKey(err) {
+	if err != nil && !isPerKey(err) && !commandRefused(err) {
 		return nil, err
 	}
 	for i := range all {
 		// A missing key, or one of another type, is an answer about that
 		// key; any other error (CLUSTERDOWN, MOVED, an ACL refusal) says
 		// nothing of it, and must not read as "free".
-		for _, cerr := range []error{all[i].get.Err(), all[i].pttl.Err(), all[i].token.Err(), all[i].guard.Err(),
-			all[i].queue.Err(), all[i].leases.Err()} {
+		for _, cerr := range []error{all[i].get.Err(), all[i].pttl.Err(), all[i].token.Err(), all[i].guard.Err()} {
 			if cerr != nil && !isPerKey(cerr) {
+				return nil, cerr
+			}
+		}
+		// The queue is shown when it can be read: a user whose ACL was
+		// written before it reads the rest.
+		for _, cerr := range []error{all[i].queue.Err(), all[i].leases.Err()} {
+			if cerr != nil && !isPerKey(cerr) && !commandRefused(cerr) {
 				return nil, cerr
 			}
 		}

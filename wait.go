@@ -326,7 +326,8 @@ func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, 
 		head := !failed && w.last != nil && w.last.place == 0
 		switch {
 		case failed:
-			delay = min(delay, c.opt.RetryInterval, 10*time.Millisecond<<min(w.failures, 10))
+			// Backing off, whenever the lease is due: Redis did not answer.
+			delay = min(c.opt.RetryInterval, 10*time.Millisecond<<min(w.failures, 10))
 		case head:
 			// The head watches the key itself.
 			pttl := time.Duration(-1)
@@ -354,9 +355,10 @@ func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, 
 		select {
 		case <-wake:
 		case <-turn:
-			if l := w.last; l != nil && !head && !failed && n.toldTurn(q) {
+			if l := w.last; l != nil && !head && !failed && n.toldTurn(q) && n.tracking {
 				// The server says we are the head now: watch the key
 				// (whose read says whether it is free) rather than try.
+				// Without tracking there is no such read: try.
 				l.place = 0
 				tried = true
 			}

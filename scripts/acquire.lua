@@ -76,6 +76,15 @@ if queued then
     redis.call('ZREM', KEYS[4], unpack(dead))
     redis.call('ZREM', KEYS[5], unpack(dead))
   end
+  -- A place without a lease (its lease was evicted or deleted) would
+  -- never run out: it leaves too, when it comes to the head.
+  for _ = 1, 64 do
+    local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+    if not head or redis.call('ZRANK', KEYS[5], head) then
+      break
+    end
+    redis.call('ZREM', KEYS[4], head)
+  end
 end
 
 -- tell tells the queue's head, when it changed, that its turn came.
@@ -110,6 +119,25 @@ local function holder()
   return v, redis.call('PTTL', KEYS[1])
 end
 
+-- A retry of an earlier attempt with this value (the client resent a
+-- script whose reply it lost; a waiter keeps one value for its whole wait)
+-- finds the key ours. It is ours from now for a TTL, so that the caller's
+-- deadline, counted from this attempt, comes before the key's expiry.
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if queued then
+    redis.call('ZREM', KEYS[4], ARGV[1])
+    redis.call('ZREM', KEYS[5], ARGV[1])
+    tell(ARGV[1])
+  end
+  if last == 0 then
+    -- The token's record is gone (a flush, an eviction): a new one.
+    last = now_us
+    redis.call('SET', KEYS[2], string.format('%.0f', last), 'PX', ARGV[4])
+  end
+  return {1, last}
+end
+
 local place = 0
 if queued then
   local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
@@ -134,20 +162,10 @@ if queued then
 end
 
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
-  -- A retry of this very attempt (the client resent a script whose reply
-  -- it lost) finds its own value, unique to the attempt: the key is ours.
   local v, pttl = holder()
-  if v == ARGV[1] then
-    if queued then
-      redis.call('ZREM', KEYS[4], ARGV[1])
-      redis.call('ZREM', KEYS[5], ARGV[1])
-      tell(ARGV[1])
-    end
-    return {1, tonumber(redis.call('GET', KEYS[2])) or 0}
-  end
   if mode == 'wait' then
     -- Held, and nobody ahead of us: the head of the queue.
-    if not queued then
+    if not redis.call('ZRANK', KEYS[4], ARGV[1]) then
       redis.call('ZADD', KEYS[4], now_us, ARGV[1])
     end
     lease()
