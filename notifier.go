@@ -312,7 +312,14 @@ func (n *notifier) startTracking(ctx context.Context, base *redis.Client) error 
 		}
 		if n.psID.Swap(id) != 0 {
 			// A new subscriber: the tracking connection still redirects
-			// to the old one.
+			// to the old one. go-redis subscribes it to every channel it
+			// knows, but in one SSUBSCRIBE for the sharded ones, which a
+			// Cluster node refuses (CROSSSLOT) when they span slots: the
+			// watch loop subscribes to them again, one by one.
+			n.mu.Lock()
+			clear(n.turns)
+			clear(n.subscribed)
+			n.mu.Unlock()
 			n.askRearm()
 		}
 		return nil

@@ -532,3 +532,70 @@ func TestTopologyOptions(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestClusterTurnAfterReconnection: after the subscriber of a Client that
+// waits for keys of several slots on one master reconnects (go-redis
+// subscribes again to all its sharded channels in one SSUBSCRIBE, which the
+// node refuses across slots), a waiter behind the head is still told its
+// turn, rather than wait for its place's renewal.
+func TestClusterTurnAfterReconnection(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{})
+	opt := Options{TTL: 30 * time.Second, RetryInterval: 30 * time.Second} // renewals every 10 s
+	a, b, c := clusterClient(t, cl, opt), clusterClient(t, cl, opt), clusterClient(t, cl, opt)
+	ctx := t.Context()
+	_, byNode := spread(t, a, 12)
+	var node string
+	var names []string
+	for n, ns := range byNode {
+		if len(ns) >= 2 && slot(hashPart(a.Key(ns[0]))) != slot(hashPart(a.Key(ns[1]))) {
+			node, names = n, ns[:2]
+			break
+		}
+	}
+	if node == "" {
+		t.Fatal("no master with two resources in different slots")
+	}
+	first, second := names[0], names[1]
+	r1, r2 := mustLock(t, a, first), mustLock(t, a, second)
+	defer r2.Release(ctx)
+	lock := func(w *Client, name string) <-chan *Reservation {
+		got := make(chan *Reservation, 1)
+		go func() {
+			r, err := w.Lock(ctx, name)
+			if err != nil && ctx.Err() == nil {
+				t.Error(err)
+			}
+			got <- r
+		}()
+		return got
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: node})
+	defer rdb.Close()
+	queueOf := func(name string) []string { return rdb.ZRange(ctx, companion(a.Key(name), queueSuffix), 0, -1).Val() }
+	cGot := lock(c, first)
+	waitFor(t, func() bool { return len(queueOf(first)) == 1 })
+	bGot := lock(b, first)
+	lock(b, second)
+	waitFor(t, func() bool { return len(queueOf(first)) == 2 && len(queueOf(second)) == 1 })
+	n := b.notifierIfStarted(node)
+	before := n.psID.Load()
+	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return n.psID.Load() != before })
+	time.Sleep(200 * time.Millisecond) // subscribed again
+	r1.Release(ctx)
+	rc := <-cGot
+	released := time.Now()
+	rc.Release(ctx)
+	select {
+	case rb := <-bGot:
+		if d := time.Since(released); d > time.Second {
+			t.Errorf("b had it %v after the release; want at once", d)
+		}
+		rb.Release(ctx)
+	case <-time.After(5 * time.Second):
+		t.Fatal("b was not told its turn after its subscriber reconnected")
+	}
+}
