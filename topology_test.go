@@ -578,7 +578,16 @@ func TestClusterTurnAfterReconnection(t *testing.T) {
 	bGot := lock(b, first)
 	lock(b, second)
 	waitFor(t, func() bool { return len(queueOf(first)) == 2 && len(queueOf(second)) == 1 })
-	n := b.notifierIfStarted(node)
+	var n *notifier
+	waitFor(t, func() bool { // b subscribed to both turn channels
+		if n = b.notifierIfStarted(node); n == nil {
+			return false
+		}
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return len(n.turns) == 2
+	})
+	time.Sleep(100 * time.Millisecond) // the subscriptions confirmed
 	before := n.psID.Load()
 	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
