@@ -33,6 +33,46 @@ end
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 
+local mode = ARGV[5] or ''
+
+-- lease keeps the caller's place for a TTL, and the queue for as long as
+-- the longest lease in it.
+local function lease()
+  local ttl = tonumber(ARGV[2])
+  redis.call('ZADD', KEYS[5], now_ms + ttl, ARGV[1])
+  for i = 4, 5 do
+    if redis.call('PTTL', KEYS[i]) < ttl then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+  end
+end
+
+-- enqueue takes a place at the end of the queue unless the caller has one,
+-- renews its lease, and answers its place (0: the head).
+local function enqueue()
+  local rank = redis.call('ZRANK', KEYS[4], ARGV[1])
+  if not rank then
+    local tail = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+    local score = now_us
+    if tail[2] then
+      score = math.max(now_us, tonumber(tail[2]) + 1)
+    end
+    redis.call('ZADD', KEYS[4], score, ARGV[1])
+    rank = redis.call('ZCARD', KEYS[4]) - 1
+  end
+  lease()
+  return rank
+end
+
+-- guarded refuses while the restart guard has left ms to run; a waiter
+-- keeps its place in the order of arrival meanwhile.
+local function guarded(left)
+  if mode == 'wait' then
+    return {0, left, 1, '', enqueue()}
+  end
+  return {0, left, 1}
+end
+
 local guard = tonumber(ARGV[3])
 if guard > 0 then
   -- The marker holds when it was set (ms). Each client waits its own
@@ -44,10 +84,10 @@ if guard > 0 then
     -- of reservations that vanished with it have not seen their loss yet,
     -- so nobody acquires until the guard has passed.
     redis.call('SET', KEYS[3], string.format('%.0f', now_ms))
-    return {0, guard, 1}
+    return guarded(guard)
   end
   if set_ms + guard > now_ms then
-    return {0, set_ms + guard - now_ms, 1}
+    return guarded(set_ms + guard - now_ms)
   end
 end
 
@@ -65,7 +105,6 @@ else
   last = 0
 end
 
-local mode = ARGV[5] or ''
 local queued = mode ~= '' and redis.call('EXISTS', KEYS[4]) == 1
 local head_before
 if queued then
@@ -95,18 +134,6 @@ local function tell(except)
   local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
   if head and head ~= except and head ~= head_before then
     redis.pcall(ARGV[7], ARGV[6], head)
-  end
-end
-
--- lease keeps the caller's place for a TTL, and the queue for as long as
--- the longest lease in it.
-local function lease()
-  local ttl = tonumber(ARGV[2])
-  redis.call('ZADD', KEYS[5], now_ms + ttl, ARGV[1])
-  for i = 4, 5 do
-    if redis.call('PTTL', KEYS[i]) < ttl then
-      redis.call('PEXPIRE', KEYS[i], ttl)
-    end
   end
 end
 
@@ -148,13 +175,7 @@ if queued then
   end
   if mode == 'wait' and head and head ~= ARGV[1] then
     -- Not the head: take a place at the end, or keep ours.
-    local rank = redis.call('ZRANK', KEYS[4], ARGV[1])
-    if not rank then
-      local tail = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
-      redis.call('ZADD', KEYS[4], math.max(now_us, tonumber(tail[2]) + 1), ARGV[1])
-      rank = redis.call('ZCARD', KEYS[4]) - 1
-    end
-    lease()
+    local rank = enqueue()
     tell(nil)
     local v, pttl = holder()
     return {0, pttl, 0, v, rank}
@@ -165,10 +186,7 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
   local v, pttl = holder()
   if mode == 'wait' then
     -- Held, and nobody ahead of us: the head of the queue.
-    if not redis.call('ZRANK', KEYS[4], ARGV[1]) then
-      redis.call('ZADD', KEYS[4], now_us, ARGV[1])
-    end
-    lease()
+    enqueue()
     tell(ARGV[1])
   end
   return {0, pttl, 0, v, place}

@@ -386,8 +386,8 @@ var mutants = []mutant{
 	{
 		name: "queue-lifo",
 		why:  "the server's queue puts a new waiter first: last come, first served",
-		edits: []edit{{"scripts/acquire.lua", "redis.call('ZADD', KEYS[4], math.max(now_us, tonumber(tail[2]) + 1), ARGV[1])",
-			"redis.call('ZADD', KEYS[4], tonumber(redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')[2]) - 1, ARGV[1])"}},
+		edits: []edit{{"scripts/acquire.lua", "      score = math.max(now_us, tonumber(tail[2]) + 1)",
+			"      score = tonumber(redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')[2]) - 1"}},
 		tests: []tests{root("^TestQueueServesInArrivalOrder$")},
 	},
 	{
