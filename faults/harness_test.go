@@ -613,7 +613,9 @@ func (s *scenario) finish(extra func(res *history.Result)) {
 
 // limits are the bounds of what the scenario's faults excuse.
 func (s *scenario) limits() history.Limits {
-	return history.Limits{Heartbeat: cmp.Or(s.heartbeat, s.ttl/3), Grace: slack, LocalDeadline: s.localDeadline}
+	hb := cmp.Or(s.heartbeat, s.ttl/3)
+	return history.Limits{Heartbeat: hb, Grace: slack, LocalDeadline: s.localDeadline,
+		PlaceKept: s.ttl - hb - retry - slack}
 }
 
 // keyExpiry is what a read of a reservation key found: its holder value,

@@ -6,8 +6,11 @@
 // another client, a holder process starved of CPU, deadlines shorter than a
 // round trip over a jittery link, a Sentinel or Cluster master killed and
 // replaced by its replica; in quorum mode, one server of three killed,
-// restarted without its data, cut off or slowed, and two killed), records
-// every holding in a history and checks it (package history). Each scenario prints a summary line that
+// restarted without its data, cut off or slowed, and two killed; with Lock
+// callers queued on the server, a waiter, the head of the queue or the
+// holder killed, a waiter cut off, Redis restarted), records every holding
+// (and every Lock call, with when it began to wait) in a history and
+// checks it (package history). Each scenario prints a summary line that
 // cmd/reliability-table turns into the table of docs/RELIABILITY.md.
 //
 // Workers run in this process and in worker processes (package

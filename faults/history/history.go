@@ -30,7 +30,16 @@
 //   - a release that succeeded after the holder's key was revoked: it
 //     deleted a key that was not its own any more;
 //   - an end (release or loss) recorded before the acquisition returned;
-//   - a loss whose cause is not reservation.ErrLost.
+//   - a loss whose cause is not reservation.ErrLost;
+//   - a Lock call that waited in the server's queue (LockCall) and was
+//     overtaken: another Lock call of a queueing Client, begun after the
+//     first one's place was taken, acquired the resource first, although
+//     the first was still waiting (it acquired later, or gave up only
+//     after the other had acquired), unless the first lost its place: its
+//     worker was cut off or stopped for longer than Limits.PlaceKept, the
+//     server lost its data (and the queue) meanwhile, or the restart guard
+//     refused it (Guarded). TryLock calls,
+//     Clients with NoQueue and Node workers are outside this promise.
 //
 // It also checks the same history for linearizability against a lock model
 // with porcupine (see Linearizable); only "ok" passes (see Passed).
@@ -101,6 +110,26 @@ const (
 	// Worker's process fired (a process starved of CPU), and LateAt when
 	// each fired. Check ignores it.
 	Lateness Kind = "timer-lateness"
+	// LockCall: a Lock call on Resource by a Client that queues on the
+	// server (not NoQueue), made at Call by Worker's one lane. At is when
+	// the Client reported that the call waits (its EventWait was
+	// delivered): by then its first attempt was refused and it held a
+	// place in the queue. At is 0 when it did not wait. Outcome says how
+	// the call ended: OutcomeAcquired (Holder is its holding's value),
+	// OutcomeGaveUp (its context ended at Until), OutcomeStopped (its
+	// worker was stopping) or OutcomeError.
+	LockCall Kind = "lock-call"
+	// CutOff: the link of Worker to Redis was cut from At to Until: a
+	// place of its in the queue may lapse meanwhile (see
+	// Limits.PlaceKept).
+	CutOff Kind = "cut-off"
+	// Guarded: the restart guard refused every acquisition from At (the
+	// server had lost its data) until Until (the guard's end). A Lock call
+	// refused by the guard waits without a place in the queue (the
+	// acquire script refuses before it looks at the queue), and retries
+	// when the guard ends, as every other waiter does: the order of the
+	// Lock calls that waited meanwhile is not promised.
+	Guarded Kind = "restart-guard"
 )
 
 // Event is one entry of a history. Worker processes print events as JSON
@@ -134,6 +163,13 @@ const (
 	OutcomeOK      = "ok"
 	OutcomeNotHeld = "not-held"
 	OutcomeError   = "error"
+)
+
+// Outcomes of a LockCall event (or OutcomeError).
+const (
+	OutcomeAcquired = "acquired"
+	OutcomeGaveUp   = "gave-up"
+	OutcomeStopped  = "stopped"
 )
 
 // LostCause is the Outcome a Lost event must have: the text of
@@ -192,6 +228,12 @@ type Limits struct {
 	// reported its loss by then (FailedOver). Zero where no failover is
 	// recorded.
 	LocalDeadline time.Duration
+	// PlaceKept is the longest a waiter can be cut off or stopped and
+	// keep its place in the queue for sure: its TTL (the place's lease),
+	// less a heartbeat (its last renewal may be that old), a retry
+	// interval (its first attempt once it is back may wait that long) and
+	// Grace. Zero: any cut or stop may lose the place.
+	PlaceKept time.Duration
 }
 
 // Holding is one acquisition, as rebuilt from the events.
@@ -243,7 +285,7 @@ func (hd *Holding) excuse(acquired int64) (Excuse, bool) {
 
 // Violation is one failed check.
 type Violation struct {
-	Check    string `json:"check"` // overlap, token, unended, silent-loss, revoked-release, cause, event
+	Check    string `json:"check"` // overlap, token, unended, silent-loss, revoked-release, cause, event, fifo
 	Resource string `json:"resource,omitempty"`
 	Detail   string `json:"detail"`
 }
@@ -267,6 +309,14 @@ type Result struct {
 	Violations []Violation `json:"violations,omitempty"`
 	// Holds are the holdings, ordered by resource then acquisition.
 	Holds []*Holding `json:"-"`
+	// Waited counts the Lock calls that waited in the server's queue
+	// (LockCall events with a wait), FIFOPairs the pairs of a waiter and
+	// a later Lock call that acquired whose order was checked, and
+	// FIFOExcused the waiters left out because they lost their place (a
+	// cut, a stop, a loss of the server's data).
+	Waited      int `json:"waited,omitempty"`
+	FIFOPairs   int `json:"fifo_pairs,omitempty"`
+	FIFOExcused int `json:"fifo_excused,omitempty"`
 }
 
 // OK reports whether no check failed.
@@ -276,6 +326,10 @@ func (r *Result) OK() bool { return len(r.Violations) == 0 }
 func (r *Result) String() string {
 	s := fmt.Sprintf("%d holdings of %d resources by %d workers: %d released, %d lost, %d crashed, %d stale overlaps excused by fencing",
 		r.Holdings, r.Resources, r.Workers, r.Released, r.Lost, r.Crashed, r.Excused)
+	if r.Waited > 0 {
+		s += fmt.Sprintf("; %d Lock calls waited in the queue: %d pairs checked for order, %d waiters excused (place lost)",
+			r.Waited, r.FIFOPairs, r.FIFOExcused)
+	}
 	if len(r.Violations) > 0 {
 		s += fmt.Sprintf("; %d VIOLATIONS", len(r.Violations))
 	}
@@ -341,6 +395,7 @@ func (h *History) Check(lim Limits) *Result {
 		list := byRes[resource]
 		checkResource(resource, list, &res.Excused, add)
 	}
+	checkFIFO(events, holds, lim, res, add)
 	return res
 }
 
@@ -498,6 +553,100 @@ func checkResource(resource string, list []*Holding, excused *int, add func(Viol
 		}
 		open = append(kept, b)
 	}
+}
+
+// call is a LockCall event and, when it acquired, its holding.
+type call struct {
+	Event
+	hd *Holding
+}
+
+// checkFIFO checks that Lock calls were served in the order the queue
+// promises: a call that waited (its place taken by At) is not overtaken by
+// a Lock call begun after At, unless it lost its place.
+func checkFIFO(events []Event, holds []*Holding, lim Limits, res *Result, add func(Violation)) {
+	byHolder := map[string]*Holding{}
+	for _, hd := range holds {
+		byHolder[hd.Holder] = hd
+	}
+	byRes := map[string][]call{}
+	var isolated, dataLost []Event
+	for _, e := range events {
+		switch e.Kind {
+		case LockCall:
+			c := call{Event: e}
+			if e.Outcome == OutcomeAcquired {
+				if c.hd = byHolder[e.Holder]; c.hd == nil || c.hd.Resource != e.Resource {
+					add(Violation{"event", e.Resource, fmt.Sprintf("Lock call of %s begun at %s acquired as %s, which has no holding of this resource",
+						e.Worker, stamp(e.Call), e.Holder)})
+					continue
+				}
+			}
+			byRes[e.Resource] = append(byRes[e.Resource], c)
+		case Suspended, CutOff:
+			if time.Duration(e.Until-e.At) > lim.PlaceKept {
+				isolated = append(isolated, e)
+			}
+		case DataLost, Guarded:
+			dataLost = append(dataLost, e)
+		}
+	}
+	for _, resource := range sortedKeys(byRes) {
+		calls := byRes[resource]
+		for _, a := range calls {
+			// a waited, and acquired or gave up by its deadline: its wait
+			// ended then.
+			var end int64
+			switch {
+			case a.At == 0:
+				continue
+			case a.Outcome == OutcomeAcquired:
+				end = a.hd.Acquired
+			case a.Outcome == OutcomeGaveUp:
+				end = a.Until
+			default:
+				continue // stopped or failed: when it left is not known
+			}
+			res.Waited++
+			if placeLost(a, end, isolated, dataLost) {
+				res.FIFOExcused++
+				continue
+			}
+			for _, b := range calls {
+				if b.Outcome != OutcomeAcquired || b.Call <= a.At || b.hd == a.hd {
+					continue
+				}
+				res.FIFOPairs++
+				switch {
+				case a.Outcome == OutcomeAcquired && a.hd.Token > b.hd.Token:
+					add(Violation{"fifo", resource, fmt.Sprintf("%s (token %d) acquired before %s (token %d), which waited in the queue since %s, before %s began to wait at %s",
+						b.hd.Holder, b.hd.Token, a.hd.Holder, a.hd.Token, stamp(a.At), b.Worker, stamp(b.Call))})
+				case a.Outcome == OutcomeGaveUp && b.hd.Acquired < a.Until:
+					add(Violation{"fifo", resource, fmt.Sprintf("%s (token %d) acquired at %s, while a Lock call of %s waited in the queue since %s (until it gave up at %s), before %s began to wait at %s",
+						b.hd.Holder, b.hd.Token, stamp(b.hd.Acquired), a.Worker, stamp(a.At), stamp(a.Until), b.Worker, stamp(b.Call))})
+				}
+			}
+		}
+	}
+}
+
+// placeLost reports whether the waiter a, whose wait ended at end, may
+// have lost its place in the queue, or never had one: its worker was cut
+// off or stopped for longer than its place is kept for sure (isolated), or
+// the server lost its data, or its restart guard refused acquisitions
+// (dataLost), while it waited.
+func placeLost(a call, end int64, isolated, dataLost []Event) bool {
+	for _, e := range isolated {
+		if e.Worker == a.Worker && e.At < end && cmp.Or(e.Until, e.At) > a.Call {
+			return true
+		}
+	}
+	for _, e := range dataLost {
+		if e.At < end && cmp.Or(e.Until, e.At) > a.Call {
+			return true
+		}
+	}
+	return false
 }
 
 // overlapEnd is when the overlap of a with b, which acquired while a held,

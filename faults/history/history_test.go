@@ -14,8 +14,11 @@ func TestMain(m *testing.M) {
 
 // lim are the limits of the hand-built histories: a heartbeat of 200 ms and
 // 60 ms of grace, as in the fault scenarios, and the local deadline of the
-// failover scenarios (a TTL of 5 s less its drift margin of 200 ms).
-var lim = Limits{Heartbeat: 200 * time.Millisecond, Grace: 60 * time.Millisecond, LocalDeadline: 4800 * time.Millisecond}
+// failover scenarios (a TTL of 5 s less its drift margin of 200 ms); a
+// waiter keeps its place through a cut or stop of 240 ms (a TTL of 600 ms
+// less a heartbeat, a retry interval of 100 ms and the grace).
+var lim = Limits{Heartbeat: 200 * time.Millisecond, Grace: 60 * time.Millisecond, LocalDeadline: 4800 * time.Millisecond,
+	PlaceKept: 240 * time.Millisecond}
 
 // ms is an instant in milliseconds from an arbitrary origin.
 func ms(n int64) int64 { return 1_700_000_000_000_000_000 + n*int64(time.Millisecond) }
@@ -303,5 +306,126 @@ func TestAddJSON(t *testing.T) {
 	}
 	if got[2].Validity != nil {
 		t.Errorf("a validity not recorded read as %v, want nil", *got[2].Validity)
+	}
+}
+
+// lockCall records a Lock call of worker on r begun at call: waited at
+// wait (0: it did not wait), and ended with outcome; holder is its holding
+// when it acquired, until when its context ended when it gave up.
+func lockCall(worker, r string, call, wait int64, outcome, holder string, until int64) Event {
+	return Event{Kind: LockCall, Worker: worker, Resource: r, Call: call, At: wait, Outcome: outcome, Holder: holder, Until: until}
+}
+
+func TestCheckFIFO(t *testing.T) {
+	// h holds r from 0 to 100; a begins to wait at 10 (its place reported
+	// at 12), b at 20 (reported at 22).
+	held := []Event{acquired("h", "r", "h-1", 10, ms(0)), released("h-1", ms(100))}
+	inOrder := []Event{
+		lockCall("a", "r", ms(10), ms(12), OutcomeAcquired, "a-1", 0),
+		acquired("a", "r", "a-1", 11, ms(101)), released("a-1", ms(150)),
+		lockCall("b", "r", ms(20), ms(22), OutcomeAcquired, "b-1", 0),
+		acquired("b", "r", "b-1", 12, ms(151)), released("b-1", ms(200)),
+	}
+	overtaken := []Event{
+		lockCall("a", "r", ms(10), ms(12), OutcomeAcquired, "a-1", 0),
+		acquired("a", "r", "a-1", 12, ms(151)), released("a-1", ms(200)),
+		lockCall("b", "r", ms(20), ms(22), OutcomeAcquired, "b-1", 0),
+		acquired("b", "r", "b-1", 11, ms(101)), released("b-1", ms(150)),
+	}
+	// gaveUp: a waited until until, and b acquired at 101.
+	gaveUp := func(until int64) []Event {
+		return []Event{
+			lockCall("a", "r", ms(10), ms(12), OutcomeGaveUp, "", until),
+			lockCall("b", "r", ms(20), ms(22), OutcomeAcquired, "b-1", 0),
+			acquired("b", "r", "b-1", 11, ms(101)), released("b-1", ms(150)),
+		}
+	}
+	with := func(lists ...[]Event) []Event {
+		var out []Event
+		for _, l := range lists {
+			out = append(out, l...)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		events []Event
+		want   []string
+		// pairs and excused: FIFOPairs and FIFOExcused.
+		pairs, excused int
+	}{
+		{name: "waiters served in order", events: with(held, inOrder), pairs: 1},
+		{name: "a waiter overtaken", events: with(held, overtaken), want: []string{"fifo"}, pairs: 1},
+		{name: "a waiter that gave up after it was overtaken", events: with(held, gaveUp(ms(120))), want: []string{"fifo"}, pairs: 1},
+		{name: "a waiter that gave up before the other acquired", events: with(held, gaveUp(ms(90))), pairs: 1},
+		{name: "the other began before the wait was reported", events: with(held, []Event{
+			lockCall("a", "r", ms(10), ms(25), OutcomeAcquired, "a-1", 0),
+			acquired("a", "r", "a-1", 12, ms(151)), released("a-1", ms(200)),
+			lockCall("b", "r", ms(20), ms(22), OutcomeAcquired, "b-1", 0),
+			acquired("b", "r", "b-1", 11, ms(101)), released("b-1", ms(150)),
+		})},
+		{name: "a call whose wait was not reported", events: with(held, []Event{
+			lockCall("a", "r", ms(10), 0, OutcomeAcquired, "a-1", 0),
+			acquired("a", "r", "a-1", 12, ms(151)), released("a-1", ms(200)),
+			lockCall("b", "r", ms(20), ms(22), OutcomeAcquired, "b-1", 0),
+			acquired("b", "r", "b-1", 11, ms(101)), released("b-1", ms(150)),
+		})},
+		{name: "a TryLock goes first", events: with(held, []Event{
+			lockCall("a", "r", ms(10), ms(12), OutcomeAcquired, "a-1", 0),
+			acquired("a", "r", "a-1", 12, ms(151)), released("a-1", ms(200)),
+			acquired("b", "r", "b-1", 11, ms(101)), released("b-1", ms(150)),
+		})},
+		{name: "a waiter whose worker was stopping", events: with(held, []Event{
+			lockCall("a", "r", ms(10), ms(12), OutcomeStopped, "", 0),
+			lockCall("b", "r", ms(20), ms(22), OutcomeAcquired, "b-1", 0),
+			acquired("b", "r", "b-1", 11, ms(101)), released("b-1", ms(150)),
+		})},
+		{name: "a waiter cut off past the place's lease", events: with(held, overtaken, []Event{
+			{Kind: CutOff, Worker: "a", At: ms(30), Until: ms(400)},
+		}), excused: 1},
+		{name: "a waiter cut off briefly keeps its place", events: with(held, overtaken, []Event{
+			{Kind: CutOff, Worker: "a", At: ms(30), Until: ms(130)},
+		}), want: []string{"fifo"}, pairs: 1},
+		{name: "a cut of another worker excuses nothing", events: with(held, overtaken, []Event{
+			{Kind: CutOff, Worker: "b", At: ms(30), Until: ms(400)},
+		}), want: []string{"fifo"}, pairs: 1, excused: 1},
+		{name: "a cut after the wait excuses nothing", events: with(held, overtaken, []Event{
+			{Kind: CutOff, Worker: "a", At: ms(160), Until: ms(900)},
+		}), want: []string{"fifo"}, pairs: 1},
+		{name: "a waiter stopped past the place's lease", events: with(held, overtaken, []Event{
+			{Kind: Suspended, Worker: "a", At: ms(30), Until: ms(400)},
+		}), excused: 1},
+		{name: "the queue lost with the server's data", events: with(held, overtaken, []Event{
+			{Kind: DataLost, At: ms(50), Until: ms(51)},
+			// The holder was told of its loss at once.
+			lost("h-1", ms(52)),
+		}), excused: 2},
+		{name: "waiters refused by the restart guard", events: with(held, overtaken, []Event{
+			{Kind: Guarded, At: ms(5), Until: ms(40)},
+		}), excused: 2},
+		{name: "a restart guard over before the wait excuses nothing", events: with(held, overtaken, []Event{
+			{Kind: Guarded, At: ms(1), Until: ms(5)},
+		}), want: []string{"fifo"}, pairs: 1},
+		{name: "a Lock call acquired as a stranger", events: with(held, []Event{
+			lockCall("a", "r", ms(10), ms(12), OutcomeAcquired, "x-1", 0),
+		}), want: []string{"event"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New()
+			for _, e := range tc.events {
+				h.Add(e)
+			}
+			res := h.Check(lim)
+			var got []string
+			for _, v := range res.Violations {
+				got = append(got, v.Check)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("violations = %v, want %v\n%v", got, tc.want, res.Violations)
+			}
+			if res.FIFOPairs != tc.pairs || res.FIFOExcused != tc.excused {
+				t.Errorf("pairs checked %d, waiters excused %d; want %d and %d", res.FIFOPairs, res.FIFOExcused, tc.pairs, tc.excused)
+			}
+		})
 	}
 }

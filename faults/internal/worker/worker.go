@@ -8,6 +8,7 @@ package worker
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,7 +57,16 @@ type Spec struct {
 	// LockRatio is the share of attempts made with TryLock (then a short
 	// pause when refused) rather than Lock.
 	LockRatio float64 `json:"lock_ratio"`
-	Seed      uint64  `json:"seed"`
+	// WaitMin and WaitMax bound how long a Lock call waits before it
+	// gives up (0: TTL and 4 TTL).
+	WaitMin time.Duration `json:"wait_min,omitempty"`
+	WaitMax time.Duration `json:"wait_max,omitempty"`
+	// Queue records each Lock call as a history.LockCall event, with when
+	// its Client reported that it waits in the server's queue (EventWait,
+	// through Options.OnEvent). It needs one lane: then the Client's
+	// events come in the order of its calls (see waits).
+	Queue bool   `json:"queue,omitempty"`
+	Seed  uint64 `json:"seed"`
 	// External makes the Client with NewWithClient over a go-redis client
 	// of default options, as a user with Sentinel or Cluster would, rather
 	// than with New: a failover client for a Sentinel URL (master_name), a
@@ -84,6 +94,14 @@ type Spec struct {
 // its Client. It reports every holding to emit. onEvent, when not nil, is
 // the Client's Options.OnEvent.
 func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation.Event), emit func(history.Event)) error {
+	var rec *waits
+	if w.Queue {
+		if w.Lanes > 1 {
+			return fmt.Errorf("worker %s: Queue needs one lane, not %d", w.Name, w.Lanes)
+		}
+		rec = newWaits(onEvent)
+		onEvent = rec.onEvent
+	}
 	opt := &reservation.Options{
 		By:                w.Name,
 		TTL:               w.TTL,
@@ -133,7 +151,7 @@ func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation
 	var wg sync.WaitGroup
 	for lane := range max(w.Lanes, 1) {
 		rng := rand.New(rand.NewPCG(w.Seed, uint64(lane)))
-		wg.Go(func() { runLane(ctx, c, w, lane, rng, emit) })
+		wg.Go(func() { runLane(ctx, c, w, lane, rng, rec, emit) })
 	}
 	wg.Wait()
 	// Everything was released by the lanes; Close only stops goroutines.
@@ -187,8 +205,9 @@ func plainOptions(addr string) (*redis.Options, error) {
 }
 
 // runLane takes a resource, holds it for a while, gives it up, and again,
-// until ctx ends.
-func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *rand.Rand, emit func(history.Event)) {
+// until ctx ends. rec, when not nil, has the Client's wait events, and the
+// lane records its Lock calls.
+func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *rand.Rand, rec *waits, emit func(history.Event)) {
 	between := func(lo, hi time.Duration) time.Duration {
 		if hi <= lo {
 			return lo
@@ -201,6 +220,12 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 			resource = w.Resources[lane%len(w.Resources)]
 		}
 		call := history.Now()
+		// acquired records r at once: a process killed right after must
+		// leave its holding in the history.
+		acquired := func(r *reservation.Reservation) {
+			emit(history.Event{Kind: history.Acquired, Worker: w.Name, Resource: resource,
+				Holder: r.Holder(), Token: r.Token(), Call: call, At: history.Now()})
+		}
 		var r *reservation.Reservation
 		if rng.Float64() < w.LockRatio {
 			got, err := c.TryLock(ctx, resource)
@@ -210,11 +235,19 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 				sleepCtx(ctx, between(5*time.Millisecond, 30*time.Millisecond))
 				continue
 			}
+			acquired(got)
 			r = got
 		} else {
-			wctx, cancel := context.WithTimeout(ctx, between(w.TTL, 4*w.TTL))
+			wctx, cancel := context.WithTimeout(ctx, between(cmp.Or(w.WaitMin, w.TTL), cmp.Or(w.WaitMax, 4*w.TTL)))
+			deadline, _ := wctx.Deadline()
 			got, err := c.Lock(wctx, resource)
 			cancel()
+			if got != nil {
+				acquired(got)
+			}
+			if rec != nil {
+				emit(rec.lockCall(ctx, w.Name, resource, call, deadline.UnixNano(), got, err))
+			}
 			if err != nil {
 				if !errors.Is(err, reservation.ErrNotAcquired) {
 					sleepCtx(ctx, 10*time.Millisecond)
@@ -223,8 +256,6 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 			}
 			r = got
 		}
-		emit(history.Event{Kind: history.Acquired, Worker: w.Name, Resource: resource,
-			Holder: r.Holder(), Token: r.Token(), Call: call, At: history.Now()})
 		Hold(ctx, r, w, between(w.HoldMin, w.HoldMax), emit)
 	}
 }
@@ -405,4 +436,118 @@ func probeTimers(ctx context.Context, d time.Duration, starving *atomic.Bool) (l
 		}
 	}
 	return late, at
+}
+
+// waits matches the wait events of a worker's Client (EventWait) to the
+// Lock calls of its one lane. The Client delivers its events in the order
+// it emitted them, from a goroutine of its own, so an event may arrive
+// after the call that emitted it returned. So after each Lock call the lane
+// waits for the event that must follow what the call emitted: its
+// EventAcquired when it acquired, its EventWait when it gave up waiting.
+// Every wait event of the call has arrived by then, and none of the next
+// call's can have.
+type waits struct {
+	next func(reservation.Event) // the worker's own hook, or nil
+
+	mu       sync.Mutex
+	changed  chan struct{}   // closed at each event recorded, then replaced
+	pending  []waitEvent     // wait events not yet matched to a call
+	acquired map[string]bool // holder values whose EventAcquired arrived
+}
+
+// waitEvent is an EventWait of resource, delivered at at.
+type waitEvent struct {
+	resource string
+	at       int64
+}
+
+// claimTimeout bounds the lane's wait for the event that follows a call:
+// the events come within microseconds, unless the hook after this one
+// blocks.
+const claimTimeout = time.Second
+
+func newWaits(next func(reservation.Event)) *waits {
+	return &waits{next: next, changed: make(chan struct{}), acquired: map[string]bool{}}
+}
+
+// onEvent is the Client's Options.OnEvent.
+func (ws *waits) onEvent(e reservation.Event) {
+	at := history.Now()
+	switch e.Kind {
+	case reservation.EventWait, reservation.EventAcquired:
+		ws.mu.Lock()
+		if e.Kind == reservation.EventWait {
+			ws.pending = append(ws.pending, waitEvent{e.Resource, at})
+		} else {
+			ws.acquired[e.Holder] = true
+		}
+		close(ws.changed)
+		ws.changed = make(chan struct{})
+		ws.mu.Unlock()
+	}
+	if ws.next != nil {
+		ws.next(e)
+	}
+}
+
+// lockCall returns the LockCall event of a call on resource begun at call,
+// whose context (a child of ctx) had the deadline deadline, and which
+// returned r or err.
+func (ws *waits) lockCall(ctx context.Context, worker, resource string, call, deadline int64, r *reservation.Reservation, err error) history.Event {
+	e := history.Event{Kind: history.LockCall, Worker: worker, Resource: resource, Call: call}
+	var nerr *reservation.NotAcquiredError
+	switch {
+	case r != nil:
+		e.Outcome, e.Holder = history.OutcomeAcquired, r.Holder()
+	case errors.As(err, &nerr) && nerr.Err != nil && ctx.Err() == nil:
+		e.Outcome, e.Until = history.OutcomeGaveUp, deadline
+	case ctx.Err() != nil:
+		e.Outcome = history.OutcomeStopped
+	default:
+		e.Outcome = history.OutcomeError
+	}
+	// A call that gave up waited, unless its context ended before the
+	// first attempt's answer (then no wait event comes, and the lane waits
+	// claimTimeout for nothing). When the worker stops, its calls are not
+	// checked: their wait is not waited for.
+	e.At = ws.claim(resource, call, e.Holder, e.Outcome == history.OutcomeGaveUp)
+	return e
+}
+
+// claim waits until the events of the call on resource begun at call have
+// arrived: the EventAcquired of holder when it is not "", else, when
+// gaveUp, a wait event. It returns when the call's wait event arrived (0:
+// none did), and forgets every wait event that arrived so far.
+func (ws *waits) claim(resource string, call int64, holder string, gaveUp bool) int64 {
+	timeout := time.NewTimer(claimTimeout)
+	defer timeout.Stop()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	arrived := func() bool {
+		if holder != "" {
+			return ws.acquired[holder]
+		}
+		return !gaveUp || len(ws.pending) > 0
+	}
+	for timedOut := false; !timedOut && !arrived(); {
+		changed := ws.changed
+		ws.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout.C:
+			timedOut = true
+		}
+		ws.mu.Lock()
+	}
+	delete(ws.acquired, holder)
+	var at int64
+	for _, w := range ws.pending {
+		// Only an event of this call's resource that arrived after it
+		// began can be its own.
+		if w.resource == resource && w.at >= call {
+			at = w.at
+		}
+	}
+	ws.pending = ws.pending[:0]
+	return at
 }
