@@ -106,7 +106,7 @@ else
 end
 
 local queued = mode ~= '' and redis.call('EXISTS', KEYS[4]) == 1
-local head_before
+local head_before, head -- the queue's head before and after the pruning
 if queued then
   -- Waiters whose lease ran out (they died, or lost their link) leave.
   head_before = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
@@ -118,11 +118,12 @@ if queued then
   -- A place without a lease (its lease was evicted or deleted) would
   -- never run out: it leaves too, when it comes to the head.
   for _ = 1, 64 do
-    local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+    head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
     if not head or redis.call('ZRANK', KEYS[5], head) then
       break
     end
     redis.call('ZREM', KEYS[4], head)
+    head = nil
   end
 end
 
@@ -137,9 +138,23 @@ local function tell(except)
   end
 end
 
+-- leave takes the caller, which now holds the key, off the queue, and
+-- tells the next waiter.
+local function leave()
+  if queued then
+    redis.call('ZREM', KEYS[4], ARGV[1])
+    redis.call('ZREM', KEYS[5], ARGV[1])
+    tell(ARGV[1])
+  end
+end
+
+-- The key's value, read once: no path below writes the key before it
+-- answers it.
+local current = redis.pcall('GET', KEYS[1])
+
 -- holder returns the key's value ('' when not a string) and PTTL.
 local function holder()
-  local v = redis.pcall('GET', KEYS[1])
+  local v = current
   if type(v) ~= 'string' then
     v = ''
   end
@@ -150,13 +165,9 @@ end
 -- script whose reply it lost; a waiter keeps one value for its whole wait)
 -- finds the key ours. It is ours from now for a TTL, so that the caller's
 -- deadline, counted from this attempt, comes before the key's expiry.
-if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+if current == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  if queued then
-    redis.call('ZREM', KEYS[4], ARGV[1])
-    redis.call('ZREM', KEYS[5], ARGV[1])
-    tell(ARGV[1])
-  end
+  leave()
   if last == 0 then
     -- The token's record is gone (a flush, an eviction): a new one.
     last = now_us
@@ -165,9 +176,7 @@ if redis.pcall('GET', KEYS[1]) == ARGV[1] then
   return {1, last}
 end
 
-local place = 0
 if queued then
-  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
   if mode == 'try' and head then
     tell(nil)
     local v, pttl = holder()
@@ -189,13 +198,9 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
     enqueue()
     tell(ARGV[1])
   end
-  return {0, pttl, 0, v, place}
+  return {0, pttl, 0, v, 0}
 end
-if queued then
-  redis.call('ZREM', KEYS[4], ARGV[1])
-  redis.call('ZREM', KEYS[5], ARGV[1])
-  tell(ARGV[1])
-end
+leave()
 
 -- The next token is max(last + 1, server time in microseconds), so tokens
 -- grow even when the companion key was lost with the rest of the data.
