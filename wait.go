@@ -108,6 +108,24 @@ func (w *wait) notifier(ctx context.Context) (*notifier, error) {
 	return nil, w.c.redisError("wait for", w.resource, err)
 }
 
+// follow moves waiter q from notifier n to the notifier of the key's master
+// when its slot moved to another master (on a Cluster), joining there with
+// join, and returns where the waiter is.
+func (w *wait) follow(ctx context.Context, n *notifier, q *waiter, join func(*notifier) *waiter) (*notifier, *waiter) {
+	if !w.c.cluster {
+		return n, q
+	}
+	if node := w.c.nodeOf(ctx, w.key); node == "" || node == n.node {
+		return n, q
+	}
+	moved, err := w.c.notifierFor(ctx, w.key)
+	if err != nil || moved == n {
+		return n, q
+	}
+	n.leave(w.key, q, false)
+	return moved, join(moved)
+}
+
 // attempt tries once. It returns the reservation, or an error that ends the
 // wait; neither when the resource is held (w.last says by whom).
 func (w *wait) attempt(ctx context.Context) (*Reservation, error) {
@@ -147,17 +165,8 @@ func (w *wait) loop(ctx context.Context) (*Reservation, error) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if c.cluster {
-			// The key's slot moved to another master: wait on its
-			// notifier.
-			if node := c.nodeOf(ctx, w.key); node != "" && node != n.node {
-				if moved, err := c.notifierFor(ctx, w.key); err == nil && moved != n {
-					n.leave(w.key, q, false)
-					n, w.n = moved, moved
-					q = n.join(w.key)
-				}
-			}
-		}
+		n, q = w.follow(ctx, n, q, func(m *notifier) *waiter { return m.join(w.key) })
+		w.n = n
 		wake, head, armed := n.state(w.key, q)
 		delay := c.opt.RetryInterval
 		if head {
@@ -291,17 +300,7 @@ func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, 
 	leaseDue := time.Now().Add(c.opt.HeartbeatInterval)
 	tried := true // the attempt above
 	for {
-		if c.cluster {
-			// The key's slot moved to another master: wait on its
-			// notifier.
-			if node := c.nodeOf(ctx, w.key); node != "" && node != n.node {
-				if moved, err := c.notifierFor(ctx, w.key); err == nil && moved != n {
-					n.leave(w.key, q, false)
-					n = moved
-					q = n.joinServerQueue(w.key, w.value)
-				}
-			}
-		}
+		n, q = w.follow(ctx, n, q, func(m *notifier) *waiter { return m.joinServerQueue(w.key, w.value) })
 		failed := false
 		if !tried {
 			r, err := w.attempt(ctx)
