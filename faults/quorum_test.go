@@ -83,8 +83,9 @@ type quorum struct {
 // newQuorum starts 3 servers, primes their restart guards, and starts 8
 // workers on them (half in worker processes, half of each built with
 // NewQuorumWithClients; two with holdings of 2-4 TTLs, which outlive a
-// fault, the others with holdings of up to half a TTL, so that the
-// resources change hands several times a second), and the probe's two Clients in the test process. With proxied,
+// fault, the others with holdings of up to half a TTL and Lock waits of up
+// to half a TTL, so that the resources change hands several times a
+// second), and the probe's two Clients in the test process. With proxied,
 // each worker and the probe reach each server through a proxy of its own.
 func newQuorum(t *testing.T, order int, title string, short time.Duration, proxied bool) *quorum {
 	t.Helper()
@@ -122,7 +123,14 @@ func newQuorum(t *testing.T, order int, title string, short time.Duration, proxi
 		if i%4 == 0 {
 			spec.HoldMin, spec.HoldMax = 2*ttl, 4*ttl
 		} else {
+			// Short Lock waits too: a worker that waits out a long
+			// holding moves on to another resource, so that the
+			// resources the long holders leave free keep changing
+			// hands (waits of up to 4 TTLs had every short worker
+			// queued behind the long holders for a whole fault now
+			// and then).
 			spec.HoldMax = ttl / 2
+			spec.WaitMin, spec.WaitMax = ttl/6, ttl/2
 		}
 		if i%4 >= 2 {
 			q.startProc(spec)
