@@ -359,10 +359,11 @@ func (c *Client) Ping(ctx context.Context) error {
 //
 // The options of opts apply to this call only.
 func (c *Client) TryLock(ctx context.Context, resource string, opts ...LockOption) (*Reservation, error) {
-	if err := c.check(resource); err != nil {
+	cfg, err := c.lockConfig(resource, opts)
+	if err != nil {
 		return nil, err
 	}
-	r, nerr, err := c.acquire(ctx, resource)
+	r, nerr, err := c.acquire(ctx, resource, cfg.limit)
 	if err != nil {
 		return nil, c.explain(err)
 	}
@@ -376,15 +377,64 @@ func (c *Client) TryLock(ctx context.Context, resource string, opts ...LockOptio
 	return r, nil
 }
 
-// LockOption changes one TryLock or Lock call. None is defined yet: the
-// type is where per-call settings (a number of permits, several resources
-// at once) will come, without a change of signature.
+// LockOption changes one TryLock or Lock call: Limit makes it take one
+// of the permits of a semaphore.
 type LockOption interface {
 	applyLock(*lockConfig)
 }
 
 // lockConfig is what the LockOptions of a call set.
-type lockConfig struct{}
+type lockConfig struct {
+	limit int // 0: a reservation; n: one of the n permits of a semaphore
+}
+
+// MaxLimit is the largest number of permits of a semaphore.
+const MaxLimit = 1000
+
+// Limit makes the call reserve one of n permits of the resource, which up
+// to n holders may then hold at once: a semaphore ("at most 3 exports at a
+// time across the fleet"). Each permit is a reservation like any other:
+// renewed by the heartbeat, lost and reported like one, with a fencing
+// token (one sequence for all the permits of the resource), and freed
+// within the TTL when its holder dies. Waiters are served first come,
+// first served, as for a reservation.
+//
+// Every caller of one semaphore must give the same n. While permits of
+// one limit are held, a call with another limit is refused as if every
+// permit were held (its error's Holder is "semaphore:<n>" with the limit in
+// use), and so is a plain reservation of the name, by this library or by a
+// Node worker: the name is then a semaphore for everyone until its last
+// permit is released and a TTL has passed. n is from 1 to MaxLimit; the
+// semaphore's acquire reads each of its n permits, so keep it small.
+// Semaphores are not available in quorum mode.
+func Limit(n int) LockOption { return limitOption(n) }
+
+type limitOption int
+
+func (l limitOption) applyLock(cfg *lockConfig) { cfg.limit = int(l) }
+
+// lockConfig checks a call's resource, options, and that the Client is
+// open, and answers what the options set.
+func (c *Client) lockConfig(resource string, opts []LockOption) (lockConfig, error) {
+	var cfg lockConfig
+	limited := false
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if _, ok := o.(limitOption); ok {
+			limited = true
+		}
+		o.applyLock(&cfg)
+	}
+	if limited && (cfg.limit < 1 || cfg.limit > MaxLimit) {
+		return cfg, optionError("Limit(%d): a semaphore has 1 to %d permits", cfg.limit, MaxLimit)
+	}
+	if cfg.limit > 0 && c.quorum != nil {
+		return cfg, optionError("Limit(%d): semaphores are not available in quorum mode", cfg.limit)
+	}
+	return cfg, c.check(resource)
+}
 
 // check validates a call's resource and that the Client is open.
 func (c *Client) check(resource string) error {
@@ -417,7 +467,7 @@ func (c *Client) enter() error {
 // acquire runs the acquire script once. It returns the Reservation when
 // acquired, else a *NotAcquiredError that says why; err is for a call that
 // failed.
-func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *NotAcquiredError, error) {
+func (c *Client) acquire(ctx context.Context, resource string, limit int) (*Reservation, *NotAcquiredError, error) {
 	if c.quorum != nil {
 		return c.quorumAcquire(ctx, resource)
 	}
@@ -425,7 +475,7 @@ func (c *Client) acquire(ctx context.Context, resource string) (*Reservation, *N
 	if c.fair() {
 		mode = tryQueue
 	}
-	return c.acquireAs(ctx, resource, c.newValue(), mode)
+	return c.acquireAs(ctx, resource, c.newValue(), mode, limit)
 }
 
 // newValue returns a new holder value: unique to one TryLock, or to one
@@ -436,12 +486,12 @@ func (c *Client) newValue() string { return c.opt.By + "-" + newID() }
 // A waiter (waitQueue) tries again with the same value, so its give-back
 // must be done before: in the background, it could delete what the next
 // attempt acquires.
-func (c *Client) giveBackFor(mode queueMode, key, value string) {
+func (c *Client) giveBackFor(mode queueMode, key, value string, limit int) {
 	if mode == waitQueue {
-		c.giveBackNow(key, value)
+		c.giveBackNow(key, value, limit)
 		return
 	}
-	c.giveBack(key, value)
+	c.giveBack(key, value, limit)
 }
 
 // queueMode is how an acquisition treats the server's queue of waiters.
@@ -465,8 +515,8 @@ func (c *Client) fair() bool {
 
 // acquireAs is acquire with the holder value given (quorum mode takes one
 // value on every server; a waiter keeps one for its whole wait), in a mode
-// of the queue.
-func (c *Client) acquireAs(ctx context.Context, resource, value string, mode queueMode) (*Reservation, *NotAcquiredError, error) {
+// of the queue, of a reservation (limit 0) or a semaphore's permit.
+func (c *Client) acquireAs(ctx context.Context, resource, value string, mode queueMode, limit int) (*Reservation, *NotAcquiredError, error) {
 	if mode != noQueue && c.queueRefused.Load() {
 		mode = noQueue
 	}
@@ -477,14 +527,19 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	key := c.Key(resource)
 	keys := []string{key, companion(key, fenceSuffix), guardKeyFor(key, c.cluster),
 		companion(key, queueSuffix), companion(key, leaseSuffix)}
+	args := []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs),
+		string(mode), companion(key, turnSuffix), c.publishCommand()}
+	if limit > 0 {
+		keys = append(keys, permitKeys(key, limit)...)
+		args = append(args, limit)
+	}
 	sent := time.Now()
-	call := &scriptCall{script: acquireScript, keys: keys, args: []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs),
-		string(mode), companion(key, turnSuffix), c.publishCommand()},
+	call := &scriptCall{script: acquireScript, keys: keys, args: args,
 		late: func(cmd *redis.Cmd) {
 			// Abandoned by a context that ended first: now that the
 			// server answered, give back what it gave us, if anything.
 			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) || mode == waitQueue {
-				c.giveBack(key, value)
+				c.giveBack(key, value, limit)
 			}
 		}}
 	c.waitAfter(call)
@@ -505,7 +560,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		// queue's first command, before any write of its own. Try
 		// without the queue: if that works, go on without it from now
 		// on, and say so once.
-		r, nerr, nqErr := c.acquireAs(ctx, resource, value, noQueue)
+		r, nerr, nqErr := c.acquireAs(ctx, resource, value, noQueue, limit)
 		if nqErr == nil || !commandRefused(nqErr) {
 			c.queueRefused.Store(true)
 			c.reportOnce("queue", Event{Kind: EventNoPermission, Resource: resource, Key: key, Err: fmt.Errorf(
@@ -520,7 +575,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		// left running when ctx ended: then its late hook does, once the
 		// server answered.
 		if !left && mode != waitQueue { // a waiter's next attempt finds out, or it leaves
-			c.giveBack(key, value)
+			c.giveBack(key, value, limit)
 		}
 		err = c.redisError("lock", resource, err)
 		if ctx.Err() == nil {
@@ -536,7 +591,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		if err := call.replicated(); err != nil {
 			// Held on the master only: a failover now would lose it
 			// without a word. Not ours, then.
-			c.giveBackFor(mode, key, value)
+			c.giveBackFor(mode, key, value, limit)
 			err = fmt.Errorf("reservation: lock %s on %s: %w", quote(resource), c.where(), err)
 			c.emit(Event{Kind: EventRedisError, Resource: resource, Key: key, Err: err})
 			return nil, nil, err
@@ -544,26 +599,35 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	}
 	if !res.acquired {
 		e := &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
-			NoExpiry: res.noExpiry, Guard: res.guard, place: res.place}
+			NoExpiry: res.noExpiry, Guard: res.guard, place: res.place, limit: limit}
 		if mode == tryQueue {
 			e.Queued = res.place
 		}
 		return nil, e, nil
 	}
-	r := newReservation(c, resource, key, value, res.token, sent)
+	held := key
+	if limit > 0 {
+		if res.permit < 1 || res.permit > limit {
+			c.giveBackFor(mode, key, value, limit)
+			return nil, nil, fmt.Errorf("reservation: lock %s on %s: unexpected permit %d of %d", quote(resource), c.where(), res.permit, limit)
+		}
+		held = permitKey(key, res.permit)
+	}
+	r := newReservation(c, resource, held, value, res.token, sent)
+	r.limit = limit
 	if !time.Now().Before(r.deadline) {
 		// The answer came back after the local deadline (a link or a
 		// scheduler slower than the TTL): the key may have expired and
 		// been taken by someone else before we knew it was ours. It is no
 		// use: give it back if it is still ours.
-		c.giveBackFor(mode, key, value)
+		c.giveBackFor(mode, key, value, limit)
 		r.end(lostError("the acquire reply came back after the local deadline"))
 		return nil, &NotAcquiredError{Resource: resource, Late: true}, nil
 	}
 	r.node = c.nodeOf(ctx, key)
 	if err := c.hold(r); err != nil {
 		// Closed while acquiring: give it back at once.
-		c.giveBack(key, value)
+		c.giveBack(held, value, 0)
 		r.end(ErrReleased)
 		return nil, nil, err
 	}
@@ -579,6 +643,7 @@ type acquireResult struct {
 	noExpiry  bool
 	guard     bool
 	place     int // the caller's place in the queue (wait), or its length (try)
+	permit    int // the semaphore's permit taken (from 1)
 }
 
 // commandRefused reports whether err is a refusal of a command by the
@@ -606,6 +671,9 @@ func parseAcquire(reply []any) (acquireResult, error) {
 	}
 	if flag == 1 {
 		res.acquired, res.token = true, n
+		if p, ok := num(2); ok {
+			res.permit = int(p)
+		}
 		return res, nil
 	}
 	switch {
@@ -726,7 +794,7 @@ func (c *Client) releaseAll(held []*Reservation) error {
 	defer cancel()
 	calls := make([]*scriptCall, len(held))
 	for i, r := range held {
-		calls[i] = c.releaseCall(r.key, r.value)
+		calls[i] = c.releaseCall(r.key, r.value, 0)
 	}
 	_, err := evalPipelined(ctx, c.rdb, calls)
 	unknown := 0

@@ -139,7 +139,11 @@ type NotAcquiredError struct {
 	Resource string
 	// Holder is the value in the resource's key when the attempt found it
 	// held: "<By>-<id>" for this library, the Node library's value for a
-	// Node worker. It is empty when the key was free.
+	// Node worker. It is empty when the key was free. For a semaphore
+	// whose permits are all held, it is the holder of the permit that
+	// expires first (Remaining is its); for a name used as a semaphore of
+	// another limit than the call's, or by a call without Limit, it is
+	// "semaphore:<limit in use>".
 	Holder string
 	// Remaining is how long the holder's key lives without renewal, or,
 	// when Guard is set, how long the restart guard still refuses. It is
@@ -163,6 +167,7 @@ type NotAcquiredError struct {
 	Err error
 
 	place int // a waiter's place in the server's queue (0: its head)
+	limit int // the call's semaphore limit (0: a reservation)
 
 	split   bool  // quorum mode: the servers split between contenders
 	granted []int // quorum mode: the servers that said yes (given back)
@@ -178,6 +183,12 @@ func (e *NotAcquiredError) Error() string {
 		fmt.Fprintf(&b, ": the restart guard refuses acquisitions for %v more", e.Remaining.Round(time.Millisecond))
 	case e.Late:
 		b.WriteString(": the acquire reply came back after the local deadline, so the key was given back")
+	case strings.HasPrefix(e.Holder, semaphorePrefix):
+		fmt.Fprintf(&b, ": used as a semaphore of %s permits (for %v more at least), and a plain reservation or a semaphore of another limit waits until its last permit is gone",
+			strings.TrimPrefix(e.Holder, semaphorePrefix), e.Remaining.Round(time.Millisecond))
+	case e.Holder != "" && e.limit > 0:
+		fmt.Fprintf(&b, ": its %d %s held, the first to expire by %q for %v more", e.limit, plural(e.limit, "permit is", "permits are"),
+			e.Holder, e.Remaining.Round(time.Millisecond))
 	case e.Holder != "" && e.NoExpiry:
 		fmt.Fprintf(&b, ": held by %q, with no expiry", e.Holder)
 	case e.Holder != "":

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -389,6 +390,24 @@ func (c *Client) backoff(n int) time.Duration {
 // renewChunk keys on a single server, one hash slot each on Cluster, one
 // key each on other clients (Ring).
 func (c *Client) group(batch []*Reservation) [][]*Reservation {
+	// Semaphores' permits in groups of their own: their companion, the
+	// semaphore's marker, lives a TTL, not a fencing key's lifetime.
+	if i := slices.IndexFunc(batch, func(r *Reservation) bool { return r.limit > 0 }); i >= 0 {
+		var plain, permits []*Reservation
+		for _, r := range batch {
+			if r.limit > 0 {
+				permits = append(permits, r)
+			} else {
+				plain = append(plain, r)
+			}
+		}
+		return append(c.groupOf(plain), c.groupOf(permits)...)
+	}
+	return c.groupOf(batch)
+}
+
+// groupOf is group for reservations of one kind.
+func (c *Client) groupOf(batch []*Reservation) [][]*Reservation {
 	var groups [][]*Reservation
 	if !c.cluster && !c.single {
 		// A Ring, or a client we do not know, may shard keys its own
@@ -432,13 +451,18 @@ func (c *Client) renewals(groups [][]*Reservation, n *notifier) []*scriptCall {
 	for g, group := range groups {
 		keys := make([]string, 2*len(group))
 		args := make([]any, len(group)+2)
+		lifetime := fenceLifetime(c.ttlMs)
 		for i, r := range group {
 			keys[i] = r.key
 			keys[len(group)+i] = companion(r.key, fenceSuffix)
+			if r.limit > 0 {
+				keys[len(group)+i] = semaphoreOf(r.key) // its marker
+				lifetime = c.ttlMs
+			}
 			args[i] = r.value
 		}
 		args[len(group)] = c.ttlMs
-		args[len(group)+1] = fenceLifetime(c.ttlMs)
+		args[len(group)+1] = lifetime
 		calls[g] = &scriptCall{script: renewScript, keys: keys, args: args}
 		if n != nil {
 			calls[g].then = rewatch(c.ctx, keys[:len(group)], &calls[g].exists)

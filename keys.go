@@ -95,3 +95,57 @@ func guardKeyFor(key string, cluster bool) string {
 func fenceLifetime(ttlMillis int64) int64 {
 	return max(2*ttlMillis, 60_000)
 }
+
+// permitSuffix names the keys of a semaphore's permits: permit i of the
+// semaphore whose marker is key is companion(key, "permit-<i>"), a
+// reservation key of its own in the marker's hash slot.
+const permitSuffix = "permit-"
+
+// semaphorePrefix starts the value of a semaphore's marker, which its
+// limit ends: "semaphore:3".
+const semaphorePrefix = "semaphore:"
+
+// permitKey returns the key of permit i (from 1) of the semaphore key.
+func permitKey(key string, i int) string {
+	return companion(key, permitSuffix+strconv.Itoa(i))
+}
+
+// permitKeys returns the keys of the n permits of the semaphore key.
+func permitKeys(key string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = permitKey(key, i+1)
+	}
+	return keys
+}
+
+// permitOf returns the semaphore key whose permit key is, and whether key
+// is a permit's key at all.
+func permitOf(key string) (string, bool) {
+	if !strings.HasPrefix(key, "{") {
+		return "", false
+	}
+	j := strings.Index(key, "}:"+permitSuffix)
+	if j < 0 {
+		return "", false
+	}
+	rest := key[j+2+len(permitSuffix):]
+	num, base, tagged := strings.Cut(rest, ":")
+	if !tagged {
+		base = key[1:j]
+	}
+	i, err := strconv.Atoi(num)
+	if err != nil || i < 1 || permitKey(base, i) != key {
+		return "", false
+	}
+	return base, true
+}
+
+// semaphoreOf returns the semaphore key of a permit's key, else key: the
+// key whose companions (queue, channels) a holding of key uses.
+func semaphoreOf(key string) string {
+	if base, ok := permitOf(key); ok {
+		return base
+	}
+	return key
+}

@@ -74,7 +74,7 @@ type notifier struct {
 	keys       map[string]*keyWatch
 	verify     map[string]bool             // held keys to read again
 	rearm      bool                        // re-enable tracking and read every held key
-	subscribed map[string]bool             // keys subscribed to, without tracking
+	subscribed map[string][]string         // keys subscribed to, without tracking: their channels
 	turns      map[string]time.Time        // keys whose turn channel is subscribed to: when last waited for
 	early      map[string]time.Time        // turns told to values of this Client not yet joined, and when
 	arms       map[string][]chan armResult // waiters' watches to set
@@ -90,6 +90,8 @@ type keyWatch struct {
 	wake   chan struct{} // closed at every notice for the key, then replaced
 	armed  bool          // a waiter's read watches it since the last notice
 	holder *Reservation  // this Client's reservation of the key, or nil
+	// permits, for a semaphore's key, are the keys its waiters watch.
+	permits []string
 }
 
 // waiter is one Lock call's place in a key's queue: the Client's own queue,
@@ -175,7 +177,7 @@ func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Clien
 		base:       base,
 		keys:       make(map[string]*keyWatch),
 		verify:     make(map[string]bool),
-		subscribed: make(map[string]bool),
+		subscribed: make(map[string][]string),
 		turns:      make(map[string]time.Time),
 		early:      make(map[string]time.Time),
 		arms:       make(map[string][]chan armResult),
@@ -438,11 +440,27 @@ func (n *notifier) masterSwitched(addr string) {
 	}
 }
 
-// channels returns the channels to subscribe to for key without tracking.
+// channels returns the channels to subscribe to for key without tracking:
+// its release notices and its keyspace events; for a semaphore, only the
+// release notices of its permits (their keyspace events come at every
+// renewal). n.mu is held.
 func (n *notifier) channels(key string) []string {
-	return []string{
-		companion(key, channelSuffix),
-		"__keyspace@" + strconv.Itoa(n.db) + "__:" + key,
+	chans := []string{companion(key, channelSuffix)}
+	if kw := n.keys[key]; kw != nil && len(kw.permits) > 0 {
+		return chans
+	}
+	return append(chans, "__keyspace@"+strconv.Itoa(n.db)+"__:"+key)
+}
+
+// watchPermits has the waiters of key, a semaphore of limit permits, woken
+// by its release notices (subscribed to, with or without tracking).
+func (n *notifier) watchPermits(key string, limit int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.watch(key)
+	if len(kw.permits) != limit {
+		kw.permits = permitKeys(key, limit)
+		n.kickLocked()
 	}
 }
 
@@ -753,6 +771,13 @@ func (n *notifier) released(key string) {
 func (n *notifier) notify(key string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if sem, ok := permitOf(key); ok {
+		// A permit changed: the semaphore's waiters look.
+		if kw := n.keys[sem]; kw != nil && len(kw.queue) > 0 {
+			kw.armed = false
+			kw.signal()
+		}
+	}
 	if kw := n.keys[key]; kw != nil {
 		kw.armed = false
 		kw.signal()
@@ -855,16 +880,19 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 	arms := n.arms
 	n.arms = make(map[string][]chan armResult)
 	var sub, unsub []string
-	if !n.tracking && !n.denied {
-		for key := range n.keys {
-			if !n.subscribed[key] {
-				sub = append(sub, n.channels(key)...)
-				n.subscribed[key] = true
+	if !n.denied {
+		for key, kw := range n.keys {
+			// With tracking, only a semaphore's waiters need its
+			// release notices (see wait.tracked).
+			if n.subscribed[key] == nil && (!n.tracking || len(kw.permits) > 0) {
+				chans := n.channels(key)
+				sub = append(sub, chans...)
+				n.subscribed[key] = chans
 			}
 		}
-		for key := range n.subscribed {
+		for key, chans := range n.subscribed {
 			if n.keys[key] == nil {
-				unsub = append(unsub, n.channels(key)...)
+				unsub = append(unsub, chans...)
 				delete(n.subscribed, key)
 			}
 		}
@@ -1110,8 +1138,8 @@ func (n *notifier) receive() {
 				others = append(others, companion(key, turnSuffix))
 			}
 			clear(n.turns)
-			for key := range n.subscribed {
-				others = append(others, n.channels(key)...)
+			for _, chans := range n.subscribed {
+				others = append(others, chans...)
 			}
 			clear(n.subscribed)
 			n.mu.Unlock()

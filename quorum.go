@@ -270,7 +270,7 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 	for i, m := range q.servers {
 		go func() {
 			defer c.wg.Done()
-			part, nerr, err := m.acquireAs(actx, resource, value, noQueue)
+			part, nerr, err := m.acquireAs(actx, resource, value, noQueue, 0)
 			votes <- vote{i, part, nerr, err}
 		}()
 	}
@@ -579,7 +579,7 @@ func (c *Client) attach(r *Reservation, i int, p *Reservation) {
 // still ours.
 func dropPart(p *Reservation) {
 	if p.end(ErrReleased) {
-		p.c.giveBack(p.key, p.value)
+		p.c.giveBack(p.key, p.value, 0)
 	}
 }
 
@@ -704,7 +704,7 @@ func (c *Client) retake(i int, rs []*Reservation) {
 	one := func(r *Reservation) bool {
 		ctx, cancel := context.WithTimeout(c.ctx, c.opt.QuorumTimeout)
 		defer cancel()
-		p, _, err := m.acquireAs(ctx, r.resource, r.value, noQueue)
+		p, _, err := m.acquireAs(ctx, r.resource, r.value, noQueue, 0)
 		if p != nil {
 			c.attach(r, i, p)
 		}

@@ -39,6 +39,7 @@ type Reservation struct {
 	releasing bool      // a release is under way: renewals leave it alone
 	renewing  bool      // a renewal is under way
 	node      string    // the Cluster master whose notifier watches it ("" elsewhere)
+	limit     int       // a permit of a semaphore of limit permits (0: a reservation)
 	err       error     // nil while held, then why it ended
 
 	// Quorum mode. A holding of the quorum Client has a part on each
@@ -79,6 +80,10 @@ func (r *Reservation) Holder() string { return r.value }
 // Token returns the fencing token of this holding: greater than every token
 // issued before for the resource, even across a loss of the server's data.
 func (r *Reservation) Token() int64 { return r.token }
+
+// Limit returns, for a permit of a semaphore (see the Limit option), how
+// many permits the semaphore has; 0 for a reservation.
+func (r *Reservation) Limit() int { return r.limit }
 
 // Fence is the fencing token of one resource of a holding.
 type Fence struct {
@@ -149,7 +154,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 		return c.quorumRelease(ctx, r)
 	}
 
-	cmd, _ := c.batch.run(ctx, c.releaseCall(r.key, r.value))
+	cmd, _ := c.batch.run(ctx, c.releaseCall(r.key, r.value, 0))
 	released, err := cmd.Int()
 	if errors.Is(err, errNotSent) {
 		// ctx ended while it waited for its turn: nothing was sent, and
@@ -167,7 +172,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 		err = c.explain(c.redisError("release", r.resource, err))
 		c.emit(Event{Kind: EventRedisError, Resource: r.resource, Key: r.key, Err: err})
 		c.lose(r, "the release's outcome is unknown")
-		c.giveBack(r.key, r.value)
+		c.giveBack(r.key, r.value, 0)
 		return fmt.Errorf("%w: %w", err, ErrLost)
 	}
 	if released == noticeRefused {
@@ -203,7 +208,7 @@ func (r *Reservation) startRelease(ctx context.Context) error {
 		// Lost by its local deadline, the key may still be ours on the
 		// server: free it for the others, as it is no use to us. (A
 		// quorum holding gave its parts back when it ended.)
-		c.giveBack(r.key, r.value)
+		c.giveBack(r.key, r.value, 0)
 	}
 	return err
 }
@@ -302,25 +307,27 @@ const giveBackTimeout = 2 * time.Second
 
 // giveBack deletes key if it holds value, with a fresh bounded context: an
 // acquisition the caller will not hold. The compare-and-delete is safe
-// whatever happened, since value is unique to one attempt. It runs in the
-// background while the Client is open (Close waits for it), else at once.
-func (c *Client) giveBack(key, value string) {
+// whatever happened, since value is unique to one attempt. With a limit,
+// key is a semaphore's, and whichever of its permits holds value is
+// deleted. It runs in the background while the Client is open (Close waits
+// for it), else at once.
+func (c *Client) giveBack(key, value string, limit int) {
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
-		c.giveBackNow(key, value)
+		c.giveBackNow(key, value, limit)
 		return
 	}
 	c.wg.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		c.giveBackNow(key, value)
+		c.giveBackNow(key, value, limit)
 	}()
 }
 
 // giveBackNow gives back key held with value, now, within giveBackTimeout.
-func (c *Client) giveBackNow(key, value string) {
+func (c *Client) giveBackNow(key, value string, limit int) {
 	if c.member && c.holds(key, value) {
 		// A quorum holding tries a server again with its one value: a
 		// late answer to an earlier try must not delete the part that a
@@ -329,7 +336,7 @@ func (c *Client) giveBackNow(key, value string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
 	defer cancel()
-	_ = c.releaseCall(key, value).run(ctx, c.rdb).Err()
+	_ = c.releaseCall(key, value, limit).run(ctx, c.rdb).Err()
 }
 
 // holds reports whether a held reservation of c has key and value.

@@ -99,10 +99,16 @@ func (c *Client) waitAfter(sc *scriptCall) {
 
 // releaseCall returns the release script's call for key held with value,
 // or for a waiter with value that leaves the queue of key.
-func (c *Client) releaseCall(key, value string) *scriptCall {
-	return &scriptCall{script: releaseScript,
-		keys: []string{key, companion(key, queueSuffix), companion(key, leaseSuffix)},
-		args: []any{value, companion(key, channelSuffix), c.publishCommand(), companion(key, turnSuffix)}}
+func (c *Client) releaseCall(key, value string, limit int) *scriptCall {
+	// A permit's notices and queue are its semaphore's.
+	sem := semaphoreOf(key)
+	keys := []string{key, companion(sem, queueSuffix), companion(sem, leaseSuffix)}
+	if limit > 0 {
+		// key is the semaphore's: which permit value holds is not known.
+		keys = append(keys, permitKeys(key, limit)...)
+	}
+	return &scriptCall{script: releaseScript, keys: keys,
+		args: []any{value, companion(sem, channelSuffix), c.publishCommand(), companion(sem, turnSuffix)}}
 }
 
 // publishCommand is how scripts publish: SPUBLISH on a Cluster, so that a

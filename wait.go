@@ -37,22 +37,23 @@ import (
 // ctx ends.
 func (c *Client) Lock(ctx context.Context, resource string, opts ...LockOption) (r *Reservation, err error) {
 	defer func() { err = c.explain(err) }() // once, as the error leaves
-	if err := c.check(resource); err != nil {
+	cfg, err := c.lockConfig(resource, opts)
+	if err != nil {
 		return nil, err
 	}
 	if c.quorum != nil {
 		return c.quorumLock(ctx, resource)
 	}
 	if c.fair() {
-		return c.queueLock(ctx, resource)
+		return c.queueLock(ctx, resource, cfg.limit)
 	}
-	return c.plainLock(ctx, resource)
+	return c.plainLock(ctx, resource, cfg.limit)
 }
 
 // plainLock is Lock without the server's queue: the Client's waiters of a
 // key queue among themselves, and only the first contends.
-func (c *Client) plainLock(ctx context.Context, resource string) (*Reservation, error) {
-	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now()}
+func (c *Client) plainLock(ctx context.Context, resource string, limit int) (*Reservation, error) {
+	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now(), limit: limit}
 	// First try at once, unless waiters of this Client queue for the key:
 	// then take a place behind them.
 	if n := c.notifierIfStarted(c.nodeOf(ctx, w.key)); n == nil || !n.waited(w.key) {
@@ -67,7 +68,7 @@ func (c *Client) plainLock(ctx context.Context, resource string) (*Reservation, 
 		return nil, err
 	}
 	w.n = n
-	if !n.tracking {
+	if !w.tracked(n) {
 		// Try again once subscribed: the confirmation may come before
 		// the loop looks at the wake channel.
 		w.tried = false
@@ -86,6 +87,7 @@ type wait struct {
 	key      string
 	start    time.Time
 	value    string // with the server's queue: the holder value of the whole wait
+	limit    int    // a semaphore's permit: how many (0: a reservation)
 
 	tried    bool              // the attempt before joining counts as the first round
 	last     *NotAcquiredError // what the last attempt found
@@ -93,12 +95,21 @@ type wait struct {
 	quiet    bool              // nothing woke the waiter for a whole RetryInterval
 }
 
+// tracked reports whether the waiter watches its key with client tracking.
+// A semaphore's waiters do not: its permits' keys change at every renewal.
+// They are woken by release notices (and, with the server's queue, turn
+// notices), and look when the first permit would expire.
+func (w *wait) tracked(n *notifier) bool { return n.tracking && w.limit == 0 }
+
 // notifier returns the notifier that watches the waiter's key, or the
 // error that ends the wait.
 func (w *wait) notifier(ctx context.Context) (*notifier, error) {
 	n, err := w.c.notifierFor(ctx, w.key)
 	switch {
 	case err == nil:
+		if w.limit > 0 {
+			n.watchPermits(w.key, w.limit)
+		}
 		return n, nil
 	case ctx.Err() != nil:
 		return nil, w.notAcquired(ctx)
@@ -122,6 +133,9 @@ func (w *wait) follow(ctx context.Context, n *notifier, q *waiter, join func(*no
 	if err != nil || moved == n {
 		return n, q
 	}
+	if w.limit > 0 {
+		moved.watchPermits(w.key, w.limit)
+	}
 	n.leave(w.key, q, false)
 	return moved, join(moved)
 }
@@ -135,9 +149,9 @@ func (w *wait) attempt(ctx context.Context) (*Reservation, error) {
 		err  error
 	)
 	if w.value != "" {
-		r, nerr, err = w.c.acquireAs(ctx, w.resource, w.value, waitQueue)
+		r, nerr, err = w.c.acquireAs(ctx, w.resource, w.value, waitQueue, w.limit)
 	} else {
-		r, nerr, err = w.c.acquire(ctx, w.resource)
+		r, nerr, err = w.c.acquire(ctx, w.resource, w.limit)
 	}
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -225,7 +239,7 @@ func (w *wait) round(ctx context.Context, armed bool) (*Reservation, time.Durati
 	if l := w.last; l != nil && !l.NoExpiry {
 		pttl = l.Remaining
 	}
-	if n.tracking && (!armed || w.quiet) {
+	if w.tracked(n) && (!armed || w.quiet) {
 		// Not watched, or nothing came for a whole RetryInterval: (re)set
 		// the watch, which also finds out a tracking connection that died
 		// silently.
@@ -246,7 +260,7 @@ func (w *wait) round(ctx context.Context, armed bool) (*Reservation, time.Durati
 
 // notAcquired is Lock's error when ctx ended first.
 func (w *wait) notAcquired(ctx context.Context) error {
-	e := &NotAcquiredError{Resource: w.resource, Err: ctx.Err()}
+	e := &NotAcquiredError{Resource: w.resource, Err: ctx.Err(), limit: w.limit}
 	if l := w.last; l != nil {
 		e.Holder, e.Remaining, e.NoExpiry, e.Guard = l.Holder, l.Remaining, l.NoExpiry, l.Guard
 	}
@@ -269,12 +283,12 @@ func (w *wait) notAcquired(ctx context.Context) error {
 // So a release wakes one waiter, whichever process it is in. When the wait
 // ends without the reservation, the waiter leaves the queue (the release
 // script with its value), and the server tells the next one.
-func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, error) {
-	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now(), value: c.newValue()}
+func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Reservation, error) {
+	w := &wait{c: c, resource: resource, key: c.Key(resource), start: time.Now(), value: c.newValue(), limit: limit}
 	acquired := false
 	defer func() {
 		if !acquired {
-			c.giveBack(w.key, w.value) // leave the queue
+			c.giveBack(w.key, w.value, limit) // leave the queue
 		}
 	}()
 	r, err := w.attempt(ctx)
@@ -284,7 +298,7 @@ func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, 
 	}
 	if !c.fair() {
 		// The server refused the queue to this user (see acquireAs).
-		return c.plainLock(ctx, resource)
+		return c.plainLock(ctx, resource, limit)
 	}
 	n, err := w.notifier(ctx)
 	if err != nil {
@@ -333,7 +347,7 @@ func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, 
 			if !w.last.NoExpiry {
 				pttl = w.last.Remaining
 			}
-			if n.tracking && (!armed || w.quiet) {
+			if w.tracked(n) && (!armed || w.quiet) {
 				w.quiet = false
 				p, err := n.arm(ctx, w.key)
 				if err == nil && p == -2 {
@@ -354,7 +368,7 @@ func (c *Client) queueLock(ctx context.Context, resource string) (*Reservation, 
 		select {
 		case <-wake:
 		case <-turn:
-			if l := w.last; l != nil && !head && !failed && n.toldTurn(q) && n.tracking {
+			if l := w.last; l != nil && !head && !failed && n.toldTurn(q) && w.tracked(n) {
 				// The server says we are the head now: watch the key
 				// (whose read says whether it is free) rather than try.
 				// Without tracking there is no such read: try.

@@ -17,8 +17,15 @@
 -- ARGV[6] turn channel: a new head of the queue is told there (the payload
 --         is its holder value)
 -- ARGV[7] how to publish: 'SPUBLISH' on Cluster, 'PUBLISH' elsewhere
+-- ARGV[8] limit: absent or 0 for a reservation; n for one of the n permits
+--         of a semaphore. KEYS[1] is then the semaphore's marker, which
+--         holds 'semaphore:<n>' for as long as a permit may be held (so that
+--         a plain reservation of the name, a Node worker's included, is
+--         refused meanwhile), and KEYS[6..5+n] are its permits' keys, each
+--         a reservation key of its own (same hash slot).
 --
--- Returns {1, token} when acquired, {0, pttl, guarded, holder, place}
+-- Returns {1, token} when acquired ({1, token, i} for permit i),
+-- {0, pttl, guarded, holder, place}
 -- otherwise: pttl is the holder's remaining time (-1 when the key has no
 -- expiry, -2 when it is free but others queue), or the restart guard's
 -- remaining time when guarded is 1; holder is the value in the key ('' when
@@ -34,6 +41,8 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 
 local mode = ARGV[5] or ''
+local limit = tonumber(ARGV[8] or '0') or 0
+local marker = 'semaphore:' .. limit
 
 -- lease keeps the caller's place for a TTL, and the queue for as long as
 -- the longest lease in it.
@@ -152,28 +161,73 @@ end
 -- answers it.
 local current = redis.pcall('GET', KEYS[1])
 
--- holder returns the key's value ('' when not a string) and PTTL.
+-- A semaphore's permits, read once: the one the caller holds (a retry),
+-- the first free one.
+local mine, free
+if limit > 0 then
+  for i = 1, limit do
+    local v = redis.pcall('GET', KEYS[5 + i])
+    if v == ARGV[1] then
+      mine = i
+      break
+    end
+    if not v and not free then
+      free = i
+    end
+  end
+end
+
+-- holder returns the key's value ('' when not a string) and PTTL; for a
+-- semaphore whose permits are all held, the value and PTTL of the permit
+-- that expires first.
 local function holder()
   local v = current
+  if limit > 0 and (not v or v == marker) then
+    local soonest, who = nil, ''
+    for i = 1, limit do
+      local pttl = redis.call('PTTL', KEYS[5 + i])
+      if pttl >= -1 and (not soonest or soonest == -1 or (pttl >= 0 and pttl < soonest)) then
+        soonest = pttl
+        local w = redis.pcall('GET', KEYS[5 + i])
+        who = type(w) == 'string' and w or ''
+      end
+    end
+    return who, soonest or -2
+  end
   if type(v) ~= 'string' then
     v = ''
   end
   return v, redis.call('PTTL', KEYS[1])
 end
 
+-- mark keeps the semaphore's marker for at least a TTL: never shorter, as
+-- holders with a longer TTL may hold permits.
+local function mark()
+  if current then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
+  else
+    redis.call('SET', KEYS[1], marker, 'PX', ARGV[2])
+  end
+end
+
 -- A retry of an earlier attempt with this value (the client resent a
 -- script whose reply it lost; a waiter keeps one value for its whole wait)
 -- finds the key ours. It is ours from now for a TTL, so that the caller's
 -- deadline, counted from this attempt, comes before the key's expiry.
-if current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if (limit == 0 and current == ARGV[1]) or (mine and (not current or current == marker)) then
+  if mine then
+    redis.call('PEXPIRE', KEYS[5 + mine], ARGV[2])
+    mark()
+  else
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
   leave()
   if last == 0 then
     -- The token's record is gone (a flush, an eviction): a new one.
     last = now_us
     redis.call('SET', KEYS[2], string.format('%.0f', last), 'PX', ARGV[4])
   end
-  return {1, last}
+  return {1, last, mine}
 end
 
 if queued then
@@ -191,7 +245,27 @@ if queued then
   end
 end
 
-if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
+-- take takes the key, or a free permit of the semaphore; it answers which
+-- (0 for the key), or nil when held: by someone else, by every permit's
+-- holder, or, for a semaphore, as a plain reservation or a semaphore of
+-- another limit (the marker says which).
+local function take()
+  if limit == 0 then
+    if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
+      return 0
+    end
+    return nil
+  end
+  if (current and current ~= marker) or not free then
+    return nil
+  end
+  redis.call('SET', KEYS[5 + free], ARGV[1], 'PX', ARGV[2])
+  mark()
+  return free
+end
+
+local taken = take()
+if not taken then
   local v, pttl = holder()
   if mode == 'wait' then
     -- Held, and nobody ahead of us: the head of the queue.
@@ -206,4 +280,7 @@ leave()
 -- grow even when the companion key was lost with the rest of the data.
 local token = math.max(last + 1, now_us)
 redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[4])
+if limit > 0 then
+  return {1, token, taken}
+end
 return {1, token}

@@ -4,6 +4,9 @@
 -- KEYS[1] reservation key
 -- KEYS[2] queue of waiters (same hash slot): holder values by arrival
 -- KEYS[3] their leases (same hash slot): holder values by expiry (ms)
+-- KEYS[4..] (optional) a semaphore's permits, when the one held with the
+--         value is not known (a give-back after a lost reply): the one
+--         held with the value is released instead of KEYS[1]
 -- ARGV[1] holder value
 -- ARGV[2] release channel
 -- ARGV[3] how to publish: 'SPUBLISH' on Cluster (a sharded channel, in the
@@ -19,10 +22,17 @@
 -- without the right to PUBLISH to the channel (a Redis 7 ACL user gets no
 -- channel by default) must still be able to release.
 local released = 0
-if redis.pcall('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+local key = KEYS[1]
+for i = 4, #KEYS do
+  if redis.pcall('GET', KEYS[i]) == ARGV[1] then
+    key = KEYS[i]
+    break
+  end
+end
+if redis.pcall('GET', key) == ARGV[1] then
+  redis.call('DEL', key)
   released = 1
-  local published = redis.pcall(ARGV[3], ARGV[2], KEYS[1])
+  local published = redis.pcall(ARGV[3], ARGV[2], key)
   if type(published) == 'table' and published.err then
     released = 2
   end
