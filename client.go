@@ -363,7 +363,23 @@ func (c *Client) TryLock(ctx context.Context, resource string, opts ...LockOptio
 	if err != nil {
 		return nil, err
 	}
-	r, nerr, err := c.acquire(ctx, resource, cfg.limit)
+	var (
+		r    *Reservation
+		nerr *NotAcquiredError
+	)
+	if cfg.with != nil {
+		set, serr := c.setOf(resource, cfg)
+		if serr != nil {
+			return nil, serr
+		}
+		mode := noQueue
+		if c.fair() {
+			mode = tryQueue
+		}
+		r, nerr, err = c.acquireSet(ctx, set, c.newValue(), mode)
+	} else {
+		r, nerr, err = c.acquire(ctx, resource, cfg.limit)
+	}
 	if err != nil {
 		return nil, c.explain(err)
 	}
@@ -373,19 +389,22 @@ func (c *Client) TryLock(ctx context.Context, resource string, opts ...LockOptio
 		}
 		return nil, nerr
 	}
-	c.emit(Event{Kind: EventAcquired, Resource: resource, Key: r.key, Holder: r.value, Token: r.token})
+	for _, m := range r.all() {
+		c.emit(Event{Kind: EventAcquired, Resource: m.resource, Key: m.key, Holder: m.value, Token: m.token})
+	}
 	return r, nil
 }
 
 // LockOption changes one TryLock or Lock call: Limit makes it take one
-// of the permits of a semaphore.
+// of the permits of a semaphore, With several resources at once.
 type LockOption interface {
 	applyLock(*lockConfig)
 }
 
 // lockConfig is what the LockOptions of a call set.
 type lockConfig struct {
-	limit int // 0: a reservation; n: one of the n permits of a semaphore
+	limit int      // 0: a reservation; n: one of the n permits of a semaphore
+	with  []string // the other resources of a set
 }
 
 // MaxLimit is the largest number of permits of a semaphore.

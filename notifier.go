@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -660,10 +661,11 @@ func (n *notifier) leave(key string, w *waiter, acquired bool) {
 	if kw == nil {
 		return
 	}
+	head := slices.IndexFunc(kw.queue, func(q *waiter) bool { return q.turn == nil })
 	for i, q := range kw.queue {
 		if q == w {
 			kw.queue = append(kw.queue[:i], kw.queue[i+1:]...)
-			if i == 0 && !acquired && w.turn == nil {
+			if i == head && !acquired && w.turn == nil {
 				kw.signal()
 			}
 			break
@@ -679,7 +681,10 @@ func (n *notifier) state(key string, w *waiter) (<-chan struct{}, bool, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	kw := n.keys[key]
-	return kw.wake, len(kw.queue) > 0 && kw.queue[0] == w, kw.armed || !n.tracking
+	// The Client's own queue: the first waiter that is not in the
+	// server's queue (a set's waiter always is) is the head.
+	i := slices.IndexFunc(kw.queue, func(q *waiter) bool { return q.turn == nil })
+	return kw.wake, i >= 0 && kw.queue[i] == w, kw.armed || !n.tracking
 }
 
 // arm makes the tracking connection watch key for a waiter, and returns its

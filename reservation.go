@@ -49,6 +49,19 @@ type Reservation struct {
 	parts    []*Reservation
 	parent   *Reservation
 	lateDone chan struct{} // closed once every server answered the acquisition
+
+	// A set (see With) is a holding that the Client does not hold itself:
+	// its members are held, each pointing back to it (group).
+	members []*Reservation
+	group   *Reservation
+}
+
+// all returns the members of a set, else r.
+func (r *Reservation) all() []*Reservation {
+	if r.members != nil {
+		return r.members
+	}
+	return []*Reservation{r}
 }
 
 func newReservation(c *Client, resource, key, value string, token int64, sent time.Time) *Reservation {
@@ -95,7 +108,11 @@ type Fence struct {
 // one today, Token's. A holding of several resources at once returns one
 // Fence each.
 func (r *Reservation) Fences() []Fence {
-	return []Fence{{Resource: r.resource, Token: r.token}}
+	fences := make([]Fence, 0, len(r.all()))
+	for _, m := range r.all() {
+		fences = append(fences, Fence{Resource: m.resource, Token: m.token})
+	}
+	return fences
 }
 
 // Done returns a channel that is closed when the reservation ends: lost,
@@ -128,7 +145,13 @@ func (r *Reservation) Validity() time.Duration {
 	if r.err != nil {
 		return 0
 	}
-	return max(time.Until(r.deadline), 0)
+	deadline := r.deadline
+	for i, m := range r.members { // a set: its members' shortest
+		if i == 0 || m.deadline.Before(deadline) {
+			deadline = m.deadline
+		}
+	}
+	return max(time.Until(deadline), 0)
 }
 
 // Release gives the reservation up: it deletes the key only if it still
@@ -152,6 +175,9 @@ func (r *Reservation) Release(ctx context.Context) error {
 	defer c.ops.Done()
 	if c.quorum != nil {
 		return c.quorumRelease(ctx, r)
+	}
+	if r.members != nil {
+		return c.releaseSet(ctx, r)
 	}
 
 	cmd, _ := c.batch.run(ctx, c.releaseCall(r.key, r.value, 0))
@@ -295,6 +321,9 @@ func (r *Reservation) end(cause error) bool {
 	r.cancel(cause)
 	if parent != nil {
 		parent.c.partEnded(parent, r, cause)
+	}
+	if r.group != nil {
+		c.memberEnded(r.group, r, cause)
 	}
 	if c.quorum != nil {
 		c.dropParts(r)

@@ -14,6 +14,8 @@ import (
 var (
 	//go:embed scripts/acquire.lua
 	acquireLua string
+	//go:embed scripts/acquire_set.lua
+	acquireSetLua string
 	//go:embed scripts/renew.lua
 	renewLua string
 	//go:embed scripts/release.lua
@@ -24,6 +26,7 @@ var (
 	raiseFenceLua string
 
 	acquireScript      = redis.NewScript(acquireLua)
+	acquireSetScript   = redis.NewScript(acquireSetLua)
 	renewScript        = redis.NewScript(renewLua)
 	releaseScript      = redis.NewScript(releaseLua)
 	forceReleaseScript = redis.NewScript(forceReleaseLua)

@@ -41,6 +41,13 @@ func (c *Client) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	if err != nil {
 		return nil, err
 	}
+	if cfg.with != nil {
+		set, err := c.setOf(resource, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return c.setLock(ctx, set)
+	}
 	if c.quorum != nil {
 		return c.quorumLock(ctx, resource)
 	}

@@ -1,0 +1,251 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis-reservation/reservation/internal/redistest"
+)
+
+// A set is acquired all or none: one member held refuses the set and
+// leaves the others free; then the set is had with one token each, under
+// one holder value, and Release frees every member.
+func TestSetAllOrNothing(t *testing.T) {
+	for _, noQueue := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noqueue=%v", noQueue), func(t *testing.T) {
+			srv := redistest.Start(t)
+			ctx := t.Context()
+			rdb := srv.Client(t)
+			other := newTestClient(t, srv, Options{By: "other", NoQueue: noQueue})
+			c := newTestClient(t, srv, Options{By: "c", NoQueue: noQueue})
+			b := mustLock(t, other, "b")
+			_, err := c.TryLock(ctx, "a", With("b", "c", "a"))
+			var nerr *NotAcquiredError
+			if !errors.As(err, &nerr) || nerr.Resource != "b" || nerr.Holder != b.Holder() {
+				t.Fatalf("TryLock of a set with b held: %v, want refused by b's holder", err)
+			}
+			for _, k := range []string{"reservation-a", "reservation-c"} {
+				if n := rdb.Exists(ctx, k).Val(); n != 0 {
+					t.Errorf("%s held after the set was refused", k)
+				}
+			}
+			if err := b.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.TryLock(ctx, "a", With("b", "c", "a"))
+			if err != nil {
+				t.Fatalf("TryLock of a free set: %v", err)
+			}
+			fences := r.Fences()
+			if len(fences) != 3 || fences[0].Resource != "a" || fences[1].Resource != "b" || fences[2].Resource != "c" ||
+				r.Resource() != "a" || r.Token() != fences[0].Token {
+				t.Fatalf("Fences %v, Resource %q, Token %d; want a, b, c with a first", fences, r.Resource(), r.Token())
+			}
+			if fences[1].Token <= b.Token() {
+				t.Errorf("b's token %d in the set is not above its last holder's %d", fences[1].Token, b.Token())
+			}
+			for _, k := range []string{"reservation-a", "reservation-b", "reservation-c"} {
+				if v := rdb.Get(ctx, k).Val(); v != r.Holder() {
+					t.Errorf("%s holds %q, want the set's holder %q", k, v, r.Holder())
+				}
+			}
+			time.Sleep(1500 * time.Millisecond) // renewed: 1.5 TTLs
+			if err := r.Err(); err != nil || r.Validity() <= 0 {
+				t.Fatalf("set after 1.5 TTLs: %v, validity %v", err, r.Validity())
+			}
+			if err := r.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := rdb.Exists(ctx, "reservation-a", "reservation-b", "reservation-c").Val(); n != 0 {
+				t.Errorf("%d keys of the set remain after its release", n)
+			}
+			if !errors.Is(r.Err(), ErrReleased) {
+				t.Errorf("Err after Release: %v", r.Err())
+			}
+			if err := r.Release(ctx); !errors.Is(err, ErrNotHeld) {
+				t.Errorf("second Release: %v, want ErrNotHeld", err)
+			}
+		})
+	}
+}
+
+// Callers that ask for overlapping sets in different orders never
+// deadlock, and never hold a member at once.
+func TestSetNoDeadlock(t *testing.T) {
+	for _, noQueue := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noqueue=%v", noQueue), func(t *testing.T) {
+			srv := redistest.Start(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			sets := [][]string{{"x", "y"}, {"y", "x"}, {"y", "z", "x"}, {"z", "x"}}
+			var (
+				wg      sync.WaitGroup
+				holders [3]atomic.Int32
+				done    atomic.Int32
+			)
+			index := map[string]int{"x": 0, "y": 1, "z": 2}
+			for i, set := range sets {
+				c := newTestClient(t, srv, Options{By: fmt.Sprintf("c%d", i), NoQueue: noQueue})
+				for range 2 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for range 15 {
+							r, err := c.Lock(ctx, set[0], With(set[1:]...))
+							if err != nil {
+								t.Errorf("set %v: %v", set, err)
+								return
+							}
+							for _, m := range set {
+								if holders[index[m]].Add(1) > 1 {
+									t.Errorf("%s held twice at once", m)
+								}
+							}
+							time.Sleep(time.Millisecond)
+							for _, m := range set {
+								holders[index[m]].Add(-1)
+							}
+							if err := r.Release(ctx); err != nil {
+								t.Errorf("set %v: release: %v", set, err)
+								return
+							}
+							done.Add(1)
+						}
+					}()
+				}
+			}
+			wg.Wait()
+			if n := done.Load(); n != 8*15 {
+				t.Errorf("%d sets held and released, want %d", n, 8*15)
+			}
+		})
+	}
+}
+
+// A member lost is the set lost: Done closes with ErrLost naming it, and
+// the other members are given back.
+func TestSetLossOfAMember(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	rdb := srv.Client(t)
+	c := newTestClient(t, srv, Options{TTL: 5 * time.Second})
+	r, err := c.TryLock(ctx, "p", With("q", "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, "reservation-q") // behind its back
+	waitDone(t, r, time.Second)
+	if err := r.Err(); !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), `member "q"`) {
+		t.Errorf("set's Err: %v, want ErrLost naming member q", err)
+	}
+	waitFor(t, func() bool { return rdb.Exists(ctx, "reservation-p", "reservation-s").Val() == 0 })
+	if err := r.Release(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Release of a lost set: %v, want ErrNotHeld", err)
+	}
+}
+
+// A waiter for a set is woken at once by the release of the member that
+// refused it, and a single waiter that came later waits behind it, even
+// for a member that is free.
+func TestSetLockWokenAndFirstServed(t *testing.T) {
+	for _, tc := range []struct{ tracking, noQueue bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
+		t.Run(fmt.Sprintf("tracking=%v,noqueue=%v", tc.tracking, tc.noQueue), func(t *testing.T) {
+			srv := redistest.Start(t)
+			ctx := t.Context()
+			rdb := srv.Client(t)
+			holder := newTestClient(t, srv, Options{By: "holder", TTL: 10 * time.Second})
+			waiter := newTestClient(t, srv, Options{By: "waiter", TTL: 10 * time.Second, NoQueue: tc.noQueue})
+			waiter.noTracking = !tc.tracking
+			a := mustLock(t, holder, "a")
+			got := make(chan *Reservation, 1)
+			go func() {
+				r, err := waiter.Lock(ctx, "a", With("b"))
+				if err != nil {
+					t.Errorf("Lock of the set: %v", err)
+				}
+				got <- r
+			}()
+			if !tc.noQueue {
+				untilQueued(t, rdb, "reservation-b", 1)
+				// b is free, but the set waits for it first.
+				if _, err := holder.TryLock(ctx, "b"); !errors.Is(err, ErrNotAcquired) {
+					t.Errorf("TryLock of b while a set queues for it: %v, want ErrNotAcquired", err)
+				}
+			} else {
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err := a.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			released := time.Now()
+			select {
+			case r := <-got:
+				if d := time.Since(released); d > 100*time.Millisecond {
+					t.Errorf("set had %v after the release, want within 100ms", d)
+				}
+				if r != nil {
+					r.Release(ctx)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("set waiter not woken")
+			}
+		})
+	}
+}
+
+// Bad sets are refused before any round trip.
+func TestSetBadOptions(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{})
+	many := make([]string, MaxSet)
+	for i := range many {
+		many[i] = fmt.Sprintf("r%d", i)
+	}
+	for _, tc := range []struct {
+		name string
+		opts []LockOption
+		want error
+	}{
+		{"semaphore", []LockOption{With("b"), Limit(2)}, ErrInvalidOptions},
+		{"too many", []LockOption{With(many...)}, ErrInvalidOptions},
+		{"empty name", []LockOption{With("")}, ErrInvalidResource},
+	} {
+		if _, err := c.TryLock(t.Context(), "a", tc.opts...); !errors.Is(err, tc.want) {
+			t.Errorf("%s: TryLock: %v, want %v", tc.name, err, tc.want)
+		}
+		if _, err := c.Lock(t.Context(), "a", tc.opts...); !errors.Is(err, tc.want) {
+			t.Errorf("%s: Lock: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// Close releases a set's members, and the set ends as released.
+func TestSetClose(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c, err := New(srv.URL(), &Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.PrimeRestartGuard(t.Context())
+	r, err := c.TryLock(t.Context(), "m", With("n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, r, time.Second)
+	if !errors.Is(r.Err(), ErrReleased) {
+		t.Errorf("set's Err after Close: %v, want ErrReleased", r.Err())
+	}
+	if n := rdb.Exists(t.Context(), "reservation-m", "reservation-n").Val(); n != 0 {
+		t.Errorf("%d keys of the set remain after Close", n)
+	}
+}
