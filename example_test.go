@@ -259,3 +259,71 @@ func deleteKey(key string) {
 		log.Fatal(err)
 	}
 }
+
+// A semaphore: at most 2 exports run at once across the fleet. Each permit
+// is a reservation of its own, with its key and fencing token.
+func ExampleLimit() {
+	ctx := context.Background()
+	c := newExampleClient("exporter", 30*time.Second)
+	defer c.Close()
+
+	a, err := c.TryLock(ctx, "exports", reservation.Limit(2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, err := c.TryLock(ctx, "exports", reservation.Limit(2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(a.Key(), b.Key(), b.Token() > a.Token())
+
+	_, err = c.TryLock(ctx, "exports", reservation.Limit(2))
+	fmt.Println("third:", errors.Is(err, reservation.ErrNotAcquired))
+
+	a.Release(ctx)
+	third, err := c.TryLock(ctx, "exports", reservation.Limit(2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("third, once one released:", third.Key())
+	b.Release(ctx)
+	third.Release(ctx)
+	// Output:
+	// {reservation-exports}:permit-1 {reservation-exports}:permit-2 true
+	// third: true
+	// third, once one released: {reservation-exports}:permit-1
+}
+
+// Several resources at once, all or none: a job that moves money between
+// two accounts holds both, with a fencing token for each.
+func ExampleWith() {
+	ctx := context.Background()
+	c := newExampleClient("mover", 30*time.Second)
+	defer c.Close()
+	other := newExampleClient("other", 30*time.Second)
+	defer other.Close()
+
+	b, err := other.TryLock(ctx, "account-b")
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = c.TryLock(ctx, "account-a", reservation.With("account-b"))
+	var nerr *reservation.NotAcquiredError
+	if errors.As(err, &nerr) {
+		fmt.Println("refused by", nerr.Resource)
+	}
+	b.Release(ctx)
+
+	r, err := c.Lock(ctx, "account-a", reservation.With("account-b"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Release(ctx)
+	for _, f := range r.Fences() {
+		fmt.Println(f.Resource, f.Token > 0)
+	}
+	// Output:
+	// refused by account-b
+	// account-a true
+	// account-b true
+}

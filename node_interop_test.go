@@ -172,3 +172,40 @@ func TestNodeWorkerAndTheQueue(t *testing.T) {
 		t.Errorf("node worker: %v", err)
 	}
 }
+
+// TestNodeWorkerAndASemaphore: a name used as a semaphore is held for a
+// Node worker while any permit may be held (the marker is in its key):
+// its lock() is refused, and its wait_until_lock gets the name only once
+// the last permit is released and the marker has run out. Go permits are
+// refused while the Node worker holds the name.
+func TestNodeWorkerAndASemaphore(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, Options{By: "go-worker", TTL: 500 * time.Millisecond})
+	p, err := c.TryLock(ctx, "pool", Limit(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	once := nodeinterop.Worker(t, srv, "lock", "pool", "0", "--by=node-once")
+	once.Expect(t, "not_acquired", 10*time.Second)
+	once.Wait()
+
+	node := nodeinterop.Worker(t, srv, "wait", "pool", "1500", "--by=node-worker")
+	node.Expect(t, "start", 10*time.Second)
+	time.Sleep(1200 * time.Millisecond) // it polls once a second: refused
+	releasedAt := time.Now()
+	if err := p.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	acq := node.Expect(t, "acquired", 5*time.Second)
+	if acq.Time().Before(releasedAt.Truncate(time.Millisecond)) {
+		t.Errorf("Node acquired at %v, before the last permit's release at %v", acq.Time(), releasedAt)
+	}
+	// The Node worker holds the name: no permit.
+	if _, err := c.TryLock(ctx, "pool", Limit(3)); err == nil {
+		t.Errorf("a permit was granted while the Node worker holds the name")
+	}
+	if err := node.Wait(); err != nil {
+		t.Errorf("node worker: %v", err)
+	}
+}

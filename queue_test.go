@@ -406,6 +406,32 @@ func TestWorkerACLRule(t *testing.T) {
 		}
 		rb.Release(ctx)
 	}
+	// A semaphore's permit, its waiter woken by a release notice, and a set.
+	p, err := a.TryLock(ctx, "acl-pool", Limit(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		r, err := b.Lock(ctx, "acl-pool", Limit(1))
+		if err != nil {
+			t.Errorf("Lock of a permit: %v", err)
+		}
+		got <- r
+	}()
+	untilQueued(t, srv.Client(t), "reservation-acl-pool", 1)
+	if err := p.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rb := <-got; rb != nil {
+		rb.Release(ctx)
+	}
+	set, err := a.TryLock(ctx, "acl-x", With("acl-y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, err := range refused {

@@ -608,3 +608,78 @@ func TestClusterTurnAfterReconnection(t *testing.T) {
 		t.Fatal("b was not told its turn after its subscriber reconnected")
 	}
 }
+
+// On a Cluster a semaphore's permits live in its marker's slot, and a set
+// must be in one slot: one hash tag does it, and names in different slots
+// are refused before any round trip. Both are renewed, and wake waiters
+// (with and without tracking), as on one server.
+func TestClusterSemaphoresAndSets(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{})
+	opt := Options{TTL: time.Second}
+	a, b := clusterClient(t, cl, opt), clusterClient(t, cl, opt)
+	b.noTracking = true
+	ctx := t.Context()
+
+	names, byNode := spread(t, a, 6)
+	if len(byNode) < 2 {
+		t.Fatalf("names on %d masters, want 2 or more", len(byNode))
+	}
+	var split []string // two names in different slots
+	for _, ns := range byNode {
+		split = append(split, ns[0])
+	}
+	if _, err := a.TryLock(ctx, split[0], With(split[1])); !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), "hash tag") {
+		t.Errorf("set across slots: %v, want ErrInvalidOptions naming hash tags", err)
+	}
+
+	set, err := a.TryLock(ctx, "{nightly}-a", With("{nightly}-b"))
+	if err != nil {
+		t.Fatalf("set in one slot: %v", err)
+	}
+	var permits []*Reservation
+	for _, name := range names[:2] {
+		for range 2 {
+			p, err := a.TryLock(ctx, name, Limit(2))
+			if err != nil {
+				t.Fatalf("permit of %s: %v", name, err)
+			}
+			permits = append(permits, p)
+		}
+	}
+	time.Sleep(2 * opt.TTL) // renewed on their masters
+	for _, r := range append(permits, set) {
+		if err := r.Err(); err != nil {
+			t.Errorf("%s lost while renewed: %v", r.Key(), err)
+		}
+	}
+	// A release wakes the other Client's waiter, without tracking, at
+	// once (its RetryInterval is 1 s).
+	if d := handoff(t, b, "{nightly}-b", 0, func() error { return set.Release(ctx) }); d > 500*time.Millisecond {
+		t.Errorf("set member's waiter woken %v after the release, want at once", d)
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		r, err := b.Lock(ctx, names[0], Limit(2))
+		if err != nil {
+			t.Errorf("Lock of a full semaphore: %v", err)
+		}
+		got <- time.Now()
+		if r != nil {
+			r.Release(ctx)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := permits[0].Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := time.Now()
+	select {
+	case at := <-got:
+		if d := at.Sub(released); d > 500*time.Millisecond {
+			t.Errorf("semaphore waiter woken %v after a release, want at once", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("semaphore waiter not woken")
+	}
+}
