@@ -155,7 +155,8 @@ func TestSemaphoreWaiterWoken(t *testing.T) {
 	}
 }
 
-// countAcquires counts the acquire scripts that rdb sends.
+// countAcquires counts the acquire scripts (of one key or a set) that rdb
+// sends.
 func countAcquires(rdb *redis.Client) *atomic.Int64 {
 	var n atomic.Int64
 	rdb.AddHook(acquireCounter{&n})
@@ -181,7 +182,8 @@ func (h acquireCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 }
 func (h acquireCounter) count(cmd redis.Cmder) {
 	args := cmd.Args()
-	if len(args) > 1 && (args[1] == acquireScript.Hash() || args[1] == acquireLua) {
+	if len(args) > 1 && (args[1] == acquireScript.Hash() || args[1] == acquireLua ||
+		args[1] == acquireSetScript.Hash() || args[1] == acquireSetLua) {
 		h.n.Add(1)
 	}
 }

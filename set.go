@@ -352,11 +352,16 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 		} else if last != nil && !last.NoExpiry && last.Remaining > 0 {
 			delay = min(delay, last.Remaining+time.Millisecond)
 		}
+		// Behind another waiter in some queue, the keys are not ours to
+		// watch: a turn told, or the lease due, wakes it.
+		head := last == nil || last.place == 0
 		cases := make([]reflect.SelectCase, 0, 2*len(keys)+3)
 		free := false
 		for i, k := range keys {
 			wake, turn, armed := n.turnState(k, waiters[i])
-			if n.tracking && !armed {
+			if !head {
+				wake = nil
+			} else if n.tracking && !armed {
 				p, err := n.arm(ctx, k)
 				if err == nil && p == -2 && (last == nil || last.Resource == set[i]) {
 					free = true

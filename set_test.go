@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis-reservation/reservation/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // A set is acquired all or none: one member held refuses the set and
@@ -248,4 +249,38 @@ func TestSetClose(t *testing.T) {
 	if n := rdb.Exists(t.Context(), "reservation-m", "reservation-n").Val(); n != 0 {
 		t.Errorf("%d keys of the set remain after Close", n)
 	}
+}
+
+// A set's waiter behind another in a member's queue does not contend for
+// that member, though it is free: it waits to be told its turn (or to renew
+// its places), rather than try again and again.
+func TestSetWaiterBehindWaits(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	rdb := srv.Client(t)
+	holder := newTestClient(t, srv, Options{By: "holder", TTL: 10 * time.Second})
+	first := newTestClient(t, srv, Options{By: "first", TTL: 10 * time.Second})
+	c := mustLock(t, holder, "c")
+	// The first set waits at the head of a's queue for c; a is free.
+	go first.Lock(ctx, "a", With("c"))
+	untilQueued(t, rdb, "reservation-a", 1)
+	behind := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { behind.Close() })
+	attempts := countAcquires(behind)
+	second, err := NewWithClient(behind, &Options{By: "second", TTL: 10 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Close() })
+	wctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer cancel()
+	if _, err := second.Lock(wctx, "a", With("b")); !errors.Is(err, ErrNotAcquired) {
+		t.Fatalf("Lock behind another set: %v, want ErrNotAcquired", err)
+	}
+	// Its first attempt, and one when each turn channel's subscription is
+	// confirmed (a turn told before it must not be missed).
+	if n := attempts.Load(); n > 3 {
+		t.Errorf("a set waiter behind another tried %d times in 0.7s, want at most 3", n)
+	}
+	c.Release(ctx)
 }
