@@ -89,6 +89,16 @@
 // queue. Node workers, clients of versions before the queue and Clients with
 // Options.NoQueue do not queue: they take the key whenever it is free.
 //
+// # Semaphores and sets
+//
+// Limit(n) makes a call take one of n permits of a resource, which up to n
+// holders hold at once; each permit is a reservation of its own (renewed,
+// lost, fenced and expiring like one), so no permit outlives its holder by
+// more than the TTL. With(others...) makes a call reserve several resources
+// at once, all or none, in one round trip; the Reservation stands for the
+// set, which is lost when any member is, and overlapping sets never
+// deadlock. See Limit and With.
+//
 // # The restart guard
 //
 // When Redis loses its data (a restart without persistence, a FLUSHALL, a
