@@ -16,6 +16,14 @@ import (
 // returns the holder value it deleted. A holder of this library learns of
 // its loss within milliseconds where the server has client tracking (else
 // at its next renewal). It returns "" and no error when nothing was held.
+//
+// On a semaphore (see the Limit option) it deletes every permit and the
+// marker at once, in one transaction (MULTI), so that the name is free for
+// anyone, a plain reservation included; each permit's holder learns of its
+// loss as a reservation's holder does. It then returns the marker's value,
+// "semaphore:<n>" (as NotAcquiredError.Holder names a semaphore), even
+// when no permit was held, and reports each permit it deleted with an
+// EventReleased whose Key is the permit's and Holder its holder's.
 func (c *Client) ForceRelease(ctx context.Context, resource string) (string, error) {
 	if err := c.check(resource); err != nil {
 		return "", err
@@ -24,15 +32,89 @@ func (c *Client) ForceRelease(ctx context.Context, resource string) (string, err
 		return c.quorumForceRelease(ctx, resource)
 	}
 	key := c.Key(resource)
-	v, err := forceReleaseScript.Run(ctx, c.rdb, []string{key}, c.noticeArgs(companion(key, channelSuffix))...).Text()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
+	v, permits, err := c.forceRelease(ctx, key)
 	if err != nil {
 		return "", c.explain(c.redisError("force release", resource, err))
 	}
-	c.emit(Event{Kind: EventReleased, Resource: resource, Key: key, Holder: v})
+	if limitOf(v) == 0 && v != "" {
+		c.emit(Event{Kind: EventReleased, Resource: resource, Key: key, Holder: v})
+	}
+	for _, p := range permits {
+		c.emit(Event{Kind: EventReleased, Resource: resource, Key: p.Key, Holder: p.Holder})
+	}
 	return v, nil
+}
+
+// forceRelease deletes key whoever holds it and, when it is a semaphore's
+// marker, every permit with it, in one transaction. The marker's limit is
+// read first; should the name be a semaphore of more permits by the time
+// the transaction runs (the permits expired, and a semaphore of another
+// limit took the name), the others are deleted in a second one. It returns
+// the value deleted from key and the permits deleted, with their holders.
+func (c *Client) forceRelease(ctx context.Context, key string) (string, []PermitInfo, error) {
+	if c.member {
+		// One server of a quorum, which keeps no semaphores: the key
+		// alone, in one round trip. The quorum's force release must
+		// delete the key on a majority before the holder takes again the
+		// parts it lost first (repairLoop); a read before would give it
+		// the time.
+		values, err := c.forceReleaseAll(ctx, key, []string{key})
+		if err != nil {
+			return "", nil, err
+		}
+		return values[0], nil, nil
+	}
+	current, err := c.rdb.Get(ctx, key).Result()
+	if err != nil && !isPerKey(err) {
+		return "", nil, err
+	}
+	read := limitOf(current)
+	values, err := c.forceReleaseAll(ctx, key, append([]string{key}, permitKeys(key, read)...))
+	if err != nil {
+		return "", nil, err
+	}
+	v, held := values[0], values[1:]
+	if n := limitOf(v); n > read {
+		more, err := c.forceReleaseAll(ctx, key, permitKeys(key, n)[read:])
+		if err != nil {
+			return "", nil, err
+		}
+		held = append(held, more...)
+	}
+	var permits []PermitInfo
+	for i, holder := range held {
+		if holder != "" {
+			permits = append(permits, PermitInfo{Number: i + 1, Key: permitKey(key, i+1), Holder: holder})
+		}
+	}
+	return v, permits, nil
+}
+
+// forceReleaseAll runs the force release script on each of keys (key's or
+// its permits), in one MULTI, and returns the value it deleted from each
+// ("" where there was none). The notices go to key's release channel,
+// which a semaphore's waiters hear for each of its permits.
+func (c *Client) forceReleaseAll(ctx context.Context, key string, keys []string) ([]string, error) {
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			// By source: a MULTI cannot fall back from EVALSHA.
+			cmds[i] = forceReleaseScript.Eval(ctx, p, []string{k}, c.noticeArgs(companion(key, channelSuffix))...)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	values := make([]string, len(keys))
+	for i, cmd := range cmds {
+		v, err := cmd.Text()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		values[i] = v
+	}
+	return values, nil
 }
 
 // PrimeRestartGuard records that the server's data is intact, so that the

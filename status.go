@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,22 +14,30 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Info describes what Redis holds for one resource.
+// Info describes what Redis holds for one resource: a reservation, or a
+// semaphore (see the Limit option).
 type Info struct {
 	Resource string
-	Key      string
-	// Held reports whether the key exists.
+	// Key is the resource's key; for a semaphore, its marker.
+	Key string
+	// Held reports whether the key exists; for a semaphore, whether any
+	// of its permits is held.
 	Held bool
 	// Holder is the value in the key: "<by>-<id>" for this library, the
-	// Node library's value for a Node worker. Empty when not held.
+	// Node library's value for a Node worker. Empty when not held. For a
+	// semaphore it is the holder of the permit that expires first (as a
+	// NotAcquiredError names it), and Permits has every holder.
 	Holder string
 	// TTL is how long the key lives without renewal; zero when it is not
-	// held or has no expiry.
+	// held or has no expiry. For a semaphore, the TTL of the permit that
+	// expires first.
 	TTL time.Duration
-	// NoExpiry reports that the key is held and has no expiry.
+	// NoExpiry reports that the key is held and has no expiry; for a
+	// semaphore, that no held permit has one.
 	NoExpiry bool
 	// Token is the last fencing token issued for the resource, 0 when
-	// none is known (never held, or the record expired).
+	// none is known (never held, or the record expired). For a semaphore,
+	// the last issued to any of its permits: they share one sequence.
 	Token int64
 	// Guard is how long the restart guard still refuses acquisitions of
 	// the resource, for this Client's guard period; zero when it does not.
@@ -51,6 +60,31 @@ type Info struct {
 	// it, and while a holding stands it is the holder's), Guard the time
 	// until a majority can vote.
 	Servers []ServerInfo
+	// Limit is, when the resource is a semaphore, its number of permits,
+	// read from its marker (the key holds "semaphore:<n>"); 0 for a
+	// reservation. The marker stays while a permit may be held and up to
+	// a TTL after the last one: meanwhile a plain reservation of the
+	// resource, and a semaphore of another limit, are refused, even when
+	// no permit is held (Held false).
+	Limit int
+	// Permits are a semaphore's held permits, by number; nil for a
+	// reservation, and when no permit is held.
+	Permits []PermitInfo
+}
+
+// PermitInfo is one held permit of a semaphore (see Info.Permits).
+type PermitInfo struct {
+	// Number is the permit's number, from 1 to the semaphore's limit.
+	Number int
+	// Key is the permit's own key: its holder's Reservation.Key.
+	Key string
+	// Holder is the value in the key, "<by>-<id>".
+	Holder string
+	// TTL is how long the key lives without renewal; zero when it has no
+	// expiry.
+	TTL time.Duration
+	// NoExpiry reports that the key has no expiry.
+	NoExpiry bool
 }
 
 // ServerInfo is what one server of a quorum holds for a resource (see
@@ -65,8 +99,8 @@ type ServerInfo struct {
 	Err error
 }
 
-// Status reads what Redis holds for resource, in one round trip. It never
-// changes anything.
+// Status reads what Redis holds for resource, in one round trip; for a
+// semaphore, a second reads its permits. It never changes anything.
 func (c *Client) Status(ctx context.Context, resource string) (Info, error) {
 	if err := c.check(resource); err != nil {
 		return Info{}, err
@@ -84,7 +118,9 @@ func (c *Client) Status(ctx context.Context, resource string) (Info, error) {
 // List returns every held reservation whose resource name matches the glob
 // pattern match ("" or "*" for all), walking the keyspace with SCAN (on
 // every master of a Cluster), never KEYS. Keys of another type that happen
-// to carry the prefix are left out.
+// to carry the prefix are left out. A semaphore with a permit held is one
+// Info, with every holder in its Permits; its permits' keys are not
+// listed on their own.
 //
 // On a Cluster, each master is read on its own: when some cannot be read,
 // List returns what the others hold, with an error that matches ErrPartial
@@ -196,8 +232,9 @@ func (c *Client) list(ctx context.Context, rdb redis.UniversalClient, pattern st
 	return held, nil
 }
 
-// infos reads GET, PTTL, the fencing key and the restart-guard marker of
-// each resource in one pipeline, with the server's time.
+// infos reads GET, PTTL, the fencing key, the restart-guard marker and the
+// queue of each resource in one pipeline, with the server's time; then the
+// permits of those that are semaphores, in a second.
 func (c *Client) infos(ctx context.Context, resources []string) ([]Info, error) {
 	return c.infosOn(ctx, c.rdb, resources)
 }
@@ -255,15 +292,15 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 		return nil, cmp.Or(terr, err, errors.New("no reply to TIME"))
 	}
 	infos := make([]Info, len(resources))
+	semaphores := false
 	for i, res := range resources {
 		in := Info{Resource: res, Key: c.Key(res)}
 		if v, err := all[i].get.Result(); err == nil {
-			in.Held, in.Holder = true, v
-			switch d := all[i].pttl.Val(); {
-			case d > 0:
-				in.TTL = d
-			case d == -1:
-				in.NoExpiry = true
+			if in.Limit = limitOf(v); in.Limit > 0 {
+				semaphores = true
+			} else {
+				in.Held, in.Holder = true, v
+				in.TTL, in.NoExpiry = ttlOf(all[i].pttl.Val())
 			}
 		}
 		if t, err := all[i].token.Int64(); err == nil {
@@ -282,7 +319,92 @@ func (c *Client) infosOn(ctx context.Context, rdb redis.UniversalClient, resourc
 		in.Waiters = liveWaiters(all[i].queue.Val(), all[i].leases.Val(), now.Val())
 		infos[i] = in
 	}
+	if semaphores {
+		if err := readPermits(ctx, rdb, infos); err != nil {
+			return nil, err
+		}
+	}
 	return infos, nil
+}
+
+// limitOf returns the limit of a semaphore's marker value
+// ("semaphore:<n>"), or 0 when v is not one.
+func limitOf(v string) int {
+	num, ok := strings.CutPrefix(v, semaphorePrefix)
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 1 || n > MaxLimit || strconv.Itoa(n) != num {
+		return 0
+	}
+	return n
+}
+
+// ttlOf reads a PTTL reply: the time left, or that the key has no expiry.
+func ttlOf(pttl time.Duration) (ttl time.Duration, noExpiry bool) {
+	switch {
+	case pttl > 0:
+		return pttl, false
+	case pttl == -1:
+		return 0, true
+	}
+	return 0, false
+}
+
+// readPermits reads the permits of the semaphores among infos (those with
+// a Limit), all in one pipeline, and fills in their Permits, and Held,
+// Holder, TTL and NoExpiry from the permit that expires first.
+func readPermits(ctx context.Context, rdb redis.UniversalClient, infos []Info) error {
+	type permitCmds struct {
+		get  *redis.StringCmd
+		pttl *redis.DurationCmd
+	}
+	all := make([][]permitCmds, len(infos))
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, in := range infos {
+			for n := 1; n <= in.Limit; n++ {
+				key := permitKey(in.Key, n)
+				all[i] = append(all[i], permitCmds{p.Get(ctx, key), p.PTTL(ctx, key)})
+			}
+		}
+		return nil
+	})
+	if err != nil && !isPerKey(err) {
+		return err
+	}
+	for i, cmds := range all {
+		in := &infos[i]
+		for j, cmd := range cmds {
+			for _, cerr := range []error{cmd.get.Err(), cmd.pttl.Err()} {
+				if cerr != nil && !isPerKey(cerr) {
+					return cerr
+				}
+			}
+			holder, err := cmd.get.Result()
+			if err != nil {
+				continue // free, or not a string: not a permit's holding
+			}
+			p := PermitInfo{Number: j + 1, Key: permitKey(in.Key, j+1), Holder: holder}
+			p.TTL, p.NoExpiry = ttlOf(cmd.pttl.Val())
+			in.Permits = append(in.Permits, p)
+		}
+		if len(in.Permits) == 0 {
+			continue
+		}
+		// The first to expire; a permit without expiry comes last.
+		first := slices.MinFunc(in.Permits, func(a, b PermitInfo) int {
+			if a.NoExpiry != b.NoExpiry {
+				if a.NoExpiry {
+					return 1
+				}
+				return -1
+			}
+			return cmp.Compare(a.TTL, b.TTL)
+		})
+		in.Held, in.Holder, in.TTL, in.NoExpiry = true, first.Holder, first.TTL, first.NoExpiry
+	}
+	return nil
 }
 
 // maxWaitersShown bounds the waiters Status and List read per resource.

@@ -267,11 +267,11 @@ func newRootCmd(a *app) *cobra.Command {
 		Use:   "reserve",
 		Short: "Run commands under Redis reservations, and see who holds what",
 		Long: `reserve runs a command while holding a reservation in Redis, so that the
-same job never runs twice at once across hosts; and it shows, waits for and
-breaks reservations. It uses the keys of the Go library
-github.com/redis-reservation/reservation and of the Node library
-node-redis-reservation ("reservation-<resource>"), so all of them exclude
-each other.
+same job never runs twice at once across hosts (or, with run --limit N, never
+more than N times at once); and it shows, waits for and breaks reservations.
+It uses the keys of the Go library github.com/redis-reservation/reservation
+and of the Node library node-redis-reservation ("reservation-<resource>"),
+so all of them exclude each other.
 
 It talks to one Redis server, to a Redis Cluster, to the master that Redis
 Sentinel names, or to a quorum of independent servers, as --redis (or
@@ -305,6 +305,9 @@ found.`,
 
   # From cron on several hosts: run the report at most once at a time.
   */5 * * * * reserve run --no-wait nightly-report -- /usr/local/bin/report.sh
+
+  # A semaphore: at most 3 exports at a time across the fleet.
+  reserve run --limit 3 exports -- ./export.sh
 
   # Who holds what.
   reserve list

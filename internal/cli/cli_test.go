@@ -94,6 +94,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"list", "extra"}, `unknown command "extra"`, false},
 		{[]string{"wait", "--timeout", "-1s", "job"}, "--timeout -1s is negative", false},
 		{[]string{"release", "job"}, "add --force", false},
+		{[]string{"run", "--limit", "0", "job", "--", "true"},
+			"--limit 0: a semaphore has 1 to 1000 permits; leave the flag out for a plain reservation (one holder at a time)", false},
+		{[]string{"run", "--limit", "-3", "job", "--", "true"}, "--limit -3: a semaphore has 1 to 1000 permits", false},
+		{[]string{"run", "--limit", "1001", "job", "--", "true"}, "--limit 1001: a semaphore has at most 1000 permits", false},
+		{[]string{"run", "--limit", "many", "job", "--", "true"}, `invalid argument "many" for "--limit"`, false},
+		{[]string{"run", "--quorum", "--limit", "3", "job", "--", "true"},
+			"--limit 3: semaphores are not available with a quorum (--quorum): give --limit with one Redis server, a Sentinel master or a Cluster", false},
 		{[]string{"bogus"}, `unknown command "bogus"`, false},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -128,6 +135,8 @@ func TestUsageErrorsEnv(t *testing.T) {
 		{map[string]string{envWaitReplicas: "two"}, []string{"run", "job", "--", "true"}, `$RESERVE_WAIT_REPLICAS "two": want a number`},
 		{map[string]string{envWaitReplicas: "1", envWaitTimeout: "soon"}, []string{"run", "job", "--", "true"},
 			`$RESERVE_WAIT_TIMEOUT "soon": want a positive duration`},
+		{map[string]string{envQuorum: "true"}, []string{"run", "--limit", "2", "job", "--", "true"},
+			"--limit 2: semaphores are not available with a quorum ($RESERVE_QUORUM)"},
 	} {
 		tc.env[envRedisURL] = "redis://" + unusedAddr(t)
 		res := inProcess(t, tc.env, tc.args...)
@@ -464,7 +473,7 @@ func TestReleaseForce(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || res.code != 0 {
 		t.Fatalf("release --force --json: %v, %v", err, res)
 	}
-	if want := (releaseResult{Resource: "stuck", Key: "reservation-stuck", Released: true, Holder: r.Holder()}); got != want {
+	if want := (releaseResult{Resource: "stuck", Key: "reservation-stuck", Released: true, Holder: r.Holder()}); !reflect.DeepEqual(got, want) {
 		t.Errorf("release --force --json = %+v, want %+v", got, want)
 	}
 	select {

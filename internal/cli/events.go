@@ -64,6 +64,9 @@ func lostKey(resource string) string { return "lost\x00" + resource }
 // do. It is called on the library's path, so it only formats and prints.
 func (f *connFlags) onEvent(a *app, addr, where string, kind topology) func(reservation.Event) {
 	return func(e reservation.Event) {
+		if f.observe != nil {
+			f.observe(e)
+		}
 		switch e.Kind {
 		case reservation.EventRestartGuard:
 			a.notes.say(noteGuard, guardSentence(where, kind, e.Duration, f.primeCommand(a, addr)))

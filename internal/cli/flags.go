@@ -60,6 +60,10 @@ type connFlags struct {
 	kind     topology    // its kind
 	dep      *deployment // set by connect
 	password bool        // a password for Redis (the master, the nodes) was given, in the URL or the environment
+
+	// observe, when not nil, gets every event of the library too (release
+	// --force collects the permits it deleted).
+	observe func(reservation.Event)
 }
 
 // add registers the flags on cmd.

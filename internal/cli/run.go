@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,24 +48,35 @@ type runFlags struct {
 	noWait  bool
 	timeout time.Duration
 	grace   time.Duration
+	limit   int // --limit: one of this many permits (0: a plain reservation)
 }
 
 func newRunCmd(a *app) *cobra.Command {
 	f := &runFlags{}
 	cmd := &cobra.Command{
 		Use:   "run [flags] RESOURCE -- COMMAND [ARG...]",
-		Short: "Run COMMAND while holding RESOURCE",
+		Short: "Run COMMAND while holding RESOURCE (or one of its --limit permits)",
 		Long: `Run COMMAND while holding the reservation of RESOURCE, and release it when
 COMMAND exits.
+
+With --limit N, RESOURCE is a semaphore: up to N holders hold it at once,
+each with one of its N permits, and run takes one ("at most 3 exports at a
+time across the fleet"). Every holder must give the same N: while permits
+of one limit are held, and up to a TTL after the last is gone, a run with
+another limit, or without --limit, waits (or fails, with --no-wait). N is
+from 1 to 1000; --limit is not available with --quorum.
 
 reserve waits for the reservation by default (--no-wait fails at once when
 it is held, --timeout bounds the wait), then starts COMMAND with its
 standard input, output and error, and in its environment:
   RESERVE_RESOURCE  the resource name
-  RESERVE_KEY       the Redis key of the reservation
+  RESERVE_KEY       the Redis key of the reservation (with --limit, of the
+                    permit held)
   RESERVE_TOKEN     the fencing token: larger than every token issued before
-                    for RESOURCE; hand it to the storage you write to
+                    for RESOURCE (with --limit, to any of its permits); hand
+                    it to the storage you write to
   RESERVE_BY        the worker name (--by)
+  RESERVE_LIMIT     the --limit given, 0 without it
 While COMMAND runs, reserve renews the reservation every --heartbeat. If the
 reservation is lost all the same (the key was deleted or taken, or Redis was
 unreachable for a TTL), reserve says so and why on stderr, COMMAND's process
@@ -97,6 +109,9 @@ started/is not found.`,
 
   # From cron: skip this run when the previous one still runs (exit 75).
   */5 * * * * reserve run --no-wait nightly-report -- /usr/local/bin/report.sh
+
+  # At most 3 exports at a time across the fleet; skip this one when 3 run.
+  reserve run --limit 3 --no-wait exports -- ./export.sh
 
   # Wait at most a minute; a short TTL so that a crashed host is taken over fast.
   reserve run --timeout 1m --ttl 10s invoice:42 -- ./bill --invoice 42
@@ -134,6 +149,8 @@ started/is not found.`,
 	fs.BoolVar(&f.noWait, "no-wait", false, "fail at once (exit 75) when RESOURCE is held")
 	fs.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (exit 75); 0 waits for ever")
 	fs.DurationVar(&f.grace, "grace", 10*time.Second, "after a loss, how long COMMAND has between SIGTERM and SIGKILL")
+	fs.IntVar(&f.limit, "limit", 0, fmt.Sprintf("hold one of this `number` of permits of RESOURCE, a semaphore that up to that many "+
+		"hold at once (1 to %d; every holder gives the same number)", reservation.MaxLimit))
 	cmd.MarkFlagsMutuallyExclusive("no-wait", "timeout")
 	return cmd
 }
@@ -145,6 +162,9 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 	}
 	if f.grace < 0 {
 		return usageErrorf("--grace %v is negative", f.grace)
+	}
+	if err := f.checkLimit(a); err != nil {
+		return err
 	}
 	opt, err := f.hold.options(a)
 	if err != nil {
@@ -172,11 +192,43 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 	return f.runChild(a, r, c.Options().By, argv)
 }
 
+// checkLimit refuses --limit out of the library's range, and with a
+// quorum, which keeps no semaphores, before anything touches Redis.
+func (f *runFlags) checkLimit(a *app) error {
+	if !f.hold.cmd.Flags().Changed("limit") {
+		return nil
+	}
+	switch {
+	case f.limit < 1:
+		return usageErrorf("--limit %d: a semaphore has 1 to %d permits; leave the flag out for a plain reservation (one holder at a time)",
+			f.limit, reservation.MaxLimit)
+	case f.limit > reservation.MaxLimit:
+		return usageErrorf("--limit %d: a semaphore has at most %d permits", f.limit, reservation.MaxLimit)
+	}
+	on, from, err := f.conn.quorumSetting(a)
+	if err != nil {
+		return err
+	}
+	if on {
+		return usageErrorf("--limit %d: semaphores are not available with a quorum (%s): give --limit with one Redis server, "+
+			"a Sentinel master or a Cluster, or leave it out for a plain reservation", f.limit, from)
+	}
+	return nil
+}
+
+// lockOptions are the options of the flags for TryLock and Lock.
+func (f *runFlags) lockOptions() []reservation.LockOption {
+	if f.limit > 0 {
+		return []reservation.LockOption{reservation.Limit(f.limit)}
+	}
+	return nil
+}
+
 // acquire gets the reservation as the flags say: at once, or waiting. The
 // first try is one round trip, bounded as the first contact is.
 func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, resource string) (*reservation.Reservation, error) {
 	tctx, cancel := bounded(ctx)
-	r, err := c.TryLock(tctx, resource)
+	r, err := c.TryLock(tctx, resource, f.lockOptions()...)
 	cancel()
 	var nerr *reservation.NotAcquiredError
 	switch {
@@ -187,14 +239,14 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 	case !errors.As(err, &nerr):
 		return nil, f.conn.failureOf(ctx, err, resource)
 	case f.noWait:
-		return nil, notAcquired(nerr, "not waiting (--no-wait)")
+		return nil, notAcquired(nerr, f.limit, "not waiting (--no-wait)")
 	}
 	if isTerminal(a.stderr) {
 		bound := ""
 		if f.timeout > 0 {
 			bound = " up to " + f.timeout.String()
 		}
-		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(whyNot(nerr)), bound)
+		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(whyNot(nerr, f.limit)), bound)
 	}
 	wctx := ctx
 	if f.timeout > 0 {
@@ -202,14 +254,14 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 		wctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
-	r, err = c.Lock(wctx, resource)
+	r, err = c.Lock(wctx, resource, f.lockOptions()...)
 	switch {
 	case err == nil:
 		return r, nil
 	case interrupted(ctx) != nil:
 		return nil, interrupted(ctx)
 	case errors.As(err, &nerr) && errors.Is(err, context.DeadlineExceeded):
-		return nil, notAcquired(nerr, "gave up after --timeout "+f.timeout.String())
+		return nil, notAcquired(nerr, f.limit, "gave up after --timeout "+f.timeout.String())
 	case errors.Is(err, reservation.ErrNotReplicated):
 		return nil, f.notReplicated(ctx, c, resource, err)
 	}
@@ -240,15 +292,21 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// notAcquired reports a reservation not had, saying why and who holds it:
-// exit 75.
-func notAcquired(e *reservation.NotAcquiredError, then string) error {
-	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", whyNot(e), then)}
+// semaphoreHolder starts the holder value by which the library names a
+// semaphore ("semaphore:<limit>"): see reservation.NotAcquiredError.Holder
+// and Client.ForceRelease.
+const semaphoreHolder = "semaphore:"
+
+// notAcquired reports a reservation not had (with a limit, a permit),
+// saying why and who holds it: exit 75.
+func notAcquired(e *reservation.NotAcquiredError, limit int, then string) error {
+	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", whyNot(e, limit), then)}
 }
 
-// whyNot says why e's acquisition failed, for a person, from what the
-// attempt found (no second look, which could find something else).
-func whyNot(e *reservation.NotAcquiredError) string {
+// whyNot says why e's acquisition failed (with limit, of one of that many
+// permits), for a person, from what the attempt found (no second look,
+// which could find something else).
+func whyNot(e *reservation.NotAcquiredError, limit int) string {
 	queue := ""
 	if e.Queued > 0 {
 		workers := "workers are"
@@ -257,7 +315,10 @@ func whyNot(e *reservation.NotAcquiredError) string {
 		}
 		queue = fmt.Sprintf("%d %s in the queue for it, first come, first served", e.Queued, workers)
 	}
+	inUse, semaphore := strings.CutPrefix(e.Holder, semaphoreHolder)
 	switch {
+	case e.Holder == "" && queue != "" && limit > 0:
+		return fmt.Sprintf("a permit of %q is free, but %s", e.Resource, queue)
 	case e.Holder == "" && queue != "":
 		return fmt.Sprintf("%q is free, but %s", e.Resource, queue)
 	case e.Guard:
@@ -269,6 +330,26 @@ func whyNot(e *reservation.NotAcquiredError) string {
 	case e.Late:
 		return fmt.Sprintf("%q was acquired, but Redis answered after the reservation could have expired, so it was given back",
 			e.Resource)
+	case semaphore && limit > 0:
+		// The marker of a semaphore of another limit.
+		return fmt.Sprintf("%q is a semaphore of %s permits, not %d (--limit): every holder must give the same --limit, "+
+			"and a semaphore of %[3]d waits until the semaphore's marker expires, up to a TTL after its last permit is gone "+
+			"(in %[4]s at the earliest)%[5]s",
+			e.Resource, inUse, limit, fmtDuration(e.Remaining), andQueue(queue))
+	case semaphore:
+		return fmt.Sprintf("%q is a semaphore of %s permits (reserve run --limit %[2]s takes one of them): a plain reservation "+
+			"of it waits until the semaphore's marker expires, up to a TTL after its last permit is gone (in %[3]s at the earliest)%[4]s",
+			e.Resource, inUse, fmtDuration(e.Remaining), andQueue(queue))
+	case e.Holder != "" && limit > 0:
+		// Every permit held, or the name held as a plain reservation: the
+		// holder is then the permit's that expires first, or the plain
+		// holder (the attempt does not say which).
+		expiry := "expires in " + fmtDuration(e.Remaining) + " unless renewed"
+		if e.NoExpiry {
+			expiry = "it never expires: the key has no TTL"
+		}
+		return fmt.Sprintf("no permit of %q is free (--limit %d): the first to be freed is held by %s (%s)%s",
+			e.Resource, limit, e.Holder, expiry, andQueue(queue))
 	case e.Holder != "" && e.NoExpiry:
 		return fmt.Sprintf("%q is held by %s (it never expires: the key has no TTL)%s", e.Resource, e.Holder, andQueue(queue))
 	case e.Holder != "":
@@ -300,6 +381,7 @@ func (f *runFlags) runChild(a *app, r *reservation.Reservation, by string, argv 
 		"RESERVE_KEY="+r.Key(),
 		"RESERVE_TOKEN="+strconv.FormatInt(r.Token(), 10),
 		"RESERVE_BY="+by,
+		"RESERVE_LIMIT="+strconv.Itoa(r.Limit()),
 	)
 	// The command gets a process group of its own, so that a loss stops
 	// everything it started, not only its first process. When reserve is

@@ -140,14 +140,15 @@ func TestRunEnvironment(t *testing.T) {
 	t.Parallel()
 	srv := startTestRedis(t)
 	p := startReserveIn(t, srv, strings.NewReader("from stdin\n"), []string{"RESERVE_BY=env-worker", "KEEP=kept"},
-		"run", "env-job", "--", "sh", "-c", `echo "$RESERVE_RESOURCE|$RESERVE_KEY|$RESERVE_TOKEN|$RESERVE_BY|$KEEP"; cat`)
+		"run", "env-job", "--", "sh", "-c", `echo "$RESERVE_RESOURCE|$RESERVE_KEY|$RESERVE_TOKEN|$RESERVE_BY|$KEEP|$RESERVE_LIMIT"; cat`)
 	res := p.wait(t, 10*time.Second)
 	if res.code != 0 {
 		t.Fatalf("got %v", res)
 	}
 	fields := strings.Split(strings.SplitN(res.stdout, "\n", 2)[0], "|")
-	if len(fields) != 5 || fields[0] != "env-job" || fields[1] != "reservation-env-job" || fields[3] != "env-worker" || fields[4] != "kept" {
-		t.Errorf("environment line = %q, want env-job|reservation-env-job|TOKEN|env-worker|kept", res.stdout)
+	if len(fields) != 6 || fields[0] != "env-job" || fields[1] != "reservation-env-job" || fields[3] != "env-worker" || fields[4] != "kept" ||
+		fields[5] != "0" {
+		t.Errorf("environment line = %q, want env-job|reservation-env-job|TOKEN|env-worker|kept|0", res.stdout)
 	}
 	if token, err := strconv.ParseInt(fields[2], 10, 64); err != nil || token <= 0 {
 		t.Errorf("RESERVE_TOKEN = %q, want a positive number", fields[2])

@@ -67,6 +67,21 @@ type infoJSON struct {
 	// the --redis flags; the fields above are then the majority's. Absent
 	// outside quorum mode.
 	Servers []serverJSON `json:"servers,omitempty"`
+	// Limit is, for a semaphore, its number of permits; absent for a
+	// reservation. Held, Holder and TTLMillis are then those of the
+	// permit that expires first, and Token the last issued to any permit.
+	Limit int `json:"limit,omitempty"`
+	// Permits are a semaphore's held permits, by number; absent when none
+	// is held.
+	Permits []permitJSON `json:"permits,omitempty"`
+}
+
+// permitJSON is one held permit of a semaphore.
+type permitJSON struct {
+	Permit    int    `json:"permit"` // its number, from 1 to the limit
+	Key       string `json:"key"`
+	Holder    string `json:"holder"`
+	TTLMillis int64  `json:"ttl_ms"` // -1 when the key has no expiry
 }
 
 // serverJSON is one server's view of a resource in quorum mode: the
@@ -102,6 +117,14 @@ func toJSON(in reservation.Info, cause causeFunc) infoJSON {
 		GuardMillis: in.Guard.Milliseconds(),
 		GuardUnset:  in.GuardUnset,
 		Waiters:     in.Waiters,
+		Limit:       in.Limit,
+	}
+	for _, p := range in.Permits {
+		ttl := p.TTL.Milliseconds()
+		if p.NoExpiry {
+			ttl = -1
+		}
+		j.Permits = append(j.Permits, permitJSON{Permit: p.Number, Key: p.Key, Holder: p.Holder, TTLMillis: ttl})
 	}
 	for _, s := range in.Servers {
 		sj := serverJSON{Addr: hostPort(s.Addr)}
@@ -150,6 +173,9 @@ acquisitions back, or when it is not primed (a new server, or one that lost
 its data: the next acquisition starts it). It changes nothing, and exits 0
 whether the resource is held or free.
 
+For a semaphore (reserve run --limit), it shows its number of permits, and
+each held permit's holder and time left.
+
 With --quorum, this is what a majority of the servers hold (held when a
 majority holds it with one holder; the time until fewer than a majority
 do), followed by what each server holds, or why it could not be read. A
@@ -161,9 +187,15 @@ token is 0 when unknown; guard_ms is how long the restart guard still holds
 acquisitions back (0 when it does not); guard_unset is true when the guard
 is not primed. With --quorum, "servers" adds each server's
 {"addr","held","holder","ttl_ms","token","guard_ms","guard_unset"}, or its
-{"addr","error"}.`,
+{"addr","error"}. For a semaphore, "limit" is its number of permits and
+"permits" has each held one's {"permit","key","holder","ttl_ms"}; "held" is
+true while any is held, "holder" and "ttl_ms" are the permit's that expires
+first, "token" the last issued to any.`,
 		Example: `  reserve status nightly-report
-  reserve status --json nightly-report | jq -r .holder`,
+  reserve status --json nightly-report | jq -r .holder
+
+  # Every holder of a semaphore's permits.
+  reserve status --json exports | jq -r '.permits[].holder'`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeResources(a, &f.conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -202,7 +234,10 @@ func newListCmd(a *app) *cobra.Command {
 glob: * ? [abc], \ to escape), walking the keyspace with SCAN (never KEYS;
 on a Redis Cluster, on every master), with its holder, time left, fencing
 token and approximate age; and, below them, the restart guard when it holds
-acquisitions back or is not primed.
+acquisitions back or is not primed. A semaphore (reserve run --limit) with
+a permit held is one row, with how many of its permits are held and its
+last token, followed by one row for each held permit: its holder and time
+left.
 
 --json prints an array of the objects of status --json.
 
@@ -294,7 +329,12 @@ func writeJSON(w io.Writer, v any) error {
 // server is"), and cause says how a server of a quorum failed.
 func writeStatus(w io.Writer, in reservation.Info, period time.Duration, this string, cause causeFunc, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if in.Held {
+	key := in.Key
+	switch {
+	case in.Limit > 0:
+		writeSemaphore(tw, in, now)
+		key += " (the semaphore's marker; status --json shows each permit's key)"
+	case in.Held:
 		fmt.Fprintf(tw, "%s is held by %s\n", in.Resource, in.Holder)
 		fmt.Fprintf(tw, "  expires\t%s\n", expiryShort(in))
 		if in.Token != 0 {
@@ -305,20 +345,14 @@ func writeStatus(w io.Writer, in reservation.Info, period time.Duration, this st
 		if age := tokenAge(in.Token, now); age != "" {
 			fmt.Fprintf(tw, "  held for\t%s (approximate, from the token)\n", age)
 		}
-	} else {
+	default:
 		fmt.Fprintf(tw, "%s is free\n", in.Resource)
-		if in.Token != 0 {
-			last := strconv.FormatInt(in.Token, 10)
-			if age := tokenAge(in.Token, now); age != "" {
-				last += " (acquired " + age + " ago)"
-			}
-			fmt.Fprintf(tw, "  last token\t%s\n", last)
-		}
+		writeLastToken(tw, in.Token, now)
 	}
 	if len(in.Waiters) > 0 {
 		fmt.Fprintf(tw, "  queued\t%d, first come, first served: %s\n", len(in.Waiters), strings.Join(in.Waiters, ", "))
 	}
-	fmt.Fprintf(tw, "  key\t%s\n", in.Key)
+	fmt.Fprintf(tw, "  key\t%s\n", key)
 	if err := writeGuard(tw, "  restart guard\t", in, period, this); err != nil {
 		return err
 	}
@@ -326,6 +360,36 @@ func writeStatus(w io.Writer, in reservation.Info, period time.Duration, this st
 		return err
 	}
 	return writeServers(w, in.Servers, cause)
+}
+
+// writeSemaphore prints the head of the status of in, a semaphore: how
+// many of its permits are held, by whom and until when, and its last token.
+func writeSemaphore(w io.Writer, in reservation.Info, now time.Time) {
+	held := "none held (a plain reservation of it, or another --limit, waits until its marker expires)"
+	switch n := len(in.Permits); {
+	case n == in.Limit:
+		held = "all held"
+	case n > 0:
+		held = fmt.Sprintf("%d held", n)
+	}
+	fmt.Fprintf(w, "%s is a semaphore of %d %s, %s\n", in.Resource, in.Limit, plural(in.Limit, "permit", "permits"), held)
+	for _, p := range in.Permits {
+		fmt.Fprintf(w, "  permit %d\theld by %s\texpires %s\n", p.Number, p.Holder, expiresIn(p.TTL, p.NoExpiry))
+	}
+	writeLastToken(w, in.Token, now)
+}
+
+// writeLastToken prints the last token issued and roughly when, unless it
+// is unknown (0).
+func writeLastToken(w io.Writer, token int64, now time.Time) {
+	if token == 0 {
+		return
+	}
+	last := strconv.FormatInt(token, 10)
+	if age := tokenAge(token, now); age != "" {
+		last += " (acquired " + age + " ago)"
+	}
+	fmt.Fprintf(w, "  last token\t%s\n", last)
 }
 
 // writeServers prints what each server of a quorum holds, below a status.
@@ -424,10 +488,22 @@ func writeList(w io.Writer, infos []reservation.Info, cause causeFunc, now time.
 			age = "-"
 		}
 		holder, left := in.Holder, listTTL(in)
-		if !in.Held {
+		switch {
+		case in.Limit > 0:
+			// The holders follow, one row each; the token is the
+			// last issued to any permit, not one holder's.
+			holder, left, age = fmt.Sprintf("%d of %d %s held", len(in.Permits), in.Limit, plural(in.Limit, "permit", "permits")), "-", "-"
+		case !in.Held:
 			holder, left = "(no majority)", "-"
 		}
 		t.row(in.Resource, holder, left, listToken(in.Token), age)
+		for _, p := range in.Permits {
+			left := fmtDuration(p.TTL)
+			if p.NoExpiry {
+				left = "never"
+			}
+			t.row("  permit "+strconv.Itoa(p.Number), p.Holder, left, "", "")
+		}
 		for _, s := range in.Servers {
 			addr := "  " + hostPort(s.Addr)
 			switch {
@@ -461,10 +537,15 @@ func listToken(token int64) string {
 
 // expiryShort says when a held key expires, in a few words.
 func expiryShort(in reservation.Info) string {
-	if in.NoExpiry {
+	return expiresIn(in.TTL, in.NoExpiry)
+}
+
+// expiresIn says when a key with ttl (or none) expires, in a few words.
+func expiresIn(ttl time.Duration, noExpiry bool) string {
+	if noExpiry {
 		return "never (the key has no TTL)"
 	}
-	return "in " + fmtDuration(in.TTL) + " unless renewed"
+	return "in " + fmtDuration(ttl) + " unless renewed"
 }
 
 // tokenAge answers roughly how long ago token was issued, as "~3m12s", or
@@ -527,7 +608,11 @@ func completeResources(a *app, f *connFlags) cobra.CompletionFunc {
 		var names []cobra.Completion
 		for _, in := range infos {
 			if strings.HasPrefix(in.Resource, toComplete) {
-				names = append(names, cobra.CompletionWithDesc(in.Resource, "held by "+in.Holder))
+				desc := "held by " + in.Holder
+				if in.Limit > 0 {
+					desc = fmt.Sprintf("a semaphore, %d of %d permits held", len(in.Permits), in.Limit)
+				}
+				names = append(names, cobra.CompletionWithDesc(in.Resource, desc))
 			}
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp

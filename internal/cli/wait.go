@@ -21,7 +21,8 @@ func newWaitCmd(a *app) *cobra.Command {
 		Short: "Block until RESOURCE is free",
 		Long: `Block until RESOURCE is free (released, expired or broken), without taking
 it: to take it, use reserve run. It looks every 0.1 s, and exits 0 once the
-resource is free, or 75 when --timeout passes first.`,
+resource is free, or 75 when --timeout passes first. A semaphore (reserve
+run --limit) is free once none of its permits is held.`,
 		Example: `  # Deploy once the nightly report is done.
   reserve wait nightly-report && ./deploy.sh
 
@@ -90,6 +91,12 @@ func heldBy(in reservation.Info) string {
 	switch {
 	case !in.Held:
 		return fmt.Sprintf("%q is held", in.Resource)
+	case in.Limit > 0 && len(in.Permits) == 1:
+		return fmt.Sprintf("1 of the %d %s of %q is held, by %s (expires %s)", in.Limit, plural(in.Limit, "permit", "permits"),
+			in.Resource, in.Holder, expiryShort(in))
+	case in.Limit > 0:
+		return fmt.Sprintf("%d of the %d permits of %q are held; the first to be freed is held by %s (expires %s)",
+			len(in.Permits), in.Limit, in.Resource, in.Holder, expiryShort(in))
 	case in.NoExpiry:
 		return fmt.Sprintf("%q is held by %s (it never expires: the key has no TTL)", in.Resource, in.Holder)
 	}
