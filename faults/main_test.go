@@ -8,9 +8,10 @@
 // replaced by its replica; in quorum mode, one server of three killed,
 // restarted without its data, cut off or slowed, and two killed; with Lock
 // callers queued on the server, a waiter, the head of the queue or the
-// holder killed, a waiter cut off, Redis restarted), records every holding
-// (and every Lock call, with when it began to wait) in a history and
-// checks it (package history). Each scenario prints a summary line that
+// holder killed, a waiter cut off, Redis restarted; with the permits of a
+// semaphore, a holder or a waiter killed, Redis restarted, a holder's link
+// cut), records every holding (and every Lock call, with when it began to
+// wait) in a history and checks it (package history). Each scenario prints a summary line that
 // cmd/reliability-table turns into the table of docs/RELIABILITY.md.
 //
 // Workers run in this process and in worker processes (package

@@ -147,8 +147,9 @@ type window struct {
 
 // checkHandoffs checks how fast the queue moved on: for each release that
 // freed a resource (the release sent at free) while a Lock call that had
-// reported its wait before went on waiting until the next acquisition, the
-// time to that acquisition. Outside the fault windows the release tells
+// reported its wait before went on waiting until the next acquisition (of a
+// semaphore: the first one answered after the release), the time to that
+// acquisition. Outside the fault windows the release tells
 // the head its turn (or its watch of the key wakes it), which acquires at
 // once: within a retry interval, with room for the scheduling of a busy
 // machine (without the turn notices, the next waiter finds out at its
@@ -178,12 +179,26 @@ func (s *scenario) checkHandoffs(res *history.Result, windows []window, end int6
 		for _, hd := range holds {
 			byHolder[hd.Holder] = hd
 		}
-		for i, hd := range holds[:max(len(holds)-1, 0)] {
-			next := holds[i+1]
-			if hd.Release == nil || hd.Release.Outcome != history.OutcomeOK || next.Acquired > end {
+		semaphore := slices.ContainsFunc(holds, func(hd *history.Holding) bool { return hd.Limit > 0 })
+		for i, hd := range holds {
+			if hd.Release == nil || hd.Release.Outcome != history.OutcomeOK {
 				continue
 			}
 			free := hd.Release.Sent
+			// The next acquisition: of a reservation, the next token; of
+			// a semaphore, whose other permits change hands meanwhile,
+			// the first token whose acquisition answered after the
+			// release was sent.
+			var next *history.Holding
+			for _, b := range holds[i+1:] {
+				if !semaphore || b.Acquired > free {
+					next = b
+					break
+				}
+			}
+			if next == nil || next.Acquired > end {
+				continue
+			}
 			// A waiter that reported its wait before the release and
 			// waited, with its link, until next acquired.
 			waiting := false
@@ -257,8 +272,12 @@ func (s *scenario) checkOrder(res *history.Result) {
 		}
 	}
 	if failed > 0 {
-		for _, r := range queueResources {
-			s.t.Logf("Lock calls on %q:\n%s", r, s.dumpCalls(r, 0, math.MaxInt64))
+		seen := map[string]bool{}
+		for _, hd := range res.Holds {
+			if !seen[hd.Resource] {
+				seen[hd.Resource] = true
+				s.t.Logf("Lock calls on %q:\n%s", hd.Resource, s.dumpCalls(hd.Resource, 0, math.MaxInt64))
+			}
 		}
 	}
 	if res.Waited == 0 {

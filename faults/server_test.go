@@ -53,42 +53,49 @@ func TestFaultDataLoss(t *testing.T) {
 				t.Logf("%s with %d keys held, took %v", mode, held, time.Duration(d.Until-d.At))
 			}
 			time.Sleep(ttl)
-			s.finish(func(res *history.Result) {
-				// A token is the server's time in microseconds when it
-				// was issued (the fencing key was lost with the rest), so
-				// it tells on which side of the loss an acquisition was
-				// processed, whenever its reply came back.
-				processed := func(hd *history.Holding) int64 { return hd.Token * 1000 }
-				for _, d := range losses {
-					for _, hd := range res.Holds {
-						if processed(hd) < d.Until && (hd.End == 0 || hd.End > d.At) {
-							s.check("holder reported the loss within one heartbeat", hd.End != 0 && hd.End <= d.Until+int64(heartbeat+slack),
-								time.Duration(hd.End-d.Until), false,
-								"holding %s of %q open at the %s (%s-%s) ended at %s (%s)",
-								hd.Holder, hd.Resource, mode, stamp(d.At), stamp(d.Until), stamp(hd.End), hd.EndKind)
-						}
-					}
-					for _, r := range resources {
-						var next *history.Holding
-						for _, hd := range res.Holds {
-							if hd.Resource == r && processed(hd) >= d.Until && (next == nil || hd.Token < next.Token) {
-								next = hd
-							}
-						}
-						if next == nil {
-							continue
-						}
-						// The guard is kept in whole milliseconds of the
-						// server's clock: it may end up to 1 ms early.
-						guardEnd := d.At + int64(ttl-time.Millisecond)
-						s.check("nobody acquired during the restart guard", processed(next) >= guardEnd,
-							time.Duration(processed(next)-guardEnd), true,
-							"%s acquired %q %v after the %s, within the guard (%v)",
-							next.Holder, r, time.Duration(processed(next)-d.At), mode, ttl)
-					}
-				}
-			})
+			s.finish(func(res *history.Result) { s.checkDataLoss(res, losses, mode, resources) })
 		})
+	}
+}
+
+// checkDataLoss checks the holdings around each loss of the server's data
+// (a restart, a FLUSHALL): every holding open at the loss ended within one
+// heartbeat of the server being back, and nobody acquired one of resources
+// during the restart guard.
+func (s *scenario) checkDataLoss(res *history.Result, losses []history.Event, what string, resources []string) {
+	s.t.Helper()
+	// A token is the server's time in microseconds when it was issued
+	// (the fencing key was lost with the rest), so it tells on which side
+	// of the loss an acquisition was processed, whenever its reply came
+	// back.
+	processed := func(hd *history.Holding) int64 { return hd.Token * 1000 }
+	for _, d := range losses {
+		for _, hd := range res.Holds {
+			if processed(hd) < d.Until && (hd.End == 0 || hd.End > d.At) {
+				s.check("holder reported the loss within one heartbeat", hd.End != 0 && hd.End <= d.Until+int64(heartbeat+slack),
+					time.Duration(hd.End-d.Until), false,
+					"holding %s of %q open at the %s (%s-%s) ended at %s (%s)",
+					hd.Holder, hd.Resource, what, stamp(d.At), stamp(d.Until), stamp(hd.End), hd.EndKind)
+			}
+		}
+		for _, r := range resources {
+			var next *history.Holding
+			for _, hd := range res.Holds {
+				if hd.Resource == r && processed(hd) >= d.Until && (next == nil || hd.Token < next.Token) {
+					next = hd
+				}
+			}
+			if next == nil {
+				continue
+			}
+			// The guard is kept in whole milliseconds of the server's
+			// clock: it may end up to 1 ms early.
+			guardEnd := d.At + int64(ttl-time.Millisecond)
+			s.check("nobody acquired during the restart guard", processed(next) >= guardEnd,
+				time.Duration(processed(next)-guardEnd), true,
+				"%s acquired %q %v after the %s, within the guard (%v)",
+				next.Holder, r, time.Duration(processed(next)-d.At), what, ttl)
+		}
 	}
 }
 

@@ -21,8 +21,17 @@
 //     believing it holds past that bound is a violation. A failover
 //     (FailedOver) excuses an overlap the same way, when the test records
 //     it: its holder must have reported its loss by its local deadline;
+//   - for a semaphore (holdings acquired with a limit of N permits, see
+//     Event.Limit): more than N holdings of the resource at once, the
+//     stale holders that a fault excuses as above left out (they must have
+//     the smaller token); and any holding of another limit, or a plain
+//     one, open at the same time (the library refuses a limit other than
+//     the one in use), which is an overlap;
 //   - a token that is not positive, or not greater than the token of the
-//     resource's previous holding;
+//     resource's previous holding; for a semaphore, whose permits share
+//     one sequence and whose concurrent acquisitions may return in any
+//     order: a token used twice, or not greater than the token of a
+//     holding acquired before this one's call;
 //   - a holding that never ended, or ended without its release or its
 //     loss being reported: a release that found the key gone while the
 //     holder still had validity left, with no fault to explain it, or a
@@ -42,7 +51,8 @@
 //     Clients with NoQueue and Node workers are outside this promise.
 //
 // It also checks the same history for linearizability against a lock model
-// with porcupine (see Linearizable); only "ok" passes (see Passed).
+// of N permits (1 for a plain reservation) with porcupine (see
+// Linearizable); only "ok" passes (see Passed).
 package history
 
 import (
@@ -63,6 +73,9 @@ type Kind string
 const (
 	// Acquired: Holder got Resource with Token. Call is when the TryLock or
 	// Lock call was made, At when its reply came back.
+	// Limit is the number of permits when the holding is one of a
+	// semaphore's (reservation.Limit), 0 for a plain reservation; Key is
+	// the key held (a permit's, for a semaphore).
 	Acquired Kind = "acquired"
 	// Released: Holder gave its holding up. At is when the first release
 	// was sent (the holder stopped using the resource then). Sent, Reply
@@ -140,6 +153,8 @@ type Event struct {
 	Resource string `json:"resource,omitempty"`
 	Holder   string `json:"holder,omitempty"`
 	Token    int64  `json:"token,omitempty"`
+	Limit    int    `json:"limit,omitempty"`
+	Key      string `json:"key,omitempty"`
 	Call     int64  `json:"call,omitempty"`
 	At       int64  `json:"at"`
 	Until    int64  `json:"until,omitempty"`
@@ -240,6 +255,10 @@ type Limits struct {
 type Holding struct {
 	Worker, Resource, Holder string
 	Token                    int64
+	// Limit is the semaphore's number of permits (0: a plain
+	// reservation), Key the key held.
+	Limit int
+	Key   string
 	// Call is when the acquiring call was made, Acquired when it
 	// answered.
 	Call, Acquired int64
@@ -285,7 +304,7 @@ func (hd *Holding) excuse(acquired int64) (Excuse, bool) {
 
 // Violation is one failed check.
 type Violation struct {
-	Check    string `json:"check"` // overlap, token, unended, silent-loss, revoked-release, cause, event, fifo
+	Check    string `json:"check"` // overlap, holders, token, unended, silent-loss, revoked-release, cause, event, fifo
 	Resource string `json:"resource,omitempty"`
 	Detail   string `json:"detail"`
 }
@@ -309,6 +328,9 @@ type Result struct {
 	Violations []Violation `json:"violations,omitempty"`
 	// Holds are the holdings, ordered by resource then acquisition.
 	Holds []*Holding `json:"-"`
+	// Peaks holds, for each semaphore's resource, the most holdings open
+	// at once, stale ones left out: its limit when it was full.
+	Peaks map[string]int `json:"peaks,omitempty"`
 	// Waited counts the Lock calls that waited in the server's queue
 	// (LockCall events with a wait), FIFOPairs the pairs of a waiter and
 	// a later Lock call that acquired whose order was checked, and
@@ -326,6 +348,15 @@ func (r *Result) OK() bool { return len(r.Violations) == 0 }
 func (r *Result) String() string {
 	s := fmt.Sprintf("%d holdings of %d resources by %d workers: %d released, %d lost, %d crashed, %d stale overlaps excused by fencing",
 		r.Holdings, r.Resources, r.Workers, r.Released, r.Lost, r.Crashed, r.Excused)
+	for _, resource := range sortedKeys(r.Peaks) {
+		limit := 0
+		for _, hd := range r.Holds {
+			if hd.Resource == resource {
+				limit = max(limit, hd.Limit)
+			}
+		}
+		s += fmt.Sprintf("; semaphore %q: at most %d holders of %d at once", resource, r.Peaks[resource], limit)
+	}
 	if r.Waited > 0 {
 		s += fmt.Sprintf("; %d Lock calls waited in the queue: %d pairs checked for order, %d waiters excused (place lost)",
 			r.Waited, r.FIFOPairs, r.FIFOExcused)
@@ -393,7 +424,14 @@ func (h *History) Check(lim Limits) *Result {
 	}
 	for _, resource := range sortedKeys(byRes) {
 		list := byRes[resource]
-		checkResource(resource, list, &res.Excused, add)
+		if !slices.ContainsFunc(list, func(hd *Holding) bool { return hd.Limit > 0 }) {
+			checkResource(resource, list, &res.Excused, add)
+			continue
+		}
+		if res.Peaks == nil {
+			res.Peaks = map[string]int{}
+		}
+		res.Peaks[resource] = checkSemaphore(resource, list, &res.Excused, add)
 	}
 	checkFIFO(events, holds, lim, res, add)
 	return res
@@ -412,7 +450,8 @@ func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[str
 			add(Violation{"event", e.Resource, fmt.Sprintf("holder value %s acquired twice: holder values must be unique", e.Holder)})
 			continue
 		}
-		hd := &Holding{Worker: e.Worker, Resource: e.Resource, Holder: e.Holder, Token: e.Token, Call: e.Call, Acquired: e.At}
+		hd := &Holding{Worker: e.Worker, Resource: e.Resource, Holder: e.Holder, Token: e.Token, Limit: e.Limit, Key: e.Key,
+			Call: e.Call, Acquired: e.At}
 		if hd.Call == 0 || hd.Call > hd.Acquired {
 			hd.Call = hd.Acquired
 		}
@@ -553,6 +592,79 @@ func checkResource(resource string, list []*Holding, excused *int, add func(Viol
 		}
 		open = append(kept, b)
 	}
+}
+
+// checkSemaphore checks the holdings of a resource reserved with a limit
+// (a semaphore's permits) for tokens and for at most N holders at once, and
+// answers the most holdings open at once (stale ones left out).
+func checkSemaphore(resource string, list []*Holding, excused *int, add func(Violation)) (peak int) {
+	sort.SliceStable(list, func(i, j int) bool {
+		return cmp.Or(cmp.Compare(list[i].Acquired, list[j].Acquired), cmp.Compare(list[i].Token, list[j].Token)) < 0
+	})
+	// One sequence of tokens for every permit, issued in the server's
+	// order, which lies between each call and its reply: a token is used
+	// once, and is greater than that of every holding acquired before the
+	// call was made.
+	byToken := map[int64]*Holding{}
+	for _, b := range list {
+		if a := byToken[b.Token]; a != nil && b.Token > 0 {
+			add(Violation{"token", resource, fmt.Sprintf("token %d of %s (acquired %s) was issued to %s (acquired %s) too",
+				b.Token, b.Holder, stamp(b.Acquired), a.Holder, stamp(a.Acquired))})
+		}
+		byToken[b.Token] = b
+	}
+	byCall := slices.Clone(list)
+	slices.SortStableFunc(byCall, func(a, b *Holding) int { return cmp.Compare(a.Call, b.Call) })
+	var last *Holding // the greatest token among the holdings acquired before the current call
+	i := 0
+	for _, b := range byCall {
+		for ; i < len(list) && list[i].Acquired < b.Call; i++ {
+			if last == nil || list[i].Token > last.Token {
+				last = list[i]
+			}
+		}
+		if last != nil && b.Token <= last.Token {
+			add(Violation{"token", resource, fmt.Sprintf("token %d of %s (called %s) is not greater than token %d of %s, acquired before that at %s",
+				b.Token, b.Holder, stamp(b.Call), last.Token, last.Holder, stamp(last.Acquired))})
+		}
+	}
+
+	var open []*Holding // earlier holdings not ended when the current one was acquired
+	for _, b := range list {
+		n := max(b.Limit, 1)
+		kept := open[:0]
+		var held, stale []*Holding
+		for _, a := range open {
+			if a.End != 0 && a.End < b.Acquired {
+				continue
+			}
+			kept = append(kept, a)
+			if _, ok := a.excuse(b.Acquired); ok && b.Token > a.Token {
+				stale = append(stale, a)
+				continue
+			}
+			if a.Limit != b.Limit {
+				add(Violation{"overlap", resource, fmt.Sprintf("%s (token %d, limit %d) acquired at %s while %s (token %d, limit %d, acquired %s) held until %s: overlap of %v",
+					b.Holder, b.Token, b.Limit, stamp(b.Acquired), a.Holder, a.Token, a.Limit, stamp(a.Acquired), endStamp(a.End), overlap(a, b))})
+				continue
+			}
+			held = append(held, a)
+		}
+		open = append(kept, b)
+		if len(held) >= n {
+			names := make([]string, len(held))
+			for i, a := range held {
+				names[i] = fmt.Sprintf("%s (token %d, acquired %s, held until %s)", a.Holder, a.Token, stamp(a.Acquired), endStamp(a.End))
+			}
+			add(Violation{"holders", resource, fmt.Sprintf("%s (token %d) acquired at %s while %d others held of a limit of %d: %s",
+				b.Holder, b.Token, stamp(b.Acquired), len(held), n, strings.Join(names, ", "))})
+		}
+		// The stale holders beyond the limit are the overlaps that
+		// fencing excuses.
+		*excused += min(len(stale), max(0, len(held)+len(stale)+1-n))
+		peak = max(peak, len(held)+1)
+	}
+	return peak
 }
 
 // call is a LockCall event and, when it acquired, its holding.
@@ -708,6 +820,9 @@ func (r *Result) Dump(resource string) string {
 		}
 		fmt.Fprintf(&b, "  %s token=%d acquired=%s end=%s (%s) worker=%s",
 			hd.Holder, hd.Token, stamp(hd.Acquired), endStamp(hd.End), hd.EndKind, hd.Worker)
+		if hd.Limit > 0 {
+			fmt.Fprintf(&b, " limit=%d key=%s", hd.Limit, hd.Key)
+		}
 		for _, x := range hd.Excuses {
 			fmt.Fprintf(&b, " %s=%s..%s", x.Kind, stamp(x.From), stamp(x.Until))
 		}

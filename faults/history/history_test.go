@@ -247,6 +247,133 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// permit records the acquisition of one of the limit permits of resource,
+// at at (called a millisecond before).
+func permit(worker, resource, holder string, token, at int64, limit int) Event {
+	e := acquired(worker, resource, holder, token, at)
+	e.Limit, e.Key = limit, "{reservation-"+resource+"}:permit-"+holder
+	return e
+}
+
+// TestCheckSemaphore checks the rules of a semaphore's holdings: at most N
+// holders at once, stale ones excused as for a reservation, no holder of
+// another limit meanwhile, and one sequence of tokens, whose concurrent
+// acquisitions may return in either order.
+func TestCheckSemaphore(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		events []Event
+		want   []string // checks that must fail, in order; none for a clean history
+		// excused is how many overlaps must be excused; peak the most
+		// holders of "s" at once.
+		excused, peak int
+		// illegal: porcupine must find the history not linearizable.
+		illegal bool
+	}{
+		{name: "three holders of three", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 3), permit("b", "s", "b-1", 11, ms(10), 3), permit("c", "s", "c-1", 12, ms(20), 3),
+			released("a-1", ms(100)), released("b-1", ms(110)), released("c-1", ms(120)),
+			permit("d", "s", "d-1", 13, ms(101), 3), released("d-1", ms(200)),
+		}, peak: 3},
+		{name: "four holders of three", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 3), permit("b", "s", "b-1", 11, ms(10), 3), permit("c", "s", "c-1", 12, ms(20), 3),
+			permit("d", "s", "d-1", 13, ms(30), 3),
+			released("a-1", ms(100)), released("b-1", ms(110)), released("c-1", ms(120)), released("d-1", ms(130)),
+		}, want: []string{"holders"}, peak: 4, illegal: true},
+		{name: "two holders of one", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 1), permit("b", "s", "b-1", 11, ms(10), 1),
+			released("a-1", ms(100)), released("b-1", ms(110)),
+		}, want: []string{"holders"}, peak: 2, illegal: true},
+		{name: "a fourth acquires as a holder releases", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 3), permit("b", "s", "b-1", 11, ms(10), 3), permit("c", "s", "c-1", 12, ms(20), 3),
+			released("a-1", ms(50)), permit("d", "s", "d-1", 13, ms(51), 3),
+			released("b-1", ms(100)), released("c-1", ms(110)), released("d-1", ms(130)),
+		}, peak: 3},
+		{name: "replies in another order than the tokens", events: []Event{
+			{Kind: Acquired, Worker: "a", Resource: "s", Holder: "a-1", Token: 12, Limit: 2, Call: ms(0), At: ms(10)},
+			{Kind: Acquired, Worker: "b", Resource: "s", Holder: "b-1", Token: 11, Limit: 2, Call: ms(1), At: ms(5)},
+			released("a-1", ms(100)), released("b-1", ms(110)),
+		}, peak: 2},
+		{name: "token not greater than one acquired before the call", events: []Event{
+			permit("a", "s", "a-1", 12, ms(0), 2), permit("b", "s", "b-1", 11, ms(10), 2),
+			released("a-1", ms(100)), released("b-1", ms(110)),
+		}, want: []string{"token"}, peak: 2, illegal: true},
+		{name: "a token issued twice", events: []Event{
+			{Kind: Acquired, Worker: "a", Resource: "s", Holder: "a-1", Token: 11, Limit: 2, Call: ms(0), At: ms(10)},
+			{Kind: Acquired, Worker: "b", Resource: "s", Holder: "b-1", Token: 11, Limit: 2, Call: ms(1), At: ms(5)},
+			released("a-1", ms(100)), released("b-1", ms(110)),
+		}, want: []string{"token"}, peak: 2, illegal: true},
+		{name: "a crashed holder's permit taken", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 2), permit("b", "s", "b-1", 11, ms(10), 2),
+			{Kind: Crashed, Worker: "a", At: ms(50)},
+			permit("c", "s", "c-1", 12, ms(600), 2), released("b-1", ms(700)), released("c-1", ms(800)),
+		}, peak: 2},
+		{name: "a stale holder fenced off", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 2), permit("b", "s", "b-1", 11, ms(10), 2),
+			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
+			permit("c", "s", "c-1", 12, ms(600), 2), released("b-1", ms(700)), released("c-1", ms(800)),
+			lost("a-1", ms(1001)),
+		}, excused: 1, peak: 2},
+		{name: "a stale holder within the limit needs no excuse", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 3), permit("b", "s", "b-1", 11, ms(10), 3),
+			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
+			permit("c", "s", "c-1", 12, ms(600), 3), released("b-1", ms(700)), released("c-1", ms(800)),
+			lost("a-1", ms(1001)),
+		}, peak: 2},
+		{name: "a stale holder reports its loss too late", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 2), permit("b", "s", "b-1", 11, ms(10), 2),
+			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
+			permit("c", "s", "c-1", 12, ms(600), 2), released("b-1", ms(700)), released("c-1", ms(800)),
+			lost("a-1", ms(1100)),
+		}, want: []string{"holders"}, peak: 3, illegal: true},
+		{name: "a FLUSHALL excuses no extra holder", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 2), permit("b", "s", "b-1", 11, ms(10), 2),
+			{Kind: DataLost, At: ms(50), Until: ms(51)},
+			permit("c", "s", "c-1", 12, ms(60), 2), permit("d", "s", "d-1", 13, ms(61), 2),
+			lost("a-1", ms(70)), lost("b-1", ms(70)), released("c-1", ms(200)), released("d-1", ms(200)),
+		}, want: []string{"holders", "holders"}, peak: 4, illegal: true},
+		{name: "a plain reservation while permits are held", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 3),
+			acquired("b", "s", "b-1", 11, ms(10)),
+			released("a-1", ms(100)), released("b-1", ms(110)),
+		}, want: []string{"overlap"}, peak: 1, illegal: true},
+		{name: "permits of two limits", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 3), permit("b", "s", "b-1", 11, ms(10), 2),
+			released("a-1", ms(100)), released("b-1", ms(110)),
+		}, want: []string{"overlap"}, peak: 1, illegal: true},
+		{name: "a plain reservation after the permits", events: []Event{
+			permit("a", "s", "a-1", 10, ms(0), 3), released("a-1", ms(100)),
+			acquired("b", "s", "b-1", 11, ms(800)), released("b-1", ms(900)),
+			permit("c", "s", "c-1", 12, ms(1000), 2), released("c-1", ms(1100)),
+		}, peak: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New()
+			for _, e := range tc.events {
+				h.Add(e)
+			}
+			res := h.Check(lim)
+			var got []string
+			for _, v := range res.Violations {
+				got = append(got, v.Check)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("violations = %v, want %v\n%v", got, tc.want, res.Violations)
+			}
+			if res.Excused != tc.excused {
+				t.Errorf("excused = %d, want %d", res.Excused, tc.excused)
+			}
+			if res.Peaks["s"] != tc.peak {
+				t.Errorf("peak = %d, want %d", res.Peaks["s"], tc.peak)
+			}
+			lin := res.Linearizable(5*time.Second, "", "")
+			if tc.illegal != (lin == "illegal") || Passed(lin) == tc.illegal {
+				t.Errorf("Linearizable = %s (passed %v), want illegal %v", lin, Passed(lin), tc.illegal)
+			}
+		})
+	}
+}
+
 // TestLinearizableUnknownFails checks that porcupine running out of time
 // is not a pass: 40 holdings of one resource whose every operation is
 // concurrent with every other, two of them with the same token, make a

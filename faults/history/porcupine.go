@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -14,19 +16,50 @@ type lockInput struct {
 	acquire bool // else the holding ends
 	holder  string
 	token   int64
+	limit   int // the permits of the resource (1: a plain reservation)
 }
 
-// lockState is the model's state for one resource: who holds it (""
-// when free) and the last token issued.
+// lockState is the model's state for one resource: who holds it, as a
+// sorted list of holder values each ended by a newline ("" when free), so
+// that equal states compare equal; how many hold it, and of which limit;
+// and the last token issued.
 type lockState struct {
-	holder string
-	token  int64
+	holders string
+	count   int
+	limit   int
+	token   int64
+}
+
+// list returns the holders of s, each with its newline.
+func (s lockState) list() []string {
+	list := strings.SplitAfter(s.holders, "\n")
+	return list[:len(list)-1] // what follows the last newline
+}
+
+// with returns the holders of s and holder.
+func (s lockState) with(holder string) string {
+	list := s.list()
+	i, _ := slices.BinarySearch(list, holder+"\n")
+	return strings.Join(slices.Insert(list, i, holder+"\n"), "")
+}
+
+// without returns the holders of s but holder, and whether holder was
+// among them.
+func (s lockState) without(holder string) (string, bool) {
+	list := s.list()
+	i := slices.Index(list, holder+"\n")
+	if i < 0 {
+		return s.holders, false
+	}
+	return strings.Join(slices.Delete(list, i, i+1), ""), true
 }
 
 // LockModel is the sequential specification that a history of one
-// resource must be linearizable against: a lock that only a free resource
-// can be acquired from, that only its holder can end, and whose every
-// acquisition carries a token greater than the last.
+// resource must be linearizable against: a lock of N permits (1 for a
+// plain reservation) that can be acquired only while fewer than N holders
+// of the same limit hold it, that only a holder can end, and whose every
+// acquisition carries a token greater than the last (the permits of a
+// semaphore share one sequence).
 var LockModel = porcupine.Model{
 	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
 		byRes := map[string][]porcupine.Operation{}
@@ -48,29 +81,40 @@ var LockModel = porcupine.Model{
 	Step: func(state, input, _ any) (bool, any) {
 		s, in := state.(lockState), input.(lockInput)
 		if in.acquire {
-			if s.holder != "" || in.token <= s.token {
+			if s.count > 0 && s.limit != in.limit || s.count >= in.limit || in.token <= s.token {
 				return false, s
 			}
-			return true, lockState{holder: in.holder, token: in.token}
+			return true, lockState{holders: s.with(in.holder), count: s.count + 1, limit: in.limit, token: in.token}
 		}
-		if s.holder != in.holder {
+		rest, ok := s.without(in.holder)
+		if !ok {
 			return false, s
 		}
-		return true, lockState{token: s.token}
+		if s.count == 1 {
+			return true, lockState{token: s.token}
+		}
+		return true, lockState{holders: rest, count: s.count - 1, limit: s.limit, token: s.token}
 	},
 	DescribeOperation: func(input, _ any) string {
 		in := input.(lockInput)
 		if in.acquire {
+			if in.limit > 1 {
+				return fmt.Sprintf("acquire %s token %d (1 of %d)", in.holder, in.token, in.limit)
+			}
 			return fmt.Sprintf("acquire %s token %d", in.holder, in.token)
 		}
 		return "end " + in.holder
 	},
 	DescribeState: func(state any) string {
 		s := state.(lockState)
-		if s.holder == "" {
+		if s.count == 0 {
 			return fmt.Sprintf("free (last token %d)", s.token)
 		}
-		return fmt.Sprintf("held by %s (token %d)", s.holder, s.token)
+		holders := strings.ReplaceAll(strings.TrimSuffix(s.holders, "\n"), "\n", ", ")
+		if s.limit > 1 {
+			return fmt.Sprintf("held by %s (%d of %d; last token %d)", holders, s.count, s.limit, s.token)
+		}
+		return fmt.Sprintf("held by %s (token %d)", holders, s.token)
 	},
 }
 
@@ -96,7 +140,7 @@ func (r *Result) Operations() []porcupine.Operation {
 		id := client(hd.Worker)
 		ops = append(ops, porcupine.Operation{
 			ClientId: id, Metadata: hd.Resource,
-			Input: lockInput{acquire: true, holder: hd.Holder, token: hd.Token},
+			Input: lockInput{acquire: true, holder: hd.Holder, token: hd.Token, limit: max(hd.Limit, 1)},
 			Call:  hd.Call, Return: hd.Acquired,
 		})
 		if hd.End == 0 {

@@ -24,7 +24,7 @@ var mutants = []mutant{
 	{
 		name:  "release-without-owner-check",
 		why:   "the release script deletes the key whoever holds it",
-		edits: []edit{{"scripts/release.lua", "if redis.pcall('GET', KEYS[1]) == ARGV[1] then", "if redis.pcall('GET', KEYS[1]) then"}},
+		edits: []edit{{"scripts/release.lua", "if redis.pcall('GET', key) == ARGV[1] then", "if redis.pcall('GET', key) then"}},
 		tests: []tests{root("^(TestReleaseNotOursRefused|TestLockContention)$")},
 	},
 	{
@@ -57,13 +57,14 @@ var mutants = []mutant{
 	{
 		name:  "release-notice-not-published",
 		why:   "the release script publishes no notice",
-		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], KEYS[1])", "local published = 1"}},
+		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], key)", "local published = 1"}},
 		tests: []tests{root("^TestWaiterWokenByRelease$")},
 	},
 	{
-		name:  "lifo-queue",
-		why:   "a Client's waiters of one key are served last come, first served",
-		edits: []edit{{"notifier.go", "len(kw.queue) > 0 && kw.queue[0] == w", "len(kw.queue) > 0 && kw.queue[len(kw.queue)-1] == w"}},
+		name: "lifo-queue",
+		why:  "a Client's waiters of one key are served last come, first served",
+		edits: []edit{{"notifier.go", "i := slices.IndexFunc(kw.queue, func(q *waiter) bool { return q.turn == nil })",
+			"i := -1\n\tfor j, q := range kw.queue {\n\t\tif q.turn == nil {\n\t\t\ti = j\n\t\t}\n\t}"}},
 		tests: []tests{root("^TestWaitersQueueFairly$")},
 	},
 	{
@@ -130,14 +131,14 @@ var mutants = []mutant{
 		name: "abandoned-acquire-kept",
 		why:  "an acquire abandoned by its context is never given back",
 		edits: []edit{{"client.go", `			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) || mode == waitQueue {
-				c.giveBack(key, value)
+				c.giveBack(key, value, limit)
 			}`, `			_ = mode`}},
 		tests: []tests{root("^TestAbandonedAcquireGivenBack$")},
 	},
 	{
 		name: "release-after-loss-deletes-any",
 		why:  "a Release after a loss deletes whoever holds the key",
-		edits: []edit{{"reservation.go", `		c.giveBack(r.key, r.value)
+		edits: []edit{{"reservation.go", `		c.giveBack(r.key, r.value, 0)
 	}
 	return err`, `		_ = forceReleaseScript.Run(ctx, c.rdb, []string{r.key}, companion(r.key, channelSuffix)).Err()
 	}
@@ -153,7 +154,7 @@ var mutants = []mutant{
 	{
 		name:  "release-notice-required",
 		why:   "a refused release notice fails the release script after its DEL",
-		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], KEYS[1])", "local published = redis.call(ARGV[3], ARGV[2], KEYS[1])"}},
+		edits: []edit{{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], key)", "local published = redis.call(ARGV[3], ARGV[2], key)"}},
 		tests: []tests{root("^TestUserWithoutChannels$")},
 	},
 	{
@@ -224,13 +225,14 @@ var mutants = []mutant{
 	},
 	{
 		name: "cli-wakeups-off",
-		why:  "nothing pushes a release to a waiting reserve (tracking invalidations dropped, no release notice)",
+		why:  "nothing pushes a release to a waiting reserve (tracking invalidations dropped, no release notice, no turn told to the queue's head)",
 		edits: []edit{
 			{"notifier.go", `			for _, key := range m.PayloadSlice {
 				n.notify(key)
 			}`, `			for range m.PayloadSlice {
 			}`},
-			{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], KEYS[1])", "local published = 1"},
+			{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], key)", "local published = 1"},
+			{"scripts/release.lua", "      redis.pcall(ARGV[3], ARGV[4], now)\n", ""},
 		},
 		tests: []tests{{module: ".", pkg: "./internal/cli", run: "^(TestRunWaitsForRelease|TestDemo)$"}},
 	},
@@ -278,6 +280,24 @@ var mutants = []mutant{
 		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheckFIFO$"}},
 	},
 	{
+		name:  "history-semaphore-holders-off-by-one",
+		why:   "the history checker accepts N+1 holders of a semaphore of N permits at once",
+		edits: []edit{{"faults/history/history.go", "\t\tif len(held) >= n {", "\t\tif len(held) > n {"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheckSemaphore$"}},
+	},
+	{
+		name:  "history-model-permits-past-limit",
+		why:   "porcupine's lock model lets N+1 holders hold N permits",
+		edits: []edit{{"faults/history/porcupine.go", "s.count >= in.limit", "s.count > in.limit"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheckSemaphore$"}},
+	},
+	{
+		name:  "history-semaphore-token-order-unchecked",
+		why:   "the history checker accepts a semaphore's token lower than one acquired before its call",
+		edits: []edit{{"faults/history/history.go", "if last != nil && b.Token <= last.Token {", "if false {"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheckSemaphore$"}},
+	},
+	{
 		name:  "events-delivered-inline",
 		why:   "events reach OnEvent and the log on the goroutine that emits them (the heartbeat): a hook that blocks stalls renewals",
 		edits: []edit{{"events.go", "\tif ev.stopped {\n\t\tev.mu.Unlock()\n\t\tc.deliver(e)", "\tif true {\n\t\tev.mu.Unlock()\n\t\tc.deliver(e)"}},
@@ -287,8 +307,8 @@ var mutants = []mutant{
 		name: "giveback-before-reply",
 		why:  "an acquire abandoned by its context is given back at once, on another connection, before the server answered it",
 		edits: []edit{
-			{"client.go", "\t\t\tif res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) || mode == waitQueue {\n\t\t\t\tc.giveBack(key, value)\n\t\t\t}", "\t\t\t_ = cmd"},
-			{"client.go", "\t\tif !left && mode != waitQueue { // a waiter's next attempt finds out, or it leaves\n\t\t\tc.giveBack(key, value)\n\t\t}", "\t\tc.giveBack(key, value)\n\t\t_ = left"},
+			{"client.go", "\t\t\tif res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) || mode == waitQueue {\n\t\t\t\tc.giveBack(key, value, limit)\n\t\t\t}", "\t\t\t_ = cmd"},
+			{"client.go", "\t\tif !left && mode != waitQueue { // a waiter's next attempt finds out, or it leaves\n\t\t\tc.giveBack(key, value, limit)\n\t\t}", "\t\tc.giveBack(key, value, limit)\n\t\t_ = left"},
 		},
 		tests: []tests{{module: "faults", pkg: ".", run: "^TestFaultShortDeadlines$"}},
 	},
@@ -410,5 +430,26 @@ var mutants = []mutant{
 		why:   "when the head of the server's queue acquires, the next waiter is not told its turn",
 		edits: []edit{{"scripts/acquire.lua", "    redis.pcall(ARGV[7], ARGV[6], head)\n", ""}},
 		tests: []tests{root("^TestQueueNextWaiterWatchesTheKey$")},
+	},
+	{
+		name: "semaphore-permits-past-limit",
+		why:  "a semaphore of N permits is acquired as one of N+1: permits are counted past N",
+		edits: []edit{
+			{"client.go", "keys = append(keys, permitKeys(key, limit)...)\n\t\targs = append(args, limit)", "keys = append(keys, permitKeys(key, limit+1)...)\n\t\targs = append(args, limit+1)"},
+			{"client.go", "if res.permit < 1 || res.permit > limit {", "if res.permit < 1 || res.permit > limit+1 {"},
+		},
+		tests: []tests{{module: "faults", pkg: ".", run: "^TestFaultSemaphoreRestart$"}},
+	},
+	{
+		name:  "semaphore-permit-without-expiry",
+		why:   "the acquire script sets a permit's key without a TTL: a holder killed before its first renewal never frees its permit",
+		edits: []edit{{"scripts/acquire.lua", "redis.call('SET', KEYS[5 + free], ARGV[1], 'PX', ARGV[2])", "redis.call('SET', KEYS[5 + free], ARGV[1])"}},
+		tests: []tests{{module: "faults", pkg: ".", run: "^TestFaultSemaphoreKillHolder$"}},
+	},
+	{
+		name:  "semaphore-dead-permit-renewed",
+		why:   "each acquisition of a permit extends every permit of the semaphore, its dead holders' too, which are then never freed",
+		edits: []edit{{"scripts/acquire.lua", "local function mark()\n  if current then", "local function mark()\n  for i = 1, limit do\n    redis.pcall('PEXPIRE', KEYS[5 + i], ARGV[2])\n  end\n  if current then"}},
+		tests: []tests{{module: "faults", pkg: ".", run: "^TestFaultSemaphoreKillHolder$"}},
 	},
 }

@@ -54,6 +54,10 @@ type Spec struct {
 	Retry     time.Duration `json:"retry"`
 	HoldMin   time.Duration `json:"hold_min"`
 	HoldMax   time.Duration `json:"hold_max"`
+	// Limit, when above 0, makes every TryLock and Lock call reserve one
+	// of Limit permits of its resource (reservation.Limit): the resources
+	// are semaphores. The events record it.
+	Limit int `json:"limit,omitempty"`
 	// LockRatio is the share of attempts made with TryLock (then a short
 	// pause when refused) rather than Lock.
 	LockRatio float64 `json:"lock_ratio"`
@@ -214,6 +218,10 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 		}
 		return lo + time.Duration(rng.Int64N(int64(hi-lo)))
 	}
+	var opts []reservation.LockOption
+	if w.Limit > 0 {
+		opts = append(opts, reservation.Limit(w.Limit))
+	}
 	for ctx.Err() == nil {
 		resource := w.Resources[rng.IntN(len(w.Resources))]
 		if w.Pinned {
@@ -224,11 +232,11 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 		// leave its holding in the history.
 		acquired := func(r *reservation.Reservation) {
 			emit(history.Event{Kind: history.Acquired, Worker: w.Name, Resource: resource,
-				Holder: r.Holder(), Token: r.Token(), Call: call, At: history.Now()})
+				Holder: r.Holder(), Token: r.Token(), Limit: w.Limit, Key: r.Key(), Call: call, At: history.Now()})
 		}
 		var r *reservation.Reservation
 		if rng.Float64() < w.LockRatio {
-			got, err := c.TryLock(ctx, resource)
+			got, err := c.TryLock(ctx, resource, opts...)
 			if err != nil {
 				// Held by someone else (ErrNotAcquired) or an error of
 				// Redis: try again shortly either way.
@@ -240,7 +248,7 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 		} else {
 			wctx, cancel := context.WithTimeout(ctx, between(cmp.Or(w.WaitMin, w.TTL), cmp.Or(w.WaitMax, 4*w.TTL)))
 			deadline, _ := wctx.Deadline()
-			got, err := c.Lock(wctx, resource)
+			got, err := c.Lock(wctx, resource, opts...)
 			cancel()
 			if got != nil {
 				acquired(got)
