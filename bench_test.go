@@ -15,8 +15,9 @@ import (
 	"github.com/redis-reservation/reservation/internal/redistest"
 )
 
-// The benchmarks of scenarios 1 to 4 of docs/PERFORMANCE.md, each on a
-// redis-server of its own. Compare runs with benchstat:
+// The benchmarks of scenarios 1 to 4 of docs/PERFORMANCE.md, and of the
+// semaphores' s1 and s3, each on a redis-server of its own. Compare runs
+// with benchstat:
 //
 //	go test -run=NONE -bench=. -benchmem -count=10 . > new.txt
 //	benchstat old.txt new.txt
@@ -84,6 +85,85 @@ func BenchmarkParallelUncontended(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Scenario s1 of docs/PERFORMANCE.md: one goroutine, fresh resources,
+// TryLock of a permit of Limit(n) then Release, for n = 1, 3, 10 and 100:
+// BenchmarkUncontended, in the same run, is the plain reservation's cycle.
+// The acquire script reads each of the n permits.
+func BenchmarkSemaphoreCycle(b *testing.B) {
+	for _, n := range []int{1, 3, 10, 100} {
+		b.Run("limit="+strconv.Itoa(n), func(b *testing.B) {
+			c := newBenchClient(b, nil)
+			ctx := context.Background()
+			limit := reservation.Limit(n)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				resource := "s1-" + strconv.Itoa(i)
+				r, err := c.TryLock(ctx, resource, limit)
+				if err != nil {
+					b.Fatalf("TryLock(%q, Limit(%d)): %v", resource, n, err)
+				}
+				if err := r.Release(ctx); err != nil {
+					b.Fatalf("Release(%q): %v", resource, err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// Scenario 3 with a semaphore: 8 goroutines on one semaphore of Limit(3),
+// one Client, each releasing at once and waiting again; ns/op is per
+// acquisition. Reports the p99 and the longest wait. BenchmarkContended,
+// in the same run, is the plain reservation's.
+func BenchmarkSemaphoreContended(b *testing.B) {
+	c := newBenchClient(b, nil)
+	b.ReportAllocs()
+	const workers = 8
+	limit := reservation.Limit(3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		n     int
+		waits []time.Duration
+	)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				start := time.Now()
+				r, err := c.Lock(ctx, "s3-semaphore", limit)
+				if err != nil {
+					return // the benchmark is over
+				}
+				mu.Lock()
+				waits = append(waits, time.Since(start))
+				n++
+				done := n >= b.N
+				mu.Unlock()
+				if err := r.Release(context.Background()); err != nil {
+					b.Errorf("Release: %v", err)
+					cancel()
+					return
+				}
+				if done {
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(waits)
+	b.ReportMetric(float64(waits[len(waits)*99/100].Microseconds()), "p99-wait-µs")
+	b.ReportMetric(float64(waits[len(waits)-1].Microseconds()), "max-wait-µs")
 }
 
 // Scenario 3: 8 goroutines on one resource, each releasing at once and

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -11,6 +12,12 @@ import (
 type visit struct {
 	arrived time.Time
 	served  time.Time
+	// seq, when not zero, is the visit's place in the server's order of
+	// service (its fencing token): visits that both have one are served
+	// in its order, which their served times follow only up to the
+	// scheduling of the waiters' goroutines (several permits of a
+	// semaphore change hands at once).
+	seq int64
 }
 
 // fairness compares the order in which waiters were served with the order
@@ -62,6 +69,8 @@ func orderOf(vs []visit, from, to, burst time.Time, slack time.Duration) (fairne
 	slices.SortFunc(byArrival, func(a, b int) int { return arrived(a).Compare(arrived(b)) })
 	slices.SortFunc(byService, func(a, b int) int {
 		switch sa, sb := served(vs[a]), served(vs[b]); {
+		case sa && sb && vs[a].seq != 0 && vs[b].seq != 0:
+			return cmp.Compare(vs[a].seq, vs[b].seq)
 		case sa && sb:
 			return vs[a].served.Compare(vs[b].served)
 		case sa:

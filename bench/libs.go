@@ -45,6 +45,9 @@ func isRaw(lib string) bool { return lib == libRawGo || lib == libRawRue }
 type settings struct {
 	ttl       time.Duration // lock validity
 	heartbeat time.Duration // renewal interval (0: the library's default)
+	// limit makes this library's calls take one of limit permits of a
+	// semaphore (reservation.Limit); 0 for a plain reservation.
+	limit int
 }
 
 // locker is what every library offers the scenarios.
@@ -101,7 +104,11 @@ func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, erro
 			rdb.Close()
 			return nil, err
 		}
-		return &ours{c: c, rdbs: []redis.UniversalClient{rdb}}, nil
+		o := &ours{c: c, rdbs: []redis.UniversalClient{rdb}}
+		if st.limit > 0 {
+			o.opts = []reservation.LockOption{reservation.Limit(st.limit)}
+		}
+		return o, nil
 	case libRedsync:
 		rdb := goRedis()
 		return &redsyncLocker{rdbs: []redis.UniversalClient{rdb}, rs: redsync.New(redsyncgoredis.NewPool(rdb)), ttl: st.ttl}, nil
@@ -190,12 +197,16 @@ type ours struct {
 	// rdbs are its clients: one, or one per server of a quorum (which
 	// Close does not close).
 	rdbs []redis.UniversalClient
+	// opts are the options of every call: Limit(n) when it takes permits
+	// of a semaphore, made once, so that the calls' allocations are the
+	// library's.
+	opts []reservation.LockOption
 }
 
 type oursHeld struct{ r *reservation.Reservation }
 
 func (o *ours) try(ctx context.Context, res string) (held, bool, error) {
-	r, err := o.c.TryLock(ctx, res)
+	r, err := o.c.TryLock(ctx, res, o.opts...)
 	switch {
 	case errors.Is(err, reservation.ErrNotAcquired):
 		return nil, false, nil // held by someone else, or the restart guard
@@ -206,7 +217,7 @@ func (o *ours) try(ctx context.Context, res string) (held, bool, error) {
 }
 
 func (o *ours) wait(ctx context.Context, res string) (held, error) {
-	r, err := o.c.Lock(ctx, res)
+	r, err := o.c.Lock(ctx, res, o.opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,9 @@
 // CDF. With -fair, it measures fair waiting: this library with its queue
 // of waiters (the default) against Options.NoQueue, in the same run, and
 // OS processes contending for one resource (scenario 9), for which it runs
-// itself again as a worker. See docs/PERFORMANCE.md for the commands and
-// the scenarios.
+// itself again as a worker. With -semaphore, it measures this library's
+// semaphores (reservation.Limit) beside its plain reservations, in the same
+// run. See docs/PERFORMANCE.md for the commands and the scenarios.
 package main
 
 import (
@@ -25,12 +26,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis-reservation/reservation"
 )
 
 // config is what a run measures and for how long.
 type config struct {
 	rounds    int           // each scenario is run this many times per library, interleaved
-	scenarios []string      // "1" to "9"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL, "8s" and "8f" are 8 with a SET and a FLUSHALL; "9" runs once for each of procs
+	scenarios []string      // "1" to "9"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL, "8s" and "8f" are 8 with a SET and a FLUSHALL; "9" runs once for each of procs; "s1" (once for each of limits), "s3" and "s3p" are the semaphore scenarios (semaphore.go)
 	libs      []string      // libraries, in table order
 	d12       time.Duration // scenarios 1 and 2, per library and round
 	d34       time.Duration // scenarios 3 and 4
@@ -49,6 +52,8 @@ type config struct {
 	d9        time.Duration // scenario 9: the measured window of a run
 	warm9     time.Duration // scenario 9: how long the processes contend before it
 	hold9     time.Duration // scenario 9: how long each holding lasts
+	limits    []int         // scenario s1: limits, a run each
+	semHold   time.Duration // scenarios s3 and s3p: how long each holding lasts
 	redisCPU  string        // CPU list to pin redis-server to ("" for none)
 	pings     int           // PINGs per round for the loopback round trip
 	// topologies are the deployments every scenario runs on, in turn for
@@ -59,6 +64,9 @@ type config struct {
 	// fair marks the fair-waiting run: its report goes between the fair
 	// results markers.
 	fair bool
+	// semaphore marks the semaphores' run: its report goes between the
+	// semaphore results markers.
+	semaphore bool
 }
 
 // crowded is how many other keys with a TTL the database holds in
@@ -89,6 +97,8 @@ func fullConfig() config {
 		d9:        3 * time.Second,
 		warm9:     time.Second,
 		hold9:     20 * time.Millisecond,
+		limits:    []int{1, semLimit, 10, 100, 1000},
+		semHold:   time.Millisecond,
 		redisCPU:  "0",
 		pings:     5000,
 
@@ -134,6 +144,22 @@ func fairConfig() config {
 	return c
 }
 
+// semaphoreConfig is the documented run of semaphores: this library's
+// permits of a semaphore beside its plain reservations, in the same
+// rounds: one goroutine's cycles with a permit of Limit(n) for each of
+// limits against plain ones (s1, scenario 1), and 8 Clients on one
+// semaphore of Limit(3) against 8 Clients on 3 plain resources (s3, s3p),
+// in 10 rounds, as its ratios are of scenarios a second or two long:
+// about two minutes.
+func semaphoreConfig() config {
+	c := fullConfig()
+	c.rounds = 10
+	c.scenarios = []string{"1", "s1", "s3", "s3p"}
+	c.libs = []string{libOurs}
+	c.semaphore = true
+	return c
+}
+
 // smokeConfig runs every scenario and library very briefly: for CI, so
 // that the harness never rots. Its figures mean nothing.
 func smokeConfig() config { return smokeOf(fullConfig()) }
@@ -171,9 +197,13 @@ func main() {
 		"(the cluster results markers with -topology cluster, the quorum results markers with -topology quorum) (default: stdout)")
 	fair := flag.Bool("fair", false, "measure fair waiting: "+strings.Join(fairConfig().libs, " against ")+" in scenarios "+
 		strings.Join(fairConfig().scenarios, ",")+" (9: OS processes contending), and write between the fair results markers")
+	semaphore := flag.Bool("semaphore", false, "measure semaphores: this library's permits of Limit(n) beside its plain reservations in scenarios "+
+		strings.Join(semaphoreConfig().scenarios, ",")+" (s1: one goroutine's cycles, a run per limit; s3: 8 Clients on one semaphore of Limit(3); s3p: 8 Clients on 3 plain resources), "+
+		"and write between the semaphore results markers")
+	limits := flag.String("limits", "", "scenario s1: comma-separated limits, a run each (default "+joinInts(fullConfig().limits)+")")
 	procs := flag.String("procs", "", "scenario 9: comma-separated numbers of processes, a run each (default 5,10,20,40)")
 	plotPath := flag.String("plot", "", "write the handoff latency CDF of scenario 4 to this PNG file")
-	rounds := flag.Int("rounds", 0, "rounds (default 5; 1 with -smoke)")
+	rounds := flag.Int("rounds", 0, "rounds (default 5, 10 with -semaphore; 1 with -smoke)")
 	scen := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(fullConfig().scenarios, ",")+")")
 	libs := flag.String("libs", "", "comma-separated libraries (default all: "+strings.Join(allLibs, ",")+")")
 	redisCPU := flag.String("redis-cpu", "", "CPU list to pin redis-server to with taskset (default 0; none with -smoke)")
@@ -201,14 +231,20 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if *fair && (len(topologies) != 1 || topologies[0] != topoSingle) {
-		fmt.Fprintln(os.Stderr, "bench: -fair runs on a single server only")
+	if (*fair || *semaphore) && (len(topologies) != 1 || topologies[0] != topoSingle) {
+		fmt.Fprintln(os.Stderr, "bench: -fair and -semaphore run on a single server only")
+		os.Exit(2)
+	}
+	if *fair && *semaphore {
+		fmt.Fprintln(os.Stderr, "bench: -fair and -semaphore are runs of their own: give one")
 		os.Exit(2)
 	}
 	cfg := fullConfig()
 	switch {
 	case *fair:
 		cfg = fairConfig()
+	case *semaphore:
+		cfg = semaphoreConfig()
 	case slices.Contains(topologies, topoQuorum):
 		cfg = quorumConfig()
 	case slices.Contains(topologies, topoCluster):
@@ -245,6 +281,17 @@ func main() {
 				os.Exit(2)
 			}
 			cfg.procs = append(cfg.procs, n)
+		}
+	}
+	if *limits != "" {
+		cfg.limits = nil
+		for l := range strings.SplitSeq(*limits, ",") {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 || n > reservation.MaxLimit {
+				fmt.Fprintf(os.Stderr, "bench: -limits: %q is not a limit (1 to %d)\n", l, reservation.MaxLimit)
+				os.Exit(2)
+			}
+			cfg.limits = append(cfg.limits, n)
 		}
 	}
 	if *n7 > 0 {
@@ -293,7 +340,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 			d.stop()
 		}
 	}()
-	scenarios := expand(cfg.scenarios, cfg.procs)
+	scenarios := expand(cfg.scenarios, cfg.procs, cfg.limits)
 	for _, s := range scenarios {
 		for _, t := range cfg.topologies {
 			if !runsOn(s, t) {
@@ -328,7 +375,14 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		if err := add(deps[0].pingRTT(ctx, round, cfg.pings)); err != nil {
 			return nil, err
 		}
-		for _, s := range scenarios {
+		order := scenarios
+		if cfg.semaphore {
+			// The semaphores' run compares scenarios with each other (s1
+			// with 1, s3 with s3p) as the others compare libraries: their
+			// order rotates every round too.
+			order = rotate(scenarios, round)
+		}
+		for _, s := range order {
 			if s == "7" && round >= cfg.rounds7 {
 				continue
 			}
@@ -373,9 +427,9 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 	var r result
 	switch s {
 	case "1":
-		r = e.cycles(ctx, lib, s, round, 1, cfg.d12)
+		r = e.cycles(ctx, lib, s, round, 1, cycleSettings, cfg.d12)
 	case "2":
-		r = e.cycles(ctx, lib, s, round, 16, cfg.d12)
+		r = e.cycles(ctx, lib, s, round, 16, cycleSettings, cfg.d12)
 	case "3":
 		r = e.contended(ctx, lib, s, round, 8, 1, false, cfg.d34)
 	case "3x":
@@ -392,9 +446,17 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 		r = e.atScale(ctx, lib, round, cfg.n7, cfg.ttl7, cfg.hb7, cfg.d7)
 	case "8", "8s", "8f":
 		r = e.lossNotice(ctx, lib, s, round)
+	case "s3", "s3p":
+		r = e.semContended(ctx, lib, s, round, cfg.d34)
 	default:
 		if n, ok := procsOf(s); ok {
 			r = e.processes(ctx, lib, s, round, n)
+			break
+		}
+		if n, ok := limitOf(s); ok {
+			st := cycleSettings
+			st.limit = n
+			r = e.cycles(ctx, lib, s, round, 1, st, cfg.d12)
 			break
 		}
 		return r, fmt.Errorf("unknown scenario %q", s)
@@ -404,12 +466,15 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 }
 
 // runs reports whether lib takes part in scenario: the raw floors cannot
-// wait or renew, scenario 8 measures this library's loss notice, NoQueue
+// wait or renew, scenario 8 measures this library's loss notice, the
+// semaphore scenarios its semaphores (with its queue, the default), NoQueue
 // is measured where it makes a difference, and scenario 9's processes run
 // this library, with its queue or without.
 func runs(lib, scenario string) bool {
 	_, procs := procsOf(scenario)
 	switch {
+	case isSemaphore(scenario):
+		return lib == libOurs
 	case isLossNotice(scenario):
 		return lib == libOurs
 	case procs:
@@ -429,16 +494,22 @@ func runs(lib, scenario string) bool {
 var queueScenarios = []string{"1", "2", "3", "3x", "4", "4x"}
 
 // expand returns scenarios with "9" replaced by a scenario per number of
-// processes: "9/5", "9/10", ...
-func expand(scenarios []string, procs []int) []string {
+// processes ("9/5", "9/10", ...), and "s1" by a scenario per limit ("s1/1",
+// "s1/3", ...).
+func expand(scenarios []string, procs, limits []int) []string {
 	var out []string
 	for _, s := range scenarios {
-		if s != "9" {
+		switch s {
+		case "9":
+			for _, n := range procs {
+				out = append(out, procScenario(n))
+			}
+		case "s1":
+			for _, n := range limits {
+				out = append(out, limitScenario(n))
+			}
+		default:
 			out = append(out, s)
-			continue
-		}
-		for _, n := range procs {
-			out = append(out, procScenario(n))
 		}
 	}
 	return out

@@ -455,6 +455,7 @@ func (rep *report) markdown() string {
 	rep.writeLossNotice(b)
 	rep.writeQueueCost(b)
 	rep.writeProcesses(b)
+	rep.writeSemaphores(b)
 
 	var failed []string
 	for _, r := range rep.failed {
@@ -739,6 +740,7 @@ func (rep *report) writeTargets(b *bytes.Buffer) {
 			fmtDur(p), yes(p < 10*time.Millisecond))
 	}
 	rep.fairTargets(t)
+	rep.semaphoreTargets(t)
 	b.WriteString("\n")
 }
 

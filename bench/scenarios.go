@@ -30,12 +30,15 @@ type result struct {
 	// library's own, for every resource measured), counted per master.
 	PerMaster []int64
 
-	Ops     int64         // cycles (1, 2), acquisitions (3, 4), trials (5, 6), losses noticed or not (8)
+	Ops     int64         // cycles (1, 2, s1), acquisitions (3, 4, s3), trials (5, 6), losses noticed or not (8)
 	Elapsed time.Duration // of the measured part
 	Lat     []time.Duration
 	U       usage
 
-	// Scenario 3.
+	// Scenarios 1, 2 and s1: how long each cycle's acquisition took.
+	Acq []time.Duration
+
+	// Scenario 3 (MinPer and MaxPer: s3 and s3p too).
 	BackShare float64 // share of acquisitions that went back to the releaser
 	MinPer    int64   // fewest acquisitions of one goroutine
 	MaxPer    int64   // most acquisitions of one goroutine
@@ -69,6 +72,13 @@ type result struct {
 
 	// Scenario 8: losses whose Err did not match ErrLost.
 	Causes int
+
+	// Scenarios s3 and s3p: the most holders the harness saw at once, in
+	// all, and the acquisitions that found their semaphore or plain
+	// resource already held by as many as it allows (Limit, or 1): there
+	// must be none.
+	MostHolders int
+	Excess      int64
 
 	Err error
 }
@@ -151,11 +161,11 @@ func (e *env) measure(ctx context.Context, rt *roundTrips, body func() error) (u
 // renewal happens while a reservation is held for a few microseconds.
 var cycleSettings = settings{ttl: 10 * time.Second}
 
-// cycles runs scenarios 1 and 2: workers goroutines acquire and release
-// fresh resources on one client for d.
-func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers int, d time.Duration) result {
+// cycles runs scenarios 1, 2 and s1: workers goroutines acquire and
+// release fresh resources on one client made with st for d.
+func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers int, st settings, d time.Duration) result {
 	r := result{Scenario: scenario, Lib: lib, Round: round}
-	ls, rt, err := e.open(lib, 1, cycleSettings)
+	ls, rt, err := e.open(lib, 1, st)
 	if err != nil {
 		r.Err = err
 		return r
@@ -164,34 +174,38 @@ func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers i
 	l := ls[0]
 	prefix := e.keyPrefix(scenario, lib, round)
 	var ops, failures atomic.Int64
-	// cycle acquires and releases name. An acquisition that fails (an
-	// error, or false though the resource is free) is counted, not fatal:
-	// rueidislock gives up on a key after TryNextAfter (20 ms) when busy.
-	cycle := func(name string) (time.Duration, error) {
+	// cycle acquires and releases name, and answers how long the cycle
+	// and its acquisition took (-1: the acquisition failed). An
+	// acquisition that fails (an error, or false though the resource is
+	// free) is counted, not fatal: rueidislock gives up on a key after
+	// TryNextAfter (20 ms) when busy.
+	cycle := func(name string) (time.Duration, time.Duration, error) {
 		start := time.Now()
 		h, ok, err := l.try(ctx, name)
+		acquired := time.Since(start)
 		if err != nil || !ok {
 			if ctx.Err() != nil {
-				return 0, ctx.Err()
+				return 0, 0, ctx.Err()
 			}
 			if n := failures.Add(1); n > 100 && n > ops.Load()/10 {
-				return 0, fmt.Errorf("%d acquisitions of free resources failed, the last: %v", n, err)
+				return 0, 0, fmt.Errorf("%d acquisitions of free resources failed, the last: %v", n, err)
 			}
-			return -1, nil
+			return -1, -1, nil
 		}
 		if err := h.release(ctx); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return time.Since(start), nil
+		return time.Since(start), acquired, nil
 	}
 	// Warm up: connections, scripts loaded, goroutines started.
 	for i := range 50 {
-		if _, err := cycle(prefix + "-warm-" + strconv.Itoa(i)); err != nil {
+		if _, _, err := cycle(prefix + "-warm-" + strconv.Itoa(i)); err != nil {
 			r.Err = err
 			return r
 		}
 	}
 	lats := make([][]time.Duration, workers)
+	acqs := make([][]time.Duration, workers)
 	tried := make([]int, workers) // resources each worker tried
 	name := func(w, i int) string { return prefix + "-w" + strconv.Itoa(w) + "-" + strconv.Itoa(i) }
 	r.U, r.Elapsed, r.Err = e.measure(ctx, rt, func() error {
@@ -201,16 +215,18 @@ func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers i
 		for w := range workers {
 			wg.Go(func() {
 				lat := make([]time.Duration, 0, 1<<14)
+				acq := make([]time.Duration, 0, 1<<14)
 				i := 0
-				defer func() { lats[w], tried[w] = lat, i }()
+				defer func() { lats[w], acqs[w], tried[w] = lat, acq, i }()
 				for ; time.Now().Before(deadline); i++ {
-					d, err := cycle(name(w, i))
+					d, a, err := cycle(name(w, i))
 					if err != nil {
 						errs <- err
 						return
 					}
 					if d >= 0 {
 						lat = append(lat, d)
+						acq = append(acq, a)
 						ops.Add(1)
 					}
 				}
@@ -222,8 +238,9 @@ func (e *env) cycles(ctx context.Context, lib, scenario string, round, workers i
 	})
 	r.Ops = ops.Load()
 	r.Failures = failures.Load()
-	for _, lat := range lats {
-		r.Lat = append(r.Lat, lat...)
+	for w := range lats {
+		r.Lat = append(r.Lat, lats[w]...)
+		r.Acq = append(r.Acq, acqs[w]...)
 	}
 	// After the measurement, so that it costs the client nothing measured.
 	for w, n := range tried {

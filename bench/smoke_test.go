@@ -310,7 +310,7 @@ func TestSmokeFair(t *testing.T) {
 	for _, r := range rep.failed {
 		t.Errorf("round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err)
 	}
-	for _, s := range expand(cfg.scenarios, cfg.procs) {
+	for _, s := range expand(cfg.scenarios, cfg.procs, cfg.limits) {
 		for _, lib := range cfg.libs {
 			if rs := rep.results[s][lib]; len(rs) == 0 || rs[0].Ops == 0 {
 				t.Errorf("scenario %s, %s: no operation measured", s, lib)
@@ -366,6 +366,99 @@ func TestSmokeFair(t *testing.T) {
 	for _, h := range []string{"### The queue's cost", "### Contended", "### Scenario 9:", "### Targets"} {
 		if !strings.Contains(text, h) {
 			t.Errorf("fair report has no %q table", h)
+		}
+	}
+	if testing.Verbose() {
+		t.Log("\n" + text)
+	}
+}
+
+// TestSmokeSemaphore runs the semaphores' run very briefly: scenario 1 and
+// a permit of each limit of scenario s1, and 8 Clients on one semaphore of
+// Limit(3) against 8 on 3 plain resources (s3, s3p). It asserts nothing
+// about speed: only that every run worked and has its ratio to the plain
+// reservation of the same round, that each permit's acquire read every
+// permit of its semaphore (a GET each) and wrote the marker beside the
+// permit (a SET more than a plain cycle's), that the semaphore never had
+// more than 3 holders at once nor a plain resource more than 1, that it
+// had more than one (the permits were held at once), that every
+// acquisition's wait was recorded, and that the report replaces only its
+// own section of the page.
+func TestSmokeSemaphore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := smokeOf(semaphoreConfig())
+	rep, err := run(ctx, cfg, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.failed {
+		t.Errorf("round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err)
+	}
+	for _, s := range expand(cfg.scenarios, cfg.procs, cfg.limits) {
+		rs := rep.results[s][libOurs]
+		if len(rs) == 0 || rs[0].Ops == 0 {
+			t.Errorf("scenario %s: no operation measured", s)
+			continue
+		}
+		if n, ok := limitOf(s); ok {
+			if _, _, _, ok := ratioOf(rs, rep.results["1"][libOurs]); !ok {
+				t.Errorf("scenario %s: no ratio to scenario 1", s)
+			}
+			for _, r := range rs {
+				gets, sets := float64(r.U.calls["get"])/float64(r.Ops), float64(r.U.calls["set"])/float64(r.Ops)
+				if gets < float64(n) || sets < 2.5 {
+					t.Errorf("scenario %s: %.2f GET and %.2f SET per cycle, want at least %d GET (a read of each permit) and 3 SET (permit, marker, token)",
+						s, gets, sets, n)
+				}
+			}
+		}
+	}
+	if _, _, _, ok := ratioOf(rep.results["s3"][libOurs], rep.results["s3p"][libOurs]); !ok {
+		t.Errorf("scenario s3: no ratio to scenario s3p")
+	}
+	for _, s := range []string{"s3", "s3p"} {
+		for _, r := range rep.results[s][libOurs] {
+			if r.Excess != 0 || r.MostHolders > semLimit {
+				t.Errorf("scenario %s: %d acquisitions over the limit, at most %d holders at once; want none, at most %d",
+					s, r.Excess, r.MostHolders, semLimit)
+			}
+			if s == "s3" && r.MostHolders < 2 {
+				t.Errorf("scenario s3: at most %d holder at once: the permits were never held together", r.MostHolders)
+			}
+			if r.Order.Served != r.Ops || len(r.Waits) != int(r.Ops) {
+				t.Errorf("scenario %s: %d acquisitions, %d served, %d waits", s, r.Ops, r.Order.Served, len(r.Waits))
+			}
+		}
+	}
+
+	rep.command = "go test ./..."
+	md := filepath.Join(t.TempDir(), "PERFORMANCE.md")
+	others := "# Performance\n\n" + beginMarker + "\nsingle\n" + endMarker + "\n\n" +
+		beginFairMarker + "\nfair\n" + endFairMarker + "\n\nprose\n"
+	if err := os.WriteFile(md, []byte(others), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secs := rep.sections()
+	if len(secs) != 1 || secs[0].begin != beginSemaphoreMarker {
+		t.Fatalf("the run's report has %d sections, want the semaphores' alone", len(secs))
+	}
+	for range 2 { // the second write replaces the first
+		if err := writeBetweenMarkers(md, secs[0].text, secs[0].begin, secs[0].end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(md)
+	text := string(b)
+	if got := strings.Count(text, beginSemaphoreMarker); got != 1 {
+		t.Errorf("report has %d semaphore results sections, want 1", got)
+	}
+	if !strings.HasPrefix(text, others) {
+		t.Errorf("the semaphores' report changed the other sections or the text around them")
+	}
+	for _, h := range []string{"### Semaphores, uncontended", "### Semaphores, contended", "### Targets"} {
+		if !strings.Contains(text, h) {
+			t.Errorf("semaphore report has no %q table", h)
 		}
 	}
 	if testing.Verbose() {
