@@ -371,6 +371,13 @@ func TestQuorumDeadlineIsTheMajoritys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// TryLock returns at the majority's yes: wait for the third part, so
+	// that the paused server's part is one of the holding's (without it the
+	// earliest deadline and the majority's are the same).
+	waitFor(t, func() bool {
+		hs := holders(t, servers, r.Key())
+		return hs[0] == r.Holder() && hs[1] == r.Holder() && hs[2] == r.Holder()
+	})
 	servers[0].Pause()
 	defer servers[0].Resume()
 	time.Sleep(500 * time.Millisecond)
