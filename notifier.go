@@ -91,8 +91,8 @@ type keyWatch struct {
 	wake   chan struct{} // closed at every notice for the key, then replaced
 	armed  bool          // a waiter's read watches it since the last notice
 	holder *Reservation  // this Client's reservation of the key, or nil
-	// permits, for a semaphore's key, are the keys its waiters watch.
-	permits []string
+	// semaphore reports that the key is a semaphore's (see watchSemaphore).
+	semaphore bool
 }
 
 // waiter is one Lock call's place in a key's queue: the Client's own queue,
@@ -447,20 +447,19 @@ func (n *notifier) masterSwitched(addr string) {
 // renewal). n.mu is held.
 func (n *notifier) channels(key string) []string {
 	chans := []string{companion(key, channelSuffix)}
-	if kw := n.keys[key]; kw != nil && len(kw.permits) > 0 {
+	if kw := n.keys[key]; kw != nil && kw.semaphore {
 		return chans
 	}
 	return append(chans, "__keyspace@"+strconv.Itoa(n.db)+"__:"+key)
 }
 
-// watchPermits has the waiters of key, a semaphore of limit permits, woken
-// by its release notices (subscribed to, with or without tracking).
-func (n *notifier) watchPermits(key string, limit int) {
+// watchSemaphore has the waiters of key, a semaphore's, woken by its
+// release notices (subscribed to, with or without tracking).
+func (n *notifier) watchSemaphore(key string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	kw := n.watch(key)
-	if len(kw.permits) != limit {
-		kw.permits = permitKeys(key, limit)
+	if kw := n.watch(key); !kw.semaphore {
+		kw.semaphore = true
 		n.kickLocked()
 	}
 }
@@ -889,7 +888,7 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 		for key, kw := range n.keys {
 			// With tracking, only a semaphore's waiters need its
 			// release notices (see wait.tracked).
-			if n.subscribed[key] == nil && (!n.tracking || len(kw.permits) > 0) {
+			if n.subscribed[key] == nil && (!n.tracking || kw.semaphore) {
 				chans := n.channels(key)
 				sub = append(sub, chans...)
 				n.subscribed[key] = chans

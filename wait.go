@@ -115,7 +115,7 @@ func (w *wait) notifier(ctx context.Context) (*notifier, error) {
 	switch {
 	case err == nil:
 		if w.limit > 0 {
-			n.watchPermits(w.key, w.limit)
+			n.watchSemaphore(w.key)
 		}
 		return n, nil
 	case ctx.Err() != nil:
@@ -141,7 +141,7 @@ func (w *wait) follow(ctx context.Context, n *notifier, q *waiter, join func(*no
 		return n, q
 	}
 	if w.limit > 0 {
-		moved.watchPermits(w.key, w.limit)
+		moved.watchSemaphore(w.key)
 	}
 	n.leave(w.key, q, false)
 	return moved, join(moved)
