@@ -341,17 +341,23 @@ const giveBackTimeout = 2 * time.Second
 // deleted. It runs in the background while the Client is open (Close waits
 // for it), else at once.
 func (c *Client) giveBack(key, value string, limit int) {
+	c.inBackground(func() { c.giveBackNow(key, value, limit) })
+}
+
+// inBackground runs f in the background while the Client is open (Close
+// waits for it), else at once.
+func (c *Client) inBackground(f func()) {
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
-		c.giveBackNow(key, value, limit)
+		f()
 		return
 	}
 	c.wg.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		c.giveBackNow(key, value, limit)
+		f()
 	}()
 }
 

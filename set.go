@@ -178,18 +178,25 @@ func (c *Client) acquireSet(ctx context.Context, set []string, value string, mod
 // giveBackSet gives back every key of set held with value, and takes value
 // off their queues, in one round trip (see giveBack).
 func (c *Client) giveBackSet(set []string, value string) {
-	for _, r := range set {
-		c.giveBack(c.Key(r), value, 0)
+	c.inBackground(func() { c.giveBackSetNow(set, value) })
+}
+
+// giveBackSetNow is giveBackSet now, within giveBackTimeout.
+func (c *Client) giveBackSetNow(set []string, value string) {
+	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
+	defer cancel()
+	calls := make([]*scriptCall, len(set))
+	for i, r := range set {
+		calls[i] = c.releaseCall(c.Key(r), value, 0)
 	}
+	_, _ = evalPipelined(ctx, c.rdb, calls)
 }
 
 // giveBackSetFor is giveBackSet after an acquisition in mode: a waiter's
 // give-back is done before its next attempt (see giveBackFor).
 func (c *Client) giveBackSetFor(mode queueMode, set []string, value string) {
 	if mode == waitQueue {
-		for _, r := range set {
-			c.giveBackNow(c.Key(r), value, 0)
-		}
+		c.giveBackSetNow(set, value)
 		return
 	}
 	c.giveBackSet(set, value)
