@@ -694,31 +694,49 @@ func (n *notifier) state(key string, w *waiter) (<-chan struct{}, bool, bool) {
 // connection, and a waiter whose context ends does not tear the shared
 // connection down in the middle of a read.
 func (n *notifier) arm(ctx context.Context, key string) (time.Duration, error) {
-	ch := make(chan armResult, 1)
-	n.mu.Lock()
-	if kw := n.keys[key]; kw != nil {
-		kw.armed = true
+	pttls, err := n.armKeys(ctx, key)
+	if err != nil {
+		return 0, err
 	}
-	n.arms[key] = append(n.arms[key], ch)
+	return pttls[0], nil
+}
+
+// armKeys is arm for several keys (a set's), read in one pipeline.
+func (n *notifier) armKeys(ctx context.Context, keys ...string) ([]time.Duration, error) {
+	chs := make([]chan armResult, len(keys))
+	n.mu.Lock()
+	for i, key := range keys {
+		chs[i] = make(chan armResult, 1)
+		if kw := n.keys[key]; kw != nil {
+			kw.armed = true
+		}
+		n.arms[key] = append(n.arms[key], chs[i])
+	}
 	n.kickLocked()
 	n.mu.Unlock()
-	select {
-	case res := <-ch:
-		if res.err != nil {
-			// The connection may have been replaced, and its watches
-			// lost: every key is watched again at its next attempt.
-			n.mu.Lock()
-			for _, kw := range n.keys {
-				kw.armed = false
+	pttls := make([]time.Duration, len(keys))
+	for i, ch := range chs {
+		select {
+		case res := <-ch:
+			if res.err != nil {
+				// The connection may have been replaced, and its
+				// watches lost: every key is watched again at its
+				// next attempt.
+				n.mu.Lock()
+				for _, kw := range n.keys {
+					kw.armed = false
+				}
+				n.mu.Unlock()
+				return nil, res.err
 			}
-			n.mu.Unlock()
+			pttls[i] = res.pttl
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-n.c.ctx.Done():
+			return nil, ErrClosed
 		}
-		return res.pttl, res.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-n.c.ctx.Done():
-		return 0, ErrClosed
 	}
+	return pttls, nil
 }
 
 // armResult is what arm waits for.

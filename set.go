@@ -363,23 +363,32 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 		// watch: a turn told, or the lease due, wakes it.
 		head := last == nil || last.place == 0
 		cases := make([]reflect.SelectCase, 0, 2*len(keys)+3)
-		free := false
+		var unarmed []int // the members to watch again, in one round trip
 		for i, k := range keys {
 			wake, turn, armed := n.turnState(k, waiters[i])
 			if !head {
 				wake = nil
 			} else if n.tracking && !armed {
-				p, err := n.arm(ctx, k)
-				if err == nil && p == -2 && (last == nil || last.Resource == set[i]) {
-					free = true
-				}
+				unarmed = append(unarmed, i)
 			}
 			cases = append(cases,
 				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)},
 				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(turn)})
 		}
-		if free {
-			continue // the key that refused is free since: again at once
+		if len(unarmed) > 0 {
+			arm := make([]string, len(unarmed))
+			for j, i := range unarmed {
+				arm[j] = keys[i]
+			}
+			free := false
+			if pttls, err := n.armKeys(ctx, arm...); err == nil {
+				for j, i := range unarmed {
+					free = free || pttls[j] == -2 && (last == nil || last.Resource == set[i])
+				}
+			}
+			if free {
+				continue // the member that refused is free since: again at once
+			}
 		}
 		timer.Reset(max(delay, 0))
 		cases = append(cases,

@@ -315,8 +315,8 @@ var mutants = []mutant{
 	{
 		name: "arm-per-waiter-under-its-deadline",
 		why:  "each waiter reads its key on the tracking connection itself, under its own deadline",
-		edits: []edit{{"notifier.go", "\tn.arms[key] = append(n.arms[key], ch)\n\tn.kickLocked()\n\tn.mu.Unlock()\n",
-			"\tn.mu.Unlock()\n\tgo func() { _ = n.armAll(ctx, map[string][]chan armResult{key: {ch}}) }()\n"}},
+		edits: []edit{{"notifier.go", "\t\tn.arms[key] = append(n.arms[key], chs[i])\n\t}\n\tn.kickLocked()\n\tn.mu.Unlock()\n",
+			"\t\tgo func() { _ = n.armAll(ctx, map[string][]chan armResult{key: {chs[i]}}) }()\n\t}\n\tn.mu.Unlock()\n"}},
 		tests: []tests{root("^(TestCloseAfterAbandonedCalls|TestManyWaitersDoNotStarveRenewals)$")},
 	},
 	{
