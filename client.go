@@ -617,12 +617,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		}
 	}
 	if !res.acquired {
-		e := &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
-			NoExpiry: res.noExpiry, Guard: res.guard, place: res.place, limit: limit}
-		if mode == tryQueue {
-			e.Queued = res.place
-		}
-		return nil, e, nil
+		return nil, res.notAcquired(resource, mode, limit), nil
 	}
 	held := key
 	if limit > 0 {
@@ -663,6 +658,16 @@ type acquireResult struct {
 	guard     bool
 	place     int // the caller's place in the queue (wait), or its length (try)
 	permit    int // the semaphore's permit taken (from 1)
+}
+
+// notAcquired is the error of a refusal of resource, in mode, with limit.
+func (res acquireResult) notAcquired(resource string, mode queueMode, limit int) *NotAcquiredError {
+	e := &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
+		NoExpiry: res.noExpiry, Guard: res.guard, place: res.place, limit: limit}
+	if mode == tryQueue {
+		e.Queued = res.place
+	}
+	return e
 }
 
 // commandRefused reports whether err is a refusal of a command by the

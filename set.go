@@ -129,12 +129,7 @@ func (c *Client) acquireSet(ctx context.Context, set []string, value string, mod
 				i = int(n)
 			}
 		}
-		e := &NotAcquiredError{Resource: set[i-1], Holder: res.holder, Remaining: res.remaining,
-			NoExpiry: res.noExpiry, Guard: res.guard, place: res.place}
-		if mode == tryQueue {
-			e.Queued = res.place
-		}
-		return nil, e, nil
+		return nil, res.notAcquired(set[i-1], mode, 0), nil
 	}
 	tokens := make([]int64, len(set))
 	for i := range set {
