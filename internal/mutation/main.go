@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -129,7 +130,7 @@ func apply(root string, m mutant, budget time.Duration) (result, string) {
 	defer cancel()
 	var out bytes.Buffer
 	for _, t := range m.tests {
-		args := []string{"test", "-count=1", "-failfast", "-timeout", budget.String(), "-run", t.run, t.pkg}
+		args := []string{"test", "-count=" + strconv.Itoa(max(t.count, 1)), "-failfast", "-timeout", budget.String(), "-run", t.run, t.pkg}
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = filepath.Join(dir, t.module)
 		cmd.Stdout, cmd.Stderr = &out, &out

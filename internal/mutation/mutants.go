@@ -14,10 +14,16 @@ type edit struct{ file, old, new string }
 
 // tests are the tests of a package to run: go test -run run pkg, in
 // module (the folder of its go.mod, "." for the library's).
-type tests struct{ module, pkg, run string }
+type tests struct {
+	module, pkg, run string
+	// count, when above 1, runs them that many times (any failure
+	// catches the mutant): for a break that shows only when a deadline
+	// falls in the middle of a read.
+	count int
+}
 
 // root returns the tests matching run in the library's own package.
-func root(run string) tests { return tests{".", ".", run} }
+func root(run string) tests { return tests{module: ".", pkg: ".", run: run} }
 
 // The mutants. Each later piece of work adds its own.
 var mutants = []mutant{
@@ -317,7 +323,7 @@ var mutants = []mutant{
 		why:  "each waiter reads its key on the tracking connection itself, under its own deadline",
 		edits: []edit{{"notifier.go", "\t\tn.arms[key] = append(n.arms[key], chs[i])\n\t}\n\tn.kickLocked()\n\tn.mu.Unlock()\n",
 			"\t\tgo func() { _ = n.armAll(ctx, map[string][]chan armResult{key: {chs[i]}}) }()\n\t}\n\tn.mu.Unlock()\n"}},
-		tests: []tests{root("^(TestCloseAfterAbandonedCalls|TestManyWaitersDoNotStarveRenewals)$")},
+		tests: []tests{{module: ".", pkg: ".", run: "^(TestCloseAfterAbandonedCalls|TestManyWaitersDoNotStarveRenewals)$", count: 3}},
 	},
 	{
 		name:  "cluster-node-renewals-skipped",
