@@ -105,8 +105,8 @@ type Fence struct {
 }
 
 // Fences returns the fencing token of every resource the reservation holds:
-// one today, Token's. A holding of several resources at once returns one
-// Fence each.
+// one, Token's, for a reservation or a permit; for a set (see With), one
+// for each member, in the order given.
 func (r *Reservation) Fences() []Fence {
 	fences := make([]Fence, 0, len(r.all()))
 	for _, m := range r.all() {

@@ -180,6 +180,20 @@ func usageErrorf(format string, args ...any) error {
 	return &exitError{code: ExitUsage, err: fmt.Errorf(format, args...), usage: true}
 }
 
+// oneResource is the Args check of the commands that take one RESOURCE:
+// without it, or with several (as reserve run takes them), it says what to
+// give instead, as a usage error.
+func oneResource(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 1:
+		return nil
+	case 0:
+		return usageErrorf("missing RESOURCE")
+	}
+	return usageErrorf("one RESOURCE, got %d: reserve %s takes one at a time (reserve list shows every reservation)",
+		len(args), cmd.Name())
+}
+
 // inputError reports bad input found after parsing (a TLS file that does
 // not load, an option the library refuses): exit 64, without the usage.
 func inputError(err error) error {

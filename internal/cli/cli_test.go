@@ -26,6 +26,15 @@ import (
 // with a one-line message (and the usage line, unless the message is the
 // library's or about the Redis address), before touching Redis: the Redis
 // it is given does not answer, which would be exit 69.
+// manyResources returns one more resource than reserve run takes at once.
+func manyResources() []string {
+	var rs []string
+	for i := range reservation.MaxSet + 1 {
+		rs = append(rs, fmt.Sprint("r", i))
+	}
+	return rs
+}
+
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{envRedisURL: "redis://" + unusedAddr(t)}
@@ -48,7 +57,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run"}, "missing RESOURCE and COMMAND", false},
 		{[]string{"run", "job", "--"}, "missing COMMAND after --", false},
 		{[]string{"run", "--", "true"}, "missing RESOURCE before --", false},
-		{[]string{"run", "a", "b", "--", "true"}, "one RESOURCE before --", false},
+		{[]string{"run", "a", "b", "a", "--", "true"}, `"a" is given twice: give each RESOURCE once`, false},
+		{[]string{"run", "--limit", "3", "a", "b", "--", "true"},
+			"--limit with 2 resources: a semaphore is reserved alone (one RESOURCE with --limit)", false},
+		{append(append([]string{"run"}, manyResources()...), "--", "true"), "65 resources: run holds at most 64 at once", false},
+		{[]string{"run", "--quorum", "a", "b", "--", "true"},
+			"2 resources with a quorum (--quorum): several resources at once need one Redis server", false},
 		{[]string{"run", "--ttl", "3x", "job", "--", "true"}, `invalid argument "3x" for "--ttl"`, false},
 		{[]string{"run", "--timeout", "soon", "job", "--", "true"}, `invalid argument "soon" for "--timeout"`, false},
 		{[]string{"run", "--restart-guard", "never", "job", "--", "true"}, `want a duration like 30s, or "off"`, false},
@@ -89,8 +103,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--prefix", "", "job", "--", "true"}, "--prefix is empty", false},
 		{[]string{"run", "--log-level", "loud", "job", "--", "true"}, `--log-level "loud": want debug, info, warn or error`, false},
 		{[]string{"status", "--log-format", "xml", "job"}, `--log-format "xml": want text or json`, false},
-		{[]string{"status"}, "accepts 1 arg(s), received 0", false},
-		{[]string{"status", "a", "b"}, "accepts 1 arg(s), received 2", false},
+		{[]string{"status"}, "missing RESOURCE", false},
+		{[]string{"status", "a", "b"}, "one RESOURCE, got 2: reserve status takes one at a time (reserve list shows every reservation)", false},
+		{[]string{"release", "--force", "a", "b"}, "one RESOURCE, got 2: reserve release takes one at a time", false},
+		{[]string{"wait", "a", "b"}, "one RESOURCE, got 2: reserve wait takes one at a time", false},
 		{[]string{"list", "extra"}, `unknown command "extra"`, false},
 		{[]string{"wait", "--timeout", "-1s", "job"}, "--timeout -1s is negative", false},
 		{[]string{"release", "job"}, "add --force", false},

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ type notes struct {
 	a    *app
 	mu   sync.Mutex
 	said map[string]bool // keys of the sentences printed
+	set  []string        // the resources reserve run holds together, if several
 }
 
 // Keys of the sentences that are printed once per process whatever they
@@ -59,6 +61,36 @@ func (n *notes) saidAbout(text string) bool {
 // lostKey is the key of the sentence about the loss of resource.
 func lostKey(resource string) string { return "lost\x00" + resource }
 
+// lostSetKey is the key of the sentence about the loss of the resources
+// held together: the loss of any is said once, for all.
+const lostSetKey = "lost\x00\x00set"
+
+// holding tells n the resources that reserve run holds, so that the loss
+// of any of several held together is said once, for all of them.
+func (n *notes) holding(resources []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.set = resources
+}
+
+// lost says, once, that the reservation of resource is gone, for err:
+// err is either the loss of resource itself (from the library's event) or
+// of the reservation that reserve holds (which names the member lost).
+func (n *notes) lost(resource string, err error) {
+	n.mu.Lock()
+	set := n.set
+	n.mu.Unlock()
+	if len(set) < 2 || !slices.Contains(set, resource) {
+		n.say(lostKey(resource), lostSentence(resource, err))
+		return
+	}
+	if !strings.Contains(errText(err), "of the set)") {
+		// The member's own loss, reported before the set's.
+		err = fmt.Errorf("%w (member %q of the set)", err, resource)
+	}
+	n.say(lostSetKey, fmt.Sprintf("the reservation of %s, held together, is gone: %s", setName(set), errText(err)))
+}
+
 // onEvent returns the Options.OnEvent hook of a Client on addr, which
 // where names: it tells the person, in sentences, what they must know or
 // do. It is called on the library's path, so it only formats and prints.
@@ -79,7 +111,7 @@ func (f *connFlags) onEvent(a *app, addr, where string, kind topology) func(rese
 			a.notes.say(string(e.Kind)+"\x00"+errText(e.Err), fmt.Sprintf("%s refuses a command to this user, "+
 				"so reserve does without it (%s): allow it in the user's ACL", where, errText(e.Err)))
 		case reservation.EventLost:
-			a.notes.say(lostKey(e.Resource), lostSentence(e.Resource, e.Err))
+			a.notes.lost(e.Resource, e.Err)
 		case reservation.EventServerFailed:
 			// Once for each server: the first failure says it is down,
 			// and the per-server view of status shows the rest.

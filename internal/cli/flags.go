@@ -424,6 +424,9 @@ func (f *connFlags) failureOf(ctx context.Context, err error, resource string) e
 	switch {
 	case errors.Is(err, reservation.ErrInvalidResource):
 		return &exitError{code: ExitUsage, err: err, usage: true}
+	case errors.Is(err, reservation.ErrInvalidOptions):
+		// The library's reason, as a Cluster's hash slots for a set.
+		return inputError(err)
 	case f.kind == quorum && errors.As(err, &qerr):
 		return unavailable(f.quorumFailure(qerr))
 	case errors.As(err, &auth):

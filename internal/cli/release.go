@@ -57,7 +57,7 @@ It exits 0 whether or not RESOURCE was held. --json prints
 "semaphore:<limit>", "limit" its number of permits, and "permits" has the
 {"key","holder"} of each permit freed.`,
 		Example:           `  reserve release --force nightly-report`,
-		Args:              cobra.ExactArgs(1),
+		Args:              oneResource,
 		ValidArgsFunction: completeResources(a, &f.conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resource := args[0]

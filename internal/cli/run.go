@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,10 +55,18 @@ type runFlags struct {
 func newRunCmd(a *app) *cobra.Command {
 	f := &runFlags{}
 	cmd := &cobra.Command{
-		Use:   "run [flags] RESOURCE -- COMMAND [ARG...]",
-		Short: "Run COMMAND while holding RESOURCE (or one of its --limit permits)",
+		Use:   "run [flags] RESOURCE [RESOURCE...] -- COMMAND [ARG...]",
+		Short: "Run COMMAND while holding RESOURCE (or several, or one of its --limit permits)",
 		Long: `Run COMMAND while holding the reservation of RESOURCE, and release it when
 COMMAND exits.
+
+With several resources, run holds them all, or none: it takes them
+together in one step (waiting until every one is free, never holding some
+while it waits for others), so that two runs asking for overlapping
+resources in any order never deadlock. The loss of any one is the loss of
+all: COMMAND is stopped as below. At most 64 resources; on a Redis
+Cluster, their keys must be in one hash slot (give the names one hash tag:
+"{nightly}-a" and "{nightly}-b"). Not with --limit or --quorum.
 
 With --limit N, RESOURCE is a semaphore: up to N holders hold it at once,
 each with one of its N permits, and run takes one ("at most 3 exports at a
@@ -77,6 +86,12 @@ standard input, output and error, and in its environment:
                     it to the storage you write to
   RESERVE_BY        the worker name (--by)
   RESERVE_LIMIT     the --limit given, 0 without it
+With several resources, RESERVE_RESOURCE, RESERVE_KEY and RESERVE_TOKEN are
+the first one's, and for each resource, numbered from 1 in the order given:
+  RESERVE_COUNT       how many resources are held
+  RESERVE_RESOURCE_i  the name of resource i (RESERVE_RESOURCE_1 is the first)
+  RESERVE_KEY_i       its Redis key
+  RESERVE_TOKEN_i     its fencing token
 While COMMAND runs, reserve renews the reservation every --heartbeat. If the
 reservation is lost all the same (the key was deleted or taken, or Redis was
 unreachable for a TTL), reserve says so and why on stderr, COMMAND's process
@@ -110,6 +125,10 @@ started/is not found.`,
   # From cron: skip this run when the previous one still runs (exit 75).
   */5 * * * * reserve run --no-wait nightly-report -- /usr/local/bin/report.sh
 
+  # Move money between two accounts, holding both (in any order: no deadlock).
+  reserve run account:17 account:42 -- sh -c './transfer --from 17 --to 42 \
+    --fence-17 "$RESERVE_TOKEN_1" --fence-42 "$RESERVE_TOKEN_2"'
+
   # At most 3 exports at a time across the fleet; skip this one when 3 run.
   reserve run --limit 3 --no-wait exports -- ./export.sh
 
@@ -132,21 +151,20 @@ started/is not found.`,
 				return usageErrorf("missing -- before the command: reserve run RESOURCE -- COMMAND [ARG...]")
 			case dash == 0:
 				return usageErrorf("missing RESOURCE before --")
-			case dash > 1:
-				return usageErrorf("one RESOURCE before --, got %d arguments", dash)
-			case len(args) == 1:
+			case len(args) == dash:
 				return usageErrorf("missing COMMAND after --")
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.run(cmd.Context(), a, args[0], args[1:])
+			dash := cmd.ArgsLenAtDash()
+			return f.run(cmd.Context(), a, args[:dash], args[dash:])
 		},
 	}
 	f.conn.add(cmd)
 	f.hold.add(cmd)
 	fs := cmd.Flags()
-	fs.BoolVar(&f.noWait, "no-wait", false, "fail at once (exit 75) when RESOURCE is held")
+	fs.BoolVar(&f.noWait, "no-wait", false, "fail at once (exit 75) when RESOURCE (or any of several) is held")
 	fs.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (exit 75); 0 waits for ever")
 	fs.DurationVar(&f.grace, "grace", 10*time.Second, "after a loss, how long COMMAND has between SIGTERM and SIGKILL")
 	fs.IntVar(&f.limit, "limit", 0, fmt.Sprintf("hold one of this `number` of permits of RESOURCE, a semaphore that up to that many "+
@@ -155,8 +173,9 @@ started/is not found.`,
 	return cmd
 }
 
-// run acquires resource, runs argv under it, and releases it.
-func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []string) error {
+// run acquires the resources (one, or a set), runs argv under them, and
+// releases them.
+func (f *runFlags) run(ctx context.Context, a *app, resources []string, argv []string) error {
 	if f.timeout < 0 {
 		return usageErrorf("--timeout %v is negative", f.timeout)
 	}
@@ -166,6 +185,10 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 	if err := f.checkLimit(a); err != nil {
 		return err
 	}
+	if err := f.checkSet(a, resources); err != nil {
+		return err
+	}
+	a.notes.holding(resources)
 	opt, err := f.hold.options(a)
 	if err != nil {
 		return err
@@ -177,7 +200,7 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 		return err
 	}
 	defer closeWithin(c, closeWait)
-	r, err := f.acquire(actx, a, c, resource)
+	r, err := f.acquire(actx, a, c, resources)
 	stop()
 	if err != nil {
 		return err
@@ -189,7 +212,50 @@ func (f *runFlags) run(ctx context.Context, a *app, resource string, argv []stri
 		_ = r.Release(rctx)
 		return ierr
 	}
-	return f.runChild(a, r, c.Options().By, argv)
+	return f.runChild(a, c, r, argv)
+}
+
+// checkSet refuses a set of resources (several given) that cannot be,
+// before anything touches Redis: a resource given twice, more than the
+// library's MaxSet, with --limit, or with a quorum. What depends on the
+// server (a Cluster's hash slots) is the library's to say.
+func (f *runFlags) checkSet(a *app, resources []string) error {
+	if len(resources) < 2 {
+		return nil
+	}
+	for i, r := range resources {
+		if slices.Contains(resources[:i], r) {
+			return usageErrorf("%q is given twice: give each RESOURCE once", r)
+		}
+	}
+	if len(resources) > reservation.MaxSet {
+		return usageErrorf("%d resources: run holds at most %d at once", len(resources), reservation.MaxSet)
+	}
+	if f.limit > 0 {
+		return usageErrorf("--limit with %d resources: a semaphore is reserved alone (one RESOURCE with --limit)", len(resources))
+	}
+	on, from, err := f.conn.quorumSetting(a)
+	if err != nil {
+		return err
+	}
+	if on {
+		return usageErrorf("%d resources with a quorum (%s): several resources at once need one Redis server, "+
+			"a Sentinel master or a Cluster; give one RESOURCE", len(resources), from)
+	}
+	return nil
+}
+
+// setName names resources for a person: "a", or "a" and "b", or "a", "b"
+// and "c".
+func setName(resources []string) string {
+	q := make([]string, len(resources))
+	for i, r := range resources {
+		q[i] = strconv.Quote(r)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }
 
 // checkLimit refuses --limit out of the library's range, and with a
@@ -216,37 +282,43 @@ func (f *runFlags) checkLimit(a *app) error {
 	return nil
 }
 
-// lockOptions are the options of the flags for TryLock and Lock.
-func (f *runFlags) lockOptions() []reservation.LockOption {
-	if f.limit > 0 {
+// lockOptions are the options of the flags and the resources after the
+// first for TryLock and Lock.
+func (f *runFlags) lockOptions(resources []string) []reservation.LockOption {
+	switch {
+	case f.limit > 0:
 		return []reservation.LockOption{reservation.Limit(f.limit)}
+	case len(resources) > 1:
+		return []reservation.LockOption{reservation.With(resources[1:]...)}
 	}
 	return nil
 }
 
-// acquire gets the reservation as the flags say: at once, or waiting. The
-// first try is one round trip, bounded as the first contact is.
-func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, resource string) (*reservation.Reservation, error) {
+// acquire gets the reservation of the resources as the flags say: at once,
+// or waiting. The first try is one round trip, bounded as the first
+// contact is.
+func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, resources []string) (*reservation.Reservation, error) {
+	resource := resources[0]
 	tctx, cancel := bounded(ctx)
-	r, err := c.TryLock(tctx, resource, f.lockOptions()...)
+	r, err := c.TryLock(tctx, resource, f.lockOptions(resources)...)
 	cancel()
 	var nerr *reservation.NotAcquiredError
 	switch {
 	case err == nil:
 		return r, nil
 	case errors.Is(err, reservation.ErrNotReplicated):
-		return nil, f.notReplicated(ctx, c, resource, err)
+		return nil, f.notReplicated(ctx, c, resources, err)
 	case !errors.As(err, &nerr):
 		return nil, f.conn.failureOf(ctx, err, resource)
 	case f.noWait:
-		return nil, notAcquired(nerr, f.limit, "not waiting (--no-wait)")
+		return nil, notAcquired(nerr, f.limit, resources, "not waiting (--no-wait)")
 	}
 	if isTerminal(a.stderr) {
 		bound := ""
 		if f.timeout > 0 {
 			bound = " up to " + f.timeout.String()
 		}
-		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(whyNot(nerr, f.limit)), bound)
+		fmt.Fprintf(a.stderr, "reserve: %s; waiting%s\n", a.redact(whyNot(nerr, f.limit, resources)), bound)
 	}
 	wctx := ctx
 	if f.timeout > 0 {
@@ -254,16 +326,16 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 		wctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
-	r, err = c.Lock(wctx, resource, f.lockOptions()...)
+	r, err = c.Lock(wctx, resource, f.lockOptions(resources)...)
 	switch {
 	case err == nil:
 		return r, nil
 	case interrupted(ctx) != nil:
 		return nil, interrupted(ctx)
 	case errors.As(err, &nerr) && errors.Is(err, context.DeadlineExceeded):
-		return nil, notAcquired(nerr, f.limit, "gave up after --timeout "+f.timeout.String())
+		return nil, notAcquired(nerr, f.limit, resources, "gave up after --timeout "+f.timeout.String())
 	case errors.Is(err, reservation.ErrNotReplicated):
-		return nil, f.notReplicated(ctx, c, resource, err)
+		return nil, f.notReplicated(ctx, c, resources, err)
 	}
 	return nil, f.conn.failureOf(ctx, err, resource)
 }
@@ -274,14 +346,14 @@ func (f *runFlags) acquire(ctx context.Context, a *app, c *reservation.Client, r
 // not 75: that says someone else holds the resource, which a script may
 // skip quietly, while this is the deployment's to fix (a replica down or
 // lagging, or fewer replicas than asked for).
-func (f *runFlags) notReplicated(ctx context.Context, c *reservation.Client, resource string, err error) error {
+func (f *runFlags) notReplicated(ctx context.Context, c *reservation.Client, resources []string, err error) error {
 	if ierr := interrupted(ctx); ierr != nil {
 		return ierr
 	}
 	o := c.Options()
-	return unavailable(fmt.Errorf("%q was not acquired on %s: fewer than %d %s (--wait-replicas) confirmed it within %v (--wait-timeout), "+
+	return unavailable(fmt.Errorf("%s was not acquired on %s: fewer than %d %s (--wait-replicas) confirmed it within %v (--wait-timeout), "+
 		"so it was given back; see that its master has %[3]d %[4]s connected and in sync (INFO replication): %[6]w",
-		resource, f.conn.where, o.WaitReplicas, plural(o.WaitReplicas, "replica", "replicas"), o.WaitTimeout, libCause(err)))
+		setName(resources), f.conn.where, o.WaitReplicas, plural(o.WaitReplicas, "replica", "replicas"), o.WaitTimeout, libCause(err)))
 }
 
 // plural answers one when n is 1, else many.
@@ -297,16 +369,21 @@ func plural(n int, one, many string) string {
 // and Client.ForceRelease.
 const semaphoreHolder = "semaphore:"
 
-// notAcquired reports a reservation not had (with a limit, a permit),
-// saying why and who holds it: exit 75.
-func notAcquired(e *reservation.NotAcquiredError, limit int, then string) error {
-	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", whyNot(e, limit), then)}
+// notAcquired reports a reservation of resources not had (with a limit, a
+// permit), saying why and who holds it: exit 75.
+func notAcquired(e *reservation.NotAcquiredError, limit int, resources []string, then string) error {
+	return &exitError{code: ExitNotAcquired, err: fmt.Errorf("%s; %s", whyNot(e, limit, resources), then)}
 }
 
-// whyNot says why e's acquisition failed (with limit, of one of that many
-// permits), for a person, from what the attempt found (no second look,
-// which could find something else).
-func whyNot(e *reservation.NotAcquiredError, limit int) string {
+// whyNot says why e's acquisition of resources failed (with limit, of one
+// of that many permits), for a person, from what the attempt found (no
+// second look, which could find something else). For several resources,
+// it says that they are taken together, and why the one that e names
+// stood in the way.
+func whyNot(e *reservation.NotAcquiredError, limit int, resources []string) string {
+	if len(resources) > 1 {
+		return fmt.Sprintf("%s are reserved together, all or none, and %s", setName(resources), whyNot(e, limit, nil))
+	}
 	queue := ""
 	if e.Queued > 0 {
 		workers := "workers are"
@@ -366,23 +443,48 @@ func andQueue(queue string) string {
 	return "; " + queue
 }
 
+// childEnv returns the variables that tell the command what it holds: r's
+// first resource under the single names, and with several resources, each
+// one numbered from 1 as well. c is r's Client.
+func childEnv(c *reservation.Client, r *reservation.Reservation) []string {
+	env := []string{
+		"RESERVE_RESOURCE=" + r.Resource(),
+		"RESERVE_KEY=" + r.Key(),
+		"RESERVE_TOKEN=" + strconv.FormatInt(r.Token(), 10),
+		"RESERVE_BY=" + c.Options().By,
+		"RESERVE_LIMIT=" + strconv.Itoa(r.Limit()),
+	}
+	fences := r.Fences()
+	if len(fences) < 2 {
+		return env
+	}
+	env = append(env, "RESERVE_COUNT="+strconv.Itoa(len(fences)))
+	for i, fc := range fences {
+		n := strconv.Itoa(i + 1)
+		env = append(env,
+			"RESERVE_RESOURCE_"+n+"="+fc.Resource,
+			"RESERVE_KEY_"+n+"="+c.Key(fc.Resource),
+			"RESERVE_TOKEN_"+n+"="+strconv.FormatInt(fc.Token, 10))
+	}
+	return env
+}
+
 // runChild runs argv while r is held, then releases r. The moment r is
 // lost it says so, then stops the command: SIGTERM to its process group
-// (cmd.Cancel), SIGKILL after --grace.
-func (f *runFlags) runChild(a *app, r *reservation.Reservation, by string, argv []string) error {
+// (cmd.Cancel), SIGKILL after --grace. c is r's Client.
+func (f *runFlags) runChild(a *app, c *reservation.Client, r *reservation.Reservation, argv []string) error {
+	held := make([]string, 0, 1)
+	for _, fc := range r.Fences() {
+		held = append(held, fc.Resource)
+	}
+	name := setName(held)
 	// The command's context is not r's: stop is called once the loss has
 	// been told, so that the sentence comes before the command's SIGTERM.
 	cctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.stdin, a.stdout, a.stderr
-	cmd.Env = append(a.environ(),
-		"RESERVE_RESOURCE="+r.Resource(),
-		"RESERVE_KEY="+r.Key(),
-		"RESERVE_TOKEN="+strconv.FormatInt(r.Token(), 10),
-		"RESERVE_BY="+by,
-		"RESERVE_LIMIT="+strconv.Itoa(r.Limit()),
-	)
+	cmd.Env = append(a.environ(), childEnv(c, r)...)
 	// The command gets a process group of its own, so that a loss stops
 	// everything it started, not only its first process. When reserve is
 	// in the foreground of a terminal, so is the group (as a shell does).
@@ -392,8 +494,8 @@ func (f *runFlags) runChild(a *app, r *reservation.Reservation, by string, argv 
 	cmd.WaitDelay = max(f.grace, time.Millisecond)
 	if errors.Is(r.Err(), reservation.ErrLost) {
 		// Lost between the acquisition and here: do not start it.
-		a.notes.say(lostKey(r.Resource()), lostSentence(r.Resource(), r.Err()))
-		return &exitError{code: ExitLost, err: fmt.Errorf("the reservation of %q was lost before the command started", r.Resource())}
+		a.notes.lost(r.Resource(), r.Err())
+		return &exitError{code: ExitLost, err: fmt.Errorf("the reservation of %s was lost before the command started", name)}
 	}
 	if err := cmd.Start(); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
@@ -429,7 +531,7 @@ wait:
 			}
 			lostAt = time.Now()
 			// The library's hook may have said it already; once is enough.
-			a.notes.say(lostKey(r.Resource()), lostSentence(r.Resource(), r.Err()))
+			a.notes.lost(r.Resource(), r.Err())
 			stop() // SIGTERM, through cmd.Cancel
 			fmt.Fprintf(a.stderr, "reserve: sent SIGTERM to the command; SIGKILL in %v if it is still running\n", f.grace)
 			t := time.NewTimer(f.grace)
@@ -443,7 +545,7 @@ wait:
 	status := childStatus(cmd.ProcessState)
 
 	lostWhileRan := &exitError{code: ExitLost,
-		err: fmt.Errorf("the reservation of %q was lost while the command ran (its exit status: %d)", r.Resource(), status)}
+		err: fmt.Errorf("the reservation of %s was lost while the command ran (its exit status: %d)", name, status)}
 	if errors.Is(r.Err(), reservation.ErrLost) {
 		// The first process is gone; what it started must not outlive
 		// the grace period either. No release: the key is someone
@@ -459,10 +561,10 @@ wait:
 	case errors.Is(err, reservation.ErrLost):
 		// Found at release: the key was deleted or taken before the
 		// command ended, so it did not run under the reservation to its end.
-		a.notes.say(lostKey(r.Resource()), lostSentence(r.Resource(), r.Err()))
+		a.notes.lost(r.Resource(), r.Err())
 		return lostWhileRan
 	case err != nil:
-		fmt.Fprintf(a.stderr, "reserve: could not release %q (it expires within the TTL): %s\n", r.Resource(), a.redact(err.Error()))
+		fmt.Fprintf(a.stderr, "reserve: could not release %s (it expires within the TTL): %s\n", name, a.redact(err.Error()))
 	}
 	return exitCode(status)
 }

@@ -196,7 +196,7 @@ first, "token" the last issued to any.`,
 
   # Every holder of a semaphore's permits.
   reserve status --json exports | jq -r '.permits[].holder'`,
-		Args:              cobra.ExactArgs(1),
+		Args:              oneResource,
 		ValidArgsFunction: completeResources(a, &f.conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, c, done, err := f.open(cmd, a, reservation.Options{RestartGuard: time.Duration(guard)})

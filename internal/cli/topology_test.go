@@ -220,6 +220,21 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("several resources", func(t *testing.T) {
+		// One hash tag: held together. Two slots: exit 64, saying how.
+		primed(t)
+		env := map[string]string{envRedisURL: node}
+		res := inProcess(t, env, "run", "--no-wait", "{batch}-a", "{batch}-b", "--", "sh", "-c", `echo "$RESERVE_COUNT $RESERVE_KEY_2"`)
+		if res.code != 0 || res.stdout != "2 reservation-{batch}-b\n" {
+			t.Errorf("run {batch}-a {batch}-b: got %v\nwant exit 0 and the second key", res)
+		}
+		res = inProcess(t, env, "run", "--no-wait", "slot-a", "slot-b", "--", "true")
+		want := "a set's keys must be in one hash slot, and reservation-slot-a and reservation-slot-b are not: give the names one hash tag"
+		if res.code != ExitUsage || !strings.Contains(res.stderr, want) || strings.Contains(res.stderr, "Usage:") {
+			t.Errorf("run slot-a slot-b: got %v\nwant exit %d and %q", res, ExitUsage, want)
+		}
+	})
+
 	t.Run("wait replicas", func(t *testing.T) {
 		primed(t)
 		// The masters have no replica: no acquisition is confirmed.

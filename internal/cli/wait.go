@@ -28,7 +28,7 @@ run --limit) is free once none of its permits is held.`,
 
   # Give up after ten minutes.
   reserve wait --timeout 10m nightly-report || echo "still running"`,
-		Args:              cobra.ExactArgs(1),
+		Args:              oneResource,
 		ValidArgsFunction: completeResources(a, &f.conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resource := args[0]
