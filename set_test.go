@@ -82,7 +82,7 @@ func TestSetNoDeadlock(t *testing.T) {
 	for _, noQueue := range []bool{false, true} {
 		t.Run(fmt.Sprintf("noqueue=%v", noQueue), func(t *testing.T) {
 			srv := redistest.Start(t)
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			sets := [][]string{{"x", "y"}, {"y", "x"}, {"y", "z", "x"}, {"z", "x"}}
 			var (

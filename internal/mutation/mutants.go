@@ -458,4 +458,23 @@ var mutants = []mutant{
 		edits: []edit{{"scripts/acquire.lua", "local function mark()\n  if current then", "local function mark()\n  for i = 1, limit do\n    redis.pcall('PEXPIRE', KEYS[5 + i], ARGV[2])\n  end\n  if current then"}},
 		tests: []tests{{module: "faults", pkg: ".", run: "^TestFaultSemaphoreKillHolder$"}},
 	},
+	{
+		name: "set-acquired-partly",
+		why:  "the set's script takes each free member as it goes: a set refused by a held member keeps the members before it, which nobody releases",
+		edits: []edit{{"scripts/acquire_set.lua", "  local v = redis.pcall('GET', key(i))\n  if v and v ~= value then\n",
+			"  local v = redis.pcall('GET', key(i))\n  if not v then\n    redis.call('SET', key(i), value, 'PX', ttl)\n  end\n  if v and v ~= value then\n"}},
+		tests: []tests{root("^TestSetAllOrNothing$")},
+	},
+	{
+		name:  "set-place-in-one-queue",
+		why:   "a set's waiter takes a place in its first member's queue only: two sets that overlap in different orders each head a queue the other needs, and wait for ever",
+		edits: []edit{{"scripts/acquire_set.lua", "  local furthest = 0\n  for i = 1, n do", "  local furthest = 0\n  for i = 1, 1 do"}},
+		tests: []tests{root("^TestSetNoDeadlock$")},
+	},
+	{
+		name:  "set-member-loss-ignored",
+		why:   "the loss of one member does not end the set: its holder goes on as if it held every member",
+		edits: []edit{{"set.go", "if !g.end(cause) || !errors.Is(cause, ErrLost) {", "if errors.Is(cause, ErrLost) || !g.end(cause) {"}},
+		tests: []tests{root("^TestSetLossOfAMember$")},
+	},
 }
