@@ -11,7 +11,9 @@
 // OS processes contending for one resource (scenario 9), for which it runs
 // itself again as a worker. With -semaphore, it measures this library's
 // semaphores (reservation.Limit) beside its plain reservations, in the same
-// run. See docs/PERFORMANCE.md for the commands and the scenarios.
+// run. With -set, it measures this library's sets (reservation.With)
+// beside its plain reservations, in the same run. See docs/PERFORMANCE.md
+// for the commands and the scenarios.
 package main
 
 import (
@@ -33,7 +35,7 @@ import (
 // config is what a run measures and for how long.
 type config struct {
 	rounds    int           // each scenario is run this many times per library, interleaved
-	scenarios []string      // "1" to "9"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL, "8s" and "8f" are 8 with a SET and a FLUSHALL; "9" runs once for each of procs; "s1" (once for each of limits), "s3" and "s3p" are the semaphore scenarios (semaphore.go)
+	scenarios []string      // "1" to "9"; "3x" and "4x" are 3 and 4 with a client per goroutine, "5k" is 5 among many keys with a TTL, "8s" and "8f" are 8 with a SET and a FLUSHALL; "9" runs once for each of procs; "s1" (once for each of limits), "s3" and "s3p" are the semaphore scenarios (semaphore.go); "m1" (once for each of sizes), "m1p" (once for each of sizes above 1), "m3" and "m3p" are the set scenarios (set.go)
 	libs      []string      // libraries, in table order
 	d12       time.Duration // scenarios 1 and 2, per library and round
 	d34       time.Duration // scenarios 3 and 4
@@ -54,6 +56,8 @@ type config struct {
 	hold9     time.Duration // scenario 9: how long each holding lasts
 	limits    []int         // scenario s1: limits, a run each
 	semHold   time.Duration // scenarios s3 and s3p: how long each holding lasts
+	sizes     []int         // scenarios m1 and m1p: sizes of the sets, a run each
+	setHold   time.Duration // scenarios m3 and m3p: how long each holding lasts
 	redisCPU  string        // CPU list to pin redis-server to ("" for none)
 	pings     int           // PINGs per round for the loopback round trip
 	// topologies are the deployments every scenario runs on, in turn for
@@ -67,6 +71,9 @@ type config struct {
 	// semaphore marks the semaphores' run: its report goes between the
 	// semaphore results markers.
 	semaphore bool
+	// set marks the sets' run: its report goes between the set results
+	// markers.
+	set bool
 }
 
 // crowded is how many other keys with a TTL the database holds in
@@ -99,6 +106,8 @@ func fullConfig() config {
 		hold9:     20 * time.Millisecond,
 		limits:    []int{1, semLimit, 10, 100, 1000},
 		semHold:   time.Millisecond,
+		sizes:     []int{1, 2, 4, 8, 16, reservation.MaxSet},
+		setHold:   time.Millisecond,
 		redisCPU:  "0",
 		pings:     5000,
 
@@ -160,6 +169,22 @@ func semaphoreConfig() config {
 	return c
 }
 
+// setConfig is the documented run of sets: this library's sets beside its
+// plain reservations, in the same rounds: one goroutine's cycles of a set
+// of k against k plain reservations one after the other and against one
+// plain reservation (m1, m1p, scenario 1), for each of sizes, and 8
+// Clients taking 2 of 4 resources as sets against the same with plain
+// Locks in a global order (m3, m3p), in 10 rounds, as its ratios are of
+// scenarios a second or two long: about three minutes.
+func setConfig() config {
+	c := fullConfig()
+	c.rounds = 10
+	c.scenarios = []string{"1", "m1", "m1p", "m3", "m3p"}
+	c.libs = []string{libOurs}
+	c.set = true
+	return c
+}
+
 // smokeConfig runs every scenario and library very briefly: for CI, so
 // that the harness never rots. Its figures mean nothing.
 func smokeConfig() config { return smokeOf(fullConfig()) }
@@ -200,10 +225,14 @@ func main() {
 	semaphore := flag.Bool("semaphore", false, "measure semaphores: this library's permits of Limit(n) beside its plain reservations in scenarios "+
 		strings.Join(semaphoreConfig().scenarios, ",")+" (s1: one goroutine's cycles, a run per limit; s3: 8 Clients on one semaphore of Limit(3); s3p: 8 Clients on 3 plain resources), "+
 		"and write between the semaphore results markers")
+	set := flag.Bool("set", false, "measure sets: this library's sets of k resources (reservation.With) beside its plain reservations in scenarios "+
+		strings.Join(setConfig().scenarios, ",")+" (m1: one goroutine's cycles of a set, a run per size; m1p: k plain reservations one after the other; "+
+		"m3: 8 Clients taking 2 of 4 resources as sets; m3p: the same with plain Locks in a global order), and write between the set results markers")
+	sizes := flag.String("sizes", "", "scenarios m1 and m1p: comma-separated sizes of the sets, a run each (default "+joinInts(fullConfig().sizes)+")")
 	limits := flag.String("limits", "", "scenario s1: comma-separated limits, a run each (default "+joinInts(fullConfig().limits)+")")
 	procs := flag.String("procs", "", "scenario 9: comma-separated numbers of processes, a run each (default 5,10,20,40)")
 	plotPath := flag.String("plot", "", "write the handoff latency CDF of scenario 4 to this PNG file")
-	rounds := flag.Int("rounds", 0, "rounds (default 5, 10 with -semaphore; 1 with -smoke)")
+	rounds := flag.Int("rounds", 0, "rounds (default 5, 10 with -semaphore or -set; 1 with -smoke)")
 	scen := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(fullConfig().scenarios, ",")+")")
 	libs := flag.String("libs", "", "comma-separated libraries (default all: "+strings.Join(allLibs, ",")+")")
 	redisCPU := flag.String("redis-cpu", "", "CPU list to pin redis-server to with taskset (default 0; none with -smoke)")
@@ -231,12 +260,12 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if (*fair || *semaphore) && (len(topologies) != 1 || topologies[0] != topoSingle) {
-		fmt.Fprintln(os.Stderr, "bench: -fair and -semaphore run on a single server only")
+	if (*fair || *semaphore || *set) && (len(topologies) != 1 || topologies[0] != topoSingle) {
+		fmt.Fprintln(os.Stderr, "bench: -fair, -semaphore and -set run on a single server only")
 		os.Exit(2)
 	}
-	if *fair && *semaphore {
-		fmt.Fprintln(os.Stderr, "bench: -fair and -semaphore are runs of their own: give one")
+	if n := countTrue(*fair, *semaphore, *set); n > 1 {
+		fmt.Fprintln(os.Stderr, "bench: -fair, -semaphore and -set are runs of their own: give one")
 		os.Exit(2)
 	}
 	cfg := fullConfig()
@@ -245,6 +274,8 @@ func main() {
 		cfg = fairConfig()
 	case *semaphore:
 		cfg = semaphoreConfig()
+	case *set:
+		cfg = setConfig()
 	case slices.Contains(topologies, topoQuorum):
 		cfg = quorumConfig()
 	case slices.Contains(topologies, topoCluster):
@@ -294,6 +325,17 @@ func main() {
 			cfg.limits = append(cfg.limits, n)
 		}
 	}
+	if *sizes != "" {
+		cfg.sizes = nil
+		for l := range strings.SplitSeq(*sizes, ",") {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 || n > reservation.MaxSet {
+				fmt.Fprintf(os.Stderr, "bench: -sizes: %q is not a size of a set (1 to %d)\n", l, reservation.MaxSet)
+				os.Exit(2)
+			}
+			cfg.sizes = append(cfg.sizes, n)
+		}
+	}
 	if *n7 > 0 {
 		cfg.n7 = *n7
 	}
@@ -340,7 +382,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 			d.stop()
 		}
 	}()
-	scenarios := expand(cfg.scenarios, cfg.procs, cfg.limits)
+	scenarios := expand(cfg)
 	for _, s := range scenarios {
 		for _, t := range cfg.topologies {
 			if !runsOn(s, t) {
@@ -376,10 +418,11 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 			return nil, err
 		}
 		order := scenarios
-		if cfg.semaphore {
-			// The semaphores' run compares scenarios with each other (s1
-			// with 1, s3 with s3p) as the others compare libraries: their
-			// order rotates every round too.
+		if cfg.semaphore || cfg.set {
+			// The semaphores' and the sets' runs compare scenarios with
+			// each other (s1 with 1, s3 with s3p; m1 with m1p and 1, m3
+			// with m3p) as the others compare libraries: their order
+			// rotates every round too.
 			order = rotate(scenarios, round)
 		}
 		for _, s := range order {
@@ -448,6 +491,8 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 		r = e.lossNotice(ctx, lib, s, round)
 	case "s3", "s3p":
 		r = e.semContended(ctx, lib, s, round, cfg.d34)
+	case "m3", "m3p":
+		r = e.setContended(ctx, lib, s, round, cfg.d34)
 	default:
 		if n, ok := procsOf(s); ok {
 			r = e.processes(ctx, lib, s, round, n)
@@ -459,6 +504,10 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 			r = e.cycles(ctx, lib, s, round, 1, st, cfg.d12)
 			break
 		}
+		if k, ok, plain := sizeOf(s); ok {
+			r = e.setCycles(ctx, lib, s, round, k, plain, cfg.d12)
+			break
+		}
 		return r, fmt.Errorf("unknown scenario %q", s)
 	}
 	r.Topology = e.tg.topology
@@ -467,13 +516,14 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 
 // runs reports whether lib takes part in scenario: the raw floors cannot
 // wait or renew, scenario 8 measures this library's loss notice, the
-// semaphore scenarios its semaphores (with its queue, the default), NoQueue
+// semaphore scenarios its semaphores and the set scenarios its sets (with
+// its queue, the default), NoQueue
 // is measured where it makes a difference, and scenario 9's processes run
 // this library, with its queue or without.
 func runs(lib, scenario string) bool {
 	_, procs := procsOf(scenario)
 	switch {
-	case isSemaphore(scenario):
+	case isSemaphore(scenario), isSet(scenario):
 		return lib == libOurs
 	case isLossNotice(scenario):
 		return lib == libOurs
@@ -493,20 +543,31 @@ func runs(lib, scenario string) bool {
 // measures both too).
 var queueScenarios = []string{"1", "2", "3", "3x", "4", "4x"}
 
-// expand returns scenarios with "9" replaced by a scenario per number of
-// processes ("9/5", "9/10", ...), and "s1" by a scenario per limit ("s1/1",
-// "s1/3", ...).
-func expand(scenarios []string, procs, limits []int) []string {
+// expand returns the scenarios of cfg with "9" replaced by a scenario per
+// number of processes ("9/5", "9/10", ...), "s1" by a scenario per limit
+// ("s1/1", "s1/3", ...), "m1" by a scenario per size ("m1/1", "m1/2",
+// ...), and "m1p" by one per size above 1 ("m1p/2", ...).
+func expand(cfg config) []string {
 	var out []string
-	for _, s := range scenarios {
+	for _, s := range cfg.scenarios {
 		switch s {
 		case "9":
-			for _, n := range procs {
+			for _, n := range cfg.procs {
 				out = append(out, procScenario(n))
 			}
 		case "s1":
-			for _, n := range limits {
+			for _, n := range cfg.limits {
 				out = append(out, limitScenario(n))
+			}
+		case "m1":
+			for _, k := range cfg.sizes {
+				out = append(out, sizeScenario(k))
+			}
+		case "m1p":
+			for _, k := range cfg.sizes {
+				if k > 1 {
+					out = append(out, plainsScenario(k))
+				}
 			}
 		default:
 			out = append(out, s)
@@ -527,6 +588,17 @@ func procsOf(scenario string) (int, bool) {
 	}
 	n, err := strconv.Atoi(v)
 	return n, err == nil
+}
+
+// countTrue answers how many of bs are true.
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func rotate[T any](s []T, n int) []T {

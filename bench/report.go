@@ -456,6 +456,7 @@ func (rep *report) markdown() string {
 	rep.writeQueueCost(b)
 	rep.writeProcesses(b)
 	rep.writeSemaphores(b)
+	rep.writeSets(b)
 
 	var failed []string
 	for _, r := range rep.failed {
@@ -741,6 +742,7 @@ func (rep *report) writeTargets(b *bytes.Buffer) {
 	}
 	rep.fairTargets(t)
 	rep.semaphoreTargets(t)
+	rep.setTargets(t)
 	b.WriteString("\n")
 }
 

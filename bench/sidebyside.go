@@ -32,13 +32,17 @@ type section struct{ text, begin, end string }
 
 // sections answers the report of the run: the single server's, or, when
 // the run measured a cluster or a quorum, a section for each, or the fair
-// waiting's of a -fair run, or the semaphores' of a -semaphore run.
+// waiting's of a -fair run, the semaphores' of a -semaphore run, or the
+// sets' of a -set run.
 func (rep *report) sections() []section {
 	if rep.cfg.fair {
 		return []section{{rep.fairMarkdown(), beginFairMarker, endFairMarker}}
 	}
 	if rep.cfg.semaphore {
 		return []section{{rep.semaphoreMarkdown(), beginSemaphoreMarker, endSemaphoreMarker}}
+	}
+	if rep.cfg.set {
+		return []section{{rep.setMarkdown(), beginSetMarker, endSetMarker}}
 	}
 	var secs []section
 	for _, v := range []beside{rep.clusterView(), rep.quorumView()} {

@@ -310,7 +310,7 @@ func TestSmokeFair(t *testing.T) {
 	for _, r := range rep.failed {
 		t.Errorf("round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err)
 	}
-	for _, s := range expand(cfg.scenarios, cfg.procs, cfg.limits) {
+	for _, s := range expand(cfg) {
 		for _, lib := range cfg.libs {
 			if rs := rep.results[s][lib]; len(rs) == 0 || rs[0].Ops == 0 {
 				t.Errorf("scenario %s, %s: no operation measured", s, lib)
@@ -395,7 +395,7 @@ func TestSmokeSemaphore(t *testing.T) {
 	for _, r := range rep.failed {
 		t.Errorf("round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err)
 	}
-	for _, s := range expand(cfg.scenarios, cfg.procs, cfg.limits) {
+	for _, s := range expand(cfg) {
 		rs := rep.results[s][libOurs]
 		if len(rs) == 0 || rs[0].Ops == 0 {
 			t.Errorf("scenario %s: no operation measured", s)
@@ -459,6 +459,109 @@ func TestSmokeSemaphore(t *testing.T) {
 	for _, h := range []string{"### Semaphores, uncontended", "### Semaphores, contended", "### Targets"} {
 		if !strings.Contains(text, h) {
 			t.Errorf("semaphore report has no %q table", h)
+		}
+	}
+	if testing.Verbose() {
+		t.Log("\n" + text)
+	}
+}
+
+// TestSmokeSet runs the sets' run very briefly: scenario 1, a set of each
+// size of scenario m1 against as many plain reservations one after the
+// other (m1p), and 8 Clients taking 2 of 4 resources as sets against plain
+// Locks in one global order (m3, m3p). It asserts nothing about speed:
+// only that every run worked (the warm-up of m1 checks every set's fencing
+// tokens, one per member) and has its ratios, that a set's cycle took one
+// round trip to acquire and one to release whatever its size (fewer than 5
+// with the watch reads), where k plain reservations took at least 2k, that
+// its acquire script wrote every member's key and fencing token, that no
+// resource of m3 or m3p ever had two holders at once, that every
+// acquisition's wait and some handoffs were recorded, and that the report
+// replaces only its own section of the page.
+func TestSmokeSet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := smokeOf(setConfig())
+	rep, err := run(ctx, cfg, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.failed {
+		t.Errorf("round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err)
+	}
+	one := rep.results["1"][libOurs]
+	for _, s := range expand(cfg) {
+		rs := rep.results[s][libOurs]
+		if len(rs) == 0 || rs[0].Ops == 0 {
+			t.Errorf("scenario %s: no operation measured", s)
+			continue
+		}
+		k, ok, plain := sizeOf(s)
+		if !ok {
+			continue
+		}
+		if _, _, _, ok := ratioOf(rs, one); !ok {
+			t.Errorf("scenario %s: no ratio to scenario 1", s)
+		}
+		if _, _, _, ok := ratioOf(rs, rep.results[plainsKey(k)][libOurs]); !plain && !ok {
+			t.Errorf("scenario %s: no ratio to %d plain reservations", s, k)
+		}
+		for _, r := range rs {
+			ops := float64(r.Ops)
+			rt, sets := float64(r.U.rt)/ops, float64(r.U.calls["set"])/ops
+			switch {
+			case plain && rt < float64(2*k):
+				t.Errorf("scenario %s: %.2f round trips per cycle, want at least %d (a TryLock and a Release each)", s, rt, 2*k)
+			case !plain && rt >= 5:
+				t.Errorf("scenario %s: %.2f round trips per cycle, want fewer than 5 (one acquire, one release, the watch reads)", s, rt)
+			}
+			if sets < float64(2*k)-0.05 {
+				t.Errorf("scenario %s: %.2f SET per cycle, want %d (each member's key and fencing token)", s, sets, 2*k)
+			}
+		}
+	}
+	if _, _, _, ok := ratioOf(rep.results["m3"][libOurs], rep.results["m3p"][libOurs]); !ok {
+		t.Errorf("scenario m3: no ratio to scenario m3p")
+	}
+	for _, s := range []string{"m3", "m3p"} {
+		for _, r := range rep.results[s][libOurs] {
+			if r.Excess != 0 || r.MostHolders > 1 {
+				t.Errorf("scenario %s: %d double holdings, at most %d holders of a resource at once; want none, at most 1",
+					s, r.Excess, r.MostHolders)
+			}
+			if len(r.Waits) != int(r.Ops) || len(r.Lat) == 0 {
+				t.Errorf("scenario %s: %d acquisitions, %d waits, %d handoffs", s, r.Ops, len(r.Waits), len(r.Lat))
+			}
+		}
+	}
+
+	rep.command = "go test ./..."
+	md := filepath.Join(t.TempDir(), "PERFORMANCE.md")
+	others := "# Performance\n\n" + beginMarker + "\nsingle\n" + endMarker + "\n\n" +
+		beginSemaphoreMarker + "\nsemaphore\n" + endSemaphoreMarker + "\n\nprose\n"
+	if err := os.WriteFile(md, []byte(others), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secs := rep.sections()
+	if len(secs) != 1 || secs[0].begin != beginSetMarker {
+		t.Fatalf("the run's report has %d sections, want the sets' alone", len(secs))
+	}
+	for range 2 { // the second write replaces the first
+		if err := writeBetweenMarkers(md, secs[0].text, secs[0].begin, secs[0].end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(md)
+	text := string(b)
+	if got := strings.Count(text, beginSetMarker); got != 1 {
+		t.Errorf("report has %d set results sections, want 1", got)
+	}
+	if !strings.HasPrefix(text, others) {
+		t.Errorf("the sets' report changed the other sections or the text around them")
+	}
+	for _, h := range []string{"### Sets, uncontended", "### Sets, contended", "### Targets"} {
+		if !strings.Contains(text, h) {
+			t.Errorf("set report has no %q table", h)
 		}
 	}
 	if testing.Verbose() {
