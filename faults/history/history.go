@@ -48,11 +48,25 @@
 //     worker was cut off or stopped for longer than Limits.PlaceKept, the
 //     server lost its data (and the queue) meanwhile, or the restart guard
 //     refused it (Guarded). TryLock calls,
-//     Clients with NoQueue and Node workers are outside this promise.
+//     Clients with NoQueue and Node workers are outside this promise. A
+//     set's Lock call waits in the queue of every member: it is checked
+//     in each, against the Lock calls that share that member;
+//   - for a set (resources acquired together with reservation.With, whose
+//     holdings share one holder value and list the members in Event.Set):
+//     each member's holding is checked as a holding of its resource by all
+//     the rules above (exclusion, growing tokens, ends), and besides: the
+//     set's members not all held from one acquisition (a member with no
+//     holding, or with another acquisition instant or call, another worker
+//     or another list of members); an end of one member after the first
+//     loss reported by another (a set's loss ends all its members); and a
+//     holding of a member by another holder while the set still held one
+//     of its other members (the set is held from its acquisition until its
+//     last member's end), unless a fault excuses it as for an overlap.
 //
 // It also checks the same history for linearizability against a lock model
 // of N permits (1 for a plain reservation) with porcupine (see
-// Linearizable); only "ok" passes (see Passed).
+// Linearizable); only "ok" passes (see Passed). A set's members are each a
+// lock of their own there (see Operations).
 package history
 
 import (
@@ -75,7 +89,10 @@ const (
 	// Lock call was made, At when its reply came back.
 	// Limit is the number of permits when the holding is one of a
 	// semaphore's (reservation.Limit), 0 for a plain reservation; Key is
-	// the key held (a permit's, for a semaphore).
+	// the key held (a permit's, for a semaphore). Set, for a member of a
+	// set (reservation.With), lists every member of the set, in the order
+	// the call named them: each member's holding is recorded by an Acquired
+	// event of its own, all with the set's one holder value, Call and At.
 	Acquired Kind = "acquired"
 	// Released: Holder gave its holding up. At is when the first release
 	// was sent (the holder stopped using the resource then). Sent, Reply
@@ -123,7 +140,8 @@ const (
 	// Worker's process fired (a process starved of CPU), and LateAt when
 	// each fired. Check ignores it.
 	Lateness Kind = "timer-lateness"
-	// LockCall: a Lock call on Resource by a Client that queues on the
+	// LockCall: a Lock call on Resource (on the members in Set, for a
+	// set's call) by a Client that queues on the
 	// server (not NoQueue), made at Call by Worker's one lane. At is when
 	// the Client reported that the call waits (its EventWait was
 	// delivered): by then its first attempt was refused and it held a
@@ -155,11 +173,13 @@ type Event struct {
 	Token    int64  `json:"token,omitempty"`
 	Limit    int    `json:"limit,omitempty"`
 	Key      string `json:"key,omitempty"`
-	Call     int64  `json:"call,omitempty"`
-	At       int64  `json:"at"`
-	Until    int64  `json:"until,omitempty"`
-	Sent     int64  `json:"sent,omitempty"`
-	Reply    int64  `json:"reply,omitempty"`
+	// Set lists the members of a set (see Acquired and LockCall).
+	Set   []string `json:"set,omitempty"`
+	Call  int64    `json:"call,omitempty"`
+	At    int64    `json:"at"`
+	Until int64    `json:"until,omitempty"`
+	Sent  int64    `json:"sent,omitempty"`
+	Reply int64    `json:"reply,omitempty"`
 	// Validity is a pointer so that a validity of 0 (the local deadline
 	// passed) is told apart from one that was not recorded.
 	Validity *time.Duration `json:"validity,omitempty"`
@@ -259,6 +279,10 @@ type Holding struct {
 	// reservation), Key the key held.
 	Limit int
 	Key   string
+	// Set lists the members of the set this holding is one member of, nil
+	// for a holding of one resource. The holdings of a set's members share
+	// its holder value.
+	Set []string
 	// Call is when the acquiring call was made, Acquired when it
 	// answered.
 	Call, Acquired int64
@@ -304,7 +328,7 @@ func (hd *Holding) excuse(acquired int64) (Excuse, bool) {
 
 // Violation is one failed check.
 type Violation struct {
-	Check    string `json:"check"` // overlap, holders, token, unended, silent-loss, revoked-release, cause, event, fifo
+	Check    string `json:"check"` // overlap, holders, token, unended, silent-loss, revoked-release, cause, event, fifo, set, set-loss, set-overlap
 	Resource string `json:"resource,omitempty"`
 	Detail   string `json:"detail"`
 }
@@ -339,6 +363,10 @@ type Result struct {
 	Waited      int `json:"waited,omitempty"`
 	FIFOPairs   int `json:"fifo_pairs,omitempty"`
 	FIFOExcused int `json:"fifo_excused,omitempty"`
+	// Sets counts the set acquisitions (each a holding of every member),
+	// SetMembers their members' holdings.
+	Sets       int `json:"sets,omitempty"`
+	SetMembers int `json:"set_members,omitempty"`
 }
 
 // OK reports whether no check failed.
@@ -356,6 +384,9 @@ func (r *Result) String() string {
 			}
 		}
 		s += fmt.Sprintf("; semaphore %q: at most %d holders of %d at once", resource, r.Peaks[resource], limit)
+	}
+	if r.Sets > 0 {
+		s += fmt.Sprintf("; %d sets acquired (%d members' holdings among the above)", r.Sets, r.SetMembers)
 	}
 	if r.Waited > 0 {
 		s += fmt.Sprintf("; %d Lock calls waited in the queue: %d pairs checked for order, %d waiters excused (place lost)",
@@ -433,68 +464,96 @@ func (h *History) Check(lim Limits) *Result {
 		}
 		res.Peaks[resource] = checkSemaphore(resource, list, &res.Excused, add)
 	}
+	checkSets(holds, byRes, res, add)
 	checkFIFO(events, holds, lim, res, add)
 	return res
 }
 
 // build rebuilds the holdings from events.
 func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[string]bool) {
-	byHolder := map[string]*Holding{}
+	// A holder value is one holding's, or those of the members of one
+	// set, one per resource.
+	byHolder := map[string][]*Holding{}
 	var holds []*Holding
 	workers := map[string]bool{}
 	for _, e := range events {
 		if e.Kind != Acquired {
 			continue
 		}
-		if byHolder[e.Holder] != nil {
-			add(Violation{"event", e.Resource, fmt.Sprintf("holder value %s acquired twice: holder values must be unique", e.Holder)})
-			continue
+		if same := byHolder[e.Holder]; len(same) > 0 {
+			switch {
+			case e.Set == nil || slices.ContainsFunc(same, func(hd *Holding) bool { return hd.Set == nil }):
+				add(Violation{"event", e.Resource, fmt.Sprintf("holder value %s acquired twice: holder values must be unique (but for the members of one set)", e.Holder)})
+				continue
+			case slices.ContainsFunc(same, func(hd *Holding) bool { return hd.Resource == e.Resource }):
+				add(Violation{"set", e.Resource, fmt.Sprintf("member %q of the set of %s acquired twice", e.Resource, e.Holder)})
+				continue
+			}
 		}
 		hd := &Holding{Worker: e.Worker, Resource: e.Resource, Holder: e.Holder, Token: e.Token, Limit: e.Limit, Key: e.Key,
-			Call: e.Call, Acquired: e.At}
+			Set: e.Set, Call: e.Call, Acquired: e.At}
 		if hd.Call == 0 || hd.Call > hd.Acquired {
 			hd.Call = hd.Acquired
 		}
-		byHolder[e.Holder] = hd
+		byHolder[e.Holder] = append(byHolder[e.Holder], hd)
 		holds = append(holds, hd)
 		workers[e.Worker] = true
+	}
+	// holdingsOf answers the holdings an event of holder on resource is
+	// about: a set's member's, when resource is one; else every holding of
+	// holder (an event that names no resource is about the whole set).
+	holdingsOf := func(holder, resource string) []*Holding {
+		same := byHolder[holder]
+		if i := slices.IndexFunc(same, func(hd *Holding) bool { return hd.Resource == resource }); i >= 0 {
+			return same[i : i+1]
+		}
+		if resource == "" || len(same) == 1 && same[0].Set == nil {
+			return same
+		}
+		return nil
 	}
 	end := func(hd *Holding, at int64, kind Kind) {
 		if hd.End == 0 || at < hd.End {
 			hd.End, hd.EndKind = at, kind
 		}
 	}
+	// endEvent records on hd the Released, Lost or Revoked event e.
+	endEvent := func(hd *Holding, e Event) {
+		if e.Kind != Revoked && (e.At < hd.Acquired || e.Kind == Released && e.Sent != 0 && e.Sent < hd.Acquired) {
+			add(Violation{"event", hd.Resource, fmt.Sprintf("%s of %s recorded at %s, before its acquire returned at %s",
+				e.Kind, hd.Holder, stamp(min(e.At, cmp.Or(e.Sent, e.At))), stamp(hd.Acquired))})
+		}
+		switch e.Kind {
+		case Released:
+			hd.Release = &e
+			end(hd, e.At, Released)
+		case Lost:
+			if hd.LostAt == 0 || e.At < hd.LostAt {
+				hd.LostAt, hd.Cause, hd.Reason = e.At, e.Outcome, e.Reason
+			}
+			end(hd, e.At, Lost)
+		case Revoked:
+			hd.Revoked = true
+			// Its next renewal, within a heartbeat of the revocation,
+			// finds the key gone (client tracking tells it sooner).
+			hd.Excuses = append(hd.Excuses, Excuse{Revoked, e.At, cmp.Or(e.Until, e.At) + int64(lim.Heartbeat+lim.Grace)})
+		}
+	}
 	for _, e := range events {
 		switch e.Kind {
 		case Released, Lost, Revoked:
-			hd := byHolder[e.Holder]
-			if hd == nil {
+			hds := holdingsOf(e.Holder, e.Resource)
+			if len(hds) == 0 {
 				if e.Kind != Revoked { // a revocation may hit a stranger's key
 					add(Violation{"event", e.Resource, fmt.Sprintf("%s event for holder %q that never acquired", e.Kind, e.Holder)})
 				}
 				continue
 			}
-			if e.Kind != Revoked && (e.At < hd.Acquired || e.Kind == Released && e.Sent != 0 && e.Sent < hd.Acquired) {
-				add(Violation{"event", hd.Resource, fmt.Sprintf("%s of %s recorded at %s, before its acquire returned at %s",
-					e.Kind, hd.Holder, stamp(min(e.At, cmp.Or(e.Sent, e.At))), stamp(hd.Acquired))})
-			}
-			switch e.Kind {
-			case Released:
-				hd.Release = &e
-				end(hd, e.At, Released)
-			case Lost:
-				if hd.LostAt == 0 || e.At < hd.LostAt {
-					hd.LostAt, hd.Cause, hd.Reason = e.At, e.Outcome, e.Reason
-				}
-				end(hd, e.At, Lost)
-			case Revoked:
-				hd.Revoked = true
-				// Its next renewal, within a heartbeat of the revocation,
-				// finds the key gone (client tracking tells it sooner).
-				hd.Excuses = append(hd.Excuses, Excuse{Revoked, e.At, cmp.Or(e.Until, e.At) + int64(lim.Heartbeat+lim.Grace)})
+			for _, hd := range hds {
+				endEvent(hd, e)
 			}
 		case FailedOver:
-			if hd := byHolder[e.Holder]; hd != nil {
+			for _, hd := range holdingsOf(e.Holder, e.Resource) {
 				hd.Excuses = append(hd.Excuses, Excuse{FailedOver, e.At, e.At + int64(lim.LocalDeadline+lim.Grace)})
 			}
 		case Crashed, Suspended:
@@ -667,6 +726,97 @@ func checkSemaphore(resource string, list []*Holding, excused *int, add func(Vio
 	return peak
 }
 
+// checkSets checks what is proper to sets, beyond each member's holding
+// (checked with the others of its resource): the holdings of one set
+// acquisition begin together and include every member; a loss of one
+// member ends them all; and no other holder holds a member while the set
+// still holds one of the others.
+func checkSets(holds []*Holding, byRes map[string][]*Holding, res *Result, add func(Violation)) {
+	sets := map[string][]*Holding{}
+	var order []string
+	for _, hd := range holds {
+		if hd.Set == nil {
+			continue
+		}
+		if sets[hd.Holder] == nil {
+			order = append(order, hd.Holder)
+		}
+		sets[hd.Holder] = append(sets[hd.Holder], hd)
+	}
+	res.Sets = len(order)
+	for _, holder := range order {
+		members := sets[holder]
+		res.SetMembers += len(members)
+		first := members[0]
+		// One acquisition: every member held, from the same call and
+		// reply, by the same worker, each naming the same members.
+		for _, hd := range members[1:] {
+			if !slices.Equal(hd.Set, first.Set) || hd.Worker != first.Worker || hd.Call != first.Call || hd.Acquired != first.Acquired {
+				add(Violation{"set", hd.Resource, fmt.Sprintf("member %q of the set of %s (members %v, worker %s, called %s, acquired %s) is not of the acquisition of member %q (members %v, worker %s, called %s, acquired %s): a set's members are acquired together",
+					hd.Resource, holder, hd.Set, hd.Worker, stamp(hd.Call), stamp(hd.Acquired), first.Resource, first.Set, first.Worker, stamp(first.Call), stamp(first.Acquired))})
+			}
+		}
+		for _, r := range first.Set {
+			if !slices.ContainsFunc(members, func(hd *Holding) bool { return hd.Resource == r }) {
+				add(Violation{"set", r, fmt.Sprintf("the set of %s (members %v, acquired %s) has no holding of its member %q: a set is acquired all or nothing",
+					holder, first.Set, stamp(first.Acquired), r)})
+			}
+		}
+		for _, hd := range members {
+			if !slices.Contains(first.Set, hd.Resource) {
+				add(Violation{"set", hd.Resource, fmt.Sprintf("%s holds %q as a member of a set of %v, which does not name it", holder, hd.Resource, first.Set)})
+			}
+		}
+		// A set's loss ends every member: none is held past the first
+		// loss reported.
+		var lossAt int64
+		var lostBy *Holding
+		for _, hd := range members {
+			if hd.LostAt != 0 && (lossAt == 0 || hd.LostAt < lossAt) {
+				lossAt, lostBy = hd.LostAt, hd
+			}
+		}
+		if lostBy != nil {
+			for _, hd := range members {
+				if hd.End == 0 || hd.End > lossAt {
+					add(Violation{"set-loss", hd.Resource, fmt.Sprintf("member %q of the set of %s held until %s (%s), after the set's loss reported by member %q at %s: a set's loss ends all its members",
+						hd.Resource, holder, endStamp(hd.End), hd.EndKind, lostBy.Resource, stamp(lossAt))})
+				}
+			}
+		}
+		// The set is held from its acquisition until its last member's
+		// end: a member taken by another holder meanwhile is an overlap,
+		// even once that member's own holding ended (which the check of
+		// its resource sees).
+		var setEnd int64
+		for _, hd := range members {
+			if hd.End == 0 {
+				setEnd = 0
+				break
+			}
+			setEnd = max(setEnd, hd.End)
+		}
+		for _, m := range members {
+			for _, b := range byRes[m.Resource] {
+				if b.Holder == holder || b.Acquired < m.Acquired || m.End == 0 || b.Acquired <= m.End {
+					continue // earlier, or an overlap with the member's own holding
+				}
+				if setEnd != 0 && setEnd < b.Acquired {
+					continue
+				}
+				stale := *m
+				stale.End = setEnd
+				if _, ok := stale.excuse(b.Acquired); ok && b.Token > m.Token {
+					res.Excused++
+					continue
+				}
+				add(Violation{"set-overlap", m.Resource, fmt.Sprintf("%s (token %d) acquired %q at %s, while the set of %s (members %v) held until %s: its holding of %q ended at %s, but the set still held another member",
+					b.Holder, b.Token, m.Resource, stamp(b.Acquired), holder, first.Set, endStamp(setEnd), m.Resource, stamp(m.End))})
+			}
+		}
+	}
+}
+
 // call is a LockCall event and, when it acquired, its holding.
 type call struct {
 	Event
@@ -677,24 +827,33 @@ type call struct {
 // promises: a call that waited (its place taken by At) is not overtaken by
 // a Lock call begun after At, unless it lost its place.
 func checkFIFO(events []Event, holds []*Holding, lim Limits, res *Result, add func(Violation)) {
-	byHolder := map[string]*Holding{}
+	type key struct{ holder, resource string }
+	byKey := map[key]*Holding{}
 	for _, hd := range holds {
-		byHolder[hd.Holder] = hd
+		byKey[key{hd.Holder, hd.Resource}] = hd
 	}
 	byRes := map[string][]call{}
 	var isolated, dataLost []Event
 	for _, e := range events {
 		switch e.Kind {
 		case LockCall:
-			c := call{Event: e}
-			if e.Outcome == OutcomeAcquired {
-				if c.hd = byHolder[e.Holder]; c.hd == nil || c.hd.Resource != e.Resource {
-					add(Violation{"event", e.Resource, fmt.Sprintf("Lock call of %s begun at %s acquired as %s, which has no holding of this resource",
-						e.Worker, stamp(e.Call), e.Holder)})
-					continue
-				}
+			// A set's call waits in the queue of each member.
+			members := e.Set
+			if members == nil {
+				members = []string{e.Resource}
 			}
-			byRes[e.Resource] = append(byRes[e.Resource], c)
+			for _, r := range members {
+				c := call{Event: e}
+				c.Resource = r
+				if e.Outcome == OutcomeAcquired {
+					if c.hd = byKey[key{e.Holder, r}]; c.hd == nil {
+						add(Violation{"event", r, fmt.Sprintf("Lock call of %s begun at %s acquired as %s, which has no holding of this resource",
+							e.Worker, stamp(e.Call), e.Holder)})
+						continue
+					}
+				}
+				byRes[r] = append(byRes[r], c)
+			}
 		case Suspended, CutOff:
 			if time.Duration(e.Until-e.At) > lim.PlaceKept {
 				isolated = append(isolated, e)
@@ -822,6 +981,9 @@ func (r *Result) Dump(resource string) string {
 			hd.Holder, hd.Token, stamp(hd.Acquired), endStamp(hd.End), hd.EndKind, hd.Worker)
 		if hd.Limit > 0 {
 			fmt.Fprintf(&b, " limit=%d key=%s", hd.Limit, hd.Key)
+		}
+		if hd.Set != nil {
+			fmt.Fprintf(&b, " set=%s", strings.Join(hd.Set, ","))
 		}
 		for _, x := range hd.Excuses {
 			fmt.Fprintf(&b, " %s=%s..%s", x.Kind, stamp(x.From), stamp(x.Until))

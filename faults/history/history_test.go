@@ -556,3 +556,193 @@ func TestCheckFIFO(t *testing.T) {
 		})
 	}
 }
+
+// member records the acquisition of resource as a member of the set of
+// holder (every member of set, resource among them) at at, called a
+// millisecond before.
+func member(worker, resource, holder string, token, at int64, set ...string) Event {
+	e := acquired(worker, resource, holder, token, at)
+	e.Set = set
+	return e
+}
+
+// ofMember makes e, a Released or Lost event, about the member resource of
+// a set.
+func ofMember(e Event, resource string) Event {
+	e.Resource = resource
+	return e
+}
+
+// TestCheckSets checks the rules of sets: each member's holding is checked
+// with its resource's, and a set's members are held from one acquisition,
+// all of them, end together when one is lost, and are not held by another
+// while the set holds any of them.
+func TestCheckSets(t *testing.T) {
+	// a holds x and y from 0 to 100, then c holds y and x from 150 to 300.
+	clean := []Event{
+		member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+		ofMember(released("a-1", ms(100)), "x"), ofMember(released("a-1", ms(100)), "y"),
+		acquired("b", "x", "b-1", 11, ms(101)), released("b-1", ms(140)),
+		member("c", "y", "c-1", 21, ms(150), "y", "x"), member("c", "x", "c-1", 12, ms(150), "y", "x"),
+		ofMember(lost("c-1", ms(300)), "y"), ofMember(lost("c-1", ms(300)), "x"),
+	}
+	for _, tc := range []struct {
+		name   string
+		events []Event
+		want   []string // checks that must fail, in order; none for a clean history
+		// sets is how many sets were acquired, excused how many overlaps
+		// must be excused.
+		sets, excused int
+		// illegal: porcupine must find the history not linearizable.
+		illegal bool
+	}{
+		{name: "clean sets", events: clean, sets: 2},
+		{name: "one release ends the whole set", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y", "z"), member("a", "y", "a-1", 20, ms(0), "x", "y", "z"),
+			member("a", "z", "a-1", 30, ms(0), "x", "y", "z"),
+			released("a-1", ms(100)),
+			member("b", "z", "b-1", 31, ms(101), "z", "x"), member("b", "x", "b-1", 11, ms(101), "z", "x"),
+			{Kind: Crashed, Worker: "b", At: ms(150)},
+		}, sets: 2},
+		{name: "a member not recorded as held", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"),
+			ofMember(released("a-1", ms(100)), "x"),
+		}, want: []string{"set"}, sets: 1},
+		{name: "members acquired at different instants", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(30), "x", "y"),
+			released("a-1", ms(100)),
+		}, want: []string{"set"}, sets: 1},
+		{name: "members naming different sets", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "y", "x"),
+			released("a-1", ms(100)),
+		}, want: []string{"set"}, sets: 1},
+		{name: "a holding of a resource the set does not name", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x"), member("a", "y", "a-1", 20, ms(0), "x"),
+			released("a-1", ms(100)),
+		}, want: []string{"set"}, sets: 1},
+		{name: "a member acquired twice", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			member("a", "x", "a-1", 11, ms(0), "x", "y"),
+			released("a-1", ms(100)),
+		}, want: []string{"set"}, sets: 1},
+		{name: "one holder value for a set and a single holding", events: []Event{
+			acquired("a", "x", "a-1", 10, ms(0)),
+			member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			released("a-1", ms(100)),
+		}, want: []string{"event"}},
+		{name: "a member held on after the set's loss", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			ofMember(lost("a-1", ms(100)), "x"), ofMember(released("a-1", ms(200)), "y"),
+		}, want: []string{"set-loss"}, sets: 1},
+		{name: "a member never ended after the set's loss", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			ofMember(lost("a-1", ms(100)), "x"),
+		}, want: []string{"unended", "set-loss"}, sets: 1},
+		{name: "a member taken while the set holds another", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			ofMember(released("a-1", ms(100)), "x"), ofMember(released("a-1", ms(300)), "y"),
+			acquired("b", "x", "b-1", 11, ms(150)), released("b-1", ms(200)),
+		}, want: []string{"set-overlap"}, sets: 1},
+		{name: "a member lost early, taken while the set holds another", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			ofMember(lost("a-1", ms(20)), "x"), ofMember(lost("a-1", ms(1001)), "y"),
+			acquired("b", "x", "b-1", 11, ms(600)), released("b-1", ms(700)),
+		}, want: []string{"set-loss", "set-overlap"}, sets: 1},
+		{name: "a member taken from a stale set", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
+			ofMember(released("a-1", ms(60)), "x"), ofMember(lost("a-1", ms(1001)), "y"),
+			acquired("b", "x", "b-1", 11, ms(600)), released("b-1", ms(700)),
+		}, sets: 1, excused: 1},
+		{name: "a member held by another meanwhile", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			acquired("b", "y", "b-1", 21, ms(50)), released("b-1", ms(80)),
+			released("a-1", ms(100)),
+		}, want: []string{"overlap"}, sets: 1, illegal: true},
+		{name: "a member's token not growing", events: []Event{
+			member("a", "x", "a-1", 10, ms(0), "x", "y"), member("a", "y", "a-1", 20, ms(0), "x", "y"),
+			released("a-1", ms(100)),
+			member("b", "y", "b-1", 20, ms(150), "y", "x"), member("b", "x", "b-1", 11, ms(150), "y", "x"),
+			released("b-1", ms(200)),
+		}, want: []string{"token"}, sets: 2, illegal: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New()
+			for _, e := range tc.events {
+				h.Add(e)
+			}
+			res := h.Check(lim)
+			var got []string
+			for _, v := range res.Violations {
+				got = append(got, v.Check)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("violations = %v, want %v\n%v", got, tc.want, res.Violations)
+			}
+			if res.Sets != tc.sets || res.Excused != tc.excused {
+				t.Errorf("sets %d, excused %d; want %d and %d", res.Sets, res.Excused, tc.sets, tc.excused)
+			}
+			lin := res.Linearizable(5*time.Second, "", "")
+			if tc.illegal != (lin == "illegal") || Passed(lin) == tc.illegal {
+				t.Errorf("Linearizable = %s (passed %v), want illegal %v", lin, Passed(lin), tc.illegal)
+			}
+		})
+	}
+}
+
+// TestCheckFIFOSets checks the queue's order for sets: a set's Lock call
+// waits in the queue of each member, so a later call that shares a member
+// must not acquire it first; one that shares none may.
+func TestCheckFIFOSets(t *testing.T) {
+	setCall := func(worker string, call, wait int64, holder string, set ...string) Event {
+		e := lockCall(worker, set[0], call, wait, OutcomeAcquired, holder, 0)
+		e.Set = set
+		return e
+	}
+	// h holds x, y and z from 0 to 100; a waits for {x, y} from 12.
+	held := []Event{
+		member("h", "x", "h-1", 10, ms(0), "x", "y", "z"), member("h", "y", "h-1", 20, ms(0), "x", "y", "z"),
+		member("h", "z", "h-1", 30, ms(0), "x", "y", "z"), released("h-1", ms(100)),
+		setCall("a", ms(10), ms(12), "a-1", "x", "y"),
+	}
+	for _, tc := range []struct {
+		name   string
+		events []Event
+		want   []string
+		pairs  int
+	}{
+		{name: "a later set behind in the shared member's queue", events: append(held[:len(held):len(held)],
+			member("a", "x", "a-1", 11, ms(101), "x", "y"), member("a", "y", "a-1", 21, ms(101), "x", "y"), released("a-1", ms(150)),
+			setCall("b", ms(20), ms(22), "b-1", "z", "y"),
+			member("b", "z", "b-1", 31, ms(151), "z", "y"), member("b", "y", "b-1", 22, ms(151), "z", "y"), released("b-1", ms(200)),
+		), pairs: 1},
+		{name: "a later set takes the shared member first", events: append(held[:len(held):len(held)],
+			setCall("b", ms(20), ms(22), "b-1", "z", "y"),
+			member("b", "z", "b-1", 31, ms(101), "z", "y"), member("b", "y", "b-1", 21, ms(101), "z", "y"), released("b-1", ms(150)),
+			member("a", "x", "a-1", 11, ms(151), "x", "y"), member("a", "y", "a-1", 22, ms(151), "x", "y"), released("a-1", ms(200)),
+		), want: []string{"fifo"}, pairs: 1},
+		{name: "a later set of other members goes first", events: append(held[:len(held):len(held)],
+			setCall("b", ms(20), ms(22), "b-1", "z"),
+			member("b", "z", "b-1", 31, ms(101), "z"), released("b-1", ms(150)),
+			member("a", "x", "a-1", 11, ms(151), "x", "y"), member("a", "y", "a-1", 21, ms(151), "x", "y"), released("a-1", ms(200)),
+		)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New()
+			for _, e := range tc.events {
+				h.Add(e)
+			}
+			res := h.Check(lim)
+			var got []string
+			for _, v := range res.Violations {
+				got = append(got, v.Check)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("violations = %v, want %v\n%v", got, tc.want, res.Violations)
+			}
+			if res.FIFOPairs != tc.pairs {
+				t.Errorf("pairs checked %d, want %d", res.FIFOPairs, tc.pairs)
+			}
+		})
+	}
+}

@@ -119,7 +119,13 @@ var LockModel = porcupine.Model{
 }
 
 // Operations turns the holdings of r into porcupine operations of
-// LockModel, partitioned by resource (the Metadata). An acquisition spans
+// LockModel, partitioned by resource (the Metadata). The members of a set
+// are each a lock of their own, in their resource's partition: the model
+// checks each member's holdings as those of one resource, not that the
+// set's members were taken at once (checkSets does). A model of the sets
+// themselves would tie the resources of overlapping sets into one
+// partition, whose search is exponential in the operations open at once
+// across all of them, where the partitions keep it to one resource's. An acquisition spans
 // from its call to its reply. The end of a holding spans from the instant
 // another worker may take over without a violation (the earliest fault
 // that excuses it, when its holder reported its loss in the time that

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,13 @@ type Spec struct {
 	// of Limit permits of its resource (reservation.Limit): the resources
 	// are semaphores. The events record it.
 	Limit int `json:"limit,omitempty"`
+	// SetSize, when above 1, makes every TryLock and Lock call reserve
+	// SetSize distinct resources at once (reservation.With), picked at
+	// random from Resources, in random order: a set. Each member's holding
+	// is recorded by an event of its own, with its own token (Fences), all
+	// with the set's holder value and the members in history.Event.Set; a
+	// release or a loss of the set is recorded for every member.
+	SetSize int `json:"set_size,omitempty"`
 	// LockRatio is the share of attempts made with TryLock (then a short
 	// pause when refused) rather than Lock.
 	LockRatio float64 `json:"lock_ratio"`
@@ -227,16 +235,34 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 		if w.Pinned {
 			resource = w.Resources[lane%len(w.Resources)]
 		}
+		var set []string
+		callOpts := opts
+		if w.SetSize > 1 {
+			for _, i := range rng.Perm(len(w.Resources))[:min(w.SetSize, len(w.Resources))] {
+				set = append(set, w.Resources[i])
+			}
+			resource = set[0]
+			callOpts = append(slices.Clone(opts), reservation.With(set[1:]...))
+		}
 		call := history.Now()
 		// acquired records r at once: a process killed right after must
-		// leave its holding in the history.
+		// leave its holding in the history. A set's members are recorded
+		// one by one, at one instant.
 		acquired := func(r *reservation.Reservation) {
-			emit(history.Event{Kind: history.Acquired, Worker: w.Name, Resource: resource,
-				Holder: r.Holder(), Token: r.Token(), Limit: w.Limit, Key: r.Key(), Call: call, At: history.Now()})
+			at := history.Now()
+			if set == nil {
+				emit(history.Event{Kind: history.Acquired, Worker: w.Name, Resource: resource,
+					Holder: r.Holder(), Token: r.Token(), Limit: w.Limit, Key: r.Key(), Call: call, At: at})
+				return
+			}
+			for _, f := range r.Fences() {
+				emit(history.Event{Kind: history.Acquired, Worker: w.Name, Resource: f.Resource,
+					Holder: r.Holder(), Token: f.Token, Key: c.Key(f.Resource), Set: set, Call: call, At: at})
+			}
 		}
 		var r *reservation.Reservation
 		if rng.Float64() < w.LockRatio {
-			got, err := c.TryLock(ctx, resource, opts...)
+			got, err := c.TryLock(ctx, resource, callOpts...)
 			if err != nil {
 				// Held by someone else (ErrNotAcquired) or an error of
 				// Redis: try again shortly either way.
@@ -248,13 +274,15 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 		} else {
 			wctx, cancel := context.WithTimeout(ctx, between(cmp.Or(w.WaitMin, w.TTL), cmp.Or(w.WaitMax, 4*w.TTL)))
 			deadline, _ := wctx.Deadline()
-			got, err := c.Lock(wctx, resource, opts...)
+			got, err := c.Lock(wctx, resource, callOpts...)
 			cancel()
 			if got != nil {
 				acquired(got)
 			}
 			if rec != nil {
-				emit(rec.lockCall(ctx, w.Name, resource, call, deadline.UnixNano(), got, err))
+				e := rec.lockCall(ctx, w.Name, resource, call, deadline.UnixNano(), got, err)
+				e.Set = set
+				emit(e)
 			}
 			if err != nil {
 				if !errors.Is(err, reservation.ErrNotAcquired) {
@@ -301,11 +329,11 @@ func Hold(ctx context.Context, r *reservation.Reservation, w Spec, d time.Durati
 			At: first, Sent: sent, Reply: history.Now(), Validity: history.Validity(validity), Outcome: history.OutcomeOK}
 		switch {
 		case err == nil:
-			emit(ev)
+			emitAll(r, ev, emit)
 			return
 		case errors.Is(err, reservation.ErrNotHeld):
 			ev.Outcome = history.OutcomeNotHeld
-			emit(ev)
+			emitAll(r, ev, emit)
 			return
 		}
 		// Redis did not answer: the reservation is still held and renewed
@@ -313,7 +341,7 @@ func Hold(ctx context.Context, r *reservation.Reservation, w Spec, d time.Durati
 		select {
 		case <-r.Done():
 			ev.Outcome = history.OutcomeError
-			emit(ev)
+			emitAll(r, ev, emit)
 			lost(r, w, history.Now(), emit)
 			return
 		case <-time.After(20 * time.Millisecond):
@@ -333,11 +361,26 @@ func lost(r *reservation.Reservation, w Spec, at int64, emit func(history.Event)
 			cause = history.LostCause
 		}
 	}
-	emit(history.Event{Kind: history.Lost, Worker: w.Name, Resource: r.Resource(), Holder: r.Holder(), At: at,
-		Outcome: cause, Reason: reason})
+	emitAll(r, history.Event{Kind: history.Lost, Worker: w.Name, Resource: r.Resource(), Holder: r.Holder(), At: at,
+		Outcome: cause, Reason: reason}, emit)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = r.Release(ctx)
+}
+
+// emitAll emits e, an end of r, once for each resource r holds: once for a
+// reservation of one resource, once for each member of a set, whose
+// release and loss end every member.
+func emitAll(r *reservation.Reservation, e history.Event, emit func(history.Event)) {
+	fences := r.Fences()
+	if len(fences) <= 1 {
+		emit(e)
+		return
+	}
+	for _, f := range fences {
+		e.Resource = f.Resource
+		emit(e)
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
