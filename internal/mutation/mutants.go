@@ -477,4 +477,16 @@ var mutants = []mutant{
 		edits: []edit{{"set.go", "if !g.end(cause) || !errors.Is(cause, ErrLost) {", "if errors.Is(cause, ErrLost) || !g.end(cause) {"}},
 		tests: []tests{root("^TestSetLossOfAMember$")},
 	},
+	{
+		name:  "history-set-partial-accepted",
+		why:   "the history checker accepts a set acquired without one of its members",
+		edits: []edit{{"faults/history/history.go", "if !slices.ContainsFunc(members, func(hd *Holding) bool { return hd.Resource == r }) {", "if false {"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheckSets$"}},
+	},
+	{
+		name:  "history-set-loss-unchecked",
+		why:   "the history checker accepts a member held on after another member's loss ended the set",
+		edits: []edit{{"faults/history/history.go", "if hd.End == 0 || hd.End > lossAt {", "if false {"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheckSets$"}},
+	},
 }
