@@ -33,10 +33,18 @@ type batcher struct {
 	rdb redis.UniversalClient
 
 	mu       sync.Mutex
-	inflight int            // round trips under way, at most maxBatches
-	queue    []*batchedCall // calls waiting for the next batch
-	senders  int            // goroutines sending batches
-	idle     *sync.Cond     // signalled when senders drops to 0
+	inflight int // round trips under way, at most maxBatches
+	// track, when not nil, is the notifier whose tracking connection
+	// carries one of the round trips (trackBusy while it does): the
+	// scripts sent there are followed by a read that watches the keys
+	// they acquire (see scriptCall.onTracking), which saves the holder's
+	// first read of its key, and their own writes do not come back as
+	// invalidations (NOLOOP). The other round trip uses rdb.
+	track     *notifier
+	trackBusy bool
+	queue     []*batchedCall // calls waiting for the next batch
+	senders   int            // goroutines sending batches
+	idle      *sync.Cond     // signalled when senders drops to 0
 
 	detached sync.WaitGroup // runDetached's goroutines
 }
@@ -59,13 +67,14 @@ func (b *batcher) run(ctx context.Context, sc *scriptCall) (*redis.Cmd, bool) {
 	b.mu.Lock()
 	if b.inflight < maxBatches {
 		b.inflight++
+		on := b.claimLocked()
 		b.mu.Unlock()
 		if ctx.Done() == nil {
-			cmd := sc.run(ctx, b.rdb)
-			b.next()
+			cmd := b.runOn(ctx, sc, on)
+			b.next(on)
 			return cmd, false
 		}
-		return b.runDetached(ctx, sc)
+		return b.runDetached(ctx, sc, on)
 	}
 	call := &batchedCall{scriptCall: sc, done: make(chan struct{})}
 	b.queue = append(b.queue, call)
@@ -100,7 +109,7 @@ func (b *batcher) run(ctx context.Context, sc *scriptCall) (*redis.Cmd, bool) {
 // the client's timeouts), and then sc.late, when set, gets it: so what
 // undoes the call (giving back a key the caller will not hold) runs after
 // the server has answered it, never before it on another connection.
-func (b *batcher) runDetached(ctx context.Context, sc *scriptCall) (*redis.Cmd, bool) {
+func (b *batcher) runDetached(ctx context.Context, sc *scriptCall, on *notifier) (*redis.Cmd, bool) {
 	var (
 		mu                 sync.Mutex
 		replied, abandoned bool
@@ -109,8 +118,8 @@ func (b *batcher) runDetached(ctx context.Context, sc *scriptCall) (*redis.Cmd, 
 	b.detached.Add(1)
 	go func() {
 		defer b.detached.Done()
-		cmd := sc.run(context.WithoutCancel(ctx), b.rdb)
-		b.next()
+		cmd := b.runOn(context.WithoutCancel(ctx), sc, on)
+		b.next(on)
 		mu.Lock()
 		replied = true
 		late := abandoned
@@ -138,32 +147,65 @@ func (b *batcher) runDetached(ctx context.Context, sc *scriptCall) (*redis.Cmd, 
 	return cmd, true
 }
 
-// next hands a round trip that ended to the calls queued meanwhile, or
-// gives it up when none are.
-func (b *batcher) next() {
+// useTracking has one round trip of the batcher's run on n's tracking
+// connection from now on; nil stops it.
+func (b *batcher) useTracking(n *notifier) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.track = n
+}
+
+// claimLocked returns the notifier whose tracking connection the round
+// trip being started takes, or nil for rdb. b.mu is held.
+func (b *batcher) claimLocked() *notifier {
+	if b.track == nil || b.trackBusy {
+		return nil
+	}
+	b.trackBusy = true
+	return b.track
+}
+
+// runOn runs sc on its own, on on's tracking connection, or on rdb.
+func (b *batcher) runOn(ctx context.Context, sc *scriptCall, on *notifier) *redis.Cmd {
+	if on == nil {
+		return sc.run(ctx, b.rdb)
+	}
+	sc.onTracking(on)
+	return sc.run(ctx, on.trackClient)
+}
+
+// next hands a round trip that ended (on on's tracking connection, or
+// rdb) to the calls queued meanwhile, or gives it up when none are.
+func (b *batcher) next(on *notifier) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.queue) == 0 {
 		b.inflight--
+		if on != nil {
+			b.trackBusy = false
+		}
 		return
 	}
 	calls := b.queue
 	b.queue = nil
 	b.senders++
-	go b.send(calls)
+	go b.send(calls, on)
 }
 
 // send sends calls in one pipeline, then what queued meanwhile, until the
-// queue is empty.
-func (b *batcher) send(calls []*batchedCall) {
+// queue is empty, on on's tracking connection, or rdb.
+func (b *batcher) send(calls []*batchedCall, on *notifier) {
 	for {
-		b.pipeline(calls)
+		b.pipeline(calls, on)
 		for _, c := range calls {
 			close(c.done)
 		}
 		b.mu.Lock()
 		if len(b.queue) == 0 {
 			b.inflight--
+			if on != nil {
+				b.trackBusy = false
+			}
 			b.senders--
 			if b.senders == 0 {
 				b.idle.Broadcast()
@@ -177,15 +219,23 @@ func (b *batcher) send(calls []*batchedCall) {
 	}
 }
 
-// pipeline runs calls in one pipeline; replies and errors are the calls'.
-func (b *batcher) pipeline(calls []*batchedCall) {
+// pipeline runs calls in one pipeline, on on's tracking connection, or
+// rdb; replies and errors are the calls'.
+func (b *batcher) pipeline(calls []*batchedCall, on *notifier) {
 	sc := make([]*scriptCall, len(calls))
 	for i, c := range calls {
 		sc[i] = c.scriptCall
 	}
+	rdb := b.rdb
+	if on != nil {
+		rdb = on.trackClient
+		for _, c := range sc {
+			c.onTracking(on)
+		}
+	}
 	// Not a caller's context: once sent, every call waits for its reply,
 	// bounded by the client's timeouts.
-	_, _ = evalPipelined(context.Background(), b.rdb, sc)
+	_, _ = evalPipelined(context.Background(), rdb, sc)
 }
 
 // wait returns once no batch is being sent and no detached call runs.

@@ -36,6 +36,13 @@ type Client struct {
 	single  bool // a *redis.Client: every key on one server
 	ttlMs   int64
 	guardMs int64
+	// valuePrefix starts every holder value of this Client: "<By>-" and
+	// an id of the Client's, so that its notifier knows its own values
+	// from those of other Clients with the same By.
+	valuePrefix string
+	// args are the scripts' arguments that never change for the Client,
+	// converted to interfaces once: each conversion of a number allocates.
+	args scriptArgs
 
 	ctx    context.Context // the Client's one close signal: ends with Close (under mu)
 	cancel context.CancelFunc
@@ -150,18 +157,20 @@ func NewWithClient(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 func newClient(rdb redis.UniversalClient, o Options) *Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		rdb:    rdb,
-		opt:    o,
-		log:    o.Logger,
-		ttlMs:  o.TTL.Milliseconds(),
-		ctx:    ctx,
-		cancel: cancel,
-		held:   make(map[*Reservation]struct{}),
-		kick:   make(chan struct{}, 1),
-		notifs: make(map[string]*notifier),
-		starts: make(map[string]*notifierStart),
-		nodes:  make(map[string]*redis.Client),
-		heldKV: make(map[[2]string]int),
+		rdb:   rdb,
+		opt:   o,
+		log:   o.Logger,
+		ttlMs: o.TTL.Milliseconds(),
+		// 8 hex digits of the Client's; newValue adds 16 of the call's.
+		valuePrefix: o.By + "-" + newID()[:8],
+		ctx:         ctx,
+		cancel:      cancel,
+		held:        make(map[*Reservation]struct{}),
+		kick:        make(chan struct{}, 1),
+		notifs:      make(map[string]*notifier),
+		starts:      make(map[string]*notifierStart),
+		nodes:       make(map[string]*redis.Client),
+		heldKV:      make(map[[2]string]int),
 	}
 	c.batch = newBatcher(rdb)
 	c.events = newEvents(c)
@@ -184,8 +193,17 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 	default:
 		c.addr = fmt.Sprintf("%T", rdb)
 	}
+	c.args = scriptArgs{ttl: c.ttlMs, guard: c.guardMs, fenceLifetime: fenceLifetime(c.ttlMs), publish: c.publishCommand()}
 	return c
 }
+
+// scriptArgs are the arguments of a Client's scripts that never change.
+type scriptArgs struct {
+	ttl, guard, fenceLifetime, publish any
+}
+
+// modeArgs are the queue modes as script arguments.
+var modeArgs = map[queueMode]any{noQueue: string(noQueue), tryQueue: string(tryQueue), waitQueue: string(waitQueue)}
 
 // batcherFor returns the batcher for the acquire script of key: the
 // Client's, or on a Cluster with WaitReplicas, that of the key's master, so
@@ -499,7 +517,7 @@ func (c *Client) acquire(ctx context.Context, resource string, limit int) (*Rese
 
 // newValue returns a new holder value: unique to one TryLock, or to one
 // Lock call for its whole wait.
-func (c *Client) newValue() string { return c.opt.By + "-" + newID() }
+func (c *Client) newValue() string { return c.valuePrefix + newID()[:16] }
 
 // giveBackFor gives back key held with value after an acquisition in mode.
 // A waiter (waitQueue) tries again with the same value, so its give-back
@@ -544,10 +562,10 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	}
 	defer c.ops.Done()
 	key := c.Key(resource)
-	keys := []string{key, companion(key, fenceSuffix), guardKeyFor(key, c.cluster),
-		companion(key, queueSuffix), companion(key, leaseSuffix)}
-	args := []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs),
-		string(mode), companion(key, turnSuffix), c.publishCommand()}
+	var names [4]string
+	companionsOf(key, names[:], fenceSuffix, queueSuffix, leaseSuffix, turnSuffix)
+	keys := []string{key, names[0], guardKeyFor(key, c.cluster), names[1], names[2]}
+	args := []any{value, c.args.ttl, c.args.guard, c.args.fenceLifetime, modeArgs[mode], names[3], c.args.publish}
 	if limit > 0 {
 		keys = append(keys, permitKeys(key, limit)...)
 		args = append(args, limit)
@@ -561,6 +579,9 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 				c.giveBack(key, value, limit)
 			}
 		}}
+	if limit == 0 {
+		call.watch = keys[:1:1] // a permit's key is known from the reply only
+	}
 	c.waitAfter(call)
 	b, err := c.batcherFor(ctx, key)
 	if err != nil {
@@ -629,6 +650,9 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	}
 	r := newReservation(c, resource, held, value, res.token, sent)
 	r.limit = limit
+	if limit == 0 && call.watchedAs(value) {
+		r.watchedBy, r.watchGen = call.watchedBy, call.watchGen
+	}
 	if !time.Now().Before(r.deadline) {
 		// The answer came back after the local deadline (a link or a
 		// scheduler slower than the TTL): the key may have expired and
@@ -789,6 +813,8 @@ func (c *Client) Close() error {
 		n.stopReceiving() // so that its reading goroutine returns
 	}
 	c.wg.Wait()
+	c.batch.useTracking(nil)
+	c.batch.wait() // its round trips on a notifier's connection
 	for _, n := range notifs {
 		n.close() // nothing uses its connections any more
 	}

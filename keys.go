@@ -55,6 +55,48 @@ func companion(key, suffix string) string {
 	}
 }
 
+// companionsOf sets out[i] to companion(key, suffixes[i]) for each suffix,
+// all built in one allocation, which they share.
+func companionsOf(key string, out []string, suffixes ...string) {
+	h := hashPart(key)
+	tag, tail := key, "" // "{tag}:suffix" and ":tail" after it, if any
+	switch {
+	case h == key && !strings.Contains(key, "}"):
+	case !strings.Contains(h, "}"):
+		tag, tail = h, key
+	default:
+		tag, tail = slotTag(slot(h)), key
+	}
+	size := func(suffix string) int {
+		n := len(tag) + len("{}:") + len(suffix)
+		if tail != "" {
+			n += len(":") + len(tail)
+		}
+		return n
+	}
+	var b strings.Builder
+	total := 0
+	for _, s := range suffixes {
+		total += size(s)
+	}
+	b.Grow(total)
+	for _, s := range suffixes {
+		b.WriteString("{")
+		b.WriteString(tag)
+		b.WriteString("}:")
+		b.WriteString(s)
+		if tail != "" {
+			b.WriteString(":")
+			b.WriteString(tail)
+		}
+	}
+	all, at := b.String(), 0
+	for i, s := range suffixes {
+		out[i] = all[at : at+size(s)]
+		at += size(s)
+	}
+}
+
 // slot returns the Redis Cluster hash slot of a hashed part.
 func slot(h string) uint16 {
 	return hashslot.CRC16(h) % hashslot.Slots

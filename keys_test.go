@@ -30,6 +30,15 @@ func TestCompanionSameSlot(t *testing.T) {
 		if got, want := slot(hashPart(guardKeyFor(key, true))), slot(hashPart(key)); got != want {
 			t.Errorf("guard key of %q in slot %d, want %d", key, got, want)
 		}
+		// Built together, the names are the same.
+		suffixes := []string{fenceSuffix, queueSuffix, leaseSuffix, channelSuffix, turnSuffix}
+		names := make([]string, len(suffixes))
+		companionsOf(key, names, suffixes...)
+		for i, suffix := range suffixes {
+			if want := companion(key, suffix); names[i] != want {
+				t.Errorf("companionsOf(%q) has %q for %s, want %q", key, names[i], suffix, want)
+			}
+		}
 	}
 	if got, want := companion("reservation-job", "fence"), "{reservation-job}:fence"; got != want {
 		t.Errorf("companion = %q, want %q", got, want)

@@ -64,7 +64,7 @@ type notifier struct {
 	psID        atomic.Int64 // client id of the subscriber connection
 	trackConns  atomic.Int64 // connections the tracking client opened
 
-	rereads atomic.Int64 // held keys read again: a measure of the pushes that concern them
+	rereads atomic.Int64 // held keys read to watch them: at the start, and at each push that concerns them
 
 	kick     chan struct{}  // wakes the watch loop
 	switched chan struct{}  // Sentinel named a new master: the watch loop retries at once
@@ -73,13 +73,20 @@ type notifier struct {
 
 	mu         sync.Mutex // never held across network I/O
 	keys       map[string]*keyWatch
-	verify     map[string]bool             // held keys to read again
-	rearm      bool                        // re-enable tracking and read every held key
-	subscribed map[string][]string         // keys subscribed to, without tracking: their channels
-	turns      map[string]time.Time        // keys whose turn channel is subscribed to: when last waited for
-	early      map[string]time.Time        // turns told to values of this Client not yet joined, and when
-	arms       map[string][]chan armResult // waiters' watches to set
-	denied     bool                        // the server refused our subscriptions
+	verify     map[string]bool      // held keys to read again
+	rearm      bool                 // re-enable tracking and read every held key
+	subscribed map[string][]string  // keys subscribed to, without tracking: their channels
+	turns      map[string]time.Time // keys whose turn channel is subscribed to: when last waited for
+	turnKeys   map[string]string    // those turn channels, and the key of each
+	// gen counts the times the tracking connection's watches may have
+	// been lost (a rearm asked for, or done): a key read there to watch it
+	// is watched only if gen did not change since, and no rearm is asked
+	// for or under way (rearming).
+	gen      uint64
+	rearming bool
+	early    map[string]time.Time        // turns told to values of this Client not yet joined, and when
+	arms     map[string][]chan armResult // waiters' watches to set
+	denied   bool                        // the server refused our subscriptions
 
 	servers serverConns // with NewFailover: where its connections are
 }
@@ -180,6 +187,7 @@ func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Clien
 		verify:     make(map[string]bool),
 		subscribed: make(map[string][]string),
 		turns:      make(map[string]time.Time),
+		turnKeys:   make(map[string]string),
 		early:      make(map[string]time.Time),
 		arms:       make(map[string][]chan armResult),
 		kick:       make(chan struct{}, 1),
@@ -205,6 +213,11 @@ func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Clien
 		st.err = ErrClosed
 	default:
 		c.notifs[node], st.n = n, n
+		if node == "" && c.single && n.tracking && c.opt.WaitReplicas == 0 {
+			// WAIT would block the connection that the heartbeat and
+			// the waiters' reads use: with it, the pool carries them all.
+			c.batch.useTracking(n)
+		}
 		for r := range c.held {
 			if r.node == node {
 				n.watchHeld(r)
@@ -321,6 +334,7 @@ func (n *notifier) startTracking(ctx context.Context, base *redis.Client) error 
 			// watch loop subscribes to them again, one by one.
 			n.mu.Lock()
 			clear(n.turns)
+			clear(n.turnKeys)
 			clear(n.subscribed)
 			n.mu.Unlock()
 			n.askRearm()
@@ -494,8 +508,23 @@ func (n *notifier) watchHeld(r *Reservation) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.watch(r.key).holder = r
+	by := r.watchedBy
+	r.watchedBy = nil
+	if by == n && r.watchGen == n.gen && !n.rearm && !n.rearming {
+		// Read on the tracking connection right after it was acquired,
+		// as its own value (see scriptCall.onTracking): watched already.
+		n.rereads.Add(1)
+		return
+	}
 	n.verify[r.key] = true
 	n.kickLocked()
+}
+
+// generation returns the tracking generation (see gen).
+func (n *notifier) generation() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.gen
 }
 
 // unwatchHeld stops watching r's key for r. c.mu is held.
@@ -594,7 +623,7 @@ const earlyTurn = 2 * time.Second
 func (n *notifier) turnTold(key, value string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.signalTurns(key, value) || value == "" || !strings.HasPrefix(value, n.c.opt.By+"-") {
+	if n.signalTurns(key, value) || value == "" || !strings.HasPrefix(value, n.c.valuePrefix) {
 		return
 	}
 	now := time.Now()
@@ -610,12 +639,8 @@ func (n *notifier) turnTold(key, value string) {
 func (n *notifier) keyOfTurn(channel string) (string, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for key := range n.turns {
-		if companion(key, turnSuffix) == channel {
-			return key, true
-		}
-	}
-	return "", false
+	key, ok := n.turnKeys[channel]
+	return key, ok
 }
 
 // turnLinger is how long the turn channel of a key stays subscribed to
@@ -634,7 +659,9 @@ func (n *notifier) turnChanges(now time.Time) (sub, unsub []string) {
 		for _, w := range kw.queue {
 			if w.turn != nil {
 				if _, ok := n.turns[key]; !ok {
-					sub = append(sub, companion(key, turnSuffix))
+					ch := companion(key, turnSuffix)
+					n.turnKeys[ch] = key
+					sub = append(sub, ch)
 				}
 				n.turns[key] = now
 				break
@@ -643,8 +670,10 @@ func (n *notifier) turnChanges(now time.Time) (sub, unsub []string) {
 	}
 	for key, last := range n.turns {
 		if now.Sub(last) >= turnLinger {
-			unsub = append(unsub, companion(key, turnSuffix))
+			ch := companion(key, turnSuffix)
+			unsub = append(unsub, ch)
 			delete(n.turns, key)
+			delete(n.turnKeys, ch)
 		}
 	}
 	return sub, unsub
@@ -784,6 +813,10 @@ func (n *notifier) released(key string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if kw := n.keys[key]; kw != nil {
+		// Released on the tracking connection, the key is not watched
+		// there any more (NOLOOP drops it without a notice): its waiters
+		// read it again to watch it.
+		kw.armed = false
 		kw.signal()
 	}
 }
@@ -817,6 +850,7 @@ func (n *notifier) askRearm() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.rearm = true
+	n.gen++
 	for key, kw := range n.keys {
 		kw.armed = false
 		kw.signal()
@@ -885,6 +919,7 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 	n.mu.Lock()
 	rearm := n.rearm
 	n.rearm = false
+	n.rearming = rearm
 	verify := make(map[string]*Reservation, len(n.verify))
 	for key := range n.verify {
 		if kw := n.keys[key]; kw != nil && kw.holder != nil {
@@ -933,6 +968,14 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 	}
 	if verr := n.verifyHeld(ctx, verify); verr != nil {
 		err = errors.Join(err, verr)
+	}
+	if rearm {
+		// A key read to watch it while tracking was turned on again may
+		// have been dropped by it: its holder has it read again.
+		n.mu.Lock()
+		n.rearming = false
+		n.gen++
+		n.mu.Unlock()
 	}
 	// Each arm gets its answer, error or not: its waiter retries.
 	_ = n.armAll(ctx, arms)
@@ -1160,6 +1203,7 @@ func (n *notifier) receive() {
 				others = append(others, companion(key, turnSuffix))
 			}
 			clear(n.turns)
+			clear(n.turnKeys)
 			for _, chans := range n.subscribed {
 				others = append(others, chans...)
 			}

@@ -427,3 +427,75 @@ func TestCloseAfterAbandonedCalls(t *testing.T) {
 		t.Fatal("Close did not return within 5s")
 	}
 }
+
+// A reservation acquired on the notifier's tracking connection is watched
+// by the read that follows the acquire script there: its holder does not
+// read it again, unless tracking may have been lost meanwhile (a rearm
+// asked for, under way, or done since the read was sent).
+func TestAcquisitionReadWatchesTheKey(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, slowHeartbeat)
+	n := started(t, c)
+	settle(t, n, 0)
+	// An acquisition once the notifier runs: its read watched it.
+	before := n.rereads.Load()
+	r := mustLock(t, c, "watched")
+	n.mu.Lock()
+	verify := n.verify[r.key]
+	n.mu.Unlock()
+	if verify || n.rereads.Load() != before+1 {
+		t.Errorf("acquired on the tracking connection: verify %v, reads %d; want no read of its own (the acquisition's read)", verify, n.rereads.Load()-before)
+	}
+	// And it is watched: a foreign delete is heard at once.
+	srv.Client(t).Del(t.Context(), r.Key())
+	waitDone(t, r, time.Second)
+
+	// The rule itself, for each way tracking may have been lost.
+	for _, tc := range []struct {
+		name   string
+		before func() // between the read and the holding
+		verify bool
+	}{
+		{"nothing", func() {}, false},
+		{"rearm asked for", func() { n.mu.Lock(); n.rearm = true; n.mu.Unlock() }, true},
+		{"rearm under way", func() { n.mu.Lock(); n.rearming = true; n.mu.Unlock() }, true},
+		{"rearm done", func() { n.mu.Lock(); n.gen++; n.mu.Unlock() }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "rule-" + tc.name
+			r := &Reservation{c: c, key: key, watchedBy: n, watchGen: n.generation()}
+			tc.before()
+			c.mu.Lock()
+			n.watchHeld(r)
+			c.mu.Unlock()
+			n.mu.Lock()
+			verify := n.verify[key]
+			n.rearm, n.rearming = false, false
+			delete(n.verify, key)
+			delete(n.keys, key)
+			n.mu.Unlock()
+			if verify != tc.verify {
+				t.Errorf("holder reads its key again: %v, want %v", verify, tc.verify)
+			}
+		})
+	}
+}
+
+// A key this Client released is no longer watched for its waiters (NOLOOP
+// dropped it on the tracking connection without a notice): they read it
+// again.
+func TestReleaseHereUnarmsTheKey(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, slowHeartbeat)
+	n := started(t, c)
+	key := c.Key("unarmed")
+	w := n.join(key)
+	defer n.leave(key, w, false)
+	n.mu.Lock()
+	n.keys[key].armed = true
+	n.mu.Unlock()
+	n.released(key)
+	if _, _, armed := n.state(key, w); armed {
+		t.Error("the key is armed after this Client released it")
+	}
+}

@@ -548,20 +548,22 @@ func TestQueueTurnToldWhileBusy(t *testing.T) {
 			return false
 		}
 	}
-	// Before the join.
-	n.turnTold(key, "busy-early")
-	w := n.joinServerQueue(key, "busy-early")
+	// Before the join. A value of this Client's (its prefix).
+	early := c.newValue()
+	n.turnTold(key, early)
+	w := n.joinServerQueue(key, early)
 	defer n.leave(key, w, false)
 	if !signalled(w) {
 		t.Error("a turn told before the waiter joined was lost")
 	}
 	// While it runs an attempt (nobody receives on its channel).
-	n.turnTold(key, "busy-early")
+	n.turnTold(key, early)
 	if !signalled(w) {
 		t.Error("a turn told while the waiter was busy was lost")
 	}
-	// Another Client's value is not kept.
+	// Another Client's value is not kept, whatever its By.
 	n.turnTold(key, "other-1")
+	n.turnTold(key, newTestClient(t, srv, Options{By: "busy"}).newValue())
 	if len(n.early) != 0 {
 		t.Errorf("turns kept for values of other Clients: %v", n.early)
 	}

@@ -262,7 +262,7 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 	defer c.ops.Done()
 	q := c.quorum
 	n := len(q.servers)
-	value := c.opt.By + "-" + newID()
+	value := c.newValue()
 	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, c.opt.QuorumTimeout)
 	votes := make(chan vote, n)

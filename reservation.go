@@ -50,6 +50,12 @@ type Reservation struct {
 	parent   *Reservation
 	lateDone chan struct{} // closed once every server answered the acquisition
 
+	// watchedBy, when not nil, is the notifier whose tracking connection
+	// read the key right after it was acquired, at generation watchGen
+	// (see notifier.watchHeld). Guarded by c.mu.
+	watchedBy *notifier
+	watchGen  uint64
+
 	// A set (see With) is a holding that the Client does not hold itself:
 	// its members are held, each pointing back to it (group).
 	members []*Reservation

@@ -64,6 +64,49 @@ type scriptCall struct {
 	replicas    int
 	waitTimeout time.Duration
 	waited      *redis.Cmd
+
+	// watch, when not empty, are the keys the script acquires: run on a
+	// notifier's tracking connection (see batcher), the script is followed
+	// there by a read of them that watches them (CLIENT CACHING YES, then
+	// MGET), in the same round trip; seen is its reply, and watchedBy the
+	// notifier and its tracking generation at the time it was sent.
+	watch     []string
+	seen      *redis.SliceCmd
+	watchedBy *notifier
+	watchGen  uint64
+}
+
+// onTracking prepares sc to run on n's tracking connection: the read of
+// its watch keys follows it, when it has any.
+func (sc *scriptCall) onTracking(n *notifier) {
+	if len(sc.watch) == 0 {
+		return
+	}
+	sc.watchedBy, sc.watchGen = n, n.generation()
+	sc.then = func(p redis.Pipeliner) {
+		ctx := context.Background() // the pipeline's own context bounds it
+		p.Do(ctx, "CLIENT", "CACHING", "YES")
+		sc.seen = p.MGet(ctx, sc.watch...)
+	}
+}
+
+// watchedAs reports whether the read after sc found every watch key held
+// with value: the keys are then watched on the tracking connection of
+// sc.watchedBy since generation sc.watchGen.
+func (sc *scriptCall) watchedAs(value string) bool {
+	if sc.watchedBy == nil || sc.seen == nil {
+		return false
+	}
+	vals, err := sc.seen.Result()
+	if err != nil || len(vals) != len(sc.watch) {
+		return false
+	}
+	for _, v := range vals {
+		if s, ok := v.(string); !ok || s != value {
+			return false
+		}
+	}
+	return true
 }
 
 // run runs the call on its own, with EVALSHA, falling back to EVAL on
@@ -105,13 +148,15 @@ func (c *Client) waitAfter(sc *scriptCall) {
 func (c *Client) releaseCall(key, value string, limit int) *scriptCall {
 	// A permit's notices and queue are its semaphore's.
 	sem := semaphoreOf(key)
-	keys := []string{key, companion(sem, queueSuffix), companion(sem, leaseSuffix)}
+	var names [4]string
+	companionsOf(sem, names[:], queueSuffix, leaseSuffix, channelSuffix, turnSuffix)
+	keys := []string{key, names[0], names[1]}
 	if limit > 0 {
 		// key is the semaphore's: which permit value holds is not known.
 		keys = append(keys, permitKeys(key, limit)...)
 	}
 	return &scriptCall{script: releaseScript, keys: keys,
-		args: []any{value, companion(sem, channelSuffix), c.publishCommand(), companion(sem, turnSuffix)}}
+		args: []any{value, names[2], c.args.publish, names[3]}}
 }
 
 // publishCommand is how scripts publish: SPUBLISH on a Cluster, so that a

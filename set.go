@@ -87,15 +87,19 @@ func (c *Client) acquireSet(ctx context.Context, set []string, value string, mod
 	defer c.ops.Done()
 	keys := make([]string, 0, 1+4*len(set))
 	keys = append(keys, guardKeyFor(c.Key(set[0]), c.cluster))
-	args := []any{value, c.ttlMs, c.guardMs, fenceLifetime(c.ttlMs), string(mode), c.publishCommand()}
+	args := []any{value, c.args.ttl, c.args.guard, c.args.fenceLifetime, modeArgs[mode], c.args.publish}
 	for _, r := range set {
 		key := c.Key(r)
 		keys = append(keys, key, companion(key, fenceSuffix), companion(key, queueSuffix), companion(key, leaseSuffix))
 		args = append(args, companion(key, turnSuffix))
 	}
 	giveBack := func() { c.giveBackSet(set, value) }
+	watch := make([]string, len(set))
+	for i := range set {
+		watch[i] = keys[1+4*i]
+	}
 	sent := time.Now()
-	call := &scriptCall{script: acquireSetScript, keys: keys, args: args,
+	call := &scriptCall{script: acquireSetScript, keys: keys, args: args, watch: watch,
 		late: func(cmd *redis.Cmd) {
 			if res, err := cmd.Slice(); err != nil || len(res) > 0 && res[0] == int64(1) || mode == waitQueue {
 				giveBack()
@@ -151,9 +155,13 @@ func (c *Client) acquireSet(ctx context.Context, set []string, value string, mod
 	}
 	node := c.nodeOf(ctx, keys[1])
 	g := newReservation(c, set[0], c.Key(set[0]), value, tokens[0], sent)
+	watched := call.watchedAs(value)
 	for i, r := range set {
 		m := newReservation(c, r, c.Key(r), value, tokens[i], sent)
 		m.node, m.group = node, g
+		if watched {
+			m.watchedBy, m.watchGen = call.watchedBy, call.watchGen
+		}
 		g.members = append(g.members, m)
 	}
 	for i, m := range g.members {
