@@ -638,6 +638,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		}
 	}
 	if !res.acquired {
+		call.armWaiters()
 		return nil, res.notAcquired(resource, mode, limit), nil
 	}
 	held := key

@@ -520,6 +520,37 @@ func (n *notifier) watchHeld(r *Reservation) {
 	n.kickLocked()
 }
 
+// armed reports whether key is watched for its waiters since its last
+// notice.
+func (n *notifier) armed(key string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.keys[key]
+	return kw != nil && kw.armed
+}
+
+// wakeOf returns the wake channel of key's waiters, nil without any.
+func (n *notifier) wakeOf(key string) chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if kw := n.keys[key]; kw != nil {
+		return kw.wake
+	}
+	return nil
+}
+
+// armedByRead marks key as watched for its waiters after a read of it on
+// the tracking connection at generation gen, sent when their wake channel
+// was wake: only if no notice of the key came since (the channel is the
+// same) and tracking was not lost meanwhile.
+func (n *notifier) armedByRead(key string, wake chan struct{}, gen uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if kw := n.keys[key]; kw != nil && wake != nil && kw.wake == wake && gen == n.gen && !n.rearm && !n.rearming {
+		kw.armed = true
+	}
+}
+
 // generation returns the tracking generation (see gen).
 func (n *notifier) generation() uint64 {
 	n.mu.Lock()

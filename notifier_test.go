@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -497,5 +498,73 @@ func TestReleaseHereUnarmsTheKey(t *testing.T) {
 	n.released(key)
 	if _, _, armed := n.state(key, w); armed {
 		t.Error("the key is armed after this Client released it")
+	}
+}
+
+// A waiter whose attempt ran on the tracking connection is watched by the
+// read that followed it there: woken by a change of the key, it tries
+// again and does not read the key once more to watch it (no PTTL), and a
+// foreign delete still wakes it at once.
+func TestRefusedAttemptWatchesTheKey(t *testing.T) {
+	for _, noQueue := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noqueue=%v", noQueue), func(t *testing.T) {
+			srv := redistest.Start(t)
+			ctx := t.Context()
+			rdb := srv.Client(t)
+			// Held by a plain SET, so that only the waiter reads with
+			// CLIENT CACHING.
+			key := DefaultPrefix + "watched-by-attempt"
+			if err := rdb.Set(ctx, key, "someone", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			opt := slowHeartbeat
+			opt.NoQueue = noQueue
+			c := newTestClient(t, srv, opt)
+			started(t, c)
+			got := make(chan error, 1)
+			go func() {
+				r, err := c.Lock(ctx, "watched-by-attempt")
+				if err == nil {
+					err = r.Release(ctx)
+				}
+				got <- err
+			}()
+			time.Sleep(300 * time.Millisecond) // its attempt, and its first watch
+			if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			// Taken over by someone else: the waiter wakes and tries.
+			if err := rdb.Set(ctx, key, "someone-else", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			// Each attempt on the tracking connection is followed by a
+			// read after CLIENT CACHING YES; a read to watch the key would
+			// be one more.
+			calls := func(cmd string) int {
+				stats := rdb.Info(ctx, "commandstats").Val()
+				_, after, _ := strings.Cut(stats, "cmdstat_"+cmd+":calls=")
+				n, _ := strconv.Atoi(after[:strings.IndexByte(after+",", ',')])
+				return n
+			}
+			attempts, reads := calls("evalsha"), calls("client|caching")
+			if attempts == 0 {
+				t.Fatal("the waiter did not try again after the change")
+			}
+			if reads != attempts {
+				t.Errorf("%d attempts and %d reads that watch: the waiter read its key to watch it again", attempts, reads)
+			}
+			if err := rdb.Del(ctx, key).Err(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(time.Second):
+				t.Fatal("the waiter was not woken by a foreign delete within 1 s")
+			}
+		})
 	}
 }

@@ -74,6 +74,10 @@ type scriptCall struct {
 	seen      *redis.SliceCmd
 	watchedBy *notifier
 	watchGen  uint64
+	// wakeBefore is the wake channel of the first watch key's waiters
+	// when the call was sent (nil when it had none): unchanged at the
+	// reply, no notice of the key came meanwhile.
+	wakeBefore chan struct{}
 }
 
 // onTracking prepares sc to run on n's tracking connection: the read of
@@ -82,11 +86,28 @@ func (sc *scriptCall) onTracking(n *notifier) {
 	if len(sc.watch) == 0 {
 		return
 	}
-	sc.watchedBy, sc.watchGen = n, n.generation()
+	sc.watchedBy, sc.watchGen, sc.wakeBefore = n, n.generation(), n.wakeOf(sc.watch[0])
 	sc.then = func(p redis.Pipeliner) {
 		ctx := context.Background() // the pipeline's own context bounds it
 		p.Do(ctx, "CLIENT", "CACHING", "YES")
 		sc.seen = p.MGet(ctx, sc.watch...)
+	}
+}
+
+// armWaiters marks the first watch key as watched for its waiters when
+// the read after sc found it held (by anyone): it is watched on the tracking
+// connection, and its waiters need not read it again to watch it (see
+// notifier.armedByRead).
+func (sc *scriptCall) armWaiters() {
+	if sc.watchedBy == nil || sc.seen == nil {
+		return
+	}
+	vals, err := sc.seen.Result()
+	if err != nil || len(vals) == 0 {
+		return
+	}
+	if v, ok := vals[0].(string); ok && v != "" {
+		sc.watchedBy.armedByRead(sc.watch[0], sc.wakeBefore, sc.watchGen)
 	}
 }
 

@@ -240,6 +240,9 @@ func (w *wait) round(ctx context.Context, armed bool) (*Reservation, time.Durati
 			w.failures++
 			return nil, min(delay, 10*time.Millisecond<<min(w.failures, 10)), nil
 		}
+		// The attempt's own read may have watched the key (see
+		// scriptCall.armWaiters).
+		armed = n.armed(w.key)
 	}
 	w.failures = 0
 	pttl := time.Duration(-1)
