@@ -14,9 +14,12 @@ var errNotSent = errors.New("reservation: not sent")
 
 // maxBatches is how many round trips of acquire and release scripts one
 // Client has under way at once; calls that come while that many are under
-// way queue and go together in the next pipeline. Two let the client read
-// one batch's replies while the server runs the next.
-const maxBatches = 2
+// way queue and go together in the next pipeline. With two, 16 goroutines
+// locking and releasing at once left both the client and the server idle
+// half the time (0.61x the go-redis floor in scenario 2 of
+// docs/PERFORMANCE.md); with eight, each is near a core's worth of work
+// (0.72x), and fewer goroutines are served as before.
+const maxBatches = 8
 
 // batcher sends the acquire and release scripts of concurrent calls of one
 // Client in pipelines, so that many goroutines locking and releasing at
