@@ -1090,6 +1090,13 @@ func (n *notifier) verifyHeld(ctx context.Context, held map[string]*Reservation)
 		keys = append(keys, key)
 	}
 	values, err := n.read(ctx, keys)
+	if commandRefused(err) {
+		// Until the user may read its keys there, a holder learns of a
+		// foreign change at its next renewal: say so, once.
+		n.c.reportOnce("watch-read", Event{Kind: EventNoPermission, Key: keys[0], Err: fmt.Errorf(
+			"%w: holders cannot watch their keys (a read on the tracking connection was refused), so they learn of a foreign change at their next renewal: %w",
+			ErrNoPermission, err)})
+	}
 	if err != nil {
 		return err
 	}
@@ -1107,50 +1114,23 @@ func (n *notifier) verifyHeld(ctx context.Context, held map[string]*Reservation)
 }
 
 // read returns the string values of keys ("" for a missing key or one of
-// another type). With tracking, it reads them on the tracking connection
-// (one MGET, watched: OPTIN), else with GETs on the Client's connections.
+// another type). With tracking, it reads them on the tracking connection,
+// watched (watchReads); else with GETs on the Client's connections.
 func (n *notifier) read(ctx context.Context, keys []string) ([]string, error) {
 	values := make([]string, len(keys))
+	var gets []*redis.StringCmd
+	rdb := redis.Cmdable(n.c.rdb)
 	if n.tracking {
-		// One MGET per slot on a Cluster, which refuses multi-key
-		// commands across slots even on one node.
-		bySlot := map[uint16][]int{0: nil}
-		for i, key := range keys {
-			s := uint16(0)
-			if n.c.cluster {
-				s = slot(hashPart(key))
-			}
-			bySlot[s] = append(bySlot[s], i)
-		}
-		mgets := make(map[uint16]*redis.SliceCmd, len(bySlot))
-		_, err := n.trackClient.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for s, idx := range bySlot {
-				if len(idx) == 0 {
-					continue
-				}
-				p.Do(ctx, "CLIENT", "CACHING", "YES")
-				ks := make([]string, len(idx))
-				for j, i := range idx {
-					ks[j] = keys[i]
-				}
-				mgets[s] = p.MGet(ctx, ks...)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		for s, mget := range mgets {
-			for j, v := range mget.Val() {
-				values[bySlot[s][j]], _ = v.(string)
-			}
-		}
-		return values, nil
+		rdb = n.trackClient
 	}
-	gets := make([]*redis.StringCmd, len(keys))
-	_, err := n.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, key := range keys {
-			gets[i] = p.Get(ctx, key)
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if n.tracking {
+			gets = watchReads(ctx, p, keys)
+		} else {
+			gets = make([]*redis.StringCmd, len(keys))
+			for i, key := range keys {
+				gets[i] = p.Get(ctx, key)
+			}
 		}
 		return nil
 	})
@@ -1165,6 +1145,20 @@ func (n *notifier) read(ctx context.Context, keys []string) ([]string, error) {
 		values[i] = v
 	}
 	return values, nil
+}
+
+// watchReads adds to p, on a tracking connection (OPTIN), a read of each
+// key that watches it: CLIENT CACHING YES, then GET, for each, since the
+// former covers the next command only. GET rather than one MGET: it is
+// what the worker's documented ACL rule allows (see docs/DESIGN.md), and
+// a Cluster refuses MGET across slots.
+func watchReads(ctx context.Context, p redis.Pipeliner, keys []string) []*redis.StringCmd {
+	gets := make([]*redis.StringCmd, len(keys))
+	for i, key := range keys {
+		p.Do(ctx, "CLIENT", "CACHING", "YES")
+		gets[i] = p.Get(ctx, key)
+	}
+	return gets
 }
 
 // rewatch returns what follows a renew script of keys on the tracking

@@ -432,6 +432,18 @@ func TestWorkerACLRule(t *testing.T) {
 	if err := set.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The holder watch: a foreign delete is heard at once, not at the
+	// next renewal (the watch's reads are allowed).
+	watched := mustLock(t, a, "acl-watched")
+	time.Sleep(50 * time.Millisecond)
+	if err := srv.Client(t).Del(ctx, watched.Key()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-watched.Done():
+	case <-time.After(time.Second):
+		t.Error("a foreign delete was not heard within 1 s under the documented rule")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, err := range refused {

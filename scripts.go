@@ -68,10 +68,11 @@ type scriptCall struct {
 	// watch, when not empty, are the keys the script acquires: run on a
 	// notifier's tracking connection (see batcher), the script is followed
 	// there by a read of them that watches them (CLIENT CACHING YES, then
-	// MGET), in the same round trip; seen is its reply, and watchedBy the
-	// notifier and its tracking generation at the time it was sent.
+	// GET: see watchReads), in the same round trip; seen are its replies,
+	// and watchedBy the notifier and its tracking generation at the time
+	// it was sent.
 	watch     []string
-	seen      *redis.SliceCmd
+	seen      []*redis.StringCmd
 	watchedBy *notifier
 	watchGen  uint64
 	// wakeBefore is the wake channel of the first watch key's waiters
@@ -88,9 +89,8 @@ func (sc *scriptCall) onTracking(n *notifier) {
 	}
 	sc.watchedBy, sc.watchGen, sc.wakeBefore = n, n.generation(), n.wakeOf(sc.watch[0])
 	sc.then = func(p redis.Pipeliner) {
-		ctx := context.Background() // the pipeline's own context bounds it
-		p.Do(ctx, "CLIENT", "CACHING", "YES")
-		sc.seen = p.MGet(ctx, sc.watch...)
+		// The pipeline's own context bounds it.
+		sc.seen = watchReads(context.Background(), p, sc.watch)
 	}
 }
 
@@ -102,11 +102,7 @@ func (sc *scriptCall) armWaiters() {
 	if sc.watchedBy == nil || sc.seen == nil {
 		return
 	}
-	vals, err := sc.seen.Result()
-	if err != nil || len(vals) == 0 {
-		return
-	}
-	if v, ok := vals[0].(string); ok && v != "" {
+	if v, err := sc.seen[0].Result(); err == nil && v != "" {
 		sc.watchedBy.armedByRead(sc.watch[0], sc.wakeBefore, sc.watchGen)
 	}
 }
@@ -118,12 +114,8 @@ func (sc *scriptCall) watchedAs(value string) bool {
 	if sc.watchedBy == nil || sc.seen == nil {
 		return false
 	}
-	vals, err := sc.seen.Result()
-	if err != nil || len(vals) != len(sc.watch) {
-		return false
-	}
-	for _, v := range vals {
-		if s, ok := v.(string); !ok || s != value {
+	for _, get := range sc.seen {
+		if v, err := get.Result(); err != nil || v != value {
 			return false
 		}
 	}
@@ -262,7 +254,7 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 // EVALSHA and cannot fall back to EVAL one command at a time.
 func loadScripts(ctx context.Context, rdb redis.UniversalClient) error {
 	// Not Script.Load: in a pipeline it would record an empty digest.
-	sources := []string{acquireLua, renewLua, releaseLua, forceReleaseLua, raiseFenceLua}
+	sources := []string{acquireLua, acquireSetLua, renewLua, releaseLua, forceReleaseLua, raiseFenceLua}
 	load := func(ctx context.Context, c *redis.Client) error {
 		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, src := range sources {

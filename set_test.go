@@ -284,3 +284,26 @@ func TestSetWaiterBehindWaits(t *testing.T) {
 	}
 	c.Release(ctx)
 }
+
+// A set sent in a pipeline (on the notifier's tracking connection, or
+// with WaitReplicas) is acquired on a server that lost its scripts: the
+// pipeline loads them all, the set's included, and sends it again.
+func TestSetAfterScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, Options{By: "flushed"})
+	mustLock(t, c, "first").Release(ctx) // the notifier runs
+	if _, err := c.notifierFor(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client(t).ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.TryLock(ctx, "a", With("b"))
+	if err != nil {
+		t.Fatalf("TryLock of a set after SCRIPT FLUSH: %v", err)
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
