@@ -416,7 +416,8 @@ func TestSentinelFollowsFailover(t *testing.T) {
 	handoffs()
 	old := sn.Master
 	old.Pause()
-	if _, err := sn.WaitForNewMaster(ctx, old.Addr); err != nil {
+	promoted, err := sn.WaitForNewMaster(ctx, old.Addr)
+	if err != nil {
 		old.Resume()
 		t.Fatal(err)
 	}
@@ -429,6 +430,18 @@ func TestSentinelFollowsFailover(t *testing.T) {
 	}
 	if len(slow) > 0 {
 		t.Errorf("after the failover, %d of 10 handoffs waited (%v), want none: the notifier stayed on the old master", len(slow), slow)
+	}
+	// And every acquisition is on the new master: those sent on the
+	// notifier's connection too (one Lock at a time takes it).
+	onNew := redis.NewClient(&redis.Options{Addr: promoted.Addr})
+	defer onNew.Close()
+	for i := range 4 {
+		r := mustLock(t, a, fmt.Sprint("after-", i))
+		v, err := onNew.Get(ctx, r.Key()).Result()
+		if err != nil || v != r.Holder() {
+			t.Errorf("%s on the new master %s: %q, %v; want %q: acquired on the old master", r.Key(), promoted.Addr, v, err, r.Holder())
+		}
+		r.Release(ctx)
 	}
 }
 
