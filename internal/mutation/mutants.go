@@ -491,4 +491,22 @@ var mutants = []mutant{
 		edits: []edit{{"faults/history/history.go", "if hd.End == 0 || hd.End > lossAt {", "if false {"}},
 		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheckSets$"}},
 	},
+	{
+		name:  "acquisition-read-trusted-after-rearm",
+		why:   "a holding whose acquisition read watched its key is trusted even when tracking was turned on again since, which may have dropped the watch",
+		edits: []edit{{"notifier.go", "if by == n && r.watchGen == n.gen && !n.rearm && !n.rearming {", "if by == n {"}},
+		tests: []tests{root("^TestAcquisitionReadWatchesTheKey$")},
+	},
+	{
+		name:  "watch-read-by-mget",
+		why:   "the reads that watch held keys include an MGET, which the worker's documented ACL rule refuses",
+		edits: []edit{{"notifier.go", "\t\tp.Do(ctx, \"CLIENT\", \"CACHING\", \"YES\")\n\t\tgets[i] = p.Get(ctx, key)\n", "\t\tp.Do(ctx, \"CLIENT\", \"CACHING\", \"YES\")\n\t\tp.MGet(ctx, key)\n\t\tgets[i] = p.Get(ctx, key)\n"}},
+		tests: []tests{root("^TestWorkerACLRule$")},
+	},
+	{
+		name:  "released-here-stays-armed",
+		why:   "a key released on the tracking connection stays marked as watched for its waiters, though NOLOOP dropped it there",
+		edits: []edit{{"notifier.go", "\t\tkw.armed = false\n\t\tkw.signal()\n\t}\n}\n\n// notify", "\t\tkw.signal()\n\t}\n}\n\n// notify"}},
+		tests: []tests{root("^TestReleaseHereUnarmsTheKey$")},
+	},
 }
