@@ -29,14 +29,17 @@ const (
 	libRedlock     = "redislock"
 	libRueidis     = "rueidislock"
 	libRueidis1    = "rueidislock-km1"
-	libRawGo       = "raw go-redis"
-	libRawRue      = "raw rueidis"
+	// libRueidis1NoLoop is rueidislock's fastest configuration: KeyMajority
+	// 1 and NoLoopTracking (its own writes send it no invalidations).
+	libRueidis1NoLoop = "rueidislock-km1-noloop"
+	libRawGo          = "raw go-redis"
+	libRawRue         = "raw rueidis"
 )
 
-var allLibs = []string{libOurs, libOursNoQueue, libRedsync, libRedlock, libRueidis, libRueidis1, libRawGo, libRawRue}
+var allLibs = []string{libOurs, libOursNoQueue, libRedsync, libRedlock, libRueidis, libRueidis1, libRueidis1NoLoop, libRawGo, libRawRue}
 
 // peers are the lock libraries (not the raw floors).
-var peers = []string{libRedsync, libRedlock, libRueidis, libRueidis1}
+var peers = []string{libRedsync, libRedlock, libRueidis, libRueidis1, libRueidis1NoLoop}
 
 // isRaw reports whether lib is a raw floor: it cannot wait or renew.
 func isRaw(lib string) bool { return lib == libRawGo || lib == libRawRue }
@@ -115,7 +118,7 @@ func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, erro
 	case libRedlock:
 		rdb := goRedis()
 		return &redlockLocker{rdb: rdb, c: redislock.New(rdb), ttl: st.ttl}, nil
-	case libRueidis, libRueidis1:
+	case libRueidis, libRueidis1, libRueidis1NoLoop:
 		opt := rueidislock.LockerOption{
 			ClientOption: rueidis.ClientOption{InitAddress: tg.addrs, DialCtxFn: rt.dialRueidis},
 			KeyValidity:  st.ttl,
@@ -124,10 +127,11 @@ func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, erro
 			ExtendInterval: st.heartbeat,
 		}
 		majority := int32(2) // the default
-		if lib == libRueidis1 {
+		if lib != libRueidis {
 			majority = 1
 		}
 		opt.KeyMajority = majority
+		opt.NoLoopTracking = lib == libRueidis1NoLoop
 		l, err := rueidislock.NewLocker(opt)
 		if err != nil {
 			return nil, err

@@ -577,6 +577,8 @@ func name(lib string) string {
 		return "**reservation** (no queue)"
 	case libRueidis1:
 		return "rueidislock KeyMajority 1"
+	case libRueidis1NoLoop:
+		return "rueidislock KeyMajority 1 NoLoopTracking"
 	}
 	return lib
 }
@@ -694,7 +696,7 @@ func (rep *report) writeTargets(b *bytes.Buffer) {
 		t.row(fmt.Sprintf("scenario %s: handoff p50 at most 3 loopback round trips", s),
 			fmt.Sprintf("%s = %.2f round trips of %s", fmtDur(p), float64(p)/float64(max(rtt, 1)), fmtDur(rtt)), yes(p <= 3*rtt))
 		best := time.Duration(math.MaxInt64)
-		for _, l := range []string{libRueidis, libRueidis1} {
+		for _, l := range []string{libRueidis, libRueidis1, libRueidis1NoLoop} {
 			if rl := rep.lat(s, l); len(rl) > 0 {
 				best = min(best, percentile(rl, 50))
 			}
