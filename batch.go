@@ -42,7 +42,7 @@ type batcher struct {
 	// scripts sent there are followed by a read that watches the keys
 	// they acquire (see scriptCall.onTracking), which saves the holder's
 	// first read of its key, and their own writes do not come back as
-	// invalidations (NOLOOP). The other round trip uses rdb.
+	// invalidations (NOLOOP). The other round trips use rdb.
 	track     *notifier
 	trackBusy bool
 	queue     []*batchedCall // calls waiting for the next batch
@@ -161,7 +161,9 @@ func (b *batcher) useTracking(n *notifier) {
 // claimLocked returns the notifier whose tracking connection the round
 // trip being started takes, or nil for rdb. b.mu is held.
 func (b *batcher) claimLocked() *notifier {
-	if b.track == nil || b.trackBusy {
+	if b.track == nil || b.trackBusy || b.track.unsettled.Load() {
+		// Busy, or its tracking is being turned on again (a
+		// reconnection): the pool.
 		return nil
 	}
 	b.trackBusy = true
@@ -174,7 +176,23 @@ func (b *batcher) runOn(ctx context.Context, sc *scriptCall, on *notifier) *redi
 		return sc.run(ctx, b.rdb)
 	}
 	sc.onTracking(on)
-	return sc.run(ctx, on.trackClient)
+	cmd := sc.run(ctx, on.trackClient)
+	trackingFailed(on, sc)
+	return cmd
+}
+
+// trackingFailed has on's watches set again when a call on its tracking
+// connection failed other than by Redis's answer (a timeout, a reset): the
+// connection may have been closed by go-redis, with every watch on it,
+// which nothing else would notice before the next dial.
+func trackingFailed(on *notifier, calls ...*scriptCall) {
+	for _, sc := range calls {
+		var rerr redis.Error
+		if err := sc.cmd.Err(); err != nil && !errors.As(err, &rerr) {
+			on.askRearm()
+			return
+		}
+	}
 }
 
 // next hands a round trip that ended (on on's tracking connection, or
@@ -239,6 +257,9 @@ func (b *batcher) pipeline(calls []*batchedCall, on *notifier) {
 	// Not a caller's context: once sent, every call waits for its reply,
 	// bounded by the client's timeouts.
 	_, _ = evalPipelined(context.Background(), rdb, sc)
+	if on != nil {
+		trackingFailed(on, sc...)
+	}
 }
 
 // wait returns once no batch is being sent and no detached call runs.

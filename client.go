@@ -34,8 +34,10 @@ type Client struct {
 	addr    string // for messages; never holds a password; see where
 	cluster bool
 	single  bool // a *redis.Client: every key on one server
-	ttlMs   int64
-	guardMs int64
+	// viaSentinel: that *redis.Client is go-redis's Sentinel client.
+	viaSentinel bool
+	ttlMs       int64
+	guardMs     int64
 	// valuePrefix starts every holder value of this Client: "<By>-" and
 	// an id of the Client's, so that its notifier knows its own values
 	// from those of other Clients with the same By.
@@ -184,6 +186,7 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 			// go-redis's name for a Sentinel client: name the master it
 			// last connected to instead.
 			c.addr = "the Sentinel master"
+			c.viaSentinel = true
 			r.AddHook(masterHook{c})
 		}
 		c.single = true
@@ -652,7 +655,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	r := newReservation(c, resource, held, value, res.token, sent)
 	r.limit = limit
 	if limit == 0 && call.watchedAs(value) {
-		r.watchedBy, r.watchGen = call.watchedBy, call.watchGen
+		r.watchedBy, r.watchGen, r.watchNotices = call.watchedBy, call.watchGen, call.watchNotices
 	}
 	if !time.Now().Before(r.deadline) {
 		// The answer came back after the local deadline (a link or a

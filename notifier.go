@@ -42,9 +42,11 @@ const notifierStartTimeout = 5 * time.Second
 //     release notices and keyspace notifications;
 //   - the tracking connection (CLIENT TRACKING ON REDIRECT ... NOLOOP): the
 //     keys it reads are watched. Waiters read their key's PTTL on it, and
-//     the heartbeat renews on it, with a last read of each key in the
+//     the heartbeat renews on it, with a last read of each key after the
 //     renew script: NOLOOP keeps our own renewals from waking us, and the
-//     read watches the key again.
+//     read watches the key again. On one server, acquisitions and releases
+//     run on it too when it is free (see batcher), each acquisition
+//     followed by a read that watches what it acquired.
 //
 // On a Cluster each master has a notifier of its own, as tracking and
 // keyspace events are per node. Where tracking is not available (a Ring,
@@ -84,9 +86,17 @@ type notifier struct {
 	// for or under way (rearming).
 	gen      uint64
 	rearming bool
-	early    map[string]time.Time        // turns told to values of this Client not yet joined, and when
-	arms     map[string][]chan armResult // waiters' watches to set
-	denied   bool                        // the server refused our subscriptions
+	// notices counts the notices of any key: a read that watches a new
+	// holding is trusted only if none came between it and the holding
+	// (a foreign change of the key meanwhile ended its watch, and its
+	// notice found no holder to read it again).
+	notices uint64
+	// unsettled is set while a rearm is asked for or under way: the
+	// batcher leaves the tracking connection alone meanwhile.
+	unsettled atomic.Bool
+	early     map[string]time.Time        // turns told to values of this Client not yet joined, and when
+	arms      map[string][]chan armResult // waiters' watches to set
+	denied    bool                        // the server refused our subscriptions
 
 	servers serverConns // with NewFailover: where its connections are
 }
@@ -213,9 +223,13 @@ func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Clien
 		st.err = ErrClosed
 	default:
 		c.notifs[node], st.n = n, n
-		if node == "" && c.single && n.tracking && c.opt.WaitReplicas == 0 {
-			// WAIT would block the connection that the heartbeat and
-			// the waiters' reads use: with it, the pool carries them all.
+		if node == "" && c.single && !c.viaSentinel && n.tracking && c.opt.WaitReplicas == 0 {
+			// One server only. Through Sentinel, the notifier's
+			// connections learn of a new master on their own, maybe
+			// later than go-redis's pool: an acquisition sent meanwhile
+			// would land on the old master. With WaitReplicas, the WAIT
+			// after the scripts would hold up the connection that the
+			// heartbeat and the waiters' reads use.
 			c.batch.useTracking(n)
 		}
 		for r := range c.held {
@@ -510,7 +524,7 @@ func (n *notifier) watchHeld(r *Reservation) {
 	n.watch(r.key).holder = r
 	by := r.watchedBy
 	r.watchedBy = nil
-	if by == n && r.watchGen == n.gen && !n.rearm && !n.rearming {
+	if by == n && r.watchGen == n.gen && r.watchNotices == n.notices && !n.rearm && !n.rearming {
 		// Read on the tracking connection right after it was acquired,
 		// as its own value (see scriptCall.onTracking): watched already.
 		n.rereads.Add(1)
@@ -551,11 +565,12 @@ func (n *notifier) armedByRead(key string, wake chan struct{}, gen uint64) {
 	}
 }
 
-// generation returns the tracking generation (see gen).
-func (n *notifier) generation() uint64 {
+// snapshot returns the tracking generation and the count of notices (see
+// gen and notices).
+func (n *notifier) snapshot() (gen, notices uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.gen
+	return n.gen, n.notices
 }
 
 // unwatchHeld stops watching r's key for r. c.mu is held.
@@ -838,15 +853,16 @@ func (n *notifier) waited(key string) bool {
 	return kw != nil && len(kw.queue) > 0
 }
 
-// released tells the local waiters of key that it was just released here,
-// without waiting for the notice to come back from the server.
+// released tells the local waiters of key that it was (or may have been)
+// just released here, without waiting for the notice to come back from
+// the server.
 func (n *notifier) released(key string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if kw := n.keys[key]; kw != nil {
-		// Released on the tracking connection, the key is not watched
-		// there any more (NOLOOP drops it without a notice): its waiters
-		// read it again to watch it.
+		// A release sent on the tracking connection (see batcher) leaves
+		// the key unwatched there (NOLOOP drops it without a notice): its
+		// waiters read it again to watch it.
 		kw.armed = false
 		kw.signal()
 	}
@@ -857,6 +873,7 @@ func (n *notifier) released(key string) {
 func (n *notifier) notify(key string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.notices++
 	if sem, ok := permitOf(key); ok {
 		// A permit changed: the semaphore's waiters look.
 		if kw := n.keys[sem]; kw != nil && len(kw.queue) > 0 {
@@ -881,6 +898,7 @@ func (n *notifier) askRearm() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.rearm = true
+	n.unsettled.Store(true)
 	n.gen++
 	for key, kw := range n.keys {
 		kw.armed = false
@@ -1000,24 +1018,25 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 	if verr := n.verifyHeld(ctx, verify); verr != nil {
 		err = errors.Join(err, verr)
 	}
-	if rearm {
-		// A key read to watch it while tracking was turned on again may
-		// have been dropped by it: its holder has it read again.
-		n.mu.Lock()
-		n.rearming = false
-		n.gen++
-		n.mu.Unlock()
-	}
 	// Each arm gets its answer, error or not: its waiter retries.
 	_ = n.armAll(ctx, arms)
+	n.mu.Lock()
 	if err != nil {
-		n.mu.Lock()
 		n.rearm = n.rearm || rearm
 		for key := range verify {
 			n.verify[key] = true
 		}
-		n.mu.Unlock()
 	}
+	if rearm {
+		// A key read to watch it while tracking was turned on again may
+		// have been dropped by it: its holder has it read again.
+		n.rearming = false
+		n.gen++
+	}
+	if !n.rearm {
+		n.unsettled.Store(false)
+	}
+	n.mu.Unlock()
 	return err
 }
 
@@ -1125,7 +1144,7 @@ func (n *notifier) read(ctx context.Context, keys []string) ([]string, error) {
 	}
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if n.tracking {
-			gets = watchReads(ctx, p, keys)
+			_, gets = watchReads(ctx, p, keys) // the pipeline's error covers CLIENT CACHING
 		} else {
 			gets = make([]*redis.StringCmd, len(keys))
 			for i, key := range keys {
@@ -1152,13 +1171,13 @@ func (n *notifier) read(ctx context.Context, keys []string) ([]string, error) {
 // former covers the next command only. GET rather than one MGET: it is
 // what the worker's documented ACL rule allows (see docs/DESIGN.md), and
 // a Cluster refuses MGET across slots.
-func watchReads(ctx context.Context, p redis.Pipeliner, keys []string) []*redis.StringCmd {
-	gets := make([]*redis.StringCmd, len(keys))
+func watchReads(ctx context.Context, p redis.Pipeliner, keys []string) (caching []*redis.Cmd, gets []*redis.StringCmd) {
+	caching, gets = make([]*redis.Cmd, len(keys)), make([]*redis.StringCmd, len(keys))
 	for i, key := range keys {
-		p.Do(ctx, "CLIENT", "CACHING", "YES")
+		caching[i] = p.Do(ctx, "CLIENT", "CACHING", "YES")
 		gets[i] = p.Get(ctx, key)
 	}
-	return gets
+	return caching, gets
 }
 
 // rewatch returns what follows a renew script of keys on the tracking

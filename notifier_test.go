@@ -461,10 +461,12 @@ func TestAcquisitionReadWatchesTheKey(t *testing.T) {
 		{"rearm asked for", func() { n.mu.Lock(); n.rearm = true; n.mu.Unlock() }, true},
 		{"rearm under way", func() { n.mu.Lock(); n.rearming = true; n.mu.Unlock() }, true},
 		{"rearm done", func() { n.mu.Lock(); n.gen++; n.mu.Unlock() }, true},
+		{"a notice came", func() { n.notify("reservation-other") }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "rule-" + tc.name
-			r := &Reservation{c: c, key: key, watchedBy: n, watchGen: n.generation()}
+			gen, notices := n.snapshot()
+			r := &Reservation{c: c, key: key, watchedBy: n, watchGen: gen, watchNotices: notices}
 			tc.before()
 			c.mu.Lock()
 			n.watchHeld(r)

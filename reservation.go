@@ -53,8 +53,9 @@ type Reservation struct {
 	// watchedBy, when not nil, is the notifier whose tracking connection
 	// read the key right after it was acquired, at generation watchGen
 	// (see notifier.watchHeld). Guarded by c.mu.
-	watchedBy *notifier
-	watchGen  uint64
+	watchedBy    *notifier
+	watchGen     uint64
+	watchNotices uint64
 
 	// A set (see With) is a holding that the Client does not hold itself:
 	// its members are held, each pointing back to it (group).
@@ -205,6 +206,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 		c.emit(Event{Kind: EventRedisError, Resource: r.resource, Key: r.key, Err: err})
 		c.lose(r, "the release's outcome is unknown")
 		c.giveBack(r.key, r.value, 0)
+		c.releasedHere(r) // it may have run
 		return fmt.Errorf("%w: %w", err, ErrLost)
 	}
 	if released == noticeRefused {
@@ -215,17 +217,23 @@ func (r *Reservation) Release(ctx context.Context) error {
 		c.lose(r, "release found the key gone or someone else's")
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
 	}
+	c.releasedHere(r)
 	if !r.end(ErrReleased) {
 		// Lost locally (deadline passed) while the release ran: the key
 		// was still ours and is now deleted, but the holder was told.
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
 	}
-	if n := c.notifierIfStarted(r.node); n != nil {
-		n.released(r.key)
-	}
 	c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
 		Duration: time.Since(r.acquired)})
 	return nil
+}
+
+// releasedHere tells the local waiters of r's key that r's release ran, or
+// may have (see notifier.released).
+func (c *Client) releasedHere(r *Reservation) {
+	if n := c.notifierIfStarted(r.node); n != nil {
+		n.released(r.key)
+	}
 }
 
 // startRelease marks r as being released and counts the release in ops

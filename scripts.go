@@ -71,10 +71,12 @@ type scriptCall struct {
 	// GET: see watchReads), in the same round trip; seen are its replies,
 	// and watchedBy the notifier and its tracking generation at the time
 	// it was sent.
-	watch     []string
-	seen      []*redis.StringCmd
-	watchedBy *notifier
-	watchGen  uint64
+	watch        []string
+	seen         []*redis.StringCmd
+	caching      []*redis.Cmd
+	watchedBy    *notifier
+	watchGen     uint64
+	watchNotices uint64
 	// wakeBefore is the wake channel of the first watch key's waiters
 	// when the call was sent (nil when it had none): unchanged at the
 	// reply, no notice of the key came meanwhile.
@@ -87,10 +89,11 @@ func (sc *scriptCall) onTracking(n *notifier) {
 	if len(sc.watch) == 0 {
 		return
 	}
-	sc.watchedBy, sc.watchGen, sc.wakeBefore = n, n.generation(), n.wakeOf(sc.watch[0])
+	sc.watchGen, sc.watchNotices = n.snapshot()
+	sc.watchedBy, sc.wakeBefore = n, n.wakeOf(sc.watch[0])
 	sc.then = func(p redis.Pipeliner) {
 		// The pipeline's own context bounds it.
-		sc.seen = watchReads(context.Background(), p, sc.watch)
+		sc.caching, sc.seen = watchReads(context.Background(), p, sc.watch)
 	}
 }
 
@@ -102,7 +105,7 @@ func (sc *scriptCall) armWaiters() {
 	if sc.watchedBy == nil || sc.seen == nil {
 		return
 	}
-	if v, err := sc.seen[0].Result(); err == nil && v != "" {
+	if v, err := sc.seen[0].Result(); err == nil && v != "" && sc.caching[0].Err() == nil {
 		sc.watchedBy.armedByRead(sc.watch[0], sc.wakeBefore, sc.watchGen)
 	}
 }
@@ -114,8 +117,9 @@ func (sc *scriptCall) watchedAs(value string) bool {
 	if sc.watchedBy == nil || sc.seen == nil {
 		return false
 	}
-	for _, get := range sc.seen {
-		if v, err := get.Result(); err != nil || v != value {
+	for i, get := range sc.seen {
+		// CLIENT CACHING fails when tracking is off on the connection.
+		if v, err := get.Result(); err != nil || v != value || sc.caching[i].Err() != nil {
 			return false
 		}
 	}

@@ -160,7 +160,7 @@ func (c *Client) acquireSet(ctx context.Context, set []string, value string, mod
 		m := newReservation(c, r, c.Key(r), value, tokens[i], sent)
 		m.node, m.group = node, g
 		if watched {
-			m.watchedBy, m.watchGen = call.watchedBy, call.watchGen
+			m.watchedBy, m.watchGen, m.watchNotices = call.watchedBy, call.watchGen, call.watchNotices
 		}
 		g.members = append(g.members, m)
 	}
