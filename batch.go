@@ -161,7 +161,7 @@ func (b *batcher) useTracking(n *notifier) {
 // claimLocked returns the notifier whose tracking connection the round
 // trip being started takes, or nil for rdb. b.mu is held.
 func (b *batcher) claimLocked() *notifier {
-	if b.track == nil || b.trackBusy || b.track.unsettled.Load() {
+	if b.track == nil || b.trackBusy || !b.track.settled() { // b.mu, then n.mu
 		// Busy, or its tracking is being turned on again (a
 		// reconnection): the pool.
 		return nil

@@ -91,12 +91,9 @@ type notifier struct {
 	// (a foreign change of the key meanwhile ended its watch, and its
 	// notice found no holder to read it again).
 	notices uint64
-	// unsettled is set while a rearm is asked for or under way: the
-	// batcher leaves the tracking connection alone meanwhile.
-	unsettled atomic.Bool
-	early     map[string]time.Time        // turns told to values of this Client not yet joined, and when
-	arms      map[string][]chan armResult // waiters' watches to set
-	denied    bool                        // the server refused our subscriptions
+	early   map[string]time.Time        // turns told to values of this Client not yet joined, and when
+	arms    map[string][]chan armResult // waiters' watches to set
+	denied  bool                        // the server refused our subscriptions
 
 	servers serverConns // with NewFailover: where its connections are
 }
@@ -522,9 +519,9 @@ func (n *notifier) watchHeld(r *Reservation) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.watch(r.key).holder = r
-	by := r.watchedBy
-	r.watchedBy = nil
-	if by == n && r.watchGen == n.gen && r.watchNotices == n.notices && !n.rearm && !n.rearming {
+	w := r.watched
+	r.watched = nil
+	if w != nil && w.n == n && w.gen == n.gen && w.notices == n.notices && !n.rearm && !n.rearming {
 		// Read on the tracking connection right after it was acquired,
 		// as its own value (see scriptCall.onTracking): watched already.
 		n.rereads.Add(1)
@@ -563,6 +560,14 @@ func (n *notifier) armedByRead(key string, wake chan struct{}, gen uint64) {
 	if kw := n.keys[key]; kw != nil && wake != nil && kw.wake == wake && gen == n.gen && !n.rearm && !n.rearming {
 		kw.armed = true
 	}
+}
+
+// settled reports whether no rearm is asked for or under way: the batcher
+// leaves the tracking connection alone meanwhile.
+func (n *notifier) settled() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.rearm && !n.rearming
 }
 
 // snapshot returns the tracking generation and the count of notices (see
@@ -898,7 +903,6 @@ func (n *notifier) askRearm() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.rearm = true
-	n.unsettled.Store(true)
 	n.gen++
 	for key, kw := range n.keys {
 		kw.armed = false
@@ -1032,9 +1036,6 @@ func (n *notifier) watchOnce(ctx context.Context) error {
 		// have been dropped by it: its holder has it read again.
 		n.rearming = false
 		n.gen++
-	}
-	if !n.rearm {
-		n.unsettled.Store(false)
 	}
 	n.mu.Unlock()
 	return err
