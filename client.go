@@ -654,8 +654,8 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	}
 	r := newReservation(c, resource, held, value, res.token, sent)
 	r.limit = limit
-	if limit == 0 && call.watchedAs(value) {
-		r.watchedBy, r.watchGen, r.watchNotices = call.watchedBy, call.watchGen, call.watchNotices
+	if limit == 0 { // a permit's key was not read
+		r.watched = call.heldRead(value)
 	}
 	if !time.Now().Before(r.deadline) {
 		// The answer came back after the local deadline (a link or a

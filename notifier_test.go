@@ -466,7 +466,7 @@ func TestAcquisitionReadWatchesTheKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "rule-" + tc.name
 			gen, notices := n.snapshot()
-			r := &Reservation{c: c, key: key, watchedBy: n, watchGen: gen, watchNotices: notices}
+			r := &Reservation{c: c, key: key, watched: &trackedRead{n: n, gen: gen, notices: notices}}
 			tc.before()
 			c.mu.Lock()
 			n.watchHeld(r)

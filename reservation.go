@@ -50,12 +50,10 @@ type Reservation struct {
 	parent   *Reservation
 	lateDone chan struct{} // closed once every server answered the acquisition
 
-	// watchedBy, when not nil, is the notifier whose tracking connection
-	// read the key right after it was acquired, at generation watchGen
-	// (see notifier.watchHeld). Guarded by c.mu.
-	watchedBy    *notifier
-	watchGen     uint64
-	watchNotices uint64
+	// watched, when not nil, is the read on a tracking connection that
+	// watched the key right after it was acquired (see
+	// notifier.watchHeld). Guarded by c.mu.
+	watched *trackedRead
 
 	// A set (see With) is a holding that the Client does not hold itself:
 	// its members are held, each pointing back to it (group).

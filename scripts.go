@@ -68,19 +68,25 @@ type scriptCall struct {
 	// watch, when not empty, are the keys the script acquires: run on a
 	// notifier's tracking connection (see batcher), the script is followed
 	// there by a read of them that watches them (CLIENT CACHING YES, then
-	// GET: see watchReads), in the same round trip; seen are its replies,
-	// and watchedBy the notifier and its tracking generation at the time
-	// it was sent.
-	watch        []string
-	seen         []*redis.StringCmd
-	caching      []*redis.Cmd
-	watchedBy    *notifier
-	watchGen     uint64
-	watchNotices uint64
+	// GET: see watchReads), in the same round trip; seen and caching are
+	// its replies, and read what the notifier was when it was sent.
+	watch   []string
+	seen    []*redis.StringCmd
+	caching []*redis.Cmd
+	read    *trackedRead
 	// wakeBefore is the wake channel of the first watch key's waiters
 	// when the call was sent (nil when it had none): unchanged at the
 	// reply, no notice of the key came meanwhile.
 	wakeBefore chan struct{}
+}
+
+// trackedRead is a read on a notifier's tracking connection that watched
+// keys, and the notifier's tracking generation and count of notices when
+// it was sent: the keys are still watched if neither moved since (see
+// notifier.watchHeld).
+type trackedRead struct {
+	n            *notifier
+	gen, notices uint64
 }
 
 // onTracking prepares sc to run on n's tracking connection: the read of
@@ -89,8 +95,8 @@ func (sc *scriptCall) onTracking(n *notifier) {
 	if len(sc.watch) == 0 {
 		return
 	}
-	sc.watchGen, sc.watchNotices = n.snapshot()
-	sc.watchedBy, sc.wakeBefore = n, n.wakeOf(sc.watch[0])
+	gen, notices := n.snapshot()
+	sc.read, sc.wakeBefore = &trackedRead{n: n, gen: gen, notices: notices}, n.wakeOf(sc.watch[0])
 	sc.then = func(p redis.Pipeliner) {
 		// The pipeline's own context bounds it.
 		sc.caching, sc.seen = watchReads(context.Background(), p, sc.watch)
@@ -102,28 +108,27 @@ func (sc *scriptCall) onTracking(n *notifier) {
 // connection, and its waiters need not read it again to watch it (see
 // notifier.armedByRead).
 func (sc *scriptCall) armWaiters() {
-	if sc.watchedBy == nil || sc.seen == nil {
+	if sc.read == nil || sc.seen == nil {
 		return
 	}
 	if v, err := sc.seen[0].Result(); err == nil && v != "" && sc.caching[0].Err() == nil {
-		sc.watchedBy.armedByRead(sc.watch[0], sc.wakeBefore, sc.watchGen)
+		sc.read.n.armedByRead(sc.watch[0], sc.wakeBefore, sc.read.gen)
 	}
 }
 
-// watchedAs reports whether the read after sc found every watch key held
-// with value: the keys are then watched on the tracking connection of
-// sc.watchedBy since generation sc.watchGen.
-func (sc *scriptCall) watchedAs(value string) bool {
-	if sc.watchedBy == nil || sc.seen == nil {
-		return false
+// heldRead returns the read after sc when it found every watch key held
+// with value (the keys are then watched since it), else nil.
+func (sc *scriptCall) heldRead(value string) *trackedRead {
+	if sc.read == nil || sc.seen == nil {
+		return nil
 	}
 	for i, get := range sc.seen {
 		// CLIENT CACHING fails when tracking is off on the connection.
 		if v, err := get.Result(); err != nil || v != value || sc.caching[i].Err() != nil {
-			return false
+			return nil
 		}
 	}
-	return true
+	return sc.read
 }
 
 // run runs the call on its own, with EVALSHA, falling back to EVAL on

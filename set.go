@@ -155,13 +155,10 @@ func (c *Client) acquireSet(ctx context.Context, set []string, value string, mod
 	}
 	node := c.nodeOf(ctx, keys[1])
 	g := newReservation(c, set[0], c.Key(set[0]), value, tokens[0], sent)
-	watched := call.watchedAs(value)
+	watched := call.heldRead(value)
 	for i, r := range set {
 		m := newReservation(c, r, c.Key(r), value, tokens[i], sent)
-		m.node, m.group = node, g
-		if watched {
-			m.watchedBy, m.watchGen, m.watchNotices = call.watchedBy, call.watchGen, call.watchNotices
-		}
+		m.node, m.group, m.watched = node, g, watched
 		g.members = append(g.members, m)
 	}
 	for i, m := range g.members {
@@ -324,7 +321,7 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 			}
 			return r, nil
 		case err != nil && (ctx.Err() != nil || errors.Is(err, ErrClosed)):
-			return nil, setNotAcquired(ctx, set, last)
+			return nil, waitEnded(ctx, set[0], 0, last)
 		case err != nil && last == nil && failures == 0 && n == nil:
 			return nil, err // the first attempt: a wrong address shows at once
 		case err != nil:
@@ -339,7 +336,7 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 		if n == nil {
 			if n, err = c.notifierFor(ctx, keys[0]); err != nil {
 				if ctx.Err() != nil {
-					return nil, setNotAcquired(ctx, set, last)
+					return nil, waitEnded(ctx, set[0], 0, last)
 				}
 				return nil, err
 			}
@@ -401,7 +398,7 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 		chosen, _, _ := reflect.Select(cases)
 		switch chosen {
 		case len(cases) - 2:
-			return nil, setNotAcquired(ctx, set, last)
+			return nil, waitEnded(ctx, set[0], 0, last)
 		case len(cases) - 1:
 			return nil, ErrClosed
 		case len(cases) - 3:
@@ -411,13 +408,4 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 			<-timer.C
 		}
 	}
-}
-
-// setNotAcquired is a set's Lock error when ctx ended first.
-func setNotAcquired(ctx context.Context, set []string, last *NotAcquiredError) error {
-	e := &NotAcquiredError{Resource: set[0], Err: ctx.Err()}
-	if last != nil {
-		e.Resource, e.Holder, e.Remaining, e.NoExpiry, e.Guard = last.Resource, last.Holder, last.Remaining, last.NoExpiry, last.Guard
-	}
-	return e
 }
