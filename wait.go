@@ -270,9 +270,16 @@ func (w *wait) round(ctx context.Context, armed bool) (*Reservation, time.Durati
 
 // notAcquired is Lock's error when ctx ended first.
 func (w *wait) notAcquired(ctx context.Context) error {
-	e := &NotAcquiredError{Resource: w.resource, Err: ctx.Err(), limit: w.limit}
-	if l := w.last; l != nil {
-		e.Holder, e.Remaining, e.NoExpiry, e.Guard = l.Holder, l.Remaining, l.NoExpiry, l.Guard
+	return waitEnded(ctx, w.resource, w.limit, w.last)
+}
+
+// waitEnded is the error of a wait for resource (with limit, a permit)
+// when ctx ended first: what the last attempt found, last (nil without
+// any), names who stood in the way, and for a set which member.
+func waitEnded(ctx context.Context, resource string, limit int, last *NotAcquiredError) error {
+	e := &NotAcquiredError{Resource: resource, Err: ctx.Err(), limit: limit}
+	if last != nil {
+		e.Resource, e.Holder, e.Remaining, e.NoExpiry, e.Guard = last.Resource, last.Holder, last.Remaining, last.NoExpiry, last.Guard
 	}
 	return e
 }
