@@ -65,30 +65,45 @@ func lostKey(resource string) string { return "lost\x00" + resource }
 // held together: the loss of any is said once, for all.
 const lostSetKey = "lost\x00\x00set"
 
-// holding tells n the resources that reserve run holds, so that the loss
-// of any of several held together is said once, for all of them.
-func (n *notes) holding(resources []string) {
+// hold tells n the resources that reserve run holds, so that the loss of
+// any of several held together is said once, for all of them.
+func (n *notes) hold(resources []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.set = resources
 }
 
-// lost says, once, that the reservation of resource is gone, for err:
-// err is either the loss of resource itself (from the library's event) or
-// of the reservation that reserve holds (which names the member lost).
+// lost says, once, that the reservation of resource is gone, for err, as
+// the library's event reports it: for a member of the set that reserve run
+// holds, the set's loss, naming the member.
 func (n *notes) lost(resource string, err error) {
-	n.mu.Lock()
-	set := n.set
-	n.mu.Unlock()
-	if len(set) < 2 || !slices.Contains(set, resource) {
-		n.say(lostKey(resource), lostSentence(resource, err))
+	if set := n.holding(); len(set) > 1 && slices.Contains(set, resource) {
+		n.lostSet(set, fmt.Errorf("%w (member %q of the set)", err, resource))
 		return
 	}
-	if !strings.Contains(errText(err), "of the set)") {
-		// The member's own loss, reported before the set's.
-		err = fmt.Errorf("%w (member %q of the set)", err, resource)
+	n.say(lostKey(resource), lostSentence(resource, err))
+}
+
+// lostHeld says, once, that r, what reserve run holds, is gone: for a
+// set, its error names the member lost.
+func (n *notes) lostHeld(r *reservation.Reservation) {
+	if set := n.holding(); len(set) > 1 {
+		n.lostSet(set, r.Err())
+		return
 	}
+	n.say(lostKey(r.Resource()), lostSentence(r.Resource(), r.Err()))
+}
+
+// lostSet says, once, that the set is gone, for err.
+func (n *notes) lostSet(set []string, err error) {
 	n.say(lostSetKey, fmt.Sprintf("the reservation of %s, held together, is gone: %s", setName(set), errText(err)))
+}
+
+// holding returns the resources that reserve run holds together, if any.
+func (n *notes) holding() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.set
 }
 
 // onEvent returns the Options.OnEvent hook of a Client on addr, which

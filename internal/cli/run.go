@@ -188,7 +188,7 @@ func (f *runFlags) run(ctx context.Context, a *app, resources []string, argv []s
 	if err := f.checkSet(a, resources); err != nil {
 		return err
 	}
-	a.notes.holding(resources)
+	a.notes.hold(resources)
 	opt, err := f.hold.options(a)
 	if err != nil {
 		return err
@@ -494,7 +494,7 @@ func (f *runFlags) runChild(a *app, c *reservation.Client, r *reservation.Reserv
 	cmd.WaitDelay = max(f.grace, time.Millisecond)
 	if errors.Is(r.Err(), reservation.ErrLost) {
 		// Lost between the acquisition and here: do not start it.
-		a.notes.lost(r.Resource(), r.Err())
+		a.notes.lostHeld(r)
 		return &exitError{code: ExitLost, err: fmt.Errorf("the reservation of %s was lost before the command started", name)}
 	}
 	if err := cmd.Start(); err != nil {
@@ -531,7 +531,7 @@ wait:
 			}
 			lostAt = time.Now()
 			// The library's hook may have said it already; once is enough.
-			a.notes.lost(r.Resource(), r.Err())
+			a.notes.lostHeld(r)
 			stop() // SIGTERM, through cmd.Cancel
 			fmt.Fprintf(a.stderr, "reserve: sent SIGTERM to the command; SIGKILL in %v if it is still running\n", f.grace)
 			t := time.NewTimer(f.grace)
@@ -561,7 +561,7 @@ wait:
 	case errors.Is(err, reservation.ErrLost):
 		// Found at release: the key was deleted or taken before the
 		// command ended, so it did not run under the reservation to its end.
-		a.notes.lost(r.Resource(), r.Err())
+		a.notes.lostHeld(r)
 		return lostWhileRan
 	case err != nil:
 		fmt.Fprintf(a.stderr, "reserve: could not release %s (it expires within the TTL): %s\n", name, a.redact(err.Error()))
