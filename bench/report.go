@@ -859,3 +859,31 @@ func (rep *report) plotHandoffs(path string) error {
 	}
 	return f.Close()
 }
+
+// sectionMarkdown answers a section of its own (a -semaphore or -set run)
+// between begin and end: when and how it was measured, then rounds (what
+// each round ran), the loopback round trip, write's tables, the failed
+// runs and the targets.
+func (rep *report) sectionMarkdown(begin, end, rounds string, write func(*bytes.Buffer), targets func(table)) string {
+	b := &bytes.Buffer{}
+	fmt.Fprintf(b, "%s\n\n", begin)
+	fmt.Fprintf(b, "Measured %s, in %v.\n\n", rep.started.UTC().Format("2006-01-02 15:04 MST"),
+		rep.ended.Sub(rep.started).Round(time.Second))
+	fmt.Fprintf(b, "Command (from the repository root):\n\n```\n%s\n```\n\n", rep.command)
+	fmt.Fprintf(b, "- Machine: %s, %d CPUs, kernel %s; this process on CPUs %s (GOMAXPROCS %d), redis-server on CPUs %s.\n",
+		cpuModel(), cpuCount(), readTrim("/proc/sys/kernel/osrelease"), allowedCPUs(), runtime.GOMAXPROCS(0), orAll(rep.pinned))
+	fmt.Fprintf(b, "- Redis %s (no persistence, default configuration otherwise), on loopback; %s; %s.\n",
+		rep.redis, runtime.Version(), versions())
+	b.WriteString(rounds)
+	fmt.Fprintf(b, "Loopback round trip (go-redis PING, median of %d per round): **%s** (p99 %s).\n\n",
+		rep.cfg.pings, fmtDur(rep.rtt()), fmtDur(percentile(rep.lat("rtt", "PING"), 99)))
+	write(b)
+	rep.writeFailed(b)
+	t := table{b}
+	fmt.Fprintf(b, "### Targets\n\n")
+	t.head("target", "measured", "met")
+	targets(t)
+	b.WriteString("\n")
+	fmt.Fprintf(b, "%s\n", end)
+	return b.String()
+}

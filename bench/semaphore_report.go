@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"runtime"
 	"slices"
 	"time"
 )
@@ -19,29 +18,11 @@ const (
 // uncontended cycles with a permit of each limit against plain ones, the
 // contended semaphore against plain resources, and its target.
 func (rep *report) semaphoreMarkdown() string {
-	b := &bytes.Buffer{}
-	fmt.Fprintf(b, "%s\n\n", beginSemaphoreMarker)
-	fmt.Fprintf(b, "Measured %s, in %v.\n\n", rep.started.UTC().Format("2006-01-02 15:04 MST"),
-		rep.ended.Sub(rep.started).Round(time.Second))
-	fmt.Fprintf(b, "Command (from the repository root):\n\n```\n%s\n```\n\n", rep.command)
-	fmt.Fprintf(b, "- Machine: %s, %d CPUs, kernel %s; this process on CPUs %s (GOMAXPROCS %d), redis-server on CPUs %s.\n",
-		cpuModel(), cpuCount(), readTrim("/proc/sys/kernel/osrelease"), allowedCPUs(), runtime.GOMAXPROCS(0), orAll(rep.pinned))
-	fmt.Fprintf(b, "- Redis %s (no persistence, default configuration otherwise), on loopback; %s; %s.\n",
-		rep.redis, runtime.Version(), versions())
-	fmt.Fprintf(b, "- %d round(s); in each, this library (with its queue, the default; TTL %v) runs scenario 1, s1 with each limit (%s), s3 and s3p in turn. "+
-		"Scenarios 1 and s1: %v each; s3 and s3p: %v.\n\n",
-		rep.cfg.rounds, cycleSettings.ttl, joinInts(rep.cfg.limits), rep.cfg.d12, rep.cfg.d34)
-	fmt.Fprintf(b, "Loopback round trip (go-redis PING, median of %d per round): **%s** (p99 %s).\n\n",
-		rep.cfg.pings, fmtDur(rep.rtt()), fmtDur(percentile(rep.lat("rtt", "PING"), 99)))
-	rep.writeSemaphores(b)
-	rep.writeFailed(b)
-	t := table{b}
-	fmt.Fprintf(b, "### Targets\n\n")
-	t.head("target", "measured", "met")
-	rep.semaphoreTargets(t)
-	b.WriteString("\n")
-	fmt.Fprintf(b, "%s\n", endSemaphoreMarker)
-	return b.String()
+	return rep.sectionMarkdown(beginSemaphoreMarker, endSemaphoreMarker, fmt.Sprintf(
+		"- %d round(s); in each, this library (with its queue, the default; TTL %v) runs scenario 1, s1 with each limit (%s), s3 and s3p in turn. "+
+			"Scenarios 1 and s1: %v each; s3 and s3p: %v.\n\n",
+		rep.cfg.rounds, cycleSettings.ttl, joinInts(rep.cfg.limits), rep.cfg.d12, rep.cfg.d34),
+		rep.writeSemaphores, rep.semaphoreTargets)
 }
 
 // limitKeys answers the runs of scenario s1 that have results, by limit.

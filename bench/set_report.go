@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"runtime"
-	"time"
 )
 
 // The markers of the sets' results: a run with -set writes between them,
@@ -19,29 +17,11 @@ const (
 // other and against one, the contended sets against plain Locks in a
 // global order, and its targets.
 func (rep *report) setMarkdown() string {
-	b := &bytes.Buffer{}
-	fmt.Fprintf(b, "%s\n\n", beginSetMarker)
-	fmt.Fprintf(b, "Measured %s, in %v.\n\n", rep.started.UTC().Format("2006-01-02 15:04 MST"),
-		rep.ended.Sub(rep.started).Round(time.Second))
-	fmt.Fprintf(b, "Command (from the repository root):\n\n```\n%s\n```\n\n", rep.command)
-	fmt.Fprintf(b, "- Machine: %s, %d CPUs, kernel %s; this process on CPUs %s (GOMAXPROCS %d), redis-server on CPUs %s.\n",
-		cpuModel(), cpuCount(), readTrim("/proc/sys/kernel/osrelease"), allowedCPUs(), runtime.GOMAXPROCS(0), orAll(rep.pinned))
-	fmt.Fprintf(b, "- Redis %s (no persistence, default configuration otherwise), on loopback; %s; %s.\n",
-		rep.redis, runtime.Version(), versions())
-	fmt.Fprintf(b, "- %d round(s); in each, this library (with its queue, the default; TTL %v) runs scenario 1, m1 and m1p with each size (%s), m3 and m3p, "+
-		"in an order rotated every round. Scenarios 1, m1 and m1p: %v each; m3 and m3p: %v.\n\n",
-		rep.cfg.rounds, cycleSettings.ttl, joinInts(rep.cfg.sizes), rep.cfg.d12, rep.cfg.d34)
-	fmt.Fprintf(b, "Loopback round trip (go-redis PING, median of %d per round): **%s** (p99 %s).\n\n",
-		rep.cfg.pings, fmtDur(rep.rtt()), fmtDur(percentile(rep.lat("rtt", "PING"), 99)))
-	rep.writeSets(b)
-	rep.writeFailed(b)
-	t := table{b}
-	fmt.Fprintf(b, "### Targets\n\n")
-	t.head("target", "measured", "met")
-	rep.setTargets(t)
-	b.WriteString("\n")
-	fmt.Fprintf(b, "%s\n", endSetMarker)
-	return b.String()
+	return rep.sectionMarkdown(beginSetMarker, endSetMarker, fmt.Sprintf(
+		"- %d round(s); in each, this library (with its queue, the default; TTL %v) runs scenario 1, m1 and m1p with each size (%s), m3 and m3p, "+
+			"in an order rotated every round. Scenarios 1, m1 and m1p: %v each; m3 and m3p: %v.\n\n",
+		rep.cfg.rounds, cycleSettings.ttl, joinInts(rep.cfg.sizes), rep.cfg.d12, rep.cfg.d34),
+		rep.writeSets, rep.setTargets)
 }
 
 // sizeKeys answers the sizes of scenario m1 that have results.
