@@ -404,9 +404,11 @@ func TestCloseAfterAbandonedCalls(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for n := 0; time.Now().Before(stop); n++ {
-				// Deadlines from 100 µs to 1 ms: some end in the middle of
-				// a read, or of a connection's set-up.
-				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(100+n%10*100)*time.Microsecond)
+				// Deadlines from 100 µs to 5 ms: some end in the middle of
+				// a read, or of a connection's set-up, however slow the
+				// machine (a loaded CI ends most of the short ones before
+				// the waiter reads its key at all).
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(100+n%50*100)*time.Microsecond)
 				c.Lock(ctx, fmt.Sprintf("held-%d", i))
 				cancel()
 			}
