@@ -206,7 +206,8 @@ type scriptArgs struct {
 }
 
 // modeArgs are the queue modes as script arguments.
-var modeArgs = map[queueMode]any{noQueue: string(noQueue), tryQueue: string(tryQueue), waitQueue: string(waitQueue)}
+var modeArgs = map[queueMode]any{noQueue: string(noQueue), tryQueue: string(tryQueue), waitQueue: string(waitQueue),
+	repairPart: string(repairPart)}
 
 // batcherFor returns the batcher for the acquire script of key: the
 // Client's, or on a Cluster with WaitReplicas, that of the key's master, so
@@ -545,6 +546,10 @@ const (
 	// waitQueue: a place in the queue is taken, or kept and its lease
 	// renewed, and the key is taken only at the head (Lock).
 	waitQueue queueMode = "wait"
+	// repairPart: as noQueue, for a quorum's holder taking again its part
+	// on a server where it lost it, refused when a force release of the
+	// quorum deleted it there (see Client.retake).
+	repairPart queueMode = "repair"
 )
 
 // fair reports whether this Client's acquisitions go through the server's
@@ -557,7 +562,8 @@ func (c *Client) fair() bool {
 // value on every server; a waiter keeps one for its whole wait), in a mode
 // of the queue, of a reservation (limit 0) or a semaphore's permit.
 func (c *Client) acquireAs(ctx context.Context, resource, value string, mode queueMode, limit int) (*Reservation, *NotAcquiredError, error) {
-	if mode != noQueue && c.queueRefused.Load() {
+	queue := mode == tryQueue || mode == waitQueue
+	if queue && c.queueRefused.Load() {
 		mode = noQueue
 	}
 	if err := c.enter(); err != nil {
@@ -572,6 +578,9 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	if limit > 0 {
 		keys = append(keys, permitKeys(key, limit)...)
 		args = append(args, limit)
+	}
+	if mode == repairPart {
+		keys = append(keys, companion(key, forcedSuffix))
 	}
 	sent := time.Now()
 	call := &scriptCall{script: acquireScript, keys: keys, args: args,
@@ -598,7 +607,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 		// map again, for the next attempt.
 		cc.ReloadState(c.ctx)
 	}
-	if mode != noQueue && commandRefused(err) {
+	if queue && commandRefused(err) {
 		// Maybe an ACL written before the queue: the script stops at the
 		// queue's first command, before any write of its own. Try
 		// without the queue: if that works, go on without it from now

@@ -31,6 +31,10 @@ const (
 	queueSuffix = "queue"
 	leaseSuffix = "leases"
 	turnSuffix  = "turn"
+	// forcedSuffix names the record a quorum's force release leaves on
+	// each server, so that the holder does not take its part there again
+	// (see Client.retake).
+	forcedSuffix = "forced"
 	// guardKey is the restart-guard marker on a single server.
 	guardKey = "{reservation}:restart-guard"
 )

@@ -24,6 +24,11 @@ import (
 // "semaphore:<n>" (as NotAcquiredError.Holder names a semaphore), even
 // when no permit was held, and reports each permit it deleted with an
 // EventReleased whose Key is the permit's and Holder its holder's.
+//
+// On a quorum (NewQuorum) it deletes the key on every server, and leaves
+// on each a record, {K}:forced, that keeps the holder from taking its part
+// there back for as long as the key had to live: the holder loses the
+// reservation even when the deletions reach it one server at a time.
 func (c *Client) ForceRelease(ctx context.Context, resource string) (string, error) {
 	if err := c.check(resource); err != nil {
 		return "", err
@@ -54,15 +59,14 @@ func (c *Client) ForceRelease(ctx context.Context, resource string) (string, err
 func (c *Client) forceRelease(ctx context.Context, key string) (string, []PermitInfo, error) {
 	if c.member {
 		// One server of a quorum, which keeps no semaphores: the key
-		// alone, in one round trip. The quorum's force release must
-		// delete the key on a majority before the holder takes again the
-		// parts it lost first (repairLoop); a read before would give it
-		// the time.
-		values, err := c.forceReleaseAll(ctx, key, []string{key})
-		if err != nil {
+		// alone, and a record that its holder must not take it again
+		// here (see Client.retake).
+		v, err := forceReleaseScript.Run(ctx, c.rdb, []string{key, companion(key, forcedSuffix)},
+			companion(key, channelSuffix), c.publishCommand(), c.args.ttl).Text()
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return "", nil, err
 		}
-		return values[0], nil, nil
+		return v, nil, nil
 	}
 	current, err := c.rdb.Get(ctx, key).Result()
 	if err != nil && !isPerKey(err) {

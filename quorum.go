@@ -698,13 +698,17 @@ func (c *Client) repairLoop() {
 
 // retake takes rs again on server i, where they are not held: the first on
 // its own, then, if the server answered, the others at once (its batcher
-// pipelines them).
+// pipelines them). A part that a force release of the quorum deleted is
+// not taken again: the record it left on the server ({K}:forced, which
+// holds the holder value for as long as the key had to live) refuses it.
+// Else a holder that hears of the deletions one server at a time would
+// take back each part before the next deletion, and hold on for ever.
 func (c *Client) retake(i int, rs []*Reservation) {
 	m := c.quorum.servers[i]
 	one := func(r *Reservation) bool {
 		ctx, cancel := context.WithTimeout(c.ctx, c.opt.QuorumTimeout)
 		defer cancel()
-		p, _, err := m.acquireAs(ctx, r.resource, r.value, noQueue, 0)
+		p, _, err := m.acquireAs(ctx, r.resource, r.value, repairPart, 0)
 		if p != nil {
 			c.attach(r, i, p)
 		}

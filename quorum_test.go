@@ -362,6 +362,48 @@ func TestQuorumForeignChanges(t *testing.T) {
 	}
 }
 
+// A force release of the quorum that reaches the servers one at a time
+// (here, two of them hold writes back) ends the holding: the holder does
+// not take each part back as it hears of its deletion, which would leave
+// it holding for ever.
+func TestQuorumForceReleaseOneServerAtATime(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	holder := newTestQuorum(t, servers, Options{By: "a", TTL: 30 * time.Second})
+	operator := newTestQuorum(t, servers, Options{By: "operator"})
+	ctx := t.Context()
+	r, err := holder.TryLock(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writes (scripts included) wait 300 ms on one server, 800 ms on
+	// another: time enough for the holder to take back what it lost.
+	for i, ms := range map[int]int{1: 300, 2: 800} {
+		if err := servers[i].Client(t).Do(ctx, "CLIENT", "PAUSE", ms, "WRITE").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := operator.ForceRelease(ctx, "job")
+	if err != nil || v != r.Holder() {
+		t.Fatalf("ForceRelease = %q, %v; want %q", v, err, r.Holder())
+	}
+	waitDone(t, r, 2*time.Second)
+	if !errors.Is(r.Err(), ErrLost) {
+		t.Fatalf("Err = %v; want ErrLost", r.Err())
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for h := holders(t, servers, r.Key()); h[0] != "" || h[1] != "" || h[2] != ""; h = holders(t, servers, r.Key()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the force release, the servers hold %q; want none", h)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Someone else takes it at once: the record the force release left
+	// refuses the old holder only.
+	if _, err := operator.TryLock(ctx, "job"); err != nil {
+		t.Fatalf("TryLock after the force release: %v", err)
+	}
+}
+
 // The holding's deadline is the majority-th latest of the servers': one
 // server that stops answering does not shorten it.
 func TestQuorumDeadlineIsTheMajoritys(t *testing.T) {

@@ -23,6 +23,9 @@
 --         a plain reservation of the name, a Node worker's included, is
 --         refused meanwhile), and KEYS[6..5+n] are its permits' keys, each
 --         a reservation key of its own (same hash slot).
+-- KEYS[6] with ARGV[5] 'repair' (a quorum's holder taking again its part on
+--         this server, as '' otherwise): the force-release record, which
+--         refuses it while it holds ARGV[1]
 --
 -- Returns {1, token} when acquired ({1, token, i} for permit i),
 -- {0, pttl, guarded, holder, place}
@@ -41,6 +44,14 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 
 local mode = ARGV[5] or ''
+if mode == 'repair' then
+  if redis.call('GET', KEYS[6]) == ARGV[1] then
+    -- A force release of the quorum deleted this part: it is not ours.
+    local v = redis.pcall('GET', KEYS[1])
+    return {0, redis.call('PTTL', KEYS[1]), 0, type(v) == 'string' and v or '', 0}
+  end
+  mode = ''
+end
 local limit = tonumber(ARGV[8] or '0') or 0
 local marker = 'semaphore:' .. limit
 

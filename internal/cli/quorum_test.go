@@ -297,7 +297,7 @@ func TestQuorum(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Errorf("the holder of q-broken did not lose it after release --force")
 		}
-		res = cmd("wait", "q-broken")
+		res = cmd("wait", "--timeout", "10s", "q-broken")
 		if res.code != 0 {
 			t.Errorf("wait on a released resource: %v", res)
 		}

@@ -406,6 +406,12 @@ var mutants = []mutant{
 		tests: []tests{root("^(TestQuorumForeignChanges|TestQuorumServerRestartedWithoutData)$")},
 	},
 	{
+		name:  "quorum-force-release-retaken",
+		why:   "in quorum mode, a holder takes back each part that a force release deletes, and holds on for ever when the deletions reach the servers one at a time",
+		edits: []edit{{"scripts/acquire.lua", "  if redis.call('GET', KEYS[6]) == ARGV[1] then", "  if false then"}},
+		tests: []tests{root("^TestQuorumForceReleaseOneServerAtATime$")},
+	},
+	{
 		name:  "quorum-lock-jumps-queue",
 		why:   "in quorum mode, Lock tries at once even when waiters of the same Client queue for the resource",
 		edits: []edit{{"quorum_wait.go", "tried := !c.queued(w.key)", "tried := true"}},
