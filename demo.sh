@@ -13,4 +13,4 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 fi
-exec go run ./cmd/reserve demo "$@"
+exec go run -C cmd/reserve . demo "$@"

@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/redis-reservation/reservation/internal/cli"
+	"github.com/redis-reservation/reservation/cmd/reserve/internal/cli"
 )
 
 func main() {
