@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -273,7 +275,26 @@ func TestPasswordNeverShown(t *testing.T) {
 		srv := startTestRedis(t, redistest.WithPassword(right))
 		hold(t, libClient(t, srv, "other", 5*time.Second), "held")
 		down := unusedAddr(t)
+		dir := t.TempDir()
+		file := func(name, content string) string {
+			path := filepath.Join(dir, name)
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}
+		rightFile, wrongFile := file("right", right+"\n"), file("wrong", wrong)
+		longFile := file("long", strings.Repeat(right, 300))
+		plain := envRedisURL + "=redis://" + srv.Addr
 		checkPasswordsHidden(t, []passwordCase{
+			{"wrong in file", []string{plain}, []string{"status", "--password-file", wrongFile, "job"}, ExitUnavailable},
+			{"wrong in file from env", []string{plain, envPasswordFile + "=" + wrongFile}, []string{"run", "job", "--", "true"}, ExitUnavailable},
+			{"right in file", []string{plain}, []string{"run", "--password-file", rightFile, "job", "--", "true"}, ExitOK},
+			{"right in file, logs", []string{plain, envPasswordFile + "=" + rightFile},
+				[]string{"run", "--log-level", "debug", "--log-format", "json", "job", "--", "true"}, ExitOK},
+			{"file and env", []string{plain, envRedisPassword + "=" + wrong}, []string{"status", "--password-file", rightFile, "job"}, ExitUsage},
+			{"file too long", []string{plain}, []string{"status", "--password-file", longFile, "job"}, ExitUsage},
+			{"file not a file", []string{plain}, []string{"status", "--password-file", dir, "job"}, ExitUsage},
 			{"wrong in URL", []string{envRedisURL + "=" + withPw(srv.Addr, wrong)}, []string{"run", "job", "--", "true"}, ExitUnavailable},
 			{"wrong in env", []string{envRedisURL + "=redis://" + srv.Addr, envRedisPassword + "=" + wrong}, []string{"status", "job"}, ExitUnavailable},
 			{"missing", []string{envRedisURL + "=redis://" + srv.Addr}, []string{"list"}, ExitUnavailable},
@@ -336,6 +357,43 @@ func TestPasswordNeverShown(t *testing.T) {
 			{"right, logs", []string{envRedisURL + "=" + addrURL(right), envLogLevel + "=debug"}, []string{"run", "job", "--", "true"}, ExitOK},
 		}, right, wrong)
 	})
+}
+
+// TestPasswordFile checks what --password-file says when the file cannot
+// serve, and that a password read from it is used.
+func TestPasswordFile(t *testing.T) {
+	t.Parallel()
+	srv := startTestRedis(t, redistest.WithPassword("s3cret"))
+	dir := t.TempDir()
+	empty, good := filepath.Join(dir, "empty"), filepath.Join(dir, "good")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(good, []byte("s3cret\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{envRedisURL + "=redis://" + srv.Addr}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"empty", env, []string{"status", "--password-file", empty, "job"}, ExitUsage, "reserve: --password-file " + empty + " is empty"},
+		{"missing", env, []string{"status", "--password-file", dir + "/nope", "job"}, ExitUsage,
+			"reserve: --password-file: open " + dir + "/nope: no such file or directory"},
+		{"both", append([]string{envRedisPassword + "=x", envPasswordFile + "=" + good}, env...), []string{"status", "job"}, ExitUsage,
+			"reserve: both $" + envPasswordFile + " and $" + envRedisPassword + " give a password: give one"},
+		{"read", env, []string{"status", "--password-file", good, "job"}, ExitOK, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runReserve(t, nil, tc.env, tc.args...)
+			if res.code != tc.code || !strings.Contains(res.stderr, tc.want) {
+				t.Errorf("got %v\nwant exit %d and %q", res, tc.code, tc.want)
+			}
+		})
+	}
 }
 
 func TestStatusAndListJSON(t *testing.T) {

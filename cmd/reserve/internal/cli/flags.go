@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -25,6 +26,7 @@ import (
 const (
 	envRedisURL      = "REDIS_URL"
 	envRedisPassword = "REDIS_PASSWORD"
+	envPasswordFile  = "REDIS_PASSWORD_FILE"
 	envBy            = "RESERVE_BY"
 	envLogLevel      = "RESERVE_LOG_LEVEL"
 	envLogFormat     = "RESERVE_LOG_FORMAT"
@@ -47,6 +49,7 @@ type connFlags struct {
 	cluster   bool
 	quorum    bool
 	prefix    string
+	pwFile    string
 	tlsCA     string
 	tlsCert   string
 	tlsKey    string
@@ -81,6 +84,9 @@ func (f *connFlags) add(cmd *cobra.Command) {
 		"the --redis address is a Redis Cluster node (default: ask the server; --cluster=false: one server, do not ask); env $"+envCluster)
 	fs.BoolVar(&f.quorum, "quorum", false,
 		"use a quorum of independent Redis servers, each given with its own --redis (3, 5, ...): a reservation is held on a majority of them; env $"+envQuorum)
+	fs.StringVar(&f.pwFile, "password-file", "",
+		"read the Redis password from this `file` (a secret mounted by an orchestrator; a trailing newline is dropped), "+
+			"instead of $"+envRedisPassword+"; env $"+envPasswordFile)
 	fs.StringVar(&f.prefix, "prefix", reservation.DefaultPrefix, "`prefix` of the Redis keys, before the resource name")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM `file` of the CA certificates that sign the server's (turns TLS on)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM `file` of the client certificate (with --tls-key; turns TLS on)")
@@ -209,9 +215,15 @@ func (f *connFlags) options(a *app, addrs []string, opt *reservation.Options) er
 		}
 		f.password = f.password || masterPassword(addr, f.kind)
 	}
-	if pw := a.getenv(envRedisPassword); pw != "" {
+	pw, err := f.readPassword(a)
+	if err != nil {
+		return err
+	}
+	if pw != "" {
 		f.password = true
 		a.addSecret(pw)
+		a.addSecret(url.QueryEscape(pw))
+		a.addSecret(url.PathEscape(pw))
 		opt.Password = pw
 	}
 	opt.Prefix = f.prefix
@@ -268,6 +280,40 @@ func (f *connFlags) logger(a *app) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usageErrorf("%s %q: want text or json", formatFrom, format)
+}
+
+// maxPasswordFile bounds what --password-file reads: a password is short,
+// and a file past this is some other file given by mistake.
+const maxPasswordFile = 4096
+
+// readPassword answers the password of --password-file (or
+// $REDIS_PASSWORD_FILE), else of $REDIS_PASSWORD, else "". Its errors never
+// quote the file's content.
+func (f *connFlags) readPassword(a *app) (string, error) {
+	file, from := f.setting(a, "password-file", f.pwFile, envPasswordFile)
+	if file == "" {
+		return a.getenv(envRedisPassword), nil
+	}
+	if a.getenv(envRedisPassword) != "" {
+		return "", usageErrorf("both %s and $%s give a password: give one", from, envRedisPassword)
+	}
+	fh, err := os.Open(file)
+	if err != nil {
+		return "", usageErrorf("%s: %v", from, err)
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, maxPasswordFile+1))
+	switch {
+	case err != nil:
+		return "", usageErrorf("%s: %v", from, err)
+	case len(b) > maxPasswordFile:
+		return "", usageErrorf("%s %s is longer than %d bytes: not a password file", from, file, maxPasswordFile)
+	}
+	pw := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if pw == "" {
+		return "", usageErrorf("%s %s is empty", from, file)
+	}
+	return pw, nil
 }
 
 // setting answers the value of flag, or of the environment variable env
