@@ -273,6 +273,14 @@ func (n *notifier) start(ctx context.Context) error {
 		switch {
 		case err == nil:
 			return nil
+		case subscribeRefused(err):
+			// The fallback subscribes too, and would be refused the same
+			// way: say it all once, and subscribe to nothing.
+			n.denied, n.ps = true, nil
+			n.c.reportOnce("subscribe", Event{Kind: EventNoPermission, Err: fmt.Errorf(
+				"%w: SUBSCRIBE refused, so there is neither client tracking nor any notice: waiters wake on their timers (the holder's TTL, RetryInterval, and in the queue the renewal of their place every HeartbeatInterval) and holders learn of a loss at their next renewal: %w",
+				ErrNoPermission, err)})
+			return nil
 		case errors.As(err, &rerr):
 			n.c.emit(Event{Kind: EventTrackingUnavailable, Err: classify(n.c.where(), err)})
 		default:
@@ -303,6 +311,12 @@ func (n *notifier) start(ctx context.Context) error {
 	}
 	n.ps = n.c.rdb.Subscribe(ctx)
 	return nil
+}
+
+// subscribeRefused reports whether err is the user's ACL refusing the
+// SUBSCRIBE command itself, whatever the channel.
+func subscribeRefused(err error) bool {
+	return commandRefused(err) && strings.Contains(err.Error(), "'subscribe' command")
 }
 
 // startTracking opens the subscriber and the tracking connection, clones
@@ -1170,7 +1184,7 @@ func (n *notifier) read(ctx context.Context, keys []string) ([]string, error) {
 // watchReads adds to p, on a tracking connection (OPTIN), a read of each
 // key that watches it: CLIENT CACHING YES, then GET, for each, since the
 // former covers the next command only. GET rather than one MGET: it is
-// what the worker's documented ACL rule allows (see docs/DESIGN.md), and
+// what the worker's ACL rule allows (ACLRules: MGET is not in it), and
 // a Cluster refuses MGET across slots.
 func watchReads(ctx context.Context, p redis.Pipeliner, keys []string) (caching []*redis.Cmd, gets []*redis.StringCmd) {
 	caching, gets = make([]*redis.Cmd, len(keys)), make([]*redis.StringCmd, len(keys))
@@ -1365,6 +1379,11 @@ const evictionCheckInterval = time.Minute
 // It reads INFO, which users without CONFIG may still run.
 func (c *Client) checkEviction(ctx context.Context) {
 	info, err := c.rdb.Info(ctx, "memory").Result()
+	if commandRefused(err) {
+		c.reportOnce("eviction-check", Event{Kind: EventNoPermission, Err: fmt.Errorf(
+			"%w: INFO refused, so the Client cannot tell whether %s may evict reservation keys (eviction-risk events): %w",
+			ErrNoPermission, c.where(), err)})
+	}
 	if err != nil {
 		return
 	}
