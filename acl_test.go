@@ -783,6 +783,13 @@ func TestACLFallbacks(t *testing.T) {
 				}
 				t.Logf("after %v: %v", took, err)
 			}
+			if command == "eval" {
+				// ForceRelease runs its script by source, in a MULTI: the
+				// refusal names EVAL, not the transaction's EXECABORT.
+				if _, err := a.ForceRelease(ctx, "no-eval"); !errors.Is(err, ErrNoPermission) || !strings.Contains(err.Error(), "'eval'") {
+					t.Errorf("ForceRelease without eval = %v; want an error matching ErrNoPermission that names eval", err)
+				}
+			}
 			time.Sleep(300 * time.Millisecond) // their give-backs, in the background
 			sent := rejected(t, command) - before
 			time.Sleep(time.Second)

@@ -108,6 +108,13 @@ func (c *Client) forceReleaseAll(ctx context.Context, key string, keys []string)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
+		// EXECABORT says only that a command was refused: the first
+		// command's own error says which, and why (an ACL refusing EVAL).
+		for _, cmd := range cmds {
+			if cerr := cmd.Err(); cerr != nil && !errors.Is(cerr, redis.Nil) {
+				return nil, cerr
+			}
+		}
 		return nil, err
 	}
 	values := make([]string, len(keys))
