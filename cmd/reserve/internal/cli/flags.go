@@ -478,7 +478,7 @@ func (f *connFlags) failureOf(ctx context.Context, err error, resource string) e
 	case errors.As(err, &auth):
 		return unavailable(f.authFailure(auth))
 	case errors.Is(err, reservation.ErrNoPermission):
-		return unavailable(fmt.Errorf("cannot use %s: it refuses this user a command that reserve needs (see the user's ACL): %w", f.where, err))
+		return unavailable(fmt.Errorf("cannot use %s: it %s", f.where, refusedCommand(err)))
 	case errors.Is(err, context.DeadlineExceeded):
 		return unavailable(fmt.Errorf("cannot use %s: no answer within %v", f.where, pingTimeout))
 	case f.kind == cluster && isReply(err, "CLUSTERDOWN "):
@@ -499,6 +499,16 @@ func (f *connFlags) failureOf(ctx context.Context, err error, resource string) e
 			"if it is down, they fail over to a replica once they agree that it is", f.where, op.Addr, shortCause(op)))
 	}
 	return unavailable(fmt.Errorf("cannot use %s: %w", f.where, libCause(err)))
+}
+
+// refusedCommand says that the user's ACL refused a command: Redis's own
+// words, which name the command, and where to find the rule a user needs.
+func refusedCommand(err error) string {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		err = rerr
+	}
+	return "refuses this user a command that reserve needs: " + err.Error() + " (reserve acl prints the ACL rule that reserve needs)"
 }
 
 // libCause returns what err, an error of the library, wraps: its message

@@ -235,7 +235,7 @@ func (f *connFlags) serverCause(addr string, err error) string {
 	case errors.As(err, &auth):
 		return f.authCause() + ": " + auth.Err.Error()
 	case errors.Is(err, reservation.ErrNoPermission):
-		return "refuses this user a command that reserve needs (see the user's ACL): " + err.Error()
+		return refusedCommand(err)
 	case errors.Is(err, context.DeadlineExceeded) || timedOut(err):
 		return "did not answer in time"
 	case errors.As(err, &op):
