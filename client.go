@@ -409,6 +409,10 @@ func (c *Client) TryLock(ctx context.Context, resource string, opts ...LockOptio
 		if nerr.Guard {
 			c.reportGuard(nerr)
 		}
+		if c.wants(EventRefused) { // c.Key costs an allocation
+			c.emit(Event{Kind: EventRefused, Resource: nerr.Resource, Key: c.Key(nerr.Resource), Holder: nerr.Holder,
+				Duration: nerr.Remaining, Err: nerr})
+		}
 		return nil, nerr
 	}
 	for _, m := range r.all() {
@@ -870,10 +874,8 @@ func (c *Client) releaseAll(held []*Reservation) error {
 			unknown++
 			r.end(ErrReleased)
 		case n == 0:
-			c.lose(r, "close found the key gone or someone else's")
-		case n == noticeRefused:
-			r.end(ErrReleased)
-		default:
+			c.lose(r, "close found the key gone or someone else's", LossForeign)
+		default: // released (n == noticeRefused: without its notice)
 			if r.end(ErrReleased) {
 				c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value,
 					Token: r.token, Duration: time.Since(r.acquired)})

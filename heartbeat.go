@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -99,7 +98,7 @@ func (c *Client) due(now time.Time) (batch []*Reservation, next time.Time) {
 	}
 	c.mu.Unlock()
 	for _, r := range lost {
-		c.lose(r, "no renewal succeeded before the local deadline")
+		c.lose(r, "no renewal succeeded before the local deadline", LossDeadline)
 	}
 	return batch, next
 }
@@ -221,7 +220,7 @@ func (c *Client) renewNode(part nodeBatch) {
 			len(batch), c.where(), classify(c.where(), err))})
 	}
 	rtt := time.Since(sent)
-	report := c.opt.OnEvent != nil || c.log.Enabled(ctx, slog.LevelDebug)
+	report := c.wants(EventExtended)
 	var lost, extended []*Reservation
 	var recheck []*Reservation
 	c.mu.Lock()
@@ -266,7 +265,7 @@ func (c *Client) renewNode(part nodeBatch) {
 	}
 	c.mu.Unlock()
 	for _, r := range lost {
-		c.lose(r, "renewal found the key gone or someone else's")
+		c.lose(r, "renewal found the key gone or someone else's", LossForeign)
 	}
 	if n := c.notifierIfStarted(part.node); n != nil && len(recheck) > 0 {
 		n.verifyLater(recheck)
@@ -286,8 +285,12 @@ func (c *Client) renewNode(part nodeBatch) {
 			}
 		}
 	}
-	for _, r := range extended {
-		c.emit(Event{Kind: EventExtended, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token, Duration: rtt})
+	for i, r := range extended {
+		e := Event{Kind: EventExtended, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token, Duration: rtt}
+		if i == 0 {
+			e.Batch = len(extended) // the round trip, counted once
+		}
+		c.emit(e)
 	}
 }
 

@@ -1141,7 +1141,7 @@ func (n *notifier) verifyHeld(ctx context.Context, held map[string]*Reservation)
 		releasing := r.releasing // its own release deleted it
 		n.c.mu.Unlock()
 		if v != r.value && !releasing {
-			n.c.lose(r, "its key was deleted or overwritten by another client")
+			n.c.lose(r, "its key was deleted or overwritten by another client", LossForeign)
 		}
 	}
 	return nil

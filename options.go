@@ -79,7 +79,7 @@ type Options struct {
 	RestartGuard time.Duration
 
 	// Logger receives a record for every Event (after OnEvent, from the
-	// same goroutine), with the event's kind as its message (reservation-acquired, -released, -extended, -lost, -wait,
+	// same goroutine), with the event's kind as its message (reservation-acquired, -refused, -released, -extended, -lost, -wait,
 	// restart-guard, eviction-risk, permission-denied, tracking-unavailable,
 	// redis-error). Default slog.Default(). Routine events are at debug
 	// level, losses and warnings at warn, Redis errors at error.

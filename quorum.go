@@ -626,7 +626,7 @@ func (c *Client) partEnded(r *Reservation, p *Reservation, cause error) {
 	addr := p.c.addr
 	if alive < c.quorum.majority {
 		c.lose(r, fmt.Sprintf("held on %d of %d servers, fewer than a majority, after %s: %v",
-			alive, len(r.parts), addr, cause))
+			alive, len(r.parts), addr, cause), LossQuorum)
 		return
 	}
 	c.emit(Event{Kind: EventServerFailed, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
@@ -810,7 +810,7 @@ wait:
 		// until the keys expire there.
 		qerr := &QuorumError{Op: "release", Resource: r.resource, Needed: c.quorum.majority,
 			Total: len(c.quorum.servers), Got: released, Servers: failed}
-		c.lose(r, "the release's outcome is unknown on a majority of the servers")
+		c.lose(r, "the release's outcome is unknown on a majority of the servers", LossRedisError)
 		return fmt.Errorf("%w: %w", qerr, ErrLost)
 	}
 	for _, f := range failed {

@@ -202,7 +202,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 		// key is deleted in the background if it is still ours.
 		err = c.explain(c.redisError("release", r.resource, err))
 		c.emit(Event{Kind: EventRedisError, Resource: r.resource, Key: r.key, Err: err})
-		c.lose(r, "the release's outcome is unknown")
+		c.lose(r, "the release's outcome is unknown", LossRedisError)
 		c.giveBack(r.key, r.value, 0)
 		c.releasedHere(r) // it may have run
 		return fmt.Errorf("%w: %w", err, ErrLost)
@@ -212,7 +212,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 			Err: fmt.Errorf("%w: release notices are not published (PUBLISH to %s refused): waiters of other clients rely on client tracking or their timers",
 				ErrNoPermission, companion(r.key, channelSuffix))})
 	} else if released != 1 {
-		c.lose(r, "release found the key gone or someone else's")
+		c.lose(r, "release found the key gone or someone else's", LossForeign)
 		return fmt.Errorf("%w: release %s: %w", ErrNotHeld, quote(r.resource), r.Err())
 	}
 	c.releasedHere(r)
@@ -393,11 +393,11 @@ func (c *Client) holds(key, value string) bool {
 	return c.heldKV[[2]string{key, value}] > 0
 }
 
-// lose ends r as lost, for reason, and reports it.
-func (c *Client) lose(r *Reservation, reason string) {
+// lose ends r as lost, for reason, and reports it with cause.
+func (c *Client) lose(r *Reservation, reason string, cause LossCause) {
 	err := lostError(reason)
 	if r.end(err) {
 		c.emit(Event{Kind: EventLost, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
-			Duration: time.Since(r.acquired), Err: err})
+			Duration: time.Since(r.acquired), Err: err, Cause: cause})
 	}
 }

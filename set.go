@@ -248,11 +248,11 @@ func (c *Client) releaseSet(ctx context.Context, g *Reservation) error {
 		n, rerr := calls[i].cmd.Int()
 		switch {
 		case rerr != nil:
-			c.lose(m, "the release's outcome is unknown")
+			c.lose(m, "the release's outcome is unknown", LossRedisError)
 			c.giveBack(m.key, m.value, 0)
 			lost = append(lost, m.resource)
 		case n == 0:
-			c.lose(m, "release found the key gone or someone else's")
+			c.lose(m, "release found the key gone or someone else's", LossForeign)
 			lost = append(lost, m.resource)
 		default:
 			if m.end(ErrReleased) {
@@ -317,7 +317,7 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 			acquired = true
 			for _, m := range r.members {
 				c.emit(Event{Kind: EventAcquired, Resource: m.resource, Key: m.key, Holder: m.value, Token: m.token,
-					Duration: time.Since(start)})
+					Duration: max(time.Since(start), time.Nanosecond)}) // never zero: zero is TryLock's
 			}
 			return r, nil
 		case err != nil && (ctx.Err() != nil || errors.Is(err, ErrClosed)):

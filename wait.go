@@ -173,7 +173,7 @@ func (w *wait) attempt(ctx context.Context) (*Reservation, error) {
 		return nil, nil
 	}
 	w.c.emit(Event{Kind: EventAcquired, Resource: w.resource, Key: w.key, Holder: r.value, Token: r.token,
-		Duration: time.Since(w.start)})
+		Duration: max(time.Since(w.start), time.Nanosecond)}) // never zero: zero is TryLock's
 	return r, nil
 }
 

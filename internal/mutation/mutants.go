@@ -412,6 +412,18 @@ var mutants = []mutant{
 		tests: []tests{root("^TestQuorumForceReleaseOneServerAtATime$")},
 	},
 	{
+		name:  "event-batch-on-every-renewal",
+		why:   "every renewal's EventExtended carries its round trip's batch size, so metrics count each round trip once per reservation",
+		edits: []edit{{"heartbeat.go", "\t\tif i == 0 {\n\t\t\te.Batch = len(extended)", "\t\tif i >= 0 {\n\t\t\te.Batch = len(extended)"}},
+		tests: []tests{root("^TestEventExtendedBatch$")},
+	},
+	{
+		name:  "metrics-loss-cause-dropped",
+		why:   "the Prometheus adapter counts every loss under one cause",
+		edits: []edit{{"metrics/prometheus/prometheus.go", "m.lost.WithLabelValues(m.labels(e, string(e.Cause))...).Inc()", "m.lost.WithLabelValues(m.labels(e, string(reservation.LossForeign))...).Inc()"}},
+		tests: []tests{{module: "metrics/prometheus", pkg: ".", run: "^(TestMetrics|TestMetricsWithoutResourceLabel)$"}},
+	},
+	{
 		name:  "quorum-lock-jumps-queue",
 		why:   "in quorum mode, Lock tries at once even when waiters of the same Client queue for the resource",
 		edits: []edit{{"quorum_wait.go", "tried := !c.queued(w.key)", "tried := true"}},
