@@ -50,6 +50,7 @@ type runFlags struct {
 	timeout time.Duration
 	grace   time.Duration
 	limit   int // --limit: one of this many permits (0: a plain reservation)
+	metrics string
 }
 
 func newRunCmd(a *app) *cobra.Command {
@@ -169,6 +170,8 @@ started/is not found.`,
 	fs.DurationVar(&f.grace, "grace", 10*time.Second, "after a loss, how long COMMAND has between SIGTERM and SIGKILL")
 	fs.IntVar(&f.limit, "limit", 0, fmt.Sprintf("hold one of this `number` of permits of RESOURCE, a semaphore that up to that many "+
 		"hold at once (1 to %d; every holder gives the same number)", reservation.MaxLimit))
+	fs.StringVar(&f.metrics, "metrics-addr", "", "serve the reservation's metrics on http://`ADDR`/metrics (host:port, or :port), "+
+		"in the Prometheus text format, while reserve runs; env $"+envMetricsAddr)
 	cmd.MarkFlagsMutuallyExclusive("no-wait", "timeout")
 	return cmd
 }
@@ -192,6 +195,16 @@ func (f *runFlags) run(ctx context.Context, a *app, resources []string, argv []s
 	opt, err := f.hold.options(a)
 	if err != nil {
 		return err
+	}
+	if addr, from := f.conn.setting(a, "metrics-addr", f.metrics, envMetricsAddr); addr != "" {
+		ms, err := serveMetrics(addr)
+		if err != nil {
+			return usageErrorf("%s %s: %v", from, addr, err)
+		}
+		// After the Client's Close (deferred later, so run first), which
+		// delivers the last events.
+		defer ms.close()
+		f.conn.observe = ms.observe
 	}
 	actx, stop := a.interruptible(ctx)
 	c, err := f.conn.connect(actx, a, opt)
