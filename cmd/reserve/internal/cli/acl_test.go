@@ -81,7 +81,7 @@ func TestACLUsers(t *testing.T) {
 	if res := runReserve(t, nil, as("worker"), "run", "--no-wait", "held", "--", "true"); res.code != ExitNotAcquired {
 		t.Errorf("worker: reserve run --no-wait on a held resource: got %v\nwant exit %d", res, ExitNotAcquired)
 	}
-	for _, args := range [][]string{{"status", "held"}, {"list", "--json"}} {
+	for _, args := range [][]string{{"status", "held"}, {"list", "--json"}, {"top"}} {
 		if res := runReserve(t, nil, as("viewer"), args...); res.code != 0 || res.stderr != "" {
 			t.Errorf("viewer: reserve %s: got %v\nwant exit 0 and nothing on stderr", strings.Join(args, " "), res)
 		}
