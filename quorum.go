@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,7 +31,10 @@ type quorum struct {
 	majority int
 	repair   chan struct{} // wakes the repair loop
 	repairOn bool          // the repair loop runs (under the Client's mu)
-	joinMu   sync.Mutex    // waiters join the servers' queues in one order
+	// unguarded: a server's ACL refused the force-release record to the
+	// repair loop, which takes parts back without it from then on.
+	unguarded atomic.Bool
+	joinMu    sync.Mutex // waiters join the servers' queues in one order
 }
 
 // NewQuorum returns a Client that holds each reservation on a majority of
@@ -708,7 +712,21 @@ func (c *Client) retake(i int, rs []*Reservation) {
 	one := func(r *Reservation) bool {
 		ctx, cancel := context.WithTimeout(c.ctx, c.opt.QuorumTimeout)
 		defer cancel()
-		p, _, err := m.acquireAs(ctx, r.resource, r.value, repairPart, 0)
+		mode := repairPart
+		if c.quorum.unguarded.Load() {
+			mode = noQueue
+		}
+		p, _, err := m.acquireAs(ctx, r.resource, r.value, mode, 0)
+		if mode == repairPart && commandRefused(err) {
+			// An ACL written for one server, without the record: a
+			// part lost for any reason is still worth taking back.
+			c.quorum.unguarded.Store(true)
+			c.reportOnce("repair-unguarded", Event{Kind: EventNoPermission, Resource: r.resource, Key: r.key, Err: fmt.Errorf(
+				"%w: the force-release record %s is refused to this user on %s, so parts lost there are taken back without it, "+
+					"and a force release that reaches the servers one at a time may not end a holding (allow the key: ACLRules with QuorumServers): %w",
+				ErrNoPermission, companion(r.key, forcedSuffix), m.addr, err)})
+			p, _, err = m.acquireAs(ctx, r.resource, r.value, noQueue, 0)
+		}
 		if p != nil {
 			c.attach(r, i, p)
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -23,8 +24,8 @@ notice channels. The rule is written from the library's own list of keys,
 commands and channels, so it follows the version of reserve that prints it.
 
 The default rule is a worker's: reserve run, wait, release --force, prime,
-status and list. --read-only prints the rule of a user that only looks
-(reserve status and list): read-only keys, no scripts.
+status, list and top. --read-only prints the rule of a user that only looks
+(reserve status, list and top): read-only keys, no scripts.
 
 The rule starts with resetkeys, resetchannels and -@all: it replaces what
 the user had. The user's name, "on" and password are yours to add. It does
@@ -57,19 +58,36 @@ Exit status: 0; 64 for bad usage.`,
 			case quorum:
 				d = reservation.QuorumServers
 			}
-			rules := reservation.ACLRules(prefix, d)
-			rule := rules.Worker
-			if readOnly {
-				rule = rules.ReadOnly
-			}
-			_, err := fmt.Fprintln(a.stdout, rule)
+			_, err := fmt.Fprintln(a.stdout, aclRule(prefix, d, readOnly))
 			return outputError(err)
 		},
 	}
 	fs := cmd.Flags()
-	fs.BoolVar(&readOnly, "read-only", false, "the rule of a user that only looks: reserve status and list")
+	fs.BoolVar(&readOnly, "read-only", false, "the rule of a user that only looks: reserve status, list and top")
 	fs.BoolVar(&cluster, "cluster", false, "the rule for every node of a Redis Cluster (sharded notices, slot map)")
 	fs.BoolVar(&quorum, "quorum", false, "the rule for every server of a quorum (--quorum)")
 	fs.StringVar(&prefix, "prefix", reservation.DefaultPrefix, "`prefix` of the Redis keys, as given to the other commands")
 	return cmd
+}
+
+// aclRule returns the library's rule (reservation.ACLRules) for prefix on
+// d, the worker's or the read-only one, with what reserve top adds to it:
+// PSUBSCRIBE to the release channels (releasePatterns), which a Redis
+// Cluster does not offer (its notices are sharded).
+func aclRule(prefix string, d reservation.Deployment, readOnly bool) reservation.ACLRule {
+	rules := reservation.ACLRules(prefix, d)
+	rule := slices.Clone(rules.Worker)
+	if readOnly {
+		rule = slices.Clone(rules.ReadOnly)
+	}
+	if d == reservation.ClusterNodes {
+		return rule
+	}
+	if readOnly {
+		// The worker's rule has the channels already.
+		for _, p := range releasePatterns(prefix) {
+			rule = append(rule, "&"+p)
+		}
+	}
+	return append(rule, "+psubscribe")
 }

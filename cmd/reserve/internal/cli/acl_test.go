@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,14 +16,18 @@ import (
 // each deployment and prefix, and refuses contradictory flags.
 func TestACLCommand(t *testing.T) {
 	t.Parallel()
+	with := func(rule reservation.ACLRule, words ...string) reservation.ACLRule {
+		return append(slices.Clone(rule), words...)
+	}
 	for _, tc := range []struct {
 		args []string
 		want reservation.ACLRule
 	}{
-		{nil, reservation.ACLRules("", reservation.OneServer).Worker},
-		{[]string{"--read-only"}, reservation.ACLRules("", reservation.OneServer).ReadOnly},
+		{nil, with(reservation.ACLRules("", reservation.OneServer).Worker, "+psubscribe")},
+		{[]string{"--read-only"}, with(reservation.ACLRules("", reservation.OneServer).ReadOnly,
+			"&{reservation-*}:released", "&{*}:released:reservation-*", "+psubscribe")},
 		{[]string{"--cluster", "--prefix", "jobs:"}, reservation.ACLRules("jobs:", reservation.ClusterNodes).Worker},
-		{[]string{"--quorum"}, reservation.ACLRules("", reservation.QuorumServers).Worker},
+		{[]string{"--quorum"}, with(reservation.ACLRules("", reservation.QuorumServers).Worker, "+psubscribe")},
 	} {
 		res := inProcess(t, nil, append([]string{"acl"}, tc.args...)...)
 		if res.code != 0 || res.stdout != tc.want.String()+"\n" || res.stderr != "" {
@@ -84,6 +91,25 @@ func TestACLUsers(t *testing.T) {
 	for _, args := range [][]string{{"status", "held"}, {"list", "--json"}, {"top"}} {
 		if res := runReserve(t, nil, as("viewer"), args...); res.code != 0 || res.stderr != "" {
 			t.Errorf("viewer: reserve %s: got %v\nwant exit 0 and nothing on stderr", strings.Join(args, " "), res)
+		}
+	}
+	// reserve top hears releases as they happen, of keys with a hash tag
+	// too: the rules allow its PSUBSCRIBE patterns.
+	for _, user := range []string{"viewer", "worker"} {
+		c := libClient(t, srv, "tagger", 20*time.Second)
+		plain, tagged := hold(t, c, user+"-plain"), hold(t, c, user+"-{t}")
+		p := startReserve(t, nil, as(user), "top", "--follow", "--interval", "200ms", "--match", user+"-*")
+		waitFor(t, 10*time.Second, user+"'s top table", func() bool { return strings.Contains(p.stdout.String(), user+"-{t}") })
+		for _, r := range []*reservation.Reservation{plain, tagged} {
+			if err := r.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		heard := regexp.MustCompile(`(?m) released\s+` + regexp.QuoteMeta(user) + `-plain\s.*\n(.*\n)*.* released\s+` + regexp.QuoteMeta(user+"-{t}") + `\s`)
+		waitFor(t, 5*time.Second, user+"'s top: both releases, as released", func() bool { return heard.MatchString(p.stdout.String()) })
+		_ = p.cmd.Process.Signal(syscall.SIGINT)
+		if res := p.wait(t, 10*time.Second); strings.Contains(res.stderr, "not heard") {
+			t.Errorf("%s: reserve top says releases are not heard: %v", user, res)
 		}
 	}
 	for _, user := range []string{"viewer", "noeval"} {

@@ -318,10 +318,12 @@ func runReserve(t *testing.T, srv *redistest.Server, env []string, args ...strin
 }
 
 // inProcess runs reserve's commands in this process, through SetArgs, with
-// env as its whole environment.
+// env as its whole environment. Its output goes to locked buffers: a
+// command that run starts writes to them from os/exec's goroutines, while
+// reserve's own sentences come from the library's event goroutine.
 func inProcess(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr lockedBuffer
 	a := &app{
 		stdin:   strings.NewReader(""),
 		stdout:  &stdout,

@@ -197,14 +197,17 @@ func (f *runFlags) run(ctx context.Context, a *app, resources []string, argv []s
 		return err
 	}
 	if addr, from := f.conn.setting(a, "metrics-addr", f.metrics, envMetricsAddr); addr != "" {
-		ms, err := serveMetrics(addr)
-		if err != nil {
-			return usageErrorf("%s %s: %v", from, addr, err)
+		// The job matters more than its metrics: an address taken (by
+		// an overlapping run of the same cron line, say) is said, and
+		// the run goes on without them.
+		if ms, err := serveMetrics(addr); err != nil {
+			a.notes.say("metrics", fmt.Sprintf("cannot serve metrics on %s (%s): %v; running without them", addr, from, err))
+		} else {
+			// After the Client's Close (deferred later, so run
+			// first), which delivers the last events.
+			defer ms.close()
+			f.conn.observe = ms.observe
 		}
-		// After the Client's Close (deferred later, so run first), which
-		// delivers the last events.
-		defer ms.close()
-		f.conn.observe = ms.observe
 	}
 	actx, stop := a.interruptible(ctx)
 	c, err := f.conn.connect(actx, a, opt)

@@ -24,10 +24,6 @@ const (
 	// scans: the next waiter takes its turn meanwhile, and a burst of
 	// releases makes one scan.
 	noticeDelay = 50 * time.Millisecond
-	// taggedReleases matches the release channels of the keys with a
-	// hash tag (or a "}"), "{tag}:released:K" (docs/DESIGN.md, "How
-	// companions are named"); releasePatterns has the others'.
-	taggedReleases = "{*}:released:*"
 	// subscribeTimeout bounds the subscription to each server's release
 	// notices: a server that does not answer is not waited for.
 	subscribeTimeout = 3 * time.Second
@@ -291,11 +287,12 @@ func (w *topWatch) subscribe(ctx context.Context) {
 }
 
 // releasePatterns returns the patterns of the release channels of the keys
-// with prefix: first "{<prefix>*}:released", the channels of the keys
-// without a hash tag, which the library's documented ACL rule allows
-// literally (&{reservation-*}:released: Redis checks a PSUBSCRIBE's
-// pattern literally against a user's); then the tagged keys'. The payload
-// of a notice is the key released.
+// with prefix: "{<prefix>*}:released" for the keys without a hash tag, and
+// "{*}:released:<prefix>*" for those with one (or a "}"), named
+// "{tag}:released:K" (docs/DESIGN.md, "How companions are named"). They
+// are the channel patterns of the library's ACL rules (ACLRules), word for
+// word: Redis checks a PSUBSCRIBE's pattern literally against a user's. The
+// payload of a notice is the key released.
 func releasePatterns(prefix string) []string {
 	var b strings.Builder
 	for _, r := range prefix {
@@ -304,7 +301,7 @@ func releasePatterns(prefix string) []string {
 		}
 		b.WriteRune(r)
 	}
-	return []string{"{" + b.String() + "*}:released", taggedReleases}
+	return []string{"{" + b.String() + "*}:released", "{*}:released:" + b.String() + "*"}
 }
 
 // close ends the subscriptions and waits for their goroutines.
