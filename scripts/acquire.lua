@@ -61,11 +61,17 @@ local function lease()
   local ttl = tonumber(ARGV[2])
   redis.call('ZADD', KEYS[5], now_ms + ttl, ARGV[1])
   for i = 4, 5 do
-    if redis.call('PTTL', KEYS[i]) < ttl then
-      redis.call('PEXPIRE', KEYS[i], ttl)
+    -- Never shorter (GT): waiters with a longer TTL may queue. A key with
+    -- no expiry yet (just made by ZADD) gets one (NX).
+    if redis.call('PEXPIRE', KEYS[i], ttl, 'GT') == 0 then
+      redis.call('PEXPIRE', KEYS[i], ttl, 'NX')
     end
   end
 end
+
+-- stale is set when the queue changed after its head was read (head,
+-- below): tell reads the head again.
+local stale = false
 
 -- enqueue takes a place at the end of the queue unless the caller has one,
 -- renews its lease, and answers its place (0: the head).
@@ -78,6 +84,7 @@ local function enqueue()
       score = math.max(now_us, tonumber(tail[2]) + 1)
     end
     redis.call('ZADD', KEYS[4], score, ARGV[1])
+    stale = true
     rank = redis.call('ZCARD', KEYS[4]) - 1
   end
   lease()
@@ -111,39 +118,50 @@ if guard > 0 then
   end
 end
 
--- Read the last token before writing anything: a key of another type, or a
--- string that is not a number, at the companion fails the script here, with nothing changed, rather than
--- after the SET, which would leave a reservation nobody knows it holds.
-local last = redis.call('GET', KEYS[2])
-if last then
-  last = tonumber(last)
+-- last_token reads the last token issued, 0 when there is none; nil when
+-- the companion holds a string that is not a number (someone else's),
+-- and a key of another type fails the script there. It is read before the
+-- key is written (SET, PEXPIRE), so that such a companion fails the script
+-- rather than leave a reservation that nobody knows it holds.
+local function last_token()
+  local last = redis.call('GET', KEYS[2])
   if not last then
-    -- Someone else's string: refuse, and leave it as it is.
-    return redis.error_reply('WRONGTYPE the fencing key ' .. KEYS[2] .. ' holds a value that is not a token')
+    return 0
   end
-else
-  last = 0
+  return tonumber(last)
 end
 
-local queued = mode ~= '' and redis.call('EXISTS', KEYS[4]) == 1
+-- not_token refuses a companion that holds someone else's string, and
+-- leaves it as it is.
+local function not_token()
+  return redis.error_reply('WRONGTYPE the fencing key ' .. KEYS[2] .. ' holds a value that is not a token')
+end
+
 local head_before, head -- the queue's head before and after the pruning
+if mode ~= '' then
+  head_before = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+end
+local queued = head_before ~= nil -- a queue key exists: it is never empty
 if queued then
   -- Waiters whose lease ran out (they died, or lost their link) leave.
-  head_before = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  head = head_before
   local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 64)
   if #dead > 0 then
     redis.call('ZREM', KEYS[4], unpack(dead))
     redis.call('ZREM', KEYS[5], unpack(dead))
+    head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
   end
   -- A place without a lease (its lease was evicted or deleted) would
   -- never run out: it leaves too, when it comes to the head.
-  for _ = 1, 64 do
-    head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  for i = 1, 64 do
     if not head or redis.call('ZRANK', KEYS[5], head) then
       break
     end
     redis.call('ZREM', KEYS[4], head)
     head = nil
+    if i < 64 then
+      head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+    end
   end
 end
 
@@ -152,9 +170,12 @@ local function tell(except)
   if not queued then
     return
   end
-  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
-  if head and head ~= except and head ~= head_before then
-    redis.pcall(ARGV[7], ARGV[6], head)
+  local now = head
+  if stale then
+    now = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  end
+  if now and now ~= except and now ~= head_before then
+    redis.pcall(ARGV[7], ARGV[6], now)
   end
 end
 
@@ -164,6 +185,7 @@ local function leave()
   if queued then
     redis.call('ZREM', KEYS[4], ARGV[1])
     redis.call('ZREM', KEYS[5], ARGV[1])
+    stale = true
     tell(ARGV[1])
   end
 end
@@ -226,6 +248,10 @@ end
 -- finds the key ours. It is ours from now for a TTL, so that the caller's
 -- deadline, counted from this attempt, comes before the key's expiry.
 if (limit == 0 and current == ARGV[1]) or (mine and (not current or current == marker)) then
+  local last = last_token()
+  if not last then
+    return not_token()
+  end
   if mine then
     redis.call('PEXPIRE', KEYS[5 + mine], ARGV[2])
     mark()
@@ -256,26 +282,37 @@ if queued then
   end
 end
 
--- take takes the key, or a free permit of the semaphore; it answers which
--- (0 for the key), or nil when held: by someone else, by every permit's
--- holder, or, for a semaphore, as a plain reservation or a semaphore of
--- another limit (the marker says which).
+-- take takes the key, or a free permit of the semaphore, and reads the last
+-- token before; it answers which (0 for the key), or nil when held: by
+-- someone else, by every permit's holder, or, for a semaphore, as a plain
+-- reservation or a semaphore of another limit (the marker says which). Its
+-- second answer is an error reply, for a companion that is not a token.
+local last
 local function take()
   if limit == 0 then
-    if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
-      return 0
+    if current then
+      return nil -- someone else's (ours was a retry, above), or not a string
     end
+  elseif (current and current ~= marker) or not free then
     return nil
   end
-  if (current and current ~= marker) or not free then
-    return nil
+  last = last_token()
+  if not last then
+    return nil, not_token()
+  end
+  if limit == 0 then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 0
   end
   redis.call('SET', KEYS[5 + free], ARGV[1], 'PX', ARGV[2])
   mark()
   return free
 end
 
-local taken = take()
+local taken, failed = take()
+if failed then
+  return failed
+end
 if not taken then
   local v, pttl = holder()
   if mode == 'wait' then

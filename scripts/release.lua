@@ -46,22 +46,32 @@ local function call(...)
   end
   return r
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  pcall(function()
-    local head = call('ZRANGE', KEYS[2], 0, 0)[1]
-    call('ZREM', KEYS[2], ARGV[1])
+pcall(function()
+  -- The head, or nil when nobody queues (no queue key).
+  local head = call('ZRANGE', KEYS[2], 0, 0)[1]
+  if not head then
+    return
+  end
+  -- A holder left the queue when it acquired: only a waiter that gives up
+  -- is still in it, with its lease.
+  local changed = call('ZREM', KEYS[2], ARGV[1]) == 1
+  if changed then
     call('ZREM', KEYS[3], ARGV[1])
-    -- Waiters whose lease ran out (they died, or lost their link) leave too.
-    local t = redis.call('TIME')
-    local dead = call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)
-    if #dead > 0 then
-      call('ZREM', KEYS[2], unpack(dead))
-      call('ZREM', KEYS[3], unpack(dead))
-    end
-    local now = call('ZRANGE', KEYS[2], 0, 0)[1]
-    if now and (released > 0 or now ~= head) then
-      redis.pcall(ARGV[3], ARGV[4], now)
-    end
-  end)
-end
+  end
+  -- Waiters whose lease ran out (they died, or lost their link) leave too.
+  local t = redis.call('TIME')
+  local dead = call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)
+  if #dead > 0 then
+    call('ZREM', KEYS[2], unpack(dead))
+    call('ZREM', KEYS[3], unpack(dead))
+    changed = true
+  end
+  local now = head
+  if changed then
+    now = call('ZRANGE', KEYS[2], 0, 0)[1]
+  end
+  if now and (released > 0 or now ~= head) then
+    redis.pcall(ARGV[3], ARGV[4], now)
+  end
+end)
 return released

@@ -91,7 +91,7 @@ var mutants = []mutant{
 	{
 		name:  "foreign-fence-overwritten",
 		why:   "a string that is not a token at the fencing key is taken for 0 and overwritten",
-		edits: []edit{{"scripts/acquire.lua", "  last = tonumber(last)\n", "  last = tonumber(last) or 0\n"}},
+		edits: []edit{{"scripts/acquire.lua", "  return tonumber(last)\n", "  return tonumber(last) or 0\n"}},
 		tests: []tests{root("^FuzzForeignValue$")},
 	},
 	{
@@ -240,7 +240,7 @@ var mutants = []mutant{
 			}`, `			for range m.PayloadSlice {
 			}`},
 			{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], key)", "local published = 1"},
-			{"scripts/release.lua", "      redis.pcall(ARGV[3], ARGV[4], now)\n", ""},
+			{"scripts/release.lua", "    redis.pcall(ARGV[3], ARGV[4], now)\n", ""},
 		},
 		tests: []tests{{module: "cmd/reserve", pkg: "./internal/cli", run: "^(TestRunWaitsForRelease|TestDemo)$"}},
 	},
@@ -446,15 +446,21 @@ var mutants = []mutant{
 		tests: []tests{root("^TestQueueTryLockAndDeadWaiter$")},
 	},
 	{
+		name:  "queue-without-expiry",
+		why:   "a new queue and its leases get no expiry, so that a queue whose waiters all died stays for ever",
+		edits: []edit{{"scripts/acquire.lua", "      redis.call('PEXPIRE', KEYS[i], ttl, 'NX')\n", ""}},
+		tests: []tests{root("^TestAcquireScriptQueueExpiry$")},
+	},
+	{
 		name:  "queue-release-wakes-nobody",
 		why:   "the release script tells no waiter of the server's queue its turn",
-		edits: []edit{{"scripts/release.lua", "      redis.pcall(ARGV[3], ARGV[4], now)\n", ""}},
+		edits: []edit{{"scripts/release.lua", "    redis.pcall(ARGV[3], ARGV[4], now)\n", ""}},
 		tests: []tests{root("^TestQueueWaiterLeaves$")},
 	},
 	{
 		name:  "queue-next-never-told",
 		why:   "when the head of the server's queue acquires, the next waiter is not told its turn",
-		edits: []edit{{"scripts/acquire.lua", "    redis.pcall(ARGV[7], ARGV[6], head)\n", ""}},
+		edits: []edit{{"scripts/acquire.lua", "    redis.pcall(ARGV[7], ARGV[6], now)\n", ""}},
 		tests: []tests{root("^TestQueueNextWaiterWatchesTheKey$")},
 	},
 	{
