@@ -323,9 +323,14 @@ found.`,
   # A semaphore: at most 3 exports at a time across the fleet.
   reserve run --limit 3 exports -- ./export.sh
 
-  # Who holds what.
+  # Who holds what; live, with waiters and changes.
   reserve list
   reserve status nightly-report
+  reserve top
+
+  # A Redis user allowed just what reserve needs, and its password from a file.
+  echo "user worker on >secret $(reserve acl)" >> /etc/redis/users.acl
+  reserve run --password-file /run/secrets/redis nightly-report -- ./report.sh
 
   # On a brand-new Redis, before the first reservation: no restart guard wait.
   reserve prime
