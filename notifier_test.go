@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -428,6 +429,47 @@ func TestCloseAfterAbandonedCalls(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not return within 5s")
+	}
+}
+
+// A waiter's arm whose context ends in the middle of its read (the server
+// holds every command back meanwhile) does not tear the shared tracking
+// connection down: the notifier reads with its own context, and the
+// waiter alone gives up.
+func TestArmOutlivesTheWaitersContext(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, slowHeartbeat)
+	n := started(t, c)
+	settle(t, n, 0)
+	admin := srv.Client(t)
+	trackingIDs := func() []string {
+		var ids []string
+		for _, line := range strings.Split(admin.ClientList(t.Context()).Val(), "\n") {
+			if strings.Contains(line, "name=reservation-tracking ") {
+				id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	before, gen := trackingIDs(), n.gen
+	for range 3 {
+		if err := admin.Do(t.Context(), "CLIENT", "PAUSE", 300, "ALL").Err(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		_, err := n.arm(ctx, "reservation-paused")
+		cancel()
+		if err == nil {
+			t.Fatal("arm answered while the server held every command back")
+		}
+		time.Sleep(400 * time.Millisecond) // the pause ends, the read is answered
+	}
+	n.mu.Lock()
+	after := n.gen
+	n.mu.Unlock()
+	if ids := trackingIDs(); !slices.Equal(ids, before) || after != gen {
+		t.Errorf("after 3 arms given up mid-read: tracking connections %v (generation %d), want %v as before (generation %d)", ids, after, before, gen)
 	}
 }
 

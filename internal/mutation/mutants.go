@@ -325,7 +325,7 @@ var mutants = []mutant{
 		why:  "each waiter reads its key on the tracking connection itself, under its own deadline",
 		edits: []edit{{"notifier.go", "\t\tn.arms[key] = append(n.arms[key], chs[i])\n\t}\n\tn.kickLocked()\n\tn.mu.Unlock()\n",
 			"\t\tgo func() { _ = n.armAll(ctx, map[string][]chan armResult{key: {chs[i]}}) }()\n\t}\n\tn.mu.Unlock()\n"}},
-		tests: []tests{{module: ".", pkg: ".", run: "^(TestCloseAfterAbandonedCalls|TestManyWaitersDoNotStarveRenewals)$", count: 3}},
+		tests: []tests{root("^(TestArmOutlivesTheWaitersContext|TestCloseAfterAbandonedCalls|TestManyWaitersDoNotStarveRenewals)$")},
 	},
 	{
 		name:  "cluster-node-renewals-skipped",
