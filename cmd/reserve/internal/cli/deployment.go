@@ -280,6 +280,30 @@ func (d *deployment) clusterOptions() *redis.ClusterOptions {
 	return &c
 }
 
+// failoverOptions returns the go-redis options of d, a Sentinel
+// deployment, with the credentials and TLS that its Client has (the
+// master's, as the library's NewFailover takes them), for a client of
+// reserve's own; nil when d is not one, or its URL does not parse.
+func (d *deployment) failoverOptions() *redis.FailoverOptions {
+	if d.kind != sentinel {
+		return nil
+	}
+	fo, err := redis.ParseFailoverURL(d.addr)
+	if err != nil {
+		return nil
+	}
+	if d.username != "" {
+		fo.Username = d.username
+	}
+	if d.password != "" {
+		fo.Password = d.password
+	}
+	if d.tls != nil {
+		fo.TLSConfig = d.tls.Clone()
+	}
+	return fo
+}
+
 // client returns the library Client for d, with opt. It does not touch
 // the network.
 func (d *deployment) client(opt *reservation.Options) (*reservation.Client, error) {

@@ -209,21 +209,10 @@ func (w *topWatch) subscribe(ctx context.Context) {
 	case d == nil || d.kind == cluster || d.co != nil:
 		w.noNotices = "a Redis Cluster sends release notices on sharded channels, which top cannot subscribe to by pattern"
 	case d.kind == sentinel:
-		fo, err := redis.ParseFailoverURL(d.addr)
-		if err != nil {
+		fo := d.failoverOptions()
+		if fo == nil {
 			w.noNotices = "the Sentinel URL did not parse again"
 			break
-		}
-		// The Options' credentials are the master's, as the
-		// library's NewFailover takes them.
-		if opt.Username != "" {
-			fo.Username = opt.Username
-		}
-		if opt.Password != "" {
-			fo.Password = opt.Password
-		}
-		if opt.TLSConfig != nil {
-			fo.TLSConfig = opt.TLSConfig.Clone()
 		}
 		w.rdbs = append(w.rdbs, redis.NewFailoverClient(fo))
 	case d.kind == quorum:
@@ -287,21 +276,20 @@ func (w *topWatch) subscribe(ctx context.Context) {
 }
 
 // releasePatterns returns the patterns of the release channels of the keys
-// with prefix: "{<prefix>*}:released" for the keys without a hash tag, and
-// "{*}:released:<prefix>*" for those with one (or a "}"), named
-// "{tag}:released:K" (docs/DESIGN.md, "How companions are named"). They
-// are the channel patterns of the library's ACL rules (ACLRules), word for
-// word: Redis checks a PSUBSCRIBE's pattern literally against a user's. The
-// payload of a notice is the key released.
+// with prefix, taken from the library's ACL rule (ACLRules): Redis checks a
+// PSUBSCRIBE's pattern literally against a user's channel rules, so top
+// subscribes to the rule's own words. They are "{<prefix>*}:released" for
+// the keys without a hash tag, then "{*}:released:<prefix>*" for those
+// with one (docs/DESIGN.md, "How companions are named"). The payload of a
+// notice is the key released.
 func releasePatterns(prefix string) []string {
-	var b strings.Builder
-	for _, r := range prefix {
-		if strings.ContainsRune(`*?[]\`, r) {
-			b.WriteByte('\\')
+	var patterns []string
+	for _, word := range reservation.ACLRules(prefix, reservation.OneServer).Worker {
+		if p, ok := strings.CutPrefix(word, "&"); ok && strings.Contains(p, "}:released") {
+			patterns = append(patterns, p)
 		}
-		b.WriteRune(r)
 	}
-	return []string{"{" + b.String() + "*}:released", "{*}:released:" + b.String() + "*"}
+	return patterns
 }
 
 // close ends the subscriptions and waits for their goroutines.
