@@ -422,17 +422,8 @@ func TestWorkerACLRuleMinimal(t *testing.T) {
 		t.Fatalf("under the generated rule: %v", err)
 	}
 	t.Logf("the workload took %v", time.Since(start))
-	for n, i := range elements(rule) {
-		t.Run(rule[i], func(t *testing.T) {
-			user := "less" + strconv.Itoa(n)
-			setUser(t, user, without(rule, i), admin)
-			err := serverWorkload(rs.Master, admin, user, true).run(ctx, user)
-			if err == nil {
-				t.Fatalf("everything worked without %s: drop it from the rule", rule[i])
-			}
-			t.Logf("without %s: %v", rule[i], err)
-		})
-	}
+	eachWordNeeded(t, rule, nil, nil, func(user string, rule ACLRule) { setUser(t, user, rule, admin) },
+		func(user string) error { return serverWorkload(rs.Master, admin, user, true).run(ctx, user) })
 }
 
 // summary describes infos, less what changes with time (TTLs).
@@ -871,18 +862,27 @@ func TestClusterACLRule(t *testing.T) {
 	if err := refused("worker"); err != nil {
 		t.Fatalf("under the generated rule: %v", err)
 	}
-	one := ACLRules("", OneServer).Worker
+	// The one-server rule's words are shown needed on one server.
+	eachWordNeeded(t, rule, ACLRules("", OneServer).Worker, map[string]string{"+asking": "sent only on an ASK redirect, while a slot moves"},
+		func(user string, rule ACLRule) { setUser(t, user, rule, nodes...) }, refused)
+}
+
+// eachWordNeeded checks that each word of rule is needed, but those of
+// shown (shown needed elsewhere) and those skip gives a reason for: for
+// each, a user without it (set makes it) makes run fail.
+func eachWordNeeded(t *testing.T, rule, shown ACLRule, skip map[string]string, set func(user string, rule ACLRule), run func(user string) error) {
+	t.Helper()
 	for n, i := range elements(rule) {
-		if slices.Contains(one, rule[i]) {
-			continue // shown needed on one server
+		if slices.Contains(shown, rule[i]) {
+			continue
 		}
 		t.Run(rule[i], func(t *testing.T) {
-			if rule[i] == "+asking" {
-				t.Skip("sent only on an ASK redirect, while a slot moves")
+			if why, ok := skip[rule[i]]; ok {
+				t.Skip(why)
 			}
 			user := "less" + strconv.Itoa(n)
-			setUser(t, user, without(rule, i), nodes...)
-			err := refused(user)
+			set(user, without(rule, i))
+			err := run(user)
 			if err == nil {
 				t.Fatalf("everything worked without %s: drop it from the rule", rule[i])
 			}
@@ -986,21 +986,8 @@ func TestQuorumACLRule(t *testing.T) {
 	if err := run("worker"); err != nil {
 		t.Fatalf("under the generated rule: %v", err)
 	}
-	one := ACLRules("", OneServer).Worker
-	for n, i := range elements(rule) {
-		if slices.Contains(one, rule[i]) {
-			continue // shown needed on one server
-		}
-		t.Run(rule[i], func(t *testing.T) {
-			user := "less" + strconv.Itoa(n)
-			setUser(t, user, without(rule, i), admins...)
-			err := run(user)
-			if err == nil {
-				t.Fatalf("everything worked without %s: drop it from the rule", rule[i])
-			}
-			t.Logf("without %s: %v", rule[i], err)
-		})
-	}
+	eachWordNeeded(t, rule, ACLRules("", OneServer).Worker, nil,
+		func(user string, rule ACLRule) { setUser(t, user, rule, admins...) }, run)
 }
 
 // A quorum whose servers give the one-server rule (no force-release
