@@ -97,8 +97,12 @@ func (c *Client) quorumLock(ctx context.Context, resource string) (*Reservation,
 			}
 			tried = false
 			w.quiet = false
-			if c.freeSince(ctx, w, unarmed) >= c.quorum.majority {
-				continue // free on a majority since the attempt: again at once
+			// Free on a majority since the attempt: again at once. Not
+			// when the restart guard refused: it ends with time, not with
+			// a change of the key, and a key free on servers that guard
+			// would send the waiter round again and again.
+			if l := w.last; (l == nil || !l.Guard) && c.freeSince(ctx, w, unarmed) >= c.quorum.majority {
+				continue
 			}
 			if l := w.last; l != nil && !l.NoExpiry && l.Remaining > 0 && w.failures == 0 {
 				delay = min(delay, l.Remaining+time.Millisecond)
