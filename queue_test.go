@@ -313,7 +313,11 @@ func TestQueueNextWaiterWatchesTheKey(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := t.Context()
-	opt := func(by string) Options { return Options{By: by, TTL: 30 * time.Second} } // renewals every 10 s
+	// Renewals and retries every 10 s: c learns of its turn from the turn
+	// notice alone, not from a retry that happens to come in time.
+	opt := func(by string) Options {
+		return Options{By: by, TTL: 30 * time.Second, RetryInterval: 10 * time.Second}
+	}
 	a, b, c := newTestClient(t, srv, opt("a")), newTestClient(t, srv, opt("b")), newTestClient(t, srv, opt("c"))
 	r := mustLock(t, a, "next")
 	got := make(chan *Reservation, 2)
