@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,7 +88,14 @@ func memberOf(res *history.Result, holder, resource string) *history.Holding {
 // of when its key was freed (lost, a release that failed, killed with no
 // expiry read).
 func setReady(res *history.Result, calls []history.Event, n *history.Holding, expiries map[memberKey]int64) (int64, bool) {
+	ready, _, ok := setReadyHow(res, calls, n, expiries)
+	return ready, ok
+}
+
+// setReadyHow is setReady, and says how the last member was freed.
+func setReadyHow(res *history.Result, calls []history.Event, n *history.Holding, expiries map[memberKey]int64) (int64, string, bool) {
 	var ready int64
+	var how string
 	members := n.Set
 	if members == nil {
 		members = []string{n.Resource}
@@ -102,20 +110,27 @@ func setReady(res *history.Result, calls []history.Event, n *history.Holding, ex
 		switch {
 		case prev == nil:
 		case prev.EndKind == history.Released && prev.Release.Outcome == history.OutcomeOK:
-			ready = max(ready, prev.Release.Sent)
+			if prev.Release.Sent > ready {
+				ready = prev.Release.Sent
+				how = fmt.Sprintf("%s released by %s: sent %s, answered %s", m, prev.Holder, stamp(prev.Release.Sent), stamp(prev.Release.Reply))
+			}
 		case prev.EndKind == history.Crashed && expiries[memberKey{prev.Holder, m}] != 0:
-			ready = max(ready, expiries[memberKey{prev.Holder, m}])
+			if e := expiries[memberKey{prev.Holder, m}]; e > ready {
+				ready = e
+				how = fmt.Sprintf("%s of the killed %s expired", m, prev.Holder)
+			}
 		default:
-			return 0, false
+			return 0, "", false
 		}
 	}
 	for _, c := range calls {
 		if c.Outcome == history.OutcomeGaveUp && c.Until < n.Acquired && c.Until > ready &&
 			slices.ContainsFunc(c.Set, func(r string) bool { return slices.Contains(members, r) }) {
 			ready = c.Until
+			how = fmt.Sprintf("%s's Lock call of %v gave up", c.Worker, c.Set)
 		}
 	}
-	return ready, true
+	return ready, how, true
 }
 
 // lockCalls answers the LockCall events of the history.
@@ -148,22 +163,18 @@ func (s *scenario) checkSetHandoffs(res *history.Result, windows []window, expir
 		if n == nil || n.Acquired > end {
 			continue
 		}
-		ready, ok := setReady(res, calls, n, expiries)
+		ready, how, ok := setReadyHow(res, calls, n, expiries)
 		if !ok || c.At >= ready {
 			continue // it did not wait for the last member to be freed
 		}
-		faulty := false
-		for _, w := range windows {
-			faulty = faulty || w.from < n.Acquired && w.until > ready
-		}
 		took := time.Duration(n.Acquired - ready)
-		if faulty {
+		if within(windows, ready, n.Acquired) {
 			s.check("set handed over past a dead waiter within its TTL and a heartbeat of its last member's release", took <= s.ttl+s.heartbeat+slack, took, false,
 				"set %v of %s acquired %v after its last member was free (%s)", n.Set, n.Holder, took, stamp(ready))
 		} else {
 			s.check("set handed over within a retry interval of its last member's release", took <= retry, took, false,
-				"set %v of %s acquired %v after its last member was free (%s); Lock calls then:\n%s", n.Set, n.Holder, took, stamp(ready),
-				s.dumpCalls(n.Set[0], ready-int64(time.Second), n.Acquired))
+				"set %v of %s acquired %v after its last member was free (%s: %s); Lock calls then:\n%s", n.Set, n.Holder, took, stamp(ready), how,
+				s.dumpSetCalls(n.Set, ready-int64(time.Second), n.Acquired))
 		}
 	}
 }
@@ -201,7 +212,10 @@ func (s *scenario) checkProgress(res *history.Result, holdMax time.Duration, unt
 // heartbeat. Every member's key expires within the TTL of the kill (read
 // with PTTL once the process is gone), nobody takes a member before its
 // key expired, and a waiter takes it within one retry interval of when
-// its own whole set was free.
+// its own whole set was free. A process picked while it held may have
+// released and begun to wait again by the kill: its places stand in the
+// queues until their leases end, and a handoff past them is held to the
+// TTL and a heartbeat, as in fault 24.
 func TestFaultSetKillHolder(t *testing.T) {
 	s := newScenario(t, 23, setTitle+"holder process killed (kill -9)", 5*time.Second)
 	procs := map[string]*proc{}
@@ -226,6 +240,8 @@ func TestFaultSetKillHolder(t *testing.T) {
 	}
 	var kills []kill
 	expiries := map[memberKey]int64{}
+	var windows []window // a killed process's places left in the queues
+	waiting := 0
 	rdb := s.srv.Client(t)
 	ctx := context.Background()
 	for n := 0; s.running(); n++ {
@@ -250,6 +266,12 @@ func TestFaultSetKillHolder(t *testing.T) {
 		at := history.Now()
 		delete(procs, ev.Worker)
 		s.fault()
+		if until, ok := deadPlaces(ctx, t, rdb, ev.Worker); ok {
+			// It had released, and its next Lock call had taken places:
+			// they stand in the queues until their leases end.
+			windows = append(windows, window{from: at, until: until + int64(s.heartbeat+slack)})
+			waiting++
+		}
 		for _, m := range ev.Set {
 			k, held := readKey(ctx, rdb, setKey(m))
 			if !held || k.holder != ev.Holder {
@@ -270,7 +292,8 @@ func TestFaultSetKillHolder(t *testing.T) {
 	s.finish(func(res *history.Result) {
 		s.checkOrder(res)
 		s.checkProgress(res, setHoldMax, until)
-		s.checkSetHandoffs(res, nil, expiries, end)
+		s.checkSetHandoffs(res, windows, expiries, end)
+		t.Logf("%d of the killed processes had released and were waiting again", waiting)
 		calls := s.lockCalls()
 		taken := 0
 		for _, k := range kills {
@@ -290,6 +313,11 @@ func TestFaultSetKillHolder(t *testing.T) {
 			}
 			from := max(ready, next.Call)
 			took := time.Duration(next.Acquired - from)
+			if within(windows, from, next.Acquired) {
+				s.check("killed set's member taken again past a dead waiter within its TTL and a heartbeat of when the taker's whole set was free", took <= s.ttl+s.heartbeat+slack, took, false,
+					"%s taken again by %s (set %v) %v after its last member was free at %s", k.resource, next.Holder, next.Set, took, stamp(from))
+				continue
+			}
 			s.check("killed set's member taken again within one retry interval of when the taker's whole set was free", took <= retry+slack, took, false,
 				"%s taken again by %s (set %v) %v after %s was killed, %v after its last member was free at %s (or it began to wait); Lock calls then:\n%s",
 				k.resource, next.Holder, next.Set, time.Duration(next.Acquired-k.at), k.holder, took, stamp(from),
@@ -579,4 +607,61 @@ func TestFaultSetCutLink(t *testing.T) {
 			t.Error("no cut injected")
 		}
 	})
+}
+
+// dumpSetCalls returns, one a line for a failure message, what happened to
+// the members of set between from and to: the Lock calls that shared a
+// member, the members' acquisitions and releases, and the kills.
+func (s *scenario) dumpSetCalls(set []string, from, to int64) string {
+	var b strings.Builder
+	shares := func(e history.Event) bool {
+		return slices.Contains(set, e.Resource) || slices.ContainsFunc(e.Set, func(r string) bool { return slices.Contains(set, r) })
+	}
+	for _, e := range s.h.Events() {
+		switch {
+		case e.Kind == history.Crashed && e.At >= from && e.At <= to:
+			fmt.Fprintf(&b, "  %s killed at %s\n", e.Worker, stamp(e.At))
+		case e.Kind == history.LockCall && shares(e) && e.Call <= to && max(e.At, e.Until, e.Call) >= from:
+			fmt.Fprintf(&b, "  %s Lock %v began %s, waited %s, %s %s %s\n", e.Worker, e.Set, stamp(e.Call), endStamp(e.At), e.Outcome, e.Holder, endStamp(e.Until))
+		case e.Kind == history.Acquired && slices.Contains(set, e.Resource) && e.At >= from && e.At <= to:
+			fmt.Fprintf(&b, "  %s acquired %s at %s\n", e.Holder, e.Resource, stamp(e.At))
+		case e.Kind == history.Released && slices.Contains(set, e.Resource) && e.Reply >= from && e.Sent <= to:
+			fmt.Fprintf(&b, "  %s released %s: sent %s, answered %s\n", e.Holder, e.Resource, stamp(e.Sent), stamp(e.Reply))
+		}
+	}
+	return b.String()
+}
+
+// within reports whether a fault window overlaps the time from from to to.
+func within(windows []window, from, to int64) bool {
+	for _, w := range windows {
+		if w.from < to && w.until > from {
+			return true
+		}
+	}
+	return false
+}
+
+// deadPlaces answers when the last lease ends of the places that worker's
+// values hold in the queues of setResources, and false when it has none:
+// a process killed while it held a set may have released it and begun to
+// wait again in the meantime.
+func deadPlaces(ctx context.Context, t *testing.T, rdb *redis.Client, worker string) (int64, bool) {
+	t.Helper()
+	qs, err := readQueues(ctx, rdb, setResources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var until int64
+	for _, q := range qs {
+		for _, v := range q.waiters {
+			if byOf(v) != worker {
+				continue
+			}
+			if end, ok := leaseEnd(ctx, rdb, q.resource, v); ok {
+				until = max(until, end)
+			}
+		}
+	}
+	return until, until != 0
 }

@@ -225,9 +225,9 @@ type History struct {
 func New() *History { return &History{} }
 
 // Add records e.
-func (h *History) Add(e Event) {
+func (h *History) Add(events ...Event) {
 	h.mu.Lock()
-	h.events = append(h.events, e)
+	h.events = append(h.events, events...)
 	h.mu.Unlock()
 }
 

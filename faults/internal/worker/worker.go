@@ -105,7 +105,7 @@ type Spec struct {
 // Run runs w until ctx ends, then releases what it holds and closes
 // its Client. It reports every holding to emit. onEvent, when not nil, is
 // the Client's Options.OnEvent.
-func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation.Event), emit func(history.Event)) error {
+func Run(ctx context.Context, w Spec, log *slog.Logger, onEvent func(reservation.Event), emit func(...history.Event)) error {
 	var rec *waits
 	if w.Queue {
 		if w.Lanes > 1 {
@@ -219,7 +219,7 @@ func plainOptions(addr string) (*redis.Options, error) {
 // runLane takes a resource, holds it for a while, gives it up, and again,
 // until ctx ends. rec, when not nil, has the Client's wait events, and the
 // lane records its Lock calls.
-func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *rand.Rand, rec *waits, emit func(history.Event)) {
+func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *rand.Rand, rec *waits, emit func(...history.Event)) {
 	between := func(lo, hi time.Duration) time.Duration {
 		if hi <= lo {
 			return lo
@@ -247,7 +247,7 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 		call := history.Now()
 		// acquired records r at once: a process killed right after must
 		// leave its holding in the history. A set's members are recorded
-		// one by one, at one instant.
+		// at one instant, in one write: a kill never leaves part of them.
 		acquired := func(r *reservation.Reservation) {
 			at := history.Now()
 			if set == nil {
@@ -255,10 +255,12 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 					Holder: r.Holder(), Token: r.Token(), Limit: w.Limit, Key: r.Key(), Call: call, At: at})
 				return
 			}
+			var members []history.Event
 			for _, f := range r.Fences() {
-				emit(history.Event{Kind: history.Acquired, Worker: w.Name, Resource: f.Resource,
+				members = append(members, history.Event{Kind: history.Acquired, Worker: w.Name, Resource: f.Resource,
 					Holder: r.Holder(), Token: f.Token, Key: c.Key(f.Resource), Set: set, Call: call, At: at})
 			}
+			emit(members...)
 		}
 		var r *reservation.Reservation
 		if rng.Float64() < w.LockRatio {
@@ -297,7 +299,7 @@ func runLane(ctx context.Context, c *reservation.Client, w Spec, lane int, rng *
 }
 
 // Hold keeps r for d, or until it is lost or ctx ends, and gives it up.
-func Hold(ctx context.Context, r *reservation.Reservation, w Spec, d time.Duration, emit func(history.Event)) {
+func Hold(ctx context.Context, r *reservation.Reservation, w Spec, d time.Duration, emit func(...history.Event)) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
@@ -353,7 +355,7 @@ func Hold(ctx context.Context, r *reservation.Reservation, w Spec, d time.Durati
 // should, which frees a key still ours on the server. The Outcome is
 // history.LostCause when Err matches reservation.ErrLost, else what Err
 // said; Reason is Err's text (the loss's reason).
-func lost(r *reservation.Reservation, w Spec, at int64, emit func(history.Event)) {
+func lost(r *reservation.Reservation, w Spec, at int64, emit func(...history.Event)) {
 	cause, reason := "<nil>", ""
 	if err := r.Err(); err != nil {
 		cause, reason = err.Error(), err.Error()
@@ -370,17 +372,19 @@ func lost(r *reservation.Reservation, w Spec, at int64, emit func(history.Event)
 
 // emitAll emits e, an end of r, once for each resource r holds: once for a
 // reservation of one resource, once for each member of a set, whose
-// release and loss end every member.
-func emitAll(r *reservation.Reservation, e history.Event, emit func(history.Event)) {
+// release and loss end every member (in one write).
+func emitAll(r *reservation.Reservation, e history.Event, emit func(...history.Event)) {
 	fences := r.Fences()
 	if len(fences) <= 1 {
 		emit(e)
 		return
 	}
-	for _, f := range fences {
-		e.Resource = f.Resource
-		emit(e)
+	events := make([]history.Event, len(fences))
+	for i, f := range fences {
+		events[i] = e
+		events[i].Resource = f.Resource
 	}
+	emit(events...)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -422,11 +426,18 @@ func Main(specJSON string) int {
 		cancel() // EOF: the parent is done
 	}()
 	var mu sync.Mutex
-	emit := func(e history.Event) {
-		b, _ := json.Marshal(e)
+	// emit writes events in one write to the pipe: a set's members,
+	// under PIPE_BUF, reach the test whole even when the process is
+	// killed right after.
+	emit := func(events ...history.Event) {
+		var b []byte
+		for _, e := range events {
+			line, _ := json.Marshal(e)
+			b = append(append(b, line...), '\n')
+		}
 		mu.Lock()
 		defer mu.Unlock()
-		_, _ = os.Stdout.Write(append(b, '\n'))
+		_, _ = os.Stdout.Write(b)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var late []time.Duration
