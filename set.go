@@ -362,13 +362,25 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 		// Behind another waiter in some queue, the keys are not ours to
 		// watch: a turn told, or the lease due, wakes it.
 		head := last == nil || last.place == 0
+		// Only the member that refused stands in the way: the set waits
+		// for its notices and its turn, not for every member's, which
+		// would have it try again at every change of a member it could
+		// not take anyway. The others' turns told meanwhile are kept
+		// (the channel holds one), for when one of them refuses.
+		refusing := -1
+		if last != nil {
+			refusing = slices.Index(set, last.Resource)
+		}
 		cases := make([]reflect.SelectCase, 0, 2*len(keys)+3)
 		var unarmed []int // the members to watch again, in one round trip
 		for i, k := range keys {
 			wake, turn, armed := n.turnState(k, waiters[i])
-			if !head {
+			switch {
+			case refusing >= 0 && i != refusing:
+				wake, turn = nil, nil
+			case !head:
 				wake = nil
-			} else if n.tracking && !armed {
+			case n.tracking && !armed:
 				unarmed = append(unarmed, i)
 			}
 			cases = append(cases,

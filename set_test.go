@@ -285,6 +285,56 @@ func TestSetWaiterBehindWaits(t *testing.T) {
 	c.Release(ctx)
 }
 
+// A set waiter refused by one member waits for that member alone: the
+// other members coming and going (a Node worker taking b and letting it
+// go, as DEL and SET) do not have it try again, since it could not take
+// the set anyway. The release of the member that refused wakes it at once.
+func TestSetWaiterWatchesTheMemberThatRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	rdb := srv.Client(t)
+	// No renewal within the test: every EVALSHA the server counts is an
+	// attempt of the waiter (on its tracking connection or its pool).
+	holder := newTestClient(t, srv, Options{By: "holder", TTL: 30 * time.Second})
+	waiter := newTestClient(t, srv, Options{By: "waiter", TTL: 30 * time.Second})
+	a := mustLock(t, holder, "a")
+	got := make(chan *Reservation, 1)
+	go func() {
+		r, err := waiter.Lock(ctx, "a", With("b"))
+		if err != nil {
+			t.Errorf("Lock of the set: %v", err)
+		}
+		got <- r
+	}()
+	untilQueued(t, rdb, "reservation-b", 1)
+	time.Sleep(100 * time.Millisecond) // its turn channels subscribed, a watched
+	before := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha")
+	for range 20 {
+		rdb.Set(ctx, "reservation-b", "node-worker", 50*time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+		rdb.Del(ctx, "reservation-b")
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha") - before; n > 2 {
+		t.Errorf("the set waiter refused by a tried %d times while b changed 40 times, want at most 2", n)
+	}
+	released := time.Now()
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if d := time.Since(released); d > 100*time.Millisecond {
+			t.Errorf("set had %v after a's release, want within 100ms", d)
+		}
+		if r != nil {
+			r.Release(ctx)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("set waiter not woken by a's release")
+	}
+}
+
 // A set sent in a pipeline (on the notifier's tracking connection, or
 // with WaitReplicas) is acquired on a server that lost its scripts: the
 // pipeline loads them all, the set's included, and sends it again.

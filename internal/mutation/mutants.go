@@ -498,6 +498,12 @@ var mutants = []mutant{
 		tests: []tests{root("^TestSetNoDeadlock$")},
 	},
 	{
+		name:  "set-waiter-woken-by-every-member",
+		why:   "a set's waiter refused by one member wakes and tries again at every change of the others, which it could not take anyway (a lever of the second round of performance)",
+		edits: []edit{{"set.go", "\t\t\tcase refusing >= 0 && i != refusing:", "\t\t\tcase false:"}},
+		tests: []tests{root("^TestSetWaiterWatchesTheMemberThatRefused$")},
+	},
+	{
 		name:  "set-member-loss-ignored",
 		why:   "the loss of one member does not end the set: its holder goes on as if it held every member",
 		edits: []edit{{"set.go", "if !g.end(cause) || !errors.Is(cause, ErrLost) {", "if errors.Is(cause, ErrLost) || !g.end(cause) {"}},
