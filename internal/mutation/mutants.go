@@ -500,7 +500,7 @@ var mutants = []mutant{
 	{
 		name:  "set-waiter-woken-by-every-member",
 		why:   "a set's waiter refused by one member wakes and tries again at every change of the others, which it could not take anyway (a lever of the second round of performance)",
-		edits: []edit{{"set.go", "\t\t\tcase refusing >= 0 && i != refusing:", "\t\t\tcase false:"}},
+		edits: []edit{{"set.go", "\t\t\tcase refusing >= 0 && i != refusing:", "\t\t\tcase false && refusing >= 0:"}},
 		tests: []tests{root("^TestSetWaiterWatchesTheMemberThatRefused$")},
 	},
 	{
