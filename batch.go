@@ -150,6 +150,53 @@ func (b *batcher) runDetached(ctx context.Context, sc *scriptCall, on *notifier)
 	return cmd, true
 }
 
+// runAll runs calls in one pipeline, as run runs one: on the tracking
+// connection when it is free (whose own writes then come back as no
+// invalidation, which the pool's would, each costing the holder a read),
+// else on rdb. Once sent, the pipeline runs to its replies, detached from
+// ctx. It reports whether ctx ended first, the calls left running (their
+// replies are then not the caller's to read, and the error is ctx's), and
+// returns the pipeline's error. When maxBatches round trips are under way,
+// the calls go through the pool at once, with ctx, rather than wait.
+func (b *batcher) runAll(ctx context.Context, calls []*scriptCall) (left bool, err error) {
+	b.mu.Lock()
+	if b.inflight >= maxBatches {
+		b.mu.Unlock()
+		_, err := evalPipelined(ctx, b.rdb, calls)
+		return false, err
+	}
+	b.inflight++
+	on := b.claimLocked()
+	b.mu.Unlock()
+	var perr error // the pipeline's, written before done closes
+	done := make(chan struct{})
+	b.detached.Add(1)
+	go func() {
+		defer b.detached.Done()
+		rdb := b.rdb
+		if on != nil {
+			rdb = on.trackClient
+		}
+		_, perr = evalPipelined(context.WithoutCancel(ctx), rdb, calls)
+		if on != nil {
+			trackingFailed(on, calls...)
+		}
+		b.next(on)
+		close(done)
+	}()
+	select {
+	case <-done:
+		return false, perr
+	case <-ctx.Done():
+	}
+	select {
+	case <-done: // answered as ctx ended: the replies are the caller's
+		return false, perr
+	default:
+		return true, ctx.Err()
+	}
+}
+
 // useTracking has one round trip of the batcher's run on n's tracking
 // connection from now on; nil stops it.
 func (b *batcher) useTracking(n *notifier) {

@@ -242,10 +242,13 @@ func (c *Client) releaseSet(ctx context.Context, g *Reservation) error {
 	for i, m := range g.members {
 		calls[i] = c.releaseCall(m.key, m.value, 0)
 	}
-	_, err := evalPipelined(ctx, c.rdb, calls)
+	left, err := c.batch.runAll(ctx, calls)
 	var lost []string
 	for i, m := range g.members {
-		n, rerr := calls[i].cmd.Int()
+		n, rerr := 0, err // left running when ctx ended: the outcome is unknown
+		if !left {
+			n, rerr = calls[i].cmd.Int()
+		}
 		switch {
 		case rerr != nil:
 			c.lose(m, "the release's outcome is unknown", LossRedisError)

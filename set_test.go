@@ -335,6 +335,71 @@ func TestSetWaiterWatchesTheMemberThatRefused(t *testing.T) {
 	}
 }
 
+// A set's release runs on the notifier's tracking connection, as a plain
+// release does: its DELs come back as no invalidation there (NOLOOP), so
+// the holder does not read its members again to learn what its own
+// release did.
+func TestSetReleaseOnTheTrackingConnection(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, slowHeartbeat)
+	n := started(t, c)
+	settle(t, n, 0)
+	before := n.rereads.Load()
+	for i := range 20 {
+		r, err := c.TryLock(ctx, fmt.Sprintf("a%d", i), With(fmt.Sprintf("b%d", i), fmt.Sprintf("c%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	// Each acquisition's own read watched its members (see
+	// TestAcquisitionReadWatchesTheKey): 3 reads per set, none after.
+	if got := n.rereads.Load() - before; got > 60 {
+		t.Errorf("%d reads of held keys in 20 cycles of a set of 3, want 60 (the acquisitions'): the releases' DELs woke their holder", got)
+	}
+}
+
+// A set's release left running when its context ends (the server paused)
+// ends the set as lost, its outcome unknown, and its keys are deleted once
+// the server answers.
+func TestSetReleaseLeftWhenItsContextEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	rdb := srv.Client(t)
+	c := newTestClient(t, srv, Options{TTL: 10 * time.Second})
+	r, err := c.TryLock(ctx, "a", With("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 1000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = r.Release(rctx)
+	if !errors.Is(err, ErrLost) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Release as its context ended = %v, want ErrLost and the deadline", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Release returned %v after its call, past its context (50ms) and toward the pause's end (1s)", d)
+	}
+	if !errors.Is(r.Err(), ErrLost) {
+		t.Errorf("set's Err() = %v, want ErrLost", r.Err())
+	}
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n := rdb.Exists(ctx, "reservation-a", "reservation-b").Val(); n == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d of the set's keys still there 3s after its release (the pause: 1s)", n)
+		}
+	}
+}
+
 // A set sent in a pipeline (on the notifier's tracking connection, or
 // with WaitReplicas) is acquired on a server that lost its scripts: the
 // pipeline loads them all, the set's included, and sends it again.

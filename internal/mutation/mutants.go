@@ -504,6 +504,12 @@ var mutants = []mutant{
 		tests: []tests{root("^TestSetWaiterWatchesTheMemberThatRefused$")},
 	},
 	{
+		name:  "set-release-through-the-pool",
+		why:   "a set's release goes through the connection pool, not the tracking connection: its DELs come back there as invalidations and the holder reads every member again (a lever of the second round of performance)",
+		edits: []edit{{"set.go", "\tleft, err := c.batch.runAll(ctx, calls)", "\tleft, err := false, error(nil)\n\t_, err = evalPipelined(ctx, c.rdb, calls)"}},
+		tests: []tests{root("^TestSetReleaseOnTheTrackingConnection$")},
+	},
+	{
 		name:  "set-member-loss-ignored",
 		why:   "the loss of one member does not end the set: its holder goes on as if it held every member",
 		edits: []edit{{"set.go", "if !g.end(cause) || !errors.Is(cause, ErrLost) {", "if errors.Is(cause, ErrLost) || !g.end(cause) {"}},
