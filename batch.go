@@ -150,15 +150,16 @@ func (b *batcher) runDetached(ctx context.Context, sc *scriptCall, on *notifier)
 	return cmd, true
 }
 
-// runAll runs calls in one pipeline, as run runs one: on the tracking
-// connection when it is free (whose own writes then come back as no
-// invalidation, which the pool's would, each costing the holder a read),
-// else on rdb. Once sent, the pipeline runs to its replies, detached from
-// ctx. It reports whether ctx ended first, the calls left running (their
-// replies are then not the caller's to read, and the error is ctx's), and
-// returns the pipeline's error. When maxBatches round trips are under way,
-// the calls go through the pool at once, with ctx, rather than wait.
-func (b *batcher) runAll(ctx context.Context, calls []*scriptCall) (left bool, err error) {
+// runAll runs release calls in one pipeline, as run runs one: on the
+// tracking connection when it is free (whose own writes then come back as
+// no invalidation, which the pool's would, each costing the holder a
+// read), else on rdb. Once sent, the pipeline runs to its replies,
+// detached from ctx. It reports whether ctx ended first, the calls left
+// running (their replies are then not the caller's to read, the error is
+// ctx's, and answered runs once the server answered), and returns the
+// pipeline's error. When maxBatches round trips are under way, the calls
+// go through the pool at once, with ctx, rather than wait.
+func (b *batcher) runAll(ctx context.Context, calls []*scriptCall, answered func()) (left bool, err error) {
 	b.mu.Lock()
 	if b.inflight >= maxBatches {
 		b.mu.Unlock()
@@ -168,7 +169,11 @@ func (b *batcher) runAll(ctx context.Context, calls []*scriptCall) (left bool, e
 	b.inflight++
 	on := b.claimLocked()
 	b.mu.Unlock()
-	var perr error // the pipeline's, written before done closes
+	var (
+		mu                 sync.Mutex
+		replied, abandoned bool
+		perr               error // the pipeline's, written before done closes
+	)
 	done := make(chan struct{})
 	b.detached.Add(1)
 	go func() {
@@ -176,25 +181,38 @@ func (b *batcher) runAll(ctx context.Context, calls []*scriptCall) (left bool, e
 		rdb := b.rdb
 		if on != nil {
 			rdb = on.trackClient
+			for _, sc := range calls {
+				sc.onTracking(on)
+			}
 		}
 		_, perr = evalPipelined(context.WithoutCancel(ctx), rdb, calls)
 		if on != nil {
 			trackingFailed(on, calls...)
 		}
 		b.next(on)
+		mu.Lock()
+		replied = true
+		late := abandoned
+		mu.Unlock()
 		close(done)
+		if late && answered != nil {
+			answered()
+		}
 	}()
 	select {
 	case <-done:
 		return false, perr
 	case <-ctx.Done():
 	}
-	select {
-	case <-done: // answered as ctx ended: the replies are the caller's
+	mu.Lock()
+	if replied {
+		mu.Unlock()
+		<-done
 		return false, perr
-	default:
-		return true, ctx.Err()
 	}
+	abandoned = true
+	mu.Unlock()
+	return true, ctx.Err()
 }
 
 // useTracking has one round trip of the batcher's run on n's tracking

@@ -242,7 +242,19 @@ func (c *Client) releaseSet(ctx context.Context, g *Reservation) error {
 	for i, m := range g.members {
 		calls[i] = c.releaseCall(m.key, m.value, 0)
 	}
-	left, err := c.batch.runAll(ctx, calls)
+	// The scripts' DELs on the tracking connection come back to this
+	// Client as no notice (NOLOOP): its own waiters of the members are
+	// told by released, once the server answered, whatever the outcome
+	// (a script whose reply was lost may have run).
+	tell := func() {
+		for _, m := range g.members {
+			c.releasedHere(m)
+		}
+	}
+	left, err := c.batch.runAll(ctx, calls, tell)
+	if !left {
+		tell()
+	}
 	var lost []string
 	for i, m := range g.members {
 		n, rerr := 0, err // left running when ctx ended: the outcome is unknown
@@ -259,9 +271,6 @@ func (c *Client) releaseSet(ctx context.Context, g *Reservation) error {
 			lost = append(lost, m.resource)
 		default:
 			if m.end(ErrReleased) {
-				if n := c.notifierIfStarted(m.node); n != nil {
-					n.released(m.key)
-				}
 				c.emit(Event{Kind: EventReleased, Resource: m.resource, Key: m.key, Holder: m.value,
 					Token: m.token, Duration: time.Since(m.acquired)})
 			}

@@ -506,8 +506,14 @@ var mutants = []mutant{
 	{
 		name:  "set-release-through-the-pool",
 		why:   "a set's release goes through the connection pool, not the tracking connection: its DELs come back there as invalidations and the holder reads every member again (a lever of the second round of performance)",
-		edits: []edit{{"set.go", "\tleft, err := c.batch.runAll(ctx, calls)", "\tleft, err := false, error(nil)\n\t_, err = evalPipelined(ctx, c.rdb, calls)"}},
+		edits: []edit{{"set.go", "\tleft, err := c.batch.runAll(ctx, calls, tell)", "\tleft, err := false, error(nil)\n\t_, err = evalPipelined(ctx, c.rdb, calls)"}},
 		tests: []tests{root("^TestSetReleaseOnTheTrackingConnection$")},
+	},
+	{
+		name:  "set-release-tells-no-local-waiter",
+		why:   "a set's release on the tracking connection does not tell the Client's own waiters of its members, whose DELs there come back as no notice: they wait for their retry",
+		edits: []edit{{"set.go", "\tif !left {\n\t\ttell()\n\t}", "\tif false {\n\t\ttell()\n\t}"}},
+		tests: []tests{root("^TestSetReleaseWakesTheClientsOwnWaiters$")},
 	},
 	{
 		name:  "set-member-loss-ignored",

@@ -435,6 +435,10 @@ func Main(specJSON string) int {
 			line, _ := json.Marshal(e)
 			b = append(append(b, line...), '\n')
 		}
+		if len(events) > 1 && len(b) > pipeBuf {
+			// A kill could split them: the history would be wrong.
+			panic(fmt.Sprintf("worker %s: %d events take %d bytes, over PIPE_BUF (%d): they may not reach the test whole", w.Name, len(events), len(b), pipeBuf))
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		_, _ = os.Stdout.Write(b)
@@ -613,3 +617,8 @@ func (ws *waits) claim(resource string, call int64, holder string, gaveUp bool) 
 	ws.pending = ws.pending[:0]
 	return at
 }
+
+// pipeBuf is the most bytes Linux writes to a pipe at once, whole or not
+// at all (PIPE_BUF): a set's events, written in one write, reach the test
+// whole even when the process is killed.
+const pipeBuf = 4096
