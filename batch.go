@@ -113,6 +113,29 @@ func (b *batcher) run(ctx context.Context, sc *scriptCall) (*redis.Cmd, bool) {
 // undoes the call (giving back a key the caller will not hold) runs after
 // the server has answered it, never before it on another connection.
 func (b *batcher) runDetached(ctx context.Context, sc *scriptCall, on *notifier) (*redis.Cmd, bool) {
+	var cmd *redis.Cmd
+	left := b.detach(ctx, func(dctx context.Context) {
+		cmd = b.runOn(dctx, sc, on)
+		b.next(on)
+	}, func() {
+		if sc.late != nil {
+			sc.late(cmd)
+		}
+	})
+	if left {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(ctx.Err())
+		return cmd, true
+	}
+	return sc.cmd, false
+}
+
+// detach runs work in a goroutine, with ctx's values but not its deadline
+// or cancellation, and waits until it is done or ctx ends. It reports
+// whether ctx ended first, work abandoned: then late, when not nil, runs
+// once work is done (what answers the abandoned work runs after the server
+// answered it, never before it on another connection).
+func (b *batcher) detach(ctx context.Context, work func(context.Context), late func()) bool {
 	var (
 		mu                 sync.Mutex
 		replied, abandoned bool
@@ -121,33 +144,30 @@ func (b *batcher) runDetached(ctx context.Context, sc *scriptCall, on *notifier)
 	b.detached.Add(1)
 	go func() {
 		defer b.detached.Done()
-		cmd := b.runOn(context.WithoutCancel(ctx), sc, on)
-		b.next(on)
+		work(context.WithoutCancel(ctx))
 		mu.Lock()
 		replied = true
-		late := abandoned
+		after := abandoned
 		mu.Unlock()
 		close(done)
-		if late && sc.late != nil {
-			sc.late(cmd)
+		if after && late != nil {
+			late()
 		}
 	}()
 	select {
 	case <-done:
-		return sc.cmd, false
+		return false
 	case <-ctx.Done():
 	}
 	mu.Lock()
 	if replied {
 		mu.Unlock()
 		<-done
-		return sc.cmd, false
+		return false
 	}
 	abandoned = true
 	mu.Unlock()
-	cmd := redis.NewCmd(ctx)
-	cmd.SetErr(ctx.Err())
-	return cmd, true
+	return true
 }
 
 // runAll runs release calls in one pipeline, as run runs one: on the
@@ -169,15 +189,8 @@ func (b *batcher) runAll(ctx context.Context, calls []*scriptCall, answered func
 	b.inflight++
 	on := b.claimLocked()
 	b.mu.Unlock()
-	var (
-		mu                 sync.Mutex
-		replied, abandoned bool
-		perr               error // the pipeline's, written before done closes
-	)
-	done := make(chan struct{})
-	b.detached.Add(1)
-	go func() {
-		defer b.detached.Done()
+	var perr error // the pipeline's, written before detach returns unless left
+	left = b.detach(ctx, func(dctx context.Context) {
 		rdb := b.rdb
 		if on != nil {
 			rdb = on.trackClient
@@ -185,34 +198,16 @@ func (b *batcher) runAll(ctx context.Context, calls []*scriptCall, answered func
 				sc.onTracking(on)
 			}
 		}
-		_, perr = evalPipelined(context.WithoutCancel(ctx), rdb, calls)
+		_, perr = evalPipelined(dctx, rdb, calls)
 		if on != nil {
 			trackingFailed(on, calls...)
 		}
 		b.next(on)
-		mu.Lock()
-		replied = true
-		late := abandoned
-		mu.Unlock()
-		close(done)
-		if late && answered != nil {
-			answered()
-		}
-	}()
-	select {
-	case <-done:
-		return false, perr
-	case <-ctx.Done():
+	}, answered)
+	if left {
+		return true, ctx.Err()
 	}
-	mu.Lock()
-	if replied {
-		mu.Unlock()
-		<-done
-		return false, perr
-	}
-	abandoned = true
-	mu.Unlock()
-	return true, ctx.Err()
+	return false, perr
 }
 
 // useTracking has one round trip of the batcher's run on n's tracking
