@@ -288,10 +288,10 @@ func (c *Client) releaseSet(ctx context.Context, g *Reservation) error {
 }
 
 // setLock is Lock of a set. Each attempt runs the set's script; between
-// attempts the waiter watches every member's key (client tracking, or
-// release notices) and, with the server's queue, is told when its turn
-// comes in any member's queue, and renews its places every
-// HeartbeatInterval.
+// attempts the waiter watches the key of the member that refused it
+// (client tracking, or release notices; every member's before the first
+// refusal) and, with the server's queue, is told when its turn comes in
+// that member's queue, and renews its places every HeartbeatInterval.
 func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error) {
 	start := time.Now()
 	mode := noQueue
