@@ -516,6 +516,18 @@ var mutants = []mutant{
 		tests: []tests{root("^TestSetReleaseWakesTheClientsOwnWaiters$")},
 	},
 	{
+		name:  "set-waiter-behind-retries-at-once",
+		why:   "a set waiter behind another in some queue tries again at once instead of waiting for its turn",
+		edits: []edit{{"set.go", "\t\thead := last == nil || last.place == 0\n", "\t\thead := last == nil || last.place == 0\n\t\tif !head {\n\t\t\tcontinue\n\t\t}\n"}},
+		tests: []tests{root("^TestSetWaiterBehindWaits$")},
+	},
+	{
+		name:  "semaphore-waiter-tracks-permits",
+		why:   "a semaphore's waiters watch its permits' keys with client tracking, so every holder's renewal wakes them",
+		edits: []edit{{"wait.go", "func (w *wait) tracked(n *notifier) bool { return n.tracking && w.limit == 0 }", "func (w *wait) tracked(n *notifier) bool { return n.tracking }"}},
+		tests: []tests{root("^TestSemaphoreWaitersNotWokenByRenewals$")},
+	},
+	{
 		name:  "set-member-loss-ignored",
 		why:   "the loss of one member does not end the set: its holder goes on as if it held every member",
 		edits: []edit{{"set.go", "if !g.end(cause) || !errors.Is(cause, ErrLost) {", "if errors.Is(cause, ErrLost) || !g.end(cause) {"}},
