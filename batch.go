@@ -173,17 +173,19 @@ func (b *batcher) detach(ctx context.Context, work func(context.Context), late f
 // runAll runs release calls in one pipeline, as run runs one: on the
 // tracking connection when it is free (whose own writes then come back as
 // no invalidation, which the pool's would, each costing the holder a
-// read), else on rdb. Once sent, the pipeline runs to its replies,
-// detached from ctx. It reports whether ctx ended first, the calls left
-// running (their replies are then not the caller's to read, the error is
-// ctx's, and answered runs once the server answered), and returns the
-// pipeline's error. When maxBatches round trips are under way, the calls
-// go through the pool at once, with ctx, rather than wait.
+// read), else on rdb; when maxBatches round trips are under way, through
+// the pool at once, with ctx, rather than wait. Once sent on a round trip
+// of its own, the pipeline runs to its replies, detached from ctx. Then
+// answered runs, before runAll returns unless ctx ended first. It reports
+// whether ctx ended first, the calls left running (their replies are then
+// not the caller's to read, and the error is ctx's), and returns the
+// pipeline's error.
 func (b *batcher) runAll(ctx context.Context, calls []*scriptCall, answered func()) (left bool, err error) {
 	b.mu.Lock()
 	if b.inflight >= maxBatches {
 		b.mu.Unlock()
 		_, err := evalPipelined(ctx, b.rdb, calls)
+		answered()
 		return false, err
 	}
 	b.inflight++
@@ -191,19 +193,10 @@ func (b *batcher) runAll(ctx context.Context, calls []*scriptCall, answered func
 	b.mu.Unlock()
 	var perr error // the pipeline's, written before detach returns unless left
 	left = b.detach(ctx, func(dctx context.Context) {
-		rdb := b.rdb
-		if on != nil {
-			rdb = on.trackClient
-			for _, sc := range calls {
-				sc.onTracking(on)
-			}
-		}
-		_, perr = evalPipelined(dctx, rdb, calls)
-		if on != nil {
-			trackingFailed(on, calls...)
-		}
+		perr = b.pipeline(dctx, calls, on)
 		b.next(on)
-	}, answered)
+		answered()
+	}, nil)
 	if left {
 		return true, ctx.Err()
 	}
@@ -277,7 +270,11 @@ func (b *batcher) next(on *notifier) {
 // queue is empty, on on's tracking connection, or rdb.
 func (b *batcher) send(calls []*batchedCall, on *notifier) {
 	for {
-		b.pipeline(calls, on)
+		sc := make([]*scriptCall, len(calls))
+		for i, c := range calls {
+			sc[i] = c.scriptCall
+		}
+		_ = b.pipeline(context.Background(), sc, on)
 		for _, c := range calls {
 			close(c.done)
 		}
@@ -301,25 +298,22 @@ func (b *batcher) send(calls []*batchedCall, on *notifier) {
 }
 
 // pipeline runs calls in one pipeline, on on's tracking connection, or
-// rdb; replies and errors are the calls'.
-func (b *batcher) pipeline(calls []*batchedCall, on *notifier) {
-	sc := make([]*scriptCall, len(calls))
-	for i, c := range calls {
-		sc[i] = c.scriptCall
-	}
+// rdb, with ctx (never a caller's: once sent, every call waits for its
+// reply, bounded by the client's timeouts); replies and errors are the
+// calls', and it returns the pipeline's error.
+func (b *batcher) pipeline(ctx context.Context, calls []*scriptCall, on *notifier) error {
 	rdb := b.rdb
 	if on != nil {
 		rdb = on.trackClient
-		for _, c := range sc {
+		for _, c := range calls {
 			c.onTracking(on)
 		}
 	}
-	// Not a caller's context: once sent, every call waits for its reply,
-	// bounded by the client's timeouts.
-	_, _ = evalPipelined(context.Background(), rdb, sc)
+	_, err := evalPipelined(ctx, rdb, calls)
 	if on != nil {
-		trackingFailed(on, sc...)
+		trackingFailed(on, calls...)
 	}
+	return err
 }
 
 // wait returns once no batch is being sent and no detached call runs.

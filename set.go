@@ -246,15 +246,11 @@ func (c *Client) releaseSet(ctx context.Context, g *Reservation) error {
 	// Client as no notice (NOLOOP): its own waiters of the members are
 	// told by released, once the server answered, whatever the outcome
 	// (a script whose reply was lost may have run).
-	tell := func() {
+	left, err := c.batch.runAll(ctx, calls, func() {
 		for _, m := range g.members {
 			c.releasedHere(m)
 		}
-	}
-	left, err := c.batch.runAll(ctx, calls, tell)
-	if !left {
-		tell()
-	}
+	})
 	var lost []string
 	for i, m := range g.members {
 		n, rerr := 0, err // left running when ctx ended: the outcome is unknown

@@ -506,13 +506,13 @@ var mutants = []mutant{
 	{
 		name:  "set-release-through-the-pool",
 		why:   "a set's release goes through the connection pool, not the tracking connection: its DELs come back there as invalidations and the holder reads every member again (a lever of the second round of performance)",
-		edits: []edit{{"set.go", "\tleft, err := c.batch.runAll(ctx, calls, tell)", "\tleft, err := false, error(nil)\n\t_, err = evalPipelined(ctx, c.rdb, calls)"}},
+		edits: []edit{{"set.go", "\tleft, err := c.batch.runAll(ctx, calls, func() {", "\tleft, err := false, error(nil)\n\t_, err = evalPipelined(ctx, c.rdb, calls)\n\tfunc(tell func()) { tell() }(func() {"}},
 		tests: []tests{root("^TestSetReleaseOnTheTrackingConnection$")},
 	},
 	{
 		name:  "set-release-tells-no-local-waiter",
 		why:   "a set's release on the tracking connection does not tell the Client's own waiters of its members, whose DELs there come back as no notice: they wait for their retry",
-		edits: []edit{{"set.go", "\tif !left {\n\t\ttell()\n\t}", "\tif false {\n\t\ttell()\n\t}"}},
+		edits: []edit{{"set.go", "\t\tfor _, m := range g.members {\n\t\t\tc.releasedHere(m)\n\t\t}\n\t})", "\t\tfor range g.members {\n\t\t}\n\t})"}},
 		tests: []tests{root("^TestSetReleaseWakesTheClientsOwnWaiters$")},
 	},
 	{
