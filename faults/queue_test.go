@@ -244,18 +244,29 @@ func (s *scenario) checkHandoffs(res *history.Result, windows []window, end int6
 	}
 }
 
-// dumpCalls returns the Lock calls on resource under way between from and
-// to, one a line, for a failure message.
-func (s *scenario) dumpCalls(resource string, from, to int64) string {
+// dumpCalls returns, one a line for a failure message, what happened to
+// resources between from and to: the Lock calls on any of them (a set's
+// with its members), their acquisitions and releases, and the kills and
+// cuts.
+func (s *scenario) dumpCalls(from, to int64, resources ...string) string {
 	var b strings.Builder
+	ours := func(r string) bool { return slices.Contains(resources, r) }
 	for _, e := range s.h.Events() {
 		switch {
 		case e.Kind == history.Crashed && e.At >= from && e.At <= to:
 			fmt.Fprintf(&b, "  %s killed at %s\n", e.Worker, stamp(e.At))
 		case e.Kind == history.CutOff && e.Until >= from && e.At <= to:
 			fmt.Fprintf(&b, "  %s cut off %s-%s\n", e.Worker, stamp(e.At), stamp(e.Until))
-		case e.Kind == history.LockCall && e.Resource == resource && e.Call <= to && max(e.At, e.Until, e.Call) >= from:
-			fmt.Fprintf(&b, "  %s began %s, waited %s, %s %s %s\n", e.Worker, stamp(e.Call), endStamp(e.At), e.Outcome, e.Holder, endStamp(e.Until))
+		case e.Kind == history.LockCall && (ours(e.Resource) || slices.ContainsFunc(e.Set, ours)) && e.Call <= to && max(e.At, e.Until, e.Call) >= from:
+			set := ""
+			if e.Set != nil {
+				set = fmt.Sprintf(" (set %v)", e.Set)
+			}
+			fmt.Fprintf(&b, "  %s began%s %s, waited %s, %s %s %s\n", e.Worker, set, stamp(e.Call), endStamp(e.At), e.Outcome, e.Holder, endStamp(e.Until))
+		case e.Kind == history.Acquired && ours(e.Resource) && e.At >= from && e.At <= to:
+			fmt.Fprintf(&b, "  %s acquired %s at %s\n", e.Holder, e.Resource, stamp(e.At))
+		case e.Kind == history.Released && ours(e.Resource) && e.Reply >= from && e.Sent <= to:
+			fmt.Fprintf(&b, "  %s released %s: sent %s, answered %s\n", e.Holder, e.Resource, stamp(e.Sent), stamp(e.Reply))
 		}
 	}
 	return b.String()
@@ -276,7 +287,7 @@ func (s *scenario) checkOrder(res *history.Result) {
 		for _, hd := range res.Holds {
 			if !seen[hd.Resource] {
 				seen[hd.Resource] = true
-				s.t.Logf("Lock calls on %q:\n%s", hd.Resource, s.dumpCalls(hd.Resource, 0, math.MaxInt64))
+				s.t.Logf("Lock calls on %q:\n%s", hd.Resource, s.dumpCalls(0, math.MaxInt64, hd.Resource))
 			}
 		}
 	}
@@ -420,7 +431,7 @@ func TestFaultQueueKill(t *testing.T) {
 					s.check("taken over within one retry interval of the key's expiry", took <= retry+slack, took, false,
 						"%q taken over by %s %v after its holder was killed, %v after its key expired at %s (or it began to wait), want within %v; Lock calls then:\n%s",
 						k.resource, next.Holder, time.Duration(next.Acquired-k.at), took, stamp(k.expiresHi), retry,
-						s.dumpCalls(k.resource, k.at-int64(time.Second), next.Acquired))
+						s.dumpCalls(k.at-int64(time.Second), next.Acquired, k.resource))
 				}
 				if victim == "holder" && len(kills) == 0 {
 					t.Error("no holder killed")

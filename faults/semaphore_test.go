@@ -178,7 +178,7 @@ func TestFaultSemaphoreKillHolder(t *testing.T) {
 			s.check("killed holder's permit taken again within one retry interval of its expiry", took <= retry+slack, took, false,
 				"permit %s taken again by %s %v after its holder %s was killed, %v after its key expired at %s (or it began to wait), want within %v; Lock calls then:\n%s",
 				k.key, next.Holder, time.Duration(next.Acquired-k.at), k.holder, took, stamp(k.exp.hi), retry,
-				s.dumpCalls(semResource, k.at-int64(time.Second), next.Acquired))
+				s.dumpCalls(k.at-int64(time.Second), next.Acquired, semResource))
 		}
 		if taken == 0 {
 			t.Error("no killed holder's permit was taken again")

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -86,16 +85,9 @@ func memberOf(res *history.Result, holder, resource string) *history.Holding {
 // acquired (it may have been ahead of n in that member's queue). It
 // answers false when a previous holding ended in a way that says nothing
 // of when its key was freed (lost, a release that failed, killed with no
-// expiry read).
-func setReady(res *history.Result, calls []history.Event, n *history.Holding, expiries map[memberKey]int64) (int64, bool) {
-	ready, _, ok := setReadyHow(res, calls, n, expiries)
-	return ready, ok
-}
-
-// setReadyHow is setReady, and says how the last member was freed.
-func setReadyHow(res *history.Result, calls []history.Event, n *history.Holding, expiries map[memberKey]int64) (int64, string, bool) {
-	var ready int64
-	var how string
+// expiry read). how says, for a failure message, how the last member was
+// freed.
+func setReady(res *history.Result, calls []history.Event, n *history.Holding, expiries map[memberKey]int64) (ready int64, how string, ok bool) {
 	members := n.Set
 	if members == nil {
 		members = []string{n.Resource}
@@ -163,7 +155,7 @@ func (s *scenario) checkSetHandoffs(res *history.Result, windows []window, expir
 		if n == nil || n.Acquired > end {
 			continue
 		}
-		ready, how, ok := setReadyHow(res, calls, n, expiries)
+		ready, how, ok := setReady(res, calls, n, expiries)
 		if !ok || c.At >= ready {
 			continue // it did not wait for the last member to be freed
 		}
@@ -174,7 +166,7 @@ func (s *scenario) checkSetHandoffs(res *history.Result, windows []window, expir
 		} else {
 			s.check("set handed over within a retry interval of its last member's release", took <= retry, took, false,
 				"set %v of %s acquired %v after its last member was free (%s: %s); Lock calls then:\n%s", n.Set, n.Holder, took, stamp(ready), how,
-				s.dumpSetCalls(n.Set, ready-int64(time.Second), n.Acquired))
+				s.dumpCalls(ready-int64(time.Second), n.Acquired, n.Set...))
 		}
 	}
 }
@@ -241,7 +233,6 @@ func TestFaultSetKillHolder(t *testing.T) {
 	var kills []kill
 	expiries := map[memberKey]int64{}
 	var windows []window // a killed process's places left in the queues
-	waiting := 0
 	rdb := s.srv.Client(t)
 	ctx := context.Background()
 	for n := 0; s.running(); n++ {
@@ -270,7 +261,6 @@ func TestFaultSetKillHolder(t *testing.T) {
 			// It had released, and its next Lock call had taken places:
 			// they stand in the queues until their leases end.
 			windows = append(windows, window{from: at, until: until + int64(s.heartbeat+slack)})
-			waiting++
 		}
 		for _, m := range ev.Set {
 			k, held := readKey(ctx, rdb, setKey(m))
@@ -293,7 +283,7 @@ func TestFaultSetKillHolder(t *testing.T) {
 		s.checkOrder(res)
 		s.checkProgress(res, setHoldMax, until)
 		s.checkSetHandoffs(res, windows, expiries, end)
-		t.Logf("%d of the killed processes had released and were waiting again", waiting)
+		t.Logf("%d of the killed processes had released and were waiting again", len(windows))
 		calls := s.lockCalls()
 		taken := 0
 		for _, k := range kills {
@@ -307,7 +297,7 @@ func TestFaultSetKillHolder(t *testing.T) {
 				time.Duration(next.Acquired-k.exp.lo), true,
 				"%s took %s at %s, before the key of %s (killed at %s) expired at %s",
 				next.Holder, k.resource, stamp(next.Acquired), k.holder, stamp(k.at), stamp(k.exp.lo))
-			ready, ok := setReady(res, calls, next, expiries)
+			ready, _, ok := setReady(res, calls, next, expiries)
 			if !ok {
 				continue // another member of the taker's set was freed by a loss
 			}
@@ -321,7 +311,7 @@ func TestFaultSetKillHolder(t *testing.T) {
 			s.check("killed set's member taken again within one retry interval of when the taker's whole set was free", took <= retry+slack, took, false,
 				"%s taken again by %s (set %v) %v after %s was killed, %v after its last member was free at %s (or it began to wait); Lock calls then:\n%s",
 				k.resource, next.Holder, next.Set, time.Duration(next.Acquired-k.at), k.holder, took, stamp(from),
-				s.dumpCalls(k.resource, k.at-int64(time.Second), next.Acquired))
+				s.dumpCalls(k.at-int64(time.Second), next.Acquired, next.Set...))
 		}
 		if taken == 0 {
 			t.Error("no killed set's member was taken again")
@@ -607,29 +597,6 @@ func TestFaultSetCutLink(t *testing.T) {
 			t.Error("no cut injected")
 		}
 	})
-}
-
-// dumpSetCalls returns, one a line for a failure message, what happened to
-// the members of set between from and to: the Lock calls that shared a
-// member, the members' acquisitions and releases, and the kills.
-func (s *scenario) dumpSetCalls(set []string, from, to int64) string {
-	var b strings.Builder
-	shares := func(e history.Event) bool {
-		return slices.Contains(set, e.Resource) || slices.ContainsFunc(e.Set, func(r string) bool { return slices.Contains(set, r) })
-	}
-	for _, e := range s.h.Events() {
-		switch {
-		case e.Kind == history.Crashed && e.At >= from && e.At <= to:
-			fmt.Fprintf(&b, "  %s killed at %s\n", e.Worker, stamp(e.At))
-		case e.Kind == history.LockCall && shares(e) && e.Call <= to && max(e.At, e.Until, e.Call) >= from:
-			fmt.Fprintf(&b, "  %s Lock %v began %s, waited %s, %s %s %s\n", e.Worker, e.Set, stamp(e.Call), endStamp(e.At), e.Outcome, e.Holder, endStamp(e.Until))
-		case e.Kind == history.Acquired && slices.Contains(set, e.Resource) && e.At >= from && e.At <= to:
-			fmt.Fprintf(&b, "  %s acquired %s at %s\n", e.Holder, e.Resource, stamp(e.At))
-		case e.Kind == history.Released && slices.Contains(set, e.Resource) && e.Reply >= from && e.Sent <= to:
-			fmt.Fprintf(&b, "  %s released %s: sent %s, answered %s\n", e.Holder, e.Resource, stamp(e.Sent), stamp(e.Reply))
-		}
-	}
-	return b.String()
 }
 
 // within reports whether a fault window overlaps the time from from to to.
