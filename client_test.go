@@ -57,6 +57,38 @@ func mustLock(t testing.TB, c *Client, resource string) *Reservation {
 	return r
 }
 
+// lockLater runs c.Lock of resource with opts in a goroutine: the channel
+// gets what it held (nil when it failed, which fails the test).
+func lockLater(t testing.TB, c *Client, resource string, opts ...LockOption) <-chan *Reservation {
+	got := make(chan *Reservation, 1)
+	go func() {
+		r, err := c.Lock(t.Context(), resource, opts...)
+		if err != nil {
+			t.Errorf("Lock(%q): %v", resource, err)
+		}
+		got <- r
+	}()
+	return got
+}
+
+// awaitHeld waits, at most 3 s, for what lockLater's channel got, fails
+// the test unless it came within bound of since, and releases it; what
+// names the waiter in the failures.
+func awaitHeld(t testing.TB, got <-chan *Reservation, since time.Time, bound time.Duration, what string) {
+	t.Helper()
+	select {
+	case r := <-got:
+		if d := time.Since(since); d > bound {
+			t.Errorf("%s held it %v later, want within %v", what, d, bound)
+		}
+		if r != nil {
+			r.Release(t.Context())
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("%s not woken within 3s", what)
+	}
+}
+
 // waitDone waits up to limit for r to end and returns how long it took.
 func waitDone(t testing.TB, r *Reservation, limit time.Duration) time.Duration {
 	t.Helper()

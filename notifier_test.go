@@ -416,7 +416,7 @@ func TestCloseAfterAbandonedCalls(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	tracking := strings.Count(srv.Client(t).ClientList(t.Context()).Val(), "name=reservation-tracking ")
+	tracking := len(trackingIDs(t, srv.Client(t)))
 	if tracking > 2 {
 		t.Errorf("%d tracking connections open, want at most 2: connections leak", tracking)
 	}
@@ -432,6 +432,19 @@ func TestCloseAfterAbandonedCalls(t *testing.T) {
 	}
 }
 
+// trackingIDs returns the ids of the notifiers' tracking connections open
+// on the server of rdb.
+func trackingIDs(t *testing.T, rdb *redis.Client) []string {
+	var ids []string
+	for line := range strings.SplitSeq(rdb.ClientList(t.Context()).Val(), "\n") {
+		if strings.Contains(line, "name=reservation-tracking ") {
+			id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // A waiter's arm whose context ends in the middle of its read (the server
 // holds every command back meanwhile) does not tear the shared tracking
 // connection down: the notifier reads with its own context, and the
@@ -442,17 +455,7 @@ func TestArmOutlivesTheWaitersContext(t *testing.T) {
 	n := started(t, c)
 	settle(t, n, 0)
 	admin := srv.Client(t)
-	trackingIDs := func() []string {
-		var ids []string
-		for _, line := range strings.Split(admin.ClientList(t.Context()).Val(), "\n") {
-			if strings.Contains(line, "name=reservation-tracking ") {
-				id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
-				ids = append(ids, id)
-			}
-		}
-		return ids
-	}
-	before, gen := trackingIDs(), n.gen
+	before, gen := trackingIDs(t, admin), n.gen
 	for range 3 {
 		if err := admin.Do(t.Context(), "CLIENT", "PAUSE", 300, "ALL").Err(); err != nil {
 			t.Fatal(err)
@@ -468,7 +471,7 @@ func TestArmOutlivesTheWaitersContext(t *testing.T) {
 	n.mu.Lock()
 	after := n.gen
 	n.mu.Unlock()
-	if ids := trackingIDs(); !slices.Equal(ids, before) || after != gen {
+	if ids := trackingIDs(t, admin); !slices.Equal(ids, before) || after != gen {
 		t.Errorf("after 3 arms given up mid-read: tracking connections %v (generation %d), want %v as before (generation %d)", ids, after, before, gen)
 	}
 }

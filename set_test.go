@@ -163,14 +163,7 @@ func TestSetLockWokenAndFirstServed(t *testing.T) {
 			waiter := newTestClient(t, srv, Options{By: "waiter", TTL: 10 * time.Second, NoQueue: tc.noQueue})
 			waiter.noTracking = !tc.tracking
 			a := mustLock(t, holder, "a")
-			got := make(chan *Reservation, 1)
-			go func() {
-				r, err := waiter.Lock(ctx, "a", With("b"))
-				if err != nil {
-					t.Errorf("Lock of the set: %v", err)
-				}
-				got <- r
-			}()
+			got := lockLater(t, waiter, "a", With("b"))
 			if !tc.noQueue {
 				untilQueued(t, rdb, "reservation-b", 1)
 				// b is free, but the set waits for it first.
@@ -183,18 +176,7 @@ func TestSetLockWokenAndFirstServed(t *testing.T) {
 			if err := a.Release(ctx); err != nil {
 				t.Fatal(err)
 			}
-			released := time.Now()
-			select {
-			case r := <-got:
-				if d := time.Since(released); d > 100*time.Millisecond {
-					t.Errorf("set had %v after the release, want within 100ms", d)
-				}
-				if r != nil {
-					r.Release(ctx)
-				}
-			case <-time.After(3 * time.Second):
-				t.Fatal("set waiter not woken")
-			}
+			awaitHeld(t, got, time.Now(), 100*time.Millisecond, "the set waiter, after a's release,")
 		})
 	}
 }
@@ -305,14 +287,7 @@ func TestSetWaiterWatchesTheMemberThatRefused(t *testing.T) {
 	// Its retries, every 10 s, are no part of it either.
 	waiter := newTestClient(t, srv, Options{By: "waiter", TTL: 30 * time.Second, RetryInterval: 10 * time.Second})
 	a := mustLock(t, holder, "a")
-	got := make(chan *Reservation, 1)
-	go func() {
-		r, err := waiter.Lock(ctx, "a", With("b"))
-		if err != nil {
-			t.Errorf("Lock of the set: %v", err)
-		}
-		got <- r
-	}()
+	got := lockLater(t, waiter, "a", With("b"))
 	untilQueued(t, rdb, "reservation-b", 1)
 	time.Sleep(100 * time.Millisecond) // its turn channels subscribed, a watched
 	before := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha")
@@ -329,17 +304,7 @@ func TestSetWaiterWatchesTheMemberThatRefused(t *testing.T) {
 	if err := a.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case r := <-got:
-		if d := time.Since(released); d > time.Second {
-			t.Errorf("set had %v after a's release, want within 1s (its retry interval: 10s)", d)
-		}
-		if r != nil {
-			r.Release(ctx)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("set waiter not woken by a's release")
-	}
+	awaitHeld(t, got, released, time.Second, "the set waiter (its retry interval: 10s), after a's release,")
 }
 
 // A set's release runs on the notifier's tracking connection, as a plain
@@ -385,32 +350,12 @@ func TestSetReleaseWakesTheClientsOwnWaiters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan time.Duration, 1)
-		waiting := make(chan struct{})
-		go func() {
-			close(waiting)
-			w, err := c.Lock(ctx, b)
-			if err != nil {
-				t.Errorf("Lock(%s): %v", b, err)
-				got <- 0
-				return
-			}
-			w.Release(ctx)
-			got <- 0
-		}()
-		<-waiting
+		got := lockLater(t, c, b)
 		time.Sleep(100 * time.Millisecond) // b watched by its waiter
 		rdb.Set(ctx, "reservation-"+a, "someone-else", 0)
 		start := time.Now()
 		_ = r.Release(ctx) // a not ours: ErrNotHeld
-		select {
-		case <-got:
-			if d := time.Since(start); d > time.Second {
-				t.Errorf("round %d: the waiter of %s had it %v after the set's release, want within 1s (its retry interval: 10s)", i, b, d)
-			}
-		case <-time.After(3 * time.Second):
-			t.Fatalf("round %d: the waiter of %s not woken by the set's release", i, b)
-		}
+		awaitHeld(t, got, start, time.Second, fmt.Sprintf("round %d: the waiter of %s (its retry interval: 10s), after the set's release,", i, b))
 	}
 }
 
