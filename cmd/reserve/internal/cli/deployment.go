@@ -268,15 +268,7 @@ func (d *deployment) clusterOptions() *redis.ClusterOptions {
 	}
 	c := *co
 	c.Addrs = append([]string(nil), co.Addrs...)
-	if d.username != "" {
-		c.Username = d.username
-	}
-	if d.password != "" {
-		c.Password = d.password
-	}
-	if d.tls != nil {
-		c.TLSConfig = d.tls.Clone()
-	}
+	withCredentials(&c.Username, &c.Password, &c.TLSConfig, d.username, d.password, d.tls)
 	return &c
 }
 
@@ -292,16 +284,23 @@ func (d *deployment) failoverOptions() *redis.FailoverOptions {
 	if err != nil {
 		return nil
 	}
-	if d.username != "" {
-		fo.Username = d.username
-	}
-	if d.password != "" {
-		fo.Password = d.password
-	}
-	if d.tls != nil {
-		fo.TLSConfig = d.tls.Clone()
-	}
+	withCredentials(&fo.Username, &fo.Password, &fo.TLSConfig, d.username, d.password, d.tls)
 	return fo
+}
+
+// withCredentials sets *username, *password and *tlsConfig to user, pass
+// and a copy of tc, each where it is given: the credentials and TLS that
+// reserve's Client has override those of a URL parsed again.
+func withCredentials(username, password *string, tlsConfig **tls.Config, user, pass string, tc *tls.Config) {
+	if user != "" {
+		*username = user
+	}
+	if pass != "" {
+		*password = pass
+	}
+	if tc != nil {
+		*tlsConfig = tc.Clone()
+	}
 }
 
 // client returns the library Client for d, with opt. It does not touch
@@ -325,15 +324,7 @@ func singleOptions(addr string, opt *reservation.Options) *redis.Options {
 			ropt = o
 		}
 	}
-	if opt.Username != "" {
-		ropt.Username = opt.Username
-	}
-	if opt.Password != "" {
-		ropt.Password = opt.Password
-	}
-	if opt.TLSConfig != nil {
-		ropt.TLSConfig = opt.TLSConfig.Clone()
-	}
+	withCredentials(&ropt.Username, &ropt.Password, &ropt.TLSConfig, opt.Username, opt.Password, opt.TLSConfig)
 	return ropt
 }
 
