@@ -331,6 +331,11 @@ func TestQueueNextWaiterWatchesTheKey(t *testing.T) {
 		}()
 		untilQueued(t, rdb, r.Key(), i+1)
 	}
+	// c's look when its turn channel's subscription is confirmed comes
+	// while a holds, behind b: once b acquires, only the turn notice can
+	// tell c it heads the queue (a look after b acquired would find it out
+	// by itself, and hide a turn never told).
+	time.Sleep(200 * time.Millisecond)
 	r.Release(ctx)
 	rb := <-got
 	if !strings.HasPrefix(rb.Holder(), "b-") {
