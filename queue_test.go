@@ -218,6 +218,10 @@ func TestQueueWaiterLeaves(t *testing.T) {
 		cgot <- r
 	}()
 	untilQueued(t, rdb, r.Key(), 2)
+	// c's look when its turn channel's subscription is confirmed comes
+	// while b is ahead of it: once b leaves, only the turn notice can tell
+	// c it heads the queue.
+	time.Sleep(200 * time.Millisecond)
 	cancel()
 	if err := <-berr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("b's Lock = %v; want its context's end", err)
