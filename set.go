@@ -400,8 +400,14 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 			for j, i := range unarmed {
 				arm[j] = keys[i]
 			}
+			// No later than the next attempt is due, which renews the
+			// places: after a reconnection the notifier may take a second
+			// or more to watch keys again.
+			actx, cancel := context.WithTimeout(ctx, delay)
+			pttls, err := n.armKeys(actx, arm...)
+			cancel()
 			free := false
-			if pttls, err := n.armKeys(ctx, arm...); err == nil {
+			if err == nil {
 				for j, i := range unarmed {
 					free = free || pttls[j] == -2 && (last == nil || last.Resource == set[i])
 				}

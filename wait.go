@@ -366,7 +366,12 @@ func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Re
 			}
 			if w.tracked(n) && (!armed || w.quiet) {
 				w.quiet = false
-				p, err := n.arm(ctx, w.key)
+				// No later than the lease is due: after a reconnection the
+				// notifier may take a second or more to watch keys again,
+				// and a head that waited for it would lose its place.
+				actx, cancel := context.WithDeadline(ctx, leaseDue)
+				p, err := n.arm(actx, w.key)
+				cancel()
 				if err == nil && p == -2 {
 					continue // free since the attempt: again at once
 				}

@@ -86,6 +86,12 @@ type scenario struct {
 	seed    uint64
 	names   map[string]bool
 	proxies []*toxiproxy.Proxy
+	// inproc names the workers in this process; stalls are when this
+	// process was not scheduled (see watchStalls).
+	inproc     []string
+	stalls     []window
+	stallsDone chan struct{}
+	stallsWG   sync.WaitGroup
 }
 
 type stopper interface{ stop() }
@@ -153,6 +159,7 @@ func newScenarioOn(t *testing.T, order int, title string, short time.Duration, u
 	if _, err := c.PrimeRestartGuard(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	s.watchStalls()
 	s.start = time.Now()
 	t.Logf("seed %d, %v of traffic, TTL %v, heartbeat %v", s.seed, s.duration, s.ttl, cmp.Or(s.heartbeat, s.ttl/3))
 	return s
@@ -247,8 +254,60 @@ func (s *scenario) goWorkerHook(spec worker.Spec, log *slog.Logger, onEvent func
 	}()
 	s.mu.Lock()
 	s.workers = append(s.workers, w)
+	s.inproc = append(s.inproc, spec.Name)
 	s.mu.Unlock()
 	return w
+}
+
+// stallMin is the shortest stall of this process that watchStalls records.
+const stallMin = 100 * time.Millisecond
+
+// watchStalls records, until finish, when this process was not scheduled
+// for stallMin or more: a goroutine that sleeps 5 ms at a time woke that
+// late. On 2 cores, this process runs the workers in it, the toxiproxy
+// proxies and the test's polls; a stall of it (the machine's other load,
+// the race detector's and the collector's work) stops them all, as a
+// SIGSTOP stops a worker process, and finish records it so: a Suspended
+// event of each worker in this process, which the history checker
+// excuses as it excuses a stopped process (a waiter stalled past its
+// place's lease may lose its place).
+func (s *scenario) watchStalls() {
+	s.stallsDone = make(chan struct{})
+	s.stallsWG.Add(1)
+	go func() {
+		defer s.stallsWG.Done()
+		prev := history.Now()
+		for {
+			select {
+			case <-s.stallsDone:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			now := history.Now()
+			if time.Duration(now-prev) >= stallMin {
+				s.mu.Lock()
+				s.stalls = append(s.stalls, window{from: prev, until: now})
+				s.mu.Unlock()
+			}
+			prev = now
+		}
+	}()
+	s.t.Cleanup(func() { s.stopStalls() })
+}
+
+// stopStalls ends watchStalls (again is a no-op) and returns the stalls.
+func (s *scenario) stopStalls() []window {
+	s.mu.Lock()
+	select {
+	case <-s.stallsDone:
+	default:
+		close(s.stallsDone)
+	}
+	s.mu.Unlock()
+	s.stallsWG.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.stalls)
 }
 
 // proc is a worker process: this test binary run again with $FAULTS_WORKER.
@@ -568,6 +627,16 @@ func (s *scenario) finish(extra func(res *history.Result)) {
 		p.Stop()
 	}
 	s.mu.Unlock()
+	stalls := s.stopStalls()
+	s.mu.Lock()
+	inproc := slices.Clone(s.inproc)
+	s.mu.Unlock()
+	for _, st := range stalls {
+		t.Logf("this process (%d workers, the proxies) stalled %v at %s", len(inproc), time.Duration(st.until-st.from).Round(time.Millisecond), stamp(st.from))
+		for _, name := range inproc {
+			s.h.Add(history.Event{Kind: history.Suspended, Worker: name, At: st.from, Until: st.until})
+		}
+	}
 
 	res := s.h.Check(s.limits())
 	if extra != nil {

@@ -4,16 +4,23 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/redis-reservation/reservation"
+	"github.com/redis-reservation/reservation/internal/redistest"
 
 	"github.com/redis-reservation/reservation/faults/history"
 	"github.com/redis-reservation/reservation/faults/internal/worker"
@@ -101,6 +108,105 @@ func leaseEnd(ctx context.Context, rdb *redis.Client, resource, value string) (i
 		return 0, false
 	}
 	return int64(ms) * int64(time.Millisecond), true
+}
+
+// lapse is a place that left resource's queue after its lease's end: its
+// waiter did not renew it in time.
+type lapse struct {
+	resource, value    string
+	leaseEnd, seenGone int64
+}
+
+// placeWatch polls the leases of the places in some queues (see
+// watchPlaces).
+type placeWatch struct {
+	done   chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	lapses []lapse
+}
+
+// watchPlaces polls the leases of the places in resources' queues every
+// 10 ms until stop, and records each place that left its queue after its
+// lease's end (seen gone at a poll later than the end: a place that leaves
+// when its waiter acquires or gives up leaves before).
+func (s *scenario) watchPlaces(rdb *redis.Client, resources []string) *placeWatch {
+	pw := &placeWatch{done: make(chan struct{})}
+	pw.wg.Add(1)
+	go func() {
+		defer pw.wg.Done()
+		ctx := context.Background()
+		ends := map[[2]string]int64{} // resource and value: lease end (ns)
+		for pw.sleep(10 * time.Millisecond) {
+			cmds := make([]*redis.ZSliceCmd, len(resources))
+			_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, r := range resources {
+					cmds[i] = p.ZRangeWithScores(ctx, leasesKey(r), 0, -1)
+				}
+				return nil
+			})
+			now := history.Now()
+			if err != nil {
+				continue
+			}
+			seen := map[[2]string]bool{}
+			for i, c := range cmds {
+				for _, z := range c.Val() {
+					k := [2]string{resources[i], z.Member.(string)}
+					seen[k] = true
+					ends[k] = int64(z.Score) * int64(time.Millisecond)
+				}
+			}
+			for k, end := range ends {
+				if !seen[k] {
+					if now > end {
+						pw.mu.Lock()
+						pw.lapses = append(pw.lapses, lapse{k[0], k[1], end, now})
+						pw.mu.Unlock()
+					}
+					delete(ends, k)
+				}
+			}
+		}
+	}()
+	s.t.Cleanup(pw.wg.Wait)
+	return pw
+}
+
+// sleep sleeps d and reports whether the watch goes on.
+func (pw *placeWatch) sleep(d time.Duration) bool {
+	select {
+	case <-pw.done:
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// stop ends the watch and returns the lapses it saw.
+func (pw *placeWatch) stop() []lapse {
+	close(pw.done)
+	pw.wg.Wait()
+	return pw.lapses
+}
+
+// checkPlacesKept checks that every place that lapsed was a waiter's whose
+// link was cut for longer than its lease (deps), or whose process stalled
+// past the place's lease (see watchStalls): a waiter whose link is fine,
+// or cut briefly, renews its place in time.
+func (s *scenario) checkPlacesKept(lapses []lapse, deps []departure) {
+	cut := map[string]bool{}
+	for _, d := range deps {
+		cut[d.resource+" "+d.value] = true
+	}
+	stalls := s.stopStalls()
+	for _, l := range lapses {
+		ok := cut[l.resource+" "+l.value] || slices.ContainsFunc(stalls, func(st window) bool {
+			return time.Duration(st.until-st.from) > s.limits().PlaceKept && st.until >= l.leaseEnd-int64(s.ttl) && st.from <= l.leaseEnd
+		})
+		s.check("a place lapsed only when its waiter was cut off or stalled past its lease", ok, noMeasure, false,
+			"%s (%s) in the queue of %q: lease ended %s, seen gone %s", l.value, byOf(l.value), l.resource, stamp(l.leaseEnd), stamp(l.seenGone))
+	}
 }
 
 // departure is a dead or cut-off waiter: its holder value in resource's
@@ -283,12 +389,17 @@ func (s *scenario) checkOrder(res *history.Result) {
 		}
 	}
 	if failed > 0 {
+		// The violations first (errors of finish too): a long log is cut
+		// in its middle where CI shows it.
 		seen := map[string]bool{}
-		for _, hd := range res.Holds {
-			if !seen[hd.Resource] {
-				seen[hd.Resource] = true
-				s.t.Logf("Lock calls on %q:\n%s", hd.Resource, s.dumpCalls(0, math.MaxInt64, hd.Resource))
+		for _, v := range res.Violations {
+			if v.Check == "fifo" {
+				s.t.Logf("order violated: %v", v)
+				seen[v.Resource] = true
 			}
+		}
+		for _, r := range slices.Sorted(maps.Keys(seen)) {
+			s.t.Logf("Lock calls on %q:\n%s", r, s.dumpCalls(0, math.MaxInt64, r))
 		}
 	}
 	if res.Waited == 0 {
@@ -479,6 +590,7 @@ func TestFaultQueueCutWaiter(t *testing.T) {
 	}
 	rdb := s.srv.Client(t)
 	ctx := context.Background()
+	places := s.watchPlaces(rdb, queueResources)
 	var (
 		windows []window
 		deps    []departure
@@ -556,9 +668,11 @@ func TestFaultQueueCutWaiter(t *testing.T) {
 		cuts[boolIndex(long)]++
 	}
 	end := history.Now()
+	lapses := places.stop()
 	s.finish(func(res *history.Result) {
 		s.checkOrder(res)
 		s.checkDepartures(deps)
+		s.checkPlacesKept(lapses, deps)
 		s.checkHandoffs(res, windows, end)
 		t.Logf("%d short cuts, %d long ones", cuts[0], cuts[1])
 		if cuts[0] == 0 || len(deps) == 0 {
@@ -675,4 +789,118 @@ func TestFaultQueueRestart(t *testing.T) {
 			t.Error("no restart with waiters queued")
 		}
 	})
+}
+
+// A Lock call that heads the queue just after its Client's link came back
+// from a long cut keeps renewing its place: the notifier may take a second
+// or more to watch keys again (its watch loop backs off while the link is
+// down), and a head that waited for that watch before its next attempt
+// let its place's lease run out, so that a later Lock call overtook it. A
+// set's Lock (here of 2 members, the second free) the same.
+func TestQueueHeadKeepsItsPlaceAfterReconnect(t *testing.T) {
+	srv := redistest.Start(t)
+	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	const resource = "after-cut"
+	newClient := func(t *testing.T, url, by string) *reservation.Client {
+		c, err := reservation.New(url, &reservation.Options{By: by, TTL: ttl, HeartbeatInterval: ttl / 3,
+			RetryInterval: retry, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	holder := newClient(t, srv.URL(), "holder")
+	for i, tc := range []struct {
+		name  string
+		after time.Duration // from the link's return to the Lock call
+		opts  []reservation.LockOption
+	}{
+		{"lock/at-once", 0, nil},
+		{"lock/100ms-later", 100 * time.Millisecond, nil},
+		{"set/at-once", 0, []reservation.LockOption{reservation.With("after-cut-free")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := toxiproxy.NewProxy(tox, fmt.Sprintf("v%d", i), "127.0.0.1:0", srv.Addr)
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Stop)
+			by := fmt.Sprintf("victim%d", i)
+			v := newClient(t, proxyURL(p), by)
+			h, err := holder.Lock(ctx, resource)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Release(ctx)
+			// A first wait starts v's notifier; then the link is cut for
+			// long enough that its loops back off to their longest sleep.
+			wctx, cancel := context.WithTimeout(ctx, 2*retry)
+			_, _ = v.Lock(wctx, resource, tc.opts...)
+			cancel()
+			p.Stop()
+			time.Sleep(3 * time.Second)
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(tc.after)
+			got := make(chan error, 1)
+			lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			go func() {
+				r, err := v.Lock(lctx, resource, tc.opts...)
+				if err == nil {
+					err = r.Release(ctx)
+				}
+				got <- err
+			}()
+			// v heads the queue: watch its place's lease for 1.5 s.
+			var (
+				value   string
+				lastEnd float64
+				worst   time.Duration
+			)
+			for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				zs, err := rdb.ZRangeWithScores(ctx, leasesKey(resource), 0, -1).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var end float64
+				for _, z := range zs {
+					if m := z.Member.(string); strings.HasPrefix(m, by+"-") && (value == "" || m == value) {
+						value, end = m, z.Score
+					}
+				}
+				now := float64(time.Now().UnixMilli())
+				switch {
+				case value == "":
+					continue // not queued yet
+				case end == 0:
+					t.Fatalf("%s left the queue at %s, its lease having ended at %s: a later Lock call goes first",
+						value, stamp(int64(now)*1e6), stamp(int64(lastEnd)*1e6))
+				case end != lastEnd:
+					if lastEnd != 0 {
+						// Renewed with lastEnd - now left.
+						worst = max(worst, ttl-time.Duration(lastEnd-now)*time.Millisecond)
+					}
+					lastEnd = end
+				}
+			}
+			if value == "" {
+				t.Fatalf("%s never queued", by)
+			}
+			t.Logf("longest between two renewals of the head's place: %v", worst)
+			if worst > ttl-slack {
+				t.Errorf("the head's place went %v without renewal, within %v of its lease's end (%v)", worst, slack, ttl)
+			}
+			if err := h.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-got; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -516,6 +516,18 @@ var mutants = []mutant{
 		tests: []tests{root("^TestSetReleaseWakesTheClientsOwnWaiters$")},
 	},
 	{
+		name:  "queue-head-waits-for-the-watch",
+		why:   "the head of a queue waits for the notifier to watch the key however long that takes (a second after a reconnection), and its place's lease runs out meanwhile",
+		edits: []edit{{"wait.go", "actx, cancel := context.WithDeadline(ctx, leaseDue)", "actx, cancel := context.WithCancel(ctx)"}},
+		tests: []tests{{module: "faults", pkg: ".", run: "^TestQueueHeadKeepsItsPlaceAfterReconnect$/^lock$/^at-once$"}},
+	},
+	{
+		name:  "set-head-waits-for-the-watch",
+		why:   "a set waiter at the head waits for the notifier to watch the members however long that takes, and its places' leases run out meanwhile",
+		edits: []edit{{"set.go", "actx, cancel := context.WithTimeout(ctx, delay)", "actx, cancel := context.WithCancel(ctx)"}},
+		tests: []tests{{module: "faults", pkg: ".", run: "^TestQueueHeadKeepsItsPlaceAfterReconnect$/^set$"}},
+	},
+	{
 		name:  "set-waiter-behind-retries-at-once",
 		why:   "a set waiter behind another in some queue tries again at once instead of waiting for its turn",
 		edits: []edit{{"set.go", "\t\thead := last == nil || last.place == 0\n", "\t\thead := last == nil || last.place == 0\n\t\tif !head {\n\t\t\tcontinue\n\t\t}\n"}},
