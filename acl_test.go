@@ -781,8 +781,18 @@ func TestACLFallbacks(t *testing.T) {
 					t.Errorf("ForceRelease without eval = %v; want an error matching ErrNoPermission that names eval", err)
 				}
 			}
-			time.Sleep(300 * time.Millisecond) // their give-backs, in the background
+			// Their give-backs run in the background: wait until the count
+			// holds still for 300 ms (a retry loop never would), then for
+			// a second more.
 			sent := rejected(t, command) - before
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+				time.Sleep(300 * time.Millisecond)
+				now := rejected(t, command) - before
+				if now == sent {
+					break
+				}
+				sent = now
+			}
 			time.Sleep(time.Second)
 			if later := rejected(t, command) - before; later != sent || sent == 0 {
 				t.Errorf("%d %s refused by the two calls, %d a second later; want the same, not a retry loop", sent, command, later)

@@ -341,7 +341,17 @@ func TestEvictionRiskReported(t *testing.T) {
 			mustLock(t, c, "evictable")
 			mustLock(t, c, "evictable-2")
 			started(t, c)
-			time.Sleep(100 * time.Millisecond)
+			count := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(got)
+			}
+			if tc.want > 0 {
+				// Checked by the notifier's loop, told by the event
+				// goroutine: wait for it.
+				waitFor(t, func() bool { return count() >= tc.want })
+			}
+			time.Sleep(100 * time.Millisecond) // and for any other
 			mu.Lock()
 			defer mu.Unlock()
 			if len(got) != tc.want {
