@@ -91,6 +91,7 @@ type scenario struct {
 	inproc     []string
 	stalls     []window
 	stallsDone chan struct{}
+	stallsOnce sync.Once
 	stallsWG   sync.WaitGroup
 }
 
@@ -297,13 +298,7 @@ func (s *scenario) watchStalls() {
 
 // stopStalls ends watchStalls (again is a no-op) and returns the stalls.
 func (s *scenario) stopStalls() []window {
-	s.mu.Lock()
-	select {
-	case <-s.stallsDone:
-	default:
-		close(s.stallsDone)
-	}
-	s.mu.Unlock()
+	s.stallsOnce.Do(func() { close(s.stallsDone) })
 	s.stallsWG.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
