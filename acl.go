@@ -186,7 +186,6 @@ var aclCommands = []struct {
 	{name: "sunsubscribe", where: onCluster},              // those no longer waited for
 	{name: "cluster|slots", read: true, where: onCluster}, // go-redis reads the slot map
 	{name: "asking", read: true, where: onCluster},        // go-redis, on an ASK redirect while a slot moves
-	{name: "command", read: true, where: onCluster},       // go-redis reads the commands' key positions, to route them
 }
 
 // aclScripts are the sources of every script a Client runs.

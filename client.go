@@ -1,6 +1,7 @@
 package reservation
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -132,7 +133,8 @@ func newServer(addr string, o Options, tune func(*redis.Options)) (*Client, erro
 // *redis.Client (single server, or Sentinel through redis.NewFailoverClient),
 // a *redis.ClusterClient, or any other redis.UniversalClient. Close does not
 // close rdb. It returns an error wrapping ErrInvalidOptions when rdb is nil
-// or an option is bad.
+// or an option is bad. Give a cluster client ContextTimeoutEnabled, so that
+// deadlines bound each call (NewCluster does).
 func NewWithClient(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 	if rdb == nil {
 		return nil, optionError("nil redis client")
@@ -354,8 +356,9 @@ func (c *Client) Options() Options {
 	return o
 }
 
-// Ping checks that the server answers and accepts the credentials. Its error
-// names the server's address, never the password.
+// Ping checks that the server (on a Cluster, a master) answers and accepts
+// the credentials. Its error names the server's address, never the
+// password.
 func (c *Client) Ping(ctx context.Context) error {
 	if err := c.checkOpen(); err != nil {
 		return err
@@ -363,7 +366,18 @@ func (c *Client) Ping(ctx context.Context) error {
 	if c.quorum != nil {
 		return c.quorumPing(ctx)
 	}
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
+	var err error
+	if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
+		var ping *redis.StatusCmd
+		_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // to a master (see eachMaster)
+			ping = p.Ping(ctx)
+			return nil
+		})
+		err = cmp.Or(ping.Err(), err)
+	} else {
+		err = c.rdb.Ping(ctx).Err()
+	}
+	if err != nil {
 		return c.explain(fmt.Errorf("reservation: ping %s: %w", c.where(), classify(c.where(), err)))
 	}
 	return nil

@@ -1369,16 +1369,45 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// memoryInfos returns INFO memory of the server, or of every master of a
+// Cluster.
+func (c *Client) memoryInfos(ctx context.Context) ([]string, error) {
+	cc, ok := c.rdb.(*redis.ClusterClient)
+	if !ok {
+		info, err := c.rdb.Info(ctx, "memory").Result()
+		return []string{info}, err
+	}
+	var (
+		mu    sync.Mutex
+		infos []string
+	)
+	err := eachMaster(ctx, cc, func(ctx context.Context, m *redis.Client) error {
+		info, err := m.Info(ctx, "memory").Result()
+		mu.Lock()
+		infos = append(infos, info)
+		mu.Unlock()
+		return err
+	})
+	return infos, err
+}
+
 // evictionCheckInterval is how often the server's eviction policy is read
 // again: it can change at run time (CONFIG SET).
 const evictionCheckInterval = time.Minute
+
+// evictionCheckTimeout bounds each eviction check.
+const evictionCheckTimeout = 2 * time.Second
 
 // checkEviction warns, once per setting, when the server may evict
 // reservation keys: maxmemory set with a policy other than noeviction (the
 // volatile-* policies evict ours too, as every reservation key has a TTL).
 // It reads INFO, which users without CONFIG may still run.
 func (c *Client) checkEviction(ctx context.Context) {
-	info, err := c.rdb.Info(ctx, "memory").Result()
+	// Bounded: the watch loop waits for it, and a Cluster master that
+	// hangs must not hold the watches of the others.
+	ctx, cancel := context.WithTimeout(ctx, evictionCheckTimeout)
+	defer cancel()
+	infos, err := c.memoryInfos(ctx)
 	if commandRefused(err) {
 		c.reportOnce("eviction-check", Event{Kind: EventNoPermission, Err: fmt.Errorf(
 			"%w: INFO refused, so the Client cannot tell whether %s may evict reservation keys (eviction-risk events): %w",
@@ -1387,17 +1416,20 @@ func (c *Client) checkEviction(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	var maxmemory, policy string
-	for line := range strings.SplitSeq(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
-			maxmemory = v
-		} else if v, ok := strings.CutPrefix(line, "maxmemory_policy:"); ok {
-			policy = v
-		}
-	}
 	setting := ""
-	if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
-		setting = "maxmemory " + maxmemory + " with maxmemory-policy " + policy
+	for _, info := range infos {
+		var maxmemory, policy string
+		for line := range strings.SplitSeq(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
+				maxmemory = v
+			} else if v, ok := strings.CutPrefix(line, "maxmemory_policy:"); ok {
+				policy = v
+			}
+		}
+		if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
+			setting = "maxmemory " + maxmemory + " with maxmemory-policy " + policy
+			break
+		}
 	}
 	if c.events.changed("eviction", setting) && setting != "" {
 		c.emit(Event{Kind: EventEvictionRisk, Err: fmt.Errorf(

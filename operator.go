@@ -68,7 +68,12 @@ func (c *Client) forceRelease(ctx context.Context, key string) (string, []Permit
 		}
 		return v, nil, nil
 	}
-	current, err := c.rdb.Get(ctx, key).Result()
+	var get *redis.StringCmd
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // see eachMaster
+		get = p.Get(ctx, key)
+		return nil
+	})
+	current, err := get.Result()
 	if err != nil && !isPerKey(err) {
 		return "", nil, err
 	}

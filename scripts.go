@@ -132,9 +132,10 @@ func (sc *scriptCall) heldRead(value string) *trackedRead {
 }
 
 // run runs the call on its own, with EVALSHA, falling back to EVAL on
-// NOSCRIPT; in a pipeline when commands follow it (then, or a WAIT).
+// NOSCRIPT; in a pipeline when commands follow it (then, or a WAIT), or on
+// a Cluster (see eachMaster).
 func (sc *scriptCall) run(ctx context.Context, rdb redis.UniversalClient) *redis.Cmd {
-	if sc.then != nil || sc.replicas > 0 {
+	if _, cluster := rdb.(*redis.ClusterClient); cluster || sc.then != nil || sc.replicas > 0 {
 		_, _ = evalPipelined(ctx, rdb, []*scriptCall{sc})
 		return sc.cmd
 	}
@@ -248,8 +249,12 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 	}
 	if len(again) > 0 {
 		// Without SCRIPT LOAD (renamed, or denied to the user) EVAL may
-		// still be allowed: send the sources themselves.
-		sent = exec(again, loadScripts(ctx, rdb) != nil)
+		// still be allowed: send the sources themselves. On a Cluster, at
+		// once: a load on every node would wait for any that hangs (a
+		// replica too), and EVAL caches a script on its node as a load
+		// does.
+		_, cluster := rdb.(*redis.ClusterClient)
+		sent = exec(again, cluster || loadScripts(ctx, rdb) != nil)
 	}
 	for _, c := range calls {
 		if err := c.cmd.Err(); err != nil {
@@ -259,7 +264,7 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 	return sent, nil
 }
 
-// loadScripts loads every script on every node, for pipelines that send
+// loadScripts loads every script on the server, for pipelines that send
 // EVALSHA and cannot fall back to EVAL one command at a time.
 func loadScripts(ctx context.Context, rdb redis.UniversalClient) error {
 	// Not Script.Load: in a pipeline it would record an empty digest.
@@ -274,8 +279,6 @@ func loadScripts(ctx context.Context, rdb redis.UniversalClient) error {
 		return err
 	}
 	switch c := rdb.(type) {
-	case *redis.ClusterClient:
-		return c.ForEachShard(ctx, load)
 	case *redis.Client:
 		return load(ctx, c)
 	default:

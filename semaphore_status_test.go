@@ -374,12 +374,23 @@ func (afterGet) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h afterGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if args := cmd.Args(); len(args) == 2 && args[0] == "get" && args[1] == h.key {
-			h.then()
+		h.after(cmd)
+		return err
+	}
+}
+func (h afterGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			h.after(cmd)
 		}
 		return err
 	}
 }
-func (afterGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+
+// after calls h.then when cmd is a GET of h.key.
+func (h afterGet) after(cmd redis.Cmder) {
+	if args := cmd.Args(); len(args) == 2 && args[0] == "get" && args[1] == h.key {
+		h.then()
+	}
 }

@@ -278,8 +278,13 @@ func TestClusterResharding(t *testing.T) {
 func TestClusterFailoverLosesUnreplicated(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t, redisserver.ClusterOptions{Replicas: 1})
-	a := clusterClient(t, cl, Options{TTL: 5 * time.Second})
-	safe := clusterClient(t, cl, Options{TTL: 5 * time.Second, WaitReplicas: 1})
+	// The replica's copy of kept lives one TTL from the last renewal it
+	// saw, before it was paused: a TTL of 30 s leaves room for a failover
+	// on a busy machine, and frequent renewals have the loss of lost heard
+	// soon after it. safe's TTL outlives waitFor: its give-back must be
+	// what frees its key, not expiry.
+	a := clusterClient(t, cl, Options{TTL: 30 * time.Second, HeartbeatInterval: 500 * time.Millisecond})
+	safe := clusterClient(t, cl, Options{TTL: 30 * time.Second, WaitReplicas: 1})
 	ctx := t.Context()
 	_, byNode := spread(t, a, 30)
 	master := cl.Addrs()[0]
@@ -291,6 +296,7 @@ func TestClusterFailoverLosesUnreplicated(t *testing.T) {
 	// safe: with WaitReplicas 1, a master left without a replica cannot
 	// renew, and its reservations are lost at their deadline.)
 	kept := mustLock(t, a, names[0])
+	acquired := time.Now()
 	replica := replicaOf(t, cl, master)
 	onReplica := redis.NewClient(&redis.Options{Addr: replica.Addr})
 	defer onReplica.Close()
@@ -316,11 +322,14 @@ func TestClusterFailoverLosesUnreplicated(t *testing.T) {
 		in, err := safe.Status(ctx, names[2])
 		return err == nil && !in.Held
 	})
+	killed := time.Now()
 	cl.Server(master).Kill()
 	replica.Resume()
 	if _, err := cl.WaitForFailover(ctx, cl.Server(master)); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("the replica took over %v after the master was killed, %v after kept was acquired",
+		time.Since(killed).Round(time.Millisecond), time.Since(acquired).Round(time.Millisecond))
 	select {
 	case <-lost.Done():
 		if !errors.Is(lost.Err(), ErrLost) {
@@ -332,6 +341,89 @@ func TestClusterFailoverLosesUnreplicated(t *testing.T) {
 	time.Sleep(time.Second) // a renewal or two on the new master
 	if err := kept.Err(); err != nil {
 		t.Errorf("replicated reservation lost across the failover: %v", err)
+	}
+}
+
+// TestClusterHungReplicaDelaysNothing pauses every replica of a cluster:
+// new Clients' first calls, all on masters, keep their deadlines. (Before
+// the first command sent on its own, go-redis reads the command table of a
+// random node, replicas included, for up to 5 s whatever the deadline: a
+// give-back failed so in CI, with one replica paused. See eachMaster.)
+func TestClusterHungReplicaDelaysNothing(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{Replicas: 1})
+	// A Client that sent a command on its own would read the command table
+	// first from a paused node one time in two: ten Clients would all miss
+	// them one run in a thousand.
+	clients := make([]*Client, 10)
+	for i := range clients {
+		clients[i] = clusterClient(t, cl, Options{TTL: 5 * time.Second})
+	}
+	var replicas []*redisserver.Server // found before any is paused: replicaOf asks every node
+	for _, master := range cl.Addrs() {
+		replicas = append(replicas, replicaOf(t, cl, master))
+	}
+	for _, r := range replicas {
+		r.Pause()
+		t.Cleanup(r.Resume)
+	}
+	for i, c := range clients {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		start := time.Now()
+		r, err := c.TryLock(ctx, fmt.Sprint("hung-", i))
+		if err == nil {
+			err = r.Release(ctx)
+		}
+		if err == nil {
+			err = c.Ping(ctx)
+		}
+		if err == nil {
+			_, err = c.Status(ctx, "hung")
+		}
+		cancel()
+		if err != nil {
+			t.Errorf("client %d, replicas paused: %v after %v", i, err, time.Since(start).Round(time.Millisecond))
+		}
+	}
+}
+
+// TestClusterEvictionRiskOnAnyMaster sets an evicting policy on one master
+// of three, each in turn: a new Client reports it each time, as it reads
+// every master's. (One read of any node would see it one time in three.)
+func TestClusterEvictionRiskOnAnyMaster(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, redisserver.ClusterOptions{})
+	ctx := t.Context()
+	for _, addr := range cl.Addrs() {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		defer rdb.Close()
+		policy := func(p string) {
+			t.Helper()
+			if err := rdb.ConfigSet(ctx, "maxmemory", "100mb").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := rdb.ConfigSet(ctx, "maxmemory-policy", p).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		policy("allkeys-lru")
+		events := make(chan Event, 10)
+		c := clusterClient(t, cl, Options{OnEvent: func(e Event) {
+			if e.Kind == EventEvictionRisk {
+				events <- e
+			}
+		}})
+		mustLock(t, c, "evictable")
+		select {
+		case e := <-events:
+			if !strings.Contains(e.Err.Error(), "allkeys-lru") {
+				t.Errorf("event %v does not name the policy of %s", e.Err, addr)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("no eviction-risk event for %s with allkeys-lru", addr)
+		}
+		c.Close()
+		policy("noeviction")
 	}
 }
 
