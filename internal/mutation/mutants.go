@@ -522,6 +522,19 @@ var mutants = []mutant{
 		tests: []tests{{module: "faults", pkg: ".", run: "^TestQueueHeadKeepsItsPlaceAfterReconnect$/^lock$/^at-once$"}},
 	},
 	{
+		name:  "cluster-script-sent-alone",
+		why:   "on a Cluster a script call is sent on its own rather than in a pipeline, and go-redis first reads the command table of a random node, for 5 s whatever the deadline when that node hangs",
+		edits: []edit{{"scripts.go", "if _, cluster := rdb.(*redis.ClusterClient); cluster || sc.then != nil", "if sc.then != nil"}},
+		tests: []tests{root("^TestClusterHungReplicaDelaysNothing$")},
+	},
+	{
+		name: "cluster-scripts-loaded-on-every-node",
+		why:  "on a Cluster a script missing from a node is loaded on every node, replicas included, and the call waits for any that hangs",
+		edits: []edit{{"scripts.go", "\tswitch c := rdb.(type) {\n\tcase *redis.Client:", "\tswitch c := rdb.(type) {\n\tcase *redis.ClusterClient:\n\t\treturn c.ForEachShard(ctx, load)\n\tcase *redis.Client:"},
+			{"scripts.go", "exec(again, cluster || loadScripts(ctx, rdb) != nil)", "exec(again, cluster && false || loadScripts(ctx, rdb) != nil)"}},
+		tests: []tests{root("^TestClusterHungReplicaDelaysNothing$")},
+	},
+	{
 		name:  "set-head-waits-for-the-watch",
 		why:   "a set waiter at the head waits for the notifier to watch the members however long that takes, and its places' leases run out meanwhile",
 		edits: []edit{{"set.go", "actx, cancel := context.WithTimeout(ctx, delay)", "actx, cancel := context.WithCancel(ctx)"}},
