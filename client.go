@@ -134,7 +134,10 @@ func newServer(addr string, o Options, tune func(*redis.Options)) (*Client, erro
 // a *redis.ClusterClient, or any other redis.UniversalClient. Close does not
 // close rdb. It returns an error wrapping ErrInvalidOptions when rdb is nil
 // or an option is bad. Give a cluster client ContextTimeoutEnabled, so that
-// deadlines bound each call (NewCluster does).
+// deadlines bound each call (NewCluster does); its options that send reads
+// to replicas are refused, as by NewCluster. With DisableRoutingPolicies,
+// go-redis sends keyless commands (PING, and the TIME read with a Status)
+// to any node, replicas included.
 func NewWithClient(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 	if rdb == nil {
 		return nil, optionError("nil redis client")
@@ -146,8 +149,14 @@ func NewWithClient(rdb redis.UniversalClient, opt *Options) (*Client, error) {
 	if o.Username != "" || o.Password != "" || o.TLSConfig != nil {
 		return nil, optionError("Username, Password and TLSConfig are for New: set them on the go-redis client")
 	}
-	switch rdb.(type) {
-	case *redis.Client, *redis.ClusterClient:
+	switch r := rdb.(type) {
+	case *redis.ClusterClient:
+		if co := r.Options(); co.ReadOnly || co.RouteByLatency || co.RouteRandomly {
+			// As NewCluster; and go-redis then reads the command table
+			// before every pipeline (see scriptCall.run).
+			return nil, optionError("ReadOnly, RouteByLatency and RouteRandomly send reads to replicas, which may not have the last write")
+		}
+	case *redis.Client:
 	default:
 		if o.WaitReplicas > 0 {
 			// WAIT must follow the script on its connection, which only
@@ -369,7 +378,7 @@ func (c *Client) Ping(ctx context.Context) error {
 	var err error
 	if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
 		var ping *redis.StatusCmd
-		_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // to a master (see eachMaster)
+		_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // to a master (see scriptCall.run)
 			ping = p.Ping(ctx)
 			return nil
 		})

@@ -619,6 +619,14 @@ func TestOptionsValidation(t *testing.T) {
 			t.Errorf("NewWithClient with %+v = %v, want ErrInvalidOptions: New's fields only", opt, err)
 		}
 	}
+	for _, co := range []*redis.ClusterOptions{{ReadOnly: true}, {RouteByLatency: true}, {RouteRandomly: true}} {
+		co.Addrs = []string{"127.0.0.1:6379"}
+		cc := redis.NewClusterClient(co)
+		if _, err := NewWithClient(cc, nil); !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), "replicas") {
+			t.Errorf("NewWithClient of a cluster client with %+v = %v, want ErrInvalidOptions: reads sent to replicas", co, err)
+		}
+		cc.Close()
+	}
 	// Nil options mean every default, the host name as By included.
 	for _, opt := range []*Options{nil, {}} {
 		c, err := New("127.0.0.1:6379", opt)

@@ -945,7 +945,7 @@ func (n *notifier) watchLoop() {
 	defer n.c.wg.Done()
 	ctx := n.c.ctx
 	var failures int
-	n.c.checkEviction(ctx)
+	n.checkEviction(ctx)
 	evictionCheck := time.NewTicker(evictionCheckInterval)
 	defer evictionCheck.Stop()
 	for {
@@ -953,7 +953,7 @@ func (n *notifier) watchLoop() {
 		case <-ctx.Done():
 			return
 		case <-evictionCheck.C:
-			n.c.checkEviction(ctx)
+			n.checkEviction(ctx)
 			// and drop the turn channels no longer waited for
 		case <-n.kick:
 		}
@@ -1369,28 +1369,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// memoryInfos returns INFO memory of the server, or of every master of a
-// Cluster.
-func (c *Client) memoryInfos(ctx context.Context) ([]string, error) {
-	cc, ok := c.rdb.(*redis.ClusterClient)
-	if !ok {
-		info, err := c.rdb.Info(ctx, "memory").Result()
-		return []string{info}, err
-	}
-	var (
-		mu    sync.Mutex
-		infos []string
-	)
-	err := eachMaster(ctx, cc, func(ctx context.Context, m *redis.Client) error {
-		info, err := m.Info(ctx, "memory").Result()
-		mu.Lock()
-		infos = append(infos, info)
-		mu.Unlock()
-		return err
-	})
-	return infos, err
-}
-
 // evictionCheckInterval is how often the server's eviction policy is read
 // again: it can change at run time (CONFIG SET).
 const evictionCheckInterval = time.Minute
@@ -1398,41 +1376,46 @@ const evictionCheckInterval = time.Minute
 // evictionCheckTimeout bounds each eviction check.
 const evictionCheckTimeout = 2 * time.Second
 
-// checkEviction warns, once per setting, when the server may evict
-// reservation keys: maxmemory set with a policy other than noeviction (the
-// volatile-* policies evict ours too, as every reservation key has a TTL).
-// It reads INFO, which users without CONFIG may still run.
-func (c *Client) checkEviction(ctx context.Context) {
-	// Bounded: the watch loop waits for it, and a Cluster master that
-	// hangs must not hold the watches of the others.
+// checkEviction warns, once per setting, when the notifier's server (on a
+// Cluster, its master) may evict reservation keys: maxmemory set with a
+// policy other than noeviction (the volatile-* policies evict ours too, as
+// every reservation key has a TTL). It reads INFO, which users without
+// CONFIG may still run.
+func (n *notifier) checkEviction(ctx context.Context) {
+	c := n.c
+	var rdb redis.Cmdable = n.base
+	if n.base == nil {
+		if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
+			return // no master known (see scriptCall.run)
+		}
+		rdb = c.rdb
+	}
+	// Bounded: the watch loop waits for it.
 	ctx, cancel := context.WithTimeout(ctx, evictionCheckTimeout)
 	defer cancel()
-	infos, err := c.memoryInfos(ctx)
+	info, err := rdb.Info(ctx, "memory").Result()
 	if commandRefused(err) {
 		c.reportOnce("eviction-check", Event{Kind: EventNoPermission, Err: fmt.Errorf(
 			"%w: INFO refused, so the Client cannot tell whether %s may evict reservation keys (eviction-risk events): %w",
-			ErrNoPermission, c.where(), err)})
+			ErrNoPermission, n.where(), err)})
 	}
 	if err != nil {
 		return
 	}
-	setting := ""
-	for _, info := range infos {
-		var maxmemory, policy string
-		for line := range strings.SplitSeq(info, "\r\n") {
-			if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
-				maxmemory = v
-			} else if v, ok := strings.CutPrefix(line, "maxmemory_policy:"); ok {
-				policy = v
-			}
-		}
-		if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
-			setting = "maxmemory " + maxmemory + " with maxmemory-policy " + policy
-			break
+	var maxmemory, policy string
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
+			maxmemory = v
+		} else if v, ok := strings.CutPrefix(line, "maxmemory_policy:"); ok {
+			policy = v
 		}
 	}
-	if c.events.changed("eviction", setting) && setting != "" {
+	setting := ""
+	if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
+		setting = "maxmemory " + maxmemory + " with maxmemory-policy " + policy
+	}
+	if c.events.changed("eviction "+n.node, setting) && setting != "" {
 		c.emit(Event{Kind: EventEvictionRisk, Err: fmt.Errorf(
-			"reservation: %s may evict reservation keys, and another client can then take a resource that is still held: set maxmemory-policy noeviction on %s", setting, c.where())})
+			"reservation: %s may evict reservation keys, and another client can then take a resource that is still held: set maxmemory-policy noeviction on %s", setting, n.where())})
 	}
 }

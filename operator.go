@@ -69,7 +69,7 @@ func (c *Client) forceRelease(ctx context.Context, key string) (string, []Permit
 		return v, nil, nil
 	}
 	var get *redis.StringCmd
-	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // see eachMaster
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // see scriptCall.run
 		get = p.Get(ctx, key)
 		return nil
 	})

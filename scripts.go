@@ -133,7 +133,15 @@ func (sc *scriptCall) heldRead(value string) *trackedRead {
 
 // run runs the call on its own, with EVALSHA, falling back to EVAL on
 // NOSCRIPT; in a pipeline when commands follow it (then, or a WAIT), or on
-// a Cluster (see eachMaster).
+// a Cluster.
+//
+// On a Cluster, the Client sends nothing on its own through go-redis's
+// cluster client, only in pipelines (or to a master's own client): before
+// the first command it sends alone, go-redis reads the command table of a
+// node picked at random, replicas included, for up to 5 s whatever the
+// caller's deadline. With one node hung, a give-back or a Release with a
+// short deadline failed so. Pipelines route by key, and keyless commands
+// to a master, without that table.
 func (sc *scriptCall) run(ctx context.Context, rdb redis.UniversalClient) *redis.Cmd {
 	if _, cluster := rdb.(*redis.ClusterClient); cluster || sc.then != nil || sc.replicas > 0 {
 		_, _ = evalPipelined(ctx, rdb, []*scriptCall{sc})

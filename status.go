@@ -203,33 +203,6 @@ func masters(ctx context.Context, cc *redis.ClusterClient) ([]*redis.Client, err
 	return out, nil
 }
 
-// eachMaster runs f on every master of cc's slot map (see masters), in
-// parallel, and joins their errors.
-//
-// On a Cluster, the Client sends nothing through cc on its own, only in
-// pipelines (or to a master's client, as here): before the first command
-// it sends alone, go-redis reads the command table of a node picked at
-// random, replicas included, for up to 5 s whatever the caller's deadline.
-// With one node hung, a give-back or a Release with a short deadline failed
-// so. Pipelines route by key, and keyless commands to a master, without it.
-func eachMaster(ctx context.Context, cc *redis.ClusterClient, f func(context.Context, *redis.Client) error) error {
-	ms, err := masters(ctx, cc)
-	if err != nil {
-		return err
-	}
-	errs := make([]error, len(ms))
-	var wg sync.WaitGroup
-	for i, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = f(ctx, m)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
 // list returns the held reservations whose keys match pattern on rdb: one
 // server, or one master of a Cluster.
 func (c *Client) list(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]Info, error) {

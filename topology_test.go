@@ -345,10 +345,10 @@ func TestClusterFailoverLosesUnreplicated(t *testing.T) {
 }
 
 // TestClusterHungReplicaDelaysNothing pauses every replica of a cluster:
-// new Clients' first calls, all on masters, keep their deadlines. (Before
+// new Clients' first calls, all on masters, keep one deadline. (Before
 // the first command sent on its own, go-redis reads the command table of a
 // random node, replicas included, for up to 5 s whatever the deadline: a
-// give-back failed so in CI, with one replica paused. See eachMaster.)
+// give-back failed so in CI, with one replica paused. See scriptCall.run.)
 func TestClusterHungReplicaDelaysNothing(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t, redisserver.ClusterOptions{Replicas: 1})
@@ -380,6 +380,12 @@ func TestClusterHungReplicaDelaysNothing(t *testing.T) {
 		if err == nil {
 			_, err = c.Status(ctx, "hung")
 		}
+		if err == nil {
+			_, err = c.ForceRelease(ctx, "hung")
+		}
+		if err == nil {
+			_, err = c.List(ctx, "hung*")
+		}
 		cancel()
 		if err != nil {
 			t.Errorf("client %d, replicas paused: %v after %v", i, err, time.Since(start).Round(time.Millisecond))
@@ -388,8 +394,9 @@ func TestClusterHungReplicaDelaysNothing(t *testing.T) {
 }
 
 // TestClusterEvictionRiskOnAnyMaster sets an evicting policy on one master
-// of three, each in turn: a new Client reports it each time, as it reads
-// every master's. (One read of any node would see it one time in three.)
+// of three, each in turn: a new Client holding keys on every master reports
+// it each time, naming that master. (A read of one node misses two in
+// three.)
 func TestClusterEvictionRiskOnAnyMaster(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t, redisserver.ClusterOptions{})
@@ -413,14 +420,22 @@ func TestClusterEvictionRiskOnAnyMaster(t *testing.T) {
 				events <- e
 			}
 		}})
-		mustLock(t, c, "evictable")
+		_, byNode := spread(t, c, 3)
+		for _, names := range byNode {
+			mustLock(t, c, names[0])
+		}
 		select {
 		case e := <-events:
-			if !strings.Contains(e.Err.Error(), "allkeys-lru") {
-				t.Errorf("event %v does not name the policy of %s", e.Err, addr)
+			if msg := e.Err.Error(); !strings.Contains(msg, "allkeys-lru") || !strings.Contains(msg, addr) {
+				t.Errorf("event %v does not name the policy of %s and the node", e.Err, addr)
 			}
 		case <-time.After(5 * time.Second):
 			t.Errorf("no eviction-risk event for %s with allkeys-lru", addr)
+		}
+		select {
+		case e := <-events:
+			t.Errorf("a second eviction-risk event: %v", e.Err)
+		case <-time.After(100 * time.Millisecond):
 		}
 		c.Close()
 		policy("noeviction")
