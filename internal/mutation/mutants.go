@@ -168,7 +168,7 @@ var mutants = []mutant{
 	{
 		name:  "eviction-not-checked",
 		why:   "the server's eviction policy is never read",
-		edits: []edit{{"notifier.go", "\tn.c.checkEviction(ctx)\n\tevictionCheck", "\tevictionCheck"}},
+		edits: []edit{{"notifier.go", "\tn.checkEviction(ctx)\n\tevictionCheck", "\tevictionCheck"}},
 		tests: []tests{root("^TestEvictionRiskReported$")},
 	},
 	{
