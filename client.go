@@ -1,7 +1,6 @@
 package reservation
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -375,18 +374,8 @@ func (c *Client) Ping(ctx context.Context) error {
 	if c.quorum != nil {
 		return c.quorumPing(ctx)
 	}
-	var err error
-	if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
-		var ping *redis.StatusCmd
-		_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // to a master (see scriptCall.run)
-			ping = p.Ping(ctx)
-			return nil
-		})
-		err = cmp.Or(ping.Err(), err)
-	} else {
-		err = c.rdb.Ping(ctx).Err()
-	}
-	if err != nil {
+	ping := alone(ctx, c.rdb, func(p redis.Pipeliner) *redis.StatusCmd { return p.Ping(ctx) })
+	if err := ping.Err(); err != nil {
 		return c.explain(fmt.Errorf("reservation: ping %s: %w", c.where(), classify(c.where(), err)))
 	}
 	return nil

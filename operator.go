@@ -68,12 +68,7 @@ func (c *Client) forceRelease(ctx context.Context, key string) (string, []Permit
 		}
 		return v, nil, nil
 	}
-	var get *redis.StringCmd
-	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // see scriptCall.run
-		get = p.Get(ctx, key)
-		return nil
-	})
-	current, err := get.Result()
+	current, err := alone(ctx, c.rdb, func(p redis.Pipeliner) *redis.StringCmd { return p.Get(ctx, key) }).Result()
 	if err != nil && !isPerKey(err) {
 		return "", nil, err
 	}

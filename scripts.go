@@ -151,6 +151,22 @@ func (sc *scriptCall) run(ctx context.Context, rdb redis.UniversalClient) *redis
 	return sc.cmd
 }
 
+// alone sends the command that add puts in a pipeline of its own, so that
+// on a Cluster it goes through no command table (see scriptCall.run). An
+// error of the connection (refused credentials), which go-redis reports for
+// the pipeline and not for its commands, becomes the command's.
+func alone[C redis.Cmder](ctx context.Context, rdb redis.UniversalClient, add func(redis.Pipeliner) C) C {
+	var cmd C
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmd = add(p)
+		return nil
+	})
+	if err != nil && cmd.Err() == nil {
+		cmd.SetErr(err)
+	}
+	return cmd
+}
+
 // replicated returns nil when the call asked no replica to acknowledge its
 // writes or enough did, else an error matching ErrNotReplicated.
 func (sc *scriptCall) replicated() error {
