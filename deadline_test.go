@@ -84,10 +84,7 @@ func TestAcquireAnsweredAfterDeadline(t *testing.T) {
 	// Given back in the background, after Lock returned: well before the
 	// key's TTL (from the script's run, at the resume) would expire it.
 	rdb := srv.Client(t)
-	for deadline := time.Now().Add(ttl / 2); rdb.Exists(context.Background(), "reservation-late").Val() != 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the key of the late acquisition is still there %v after Lock returned: want it given back", ttl/2)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitWithin(t, ttl/2, "the key of the late acquisition not given back", func() bool {
+		return rdb.Exists(context.Background(), "reservation-late").Val() == 0
+	})
 }

@@ -174,9 +174,16 @@ func handoff(t *testing.T, waiter *Client, name string, settle time.Duration, re
 // waitFor polls cond for up to 5 s.
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+	waitWithin(t, 5*time.Second, "condition not met", cond)
+}
+
+// waitWithin polls cond every 5 ms until it holds, and fails t with what
+// when it does not within d.
+func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+			t.Fatalf("%s within %v", what, d)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
