@@ -70,7 +70,16 @@ func TestFaultKillHolder(t *testing.T) {
 		}
 		spawn()
 	}
-	time.Sleep(2 * ttl)
+	// Time for the last dead holders' keys to expire and workers to take
+	// their resources. The workers pick resources at random, so a fixed
+	// wait may end before any of them asks for one again: wait for each
+	// killed holding's successor, for as long as a dozen of their cycles.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, k := range kills {
+		for !acquiredAfter(s.h, k.resource, k.at) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	s.finish(func(res *history.Result) {
 		for _, k := range kills {
 			hd := holdingOf(res, k.holder)
@@ -79,7 +88,7 @@ func TestFaultKillHolder(t *testing.T) {
 			}
 			next := nextHolding(res, k.resource, hd.End)
 			if next == nil {
-				t.Errorf("nobody took %q over after %s was killed", k.resource, k.holder)
+				t.Errorf("nobody took %q over after %s was killed, by 10 s after the traffic", k.resource, k.holder)
 				continue
 			}
 			// Measured from the key's expiry on the server (at the
@@ -96,6 +105,14 @@ func TestFaultKillHolder(t *testing.T) {
 		if len(kills) == 0 {
 			t.Error("no holder killed")
 		}
+	})
+}
+
+// acquiredAfter reports whether h records an acquisition of resource after
+// at.
+func acquiredAfter(h *history.History, resource string, at int64) bool {
+	return slices.ContainsFunc(h.Events(), func(e history.Event) bool {
+		return e.Kind == history.Acquired && e.Resource == resource && e.At > at
 	})
 }
 

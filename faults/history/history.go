@@ -5,7 +5,8 @@
 // A holding is one successful acquisition: its resource, holder value and
 // fencing token, the instant it was acquired (the reply was received) and
 // the instant it ended: the first release was sent, the loss was reported
-// on Done, or its process was killed. All instants are wall-clock
+// on Done, or its process was killed (if it was killed while it released,
+// when it began to: see Releasing). All instants are wall-clock
 // nanoseconds, so that events from worker processes on the same machine can
 // be compared with those of the test process.
 //
@@ -101,6 +102,12 @@ const (
 	// (nil when not recorded). Outcome is "ok", "not-held" (ErrNotHeld) or
 	// "error".
 	Released Kind = "released"
+	// Releasing: Holder stopped using its holding at At and is about to
+	// send its first release; its Released event follows once the release
+	// is answered. A process killed in between leaves only this one: its
+	// release may have reached the server, and another worker acquired, by
+	// the kill. Its holding then ended at At, not at the crash.
+	Releasing Kind = "releasing"
 	// Lost: Holder saw its Done channel closed at At; Outcome is
 	// LostCause when Err() matched reservation.ErrLost (errors.Is), else
 	// Err()'s text; Reason is Err()'s text, which says why.
@@ -287,10 +294,13 @@ type Holding struct {
 	// answered.
 	Call, Acquired int64
 	// End is when the holding ended for its holder: first release sent,
-	// loss reported, or process killed; 0 when it never did. EndKind says
-	// which (Released, Lost, Crashed).
+	// loss reported, or process killed (or, when it was killed while it
+	// released, the Releasing event's At); 0 when it never did. EndKind
+	// says which (Released, Lost, Crashed).
 	End     int64
 	EndKind Kind
+	// Releasing is the At of the Releasing event, 0 when none came.
+	Releasing int64
 	// Excuses are the faults that took the holder out of the game before
 	// End (its process suspended, its key revoked, its master failed
 	// over): each lets another worker hold the resource from its From
@@ -342,14 +352,17 @@ func (v Violation) String() string {
 
 // Result is what Check found.
 type Result struct {
-	Holdings   int         `json:"holdings"`
-	Resources  int         `json:"resources"`
-	Workers    int         `json:"workers"`
-	Released   int         `json:"released"`
-	Lost       int         `json:"lost"`
-	Crashed    int         `json:"crashed"`
-	Excused    int         `json:"excused"` // overlaps with a stale, fenced-off holder
-	Violations []Violation `json:"violations,omitempty"`
+	Holdings  int `json:"holdings"`
+	Resources int `json:"resources"`
+	Workers   int `json:"workers"`
+	Released  int `json:"released"`
+	Lost      int `json:"lost"`
+	Crashed   int `json:"crashed"`
+	// CrashedReleasing counts the crashed holdings whose process was
+	// killed while it released (see Releasing).
+	CrashedReleasing int         `json:"crashed_releasing,omitempty"`
+	Excused          int         `json:"excused"` // overlaps with a stale, fenced-off holder
+	Violations       []Violation `json:"violations,omitempty"`
 	// Holds are the holdings, ordered by resource then acquisition.
 	Holds []*Holding `json:"-"`
 	// Peaks holds, for each semaphore's resource, the most holdings open
@@ -376,6 +389,9 @@ func (r *Result) OK() bool { return len(r.Violations) == 0 }
 func (r *Result) String() string {
 	s := fmt.Sprintf("%d holdings of %d resources by %d workers: %d released, %d lost, %d crashed, %d stale overlaps excused by fencing",
 		r.Holdings, r.Resources, r.Workers, r.Released, r.Lost, r.Crashed, r.Excused)
+	if r.CrashedReleasing > 0 {
+		s += fmt.Sprintf("; %d of the crashed were killed while they released (ended when they began to)", r.CrashedReleasing)
+	}
 	for _, resource := range sortedKeys(r.Peaks) {
 		limit := 0
 		for _, hd := range r.Holds {
@@ -434,6 +450,9 @@ func (h *History) Check(lim Limits) *Result {
 			res.Lost++
 		case hd.EndKind == Crashed:
 			res.Crashed++
+			if hd.End == hd.Releasing {
+				res.CrashedReleasing++
+			}
 		}
 		if hd.Token <= 0 {
 			add(Violation{"token", hd.Resource, fmt.Sprintf("holding %s (acquired %s) has token %d: a token is always positive (was it recorded?)", hd.Holder, stamp(hd.Acquired), hd.Token)})
@@ -541,6 +560,12 @@ func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[str
 	}
 	for _, e := range events {
 		switch e.Kind {
+		case Releasing:
+			for _, hd := range holdingsOf(e.Holder, e.Resource) {
+				if hd.Releasing == 0 || e.At < hd.Releasing {
+					hd.Releasing = e.At
+				}
+			}
 		case Released, Lost, Revoked:
 			hds := holdingsOf(e.Holder, e.Resource)
 			if len(hds) == 0 {
@@ -574,6 +599,11 @@ func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[str
 		}
 	}
 	for _, hd := range holds {
+		if hd.EndKind == Crashed && hd.Releasing != 0 && hd.Releasing < hd.End {
+			// Killed between the send of its release and its Released
+			// event: the release may have been answered.
+			hd.End = hd.Releasing
+		}
 		hd.Excuses = slices.DeleteFunc(hd.Excuses, func(x Excuse) bool { return hd.End != 0 && x.From >= hd.End })
 	}
 	return holds, workers

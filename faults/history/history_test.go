@@ -52,6 +52,9 @@ func TestCheck(t *testing.T) {
 		want   []string // checks that must fail, in order; none for a clean history
 		// excused is how many overlaps must be excused.
 		excused int
+		// killedReleasing is how many holdings must have ended when
+		// their killed holder began to release.
+		killedReleasing int
 		// illegal: porcupine must find the history not linearizable.
 		illegal bool
 	}{
@@ -132,6 +135,23 @@ func TestCheck(t *testing.T) {
 			{Kind: Crashed, Worker: "a", At: ms(50)},
 			acquired("b", "r", "b-1", 11, ms(600)), released("b-1", ms(700)),
 		}},
+		{name: "holder killed while it released", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			{Kind: Releasing, Worker: "a", Resource: "r", Holder: "a-1", At: ms(100)},
+			acquired("b", "r", "b-1", 11, ms(101)), released("b-1", ms(200)),
+			{Kind: Crashed, Worker: "a", At: ms(105)},
+		}, killedReleasing: 1},
+		{name: "holder killed before it released", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			acquired("b", "r", "b-1", 11, ms(101)), released("b-1", ms(200)),
+			{Kind: Crashed, Worker: "a", At: ms(105)},
+		}, want: []string{"overlap"}, illegal: true},
+		{name: "acquired before the killed holder began to release", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(0)),
+			acquired("b", "r", "b-1", 11, ms(90)), released("b-1", ms(200)),
+			{Kind: Releasing, Worker: "a", Resource: "r", Holder: "a-1", At: ms(100)},
+			{Kind: Crashed, Worker: "a", At: ms(105)},
+		}, want: []string{"overlap"}, killedReleasing: 1, illegal: true},
 		{name: "suspended holder fenced off", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
@@ -238,6 +258,9 @@ func TestCheck(t *testing.T) {
 			}
 			if res.Excused != tc.excused {
 				t.Errorf("excused = %d, want %d", res.Excused, tc.excused)
+			}
+			if res.CrashedReleasing != tc.killedReleasing {
+				t.Errorf("crashed while releasing = %d, want %d", res.CrashedReleasing, tc.killedReleasing)
 			}
 			lin := res.Linearizable(5*time.Second, "", "")
 			if tc.illegal != (lin == "illegal") || Passed(lin) == tc.illegal {

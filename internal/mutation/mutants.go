@@ -251,6 +251,12 @@ var mutants = []mutant{
 		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheck$"}},
 	},
 	{
+		name:  "history-crash-ends-at-release-intent",
+		why:   "the history checker ends a killed holder's holding when it began to release even if an acquisition came first",
+		edits: []edit{{"faults/history/history.go", "hd.EndKind == Crashed && hd.Releasing != 0 && hd.Releasing < hd.End {\n\t\t\t// Killed between the send of its release and its Released\n\t\t\t// event: the release may have been answered.\n\t\t\thd.End = hd.Releasing", "hd.EndKind == Crashed && hd.Releasing != 0 && hd.Releasing < hd.End {\n\t\t\thd.End = hd.Acquired"}},
+		tests: []tests{{module: "faults", pkg: "./history", run: "^TestCheck$"}},
+	},
+	{
 		name:  "history-unknown-passes",
 		why:   "porcupine running out of time answers ok",
 		edits: []edit{{"faults/history/porcupine.go", `return fmt.Sprintf("unknown (porcupine did not finish within %v)", timeout)`, `return "ok"`}},

@@ -323,6 +323,10 @@ func Hold(ctx context.Context, r *reservation.Reservation, w Spec, d time.Durati
 		}
 		if first == 0 {
 			first = sent
+			// Recorded before the send: a kill before the Released
+			// event must not leave the holding open until the kill,
+			// when the release may have reached the server.
+			emitAll(r, history.Event{Kind: history.Releasing, Worker: w.Name, Resource: r.Resource(), Holder: r.Holder(), At: first}, emit)
 		}
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := r.Release(rctx)
