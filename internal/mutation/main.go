@@ -14,6 +14,9 @@
 //
 // Tests run without -race (faster) and with a time budget per mutant; a
 // mutant whose tests run out of time counts as caught only if they failed.
+// Two mutants are tested at once (-parallel), each in a scratch copy of its
+// own: the tests of one mutant mostly wait on Redis, timers and the
+// compiler's single-threaded steps, and leave a CPU idle.
 package main
 
 import (
@@ -37,16 +40,17 @@ func main() {
 	list := flag.Bool("list", false, "print the mutants and their tests as a Markdown table, and exit")
 	budget := flag.Duration("budget", 3*time.Minute, "time budget of one mutant's tests")
 	verbose := flag.Bool("v", false, "print the output of the tests of each mutant")
+	parallel := flag.Int("parallel", 2, "how many mutants to test at once, each in a scratch copy of its own")
 	flag.Parse()
 	if *list {
 		printTable()
 		return
 	}
-	os.Exit(check(*run, *budget, *verbose))
+	os.Exit(check(*run, *budget, *parallel, *verbose))
 }
 
 // check applies every selected mutant and returns the exit code.
-func check(pattern string, budget time.Duration, verbose bool) int {
+func check(pattern string, budget time.Duration, parallel int, verbose bool) int {
 	re, err := regexp.Compile(pattern)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mutation: -run:", err)
@@ -61,28 +65,81 @@ func check(pattern string, budget time.Duration, verbose bool) int {
 		fmt.Fprintln(os.Stderr, "mutation: run it from the repository's root")
 		return 2
 	}
-	var survived, broken, killed int
-	start := time.Now()
+	var selected []mutant
 	for _, m := range mutants {
-		if !re.MatchString(m.name) {
-			continue
+		if re.MatchString(m.name) {
+			selected = append(selected, m)
 		}
-		t0 := time.Now()
-		res, out := apply(root, m, budget)
-		took := time.Since(t0).Round(100 * time.Millisecond)
-		switch res {
+	}
+	// Each runner has one scratch copy, and puts each mutant back after
+	// its tests: in the same directory, the packages a mutant leaves alone
+	// are found in the build cache, and only the mutated ones are compiled
+	// again.
+	dirs := make([]string, max(min(parallel, len(selected)), 1))
+	for i := range dirs {
+		dir, err := os.MkdirTemp("", "mutant-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mutation:", err)
+			return 2
+		}
+		defer os.RemoveAll(dir)
+		if err := copyTree(root, dir); err != nil {
+			fmt.Fprintln(os.Stderr, "mutation: copy the repository:", err)
+			return 2
+		}
+		dirs[i] = dir
+	}
+	type outcome struct {
+		res  result
+		out  string
+		took time.Duration
+		err  error
+		done chan struct{}
+	}
+	outcomes := make([]outcome, len(selected))
+	next := make(chan int, len(selected))
+	for i := range selected {
+		outcomes[i].done = make(chan struct{})
+		next <- i
+	}
+	close(next)
+	start := time.Now()
+	for _, dir := range dirs {
+		go func() {
+			for i := range next {
+				o := &outcomes[i]
+				t0 := time.Now()
+				o.res, o.out, o.err = apply(dir, selected[i], budget)
+				o.took = time.Since(t0).Round(100 * time.Millisecond)
+				close(o.done)
+				if o.err != nil {
+					return // its copy is not the repository's any more
+				}
+			}
+		}()
+	}
+	// The outcomes are printed in the list's order, as they come.
+	var survived, broken, killed int
+	for i, m := range selected {
+		o := &outcomes[i]
+		<-o.done
+		if o.err != nil {
+			fmt.Fprintf(os.Stderr, "mutation: put %s back: %v\n", m.name, o.err)
+			return 2
+		}
+		switch o.res {
 		case killedResult:
 			killed++
-			fmt.Printf("killed    %-28s %6v  %s\n", m.name, took, m.why)
+			fmt.Printf("killed    %-28s %6v  %s\n", m.name, o.took, m.why)
 		case survivedResult:
 			survived++
-			fmt.Printf("SURVIVED  %-28s %6v  %s\n", m.name, took, m.why)
+			fmt.Printf("SURVIVED  %-28s %6v  %s\n", m.name, o.took, m.why)
 		default:
 			broken++
-			fmt.Printf("STALE     %-28s %6v  %s\n", m.name, took, out)
+			fmt.Printf("STALE     %-28s %6v  %s\n", m.name, o.took, o.out)
 		}
-		if verbose || res == survivedResult {
-			fmt.Println(indent(out))
+		if verbose || o.res == survivedResult {
+			fmt.Println(indent(o.out))
 		}
 	}
 	fmt.Printf("%d killed, %d survived, %d stale, in %v\n", killed, survived, broken, time.Since(start).Round(time.Second))
@@ -100,57 +157,61 @@ const (
 	staleResult
 )
 
-// apply makes a scratch copy of root with m applied, and runs m's tests
-// there. It returns what came of it and the tests' output (or why m does not
-// apply).
-func apply(root string, m mutant, budget time.Duration) (result, string) {
-	dir, err := os.MkdirTemp("", "mutant-")
-	if err != nil {
-		return staleResult, err.Error()
-	}
-	defer os.RemoveAll(dir)
-	if err := copyTree(root, dir); err != nil {
-		return staleResult, err.Error()
-	}
+// apply applies m to dir, a scratch copy of the repository, runs m's
+// tests there, and puts back the files it changed. It returns what came of
+// it and the tests' output (or why m does not apply); err is not nil only
+// when a file could not be put back.
+func apply(dir string, m mutant, budget time.Duration) (res result, out string, err error) {
+	originals := map[string][]byte{}
+	defer func() {
+		for path, b := range originals {
+			if werr := os.WriteFile(path, b, 0o644); werr != nil && err == nil {
+				err = werr
+			}
+		}
+	}()
 	for _, e := range m.edits {
 		path := filepath.Join(dir, e.file)
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return staleResult, err.Error()
+			return staleResult, err.Error(), nil
 		}
 		if n := bytes.Count(b, []byte(e.old)); n != 1 {
-			return staleResult, fmt.Sprintf("%s: the text to replace is found %d times, want once: %q", e.file, n, e.old)
+			return staleResult, fmt.Sprintf("%s: the text to replace is found %d times, want once: %q", e.file, n, e.old), nil
+		}
+		if _, saved := originals[path]; !saved {
+			originals[path] = b
 		}
 		b = bytes.Replace(b, []byte(e.old), []byte(e.new), 1)
 		if err := os.WriteFile(path, b, 0o644); err != nil {
-			return staleResult, err.Error()
+			return staleResult, err.Error(), nil
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
-	var out bytes.Buffer
+	var buf bytes.Buffer
 	for _, t := range m.tests {
 		args := []string{"test", "-count=" + strconv.Itoa(max(t.count, 1)), "-failfast", "-timeout", budget.String(), "-run", t.run, t.pkg}
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = filepath.Join(dir, t.module)
-		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.Stdout, cmd.Stderr = &buf, &buf
 		cmd.WaitDelay = 5 * time.Second
-		fmt.Fprintf(&out, "$ (cd %s && go %s)\n", t.module, strings.Join(args, " "))
+		fmt.Fprintf(&buf, "$ (cd %s && go %s)\n", t.module, strings.Join(args, " "))
 		err := cmd.Run()
 		var ee *exec.ExitError
 		switch {
 		case err == nil:
 			continue
-		case errors.As(err, &ee) && strings.Contains(out.String(), "\nFAIL"):
-			if strings.Contains(out.String(), "[build failed]") || strings.Contains(out.String(), "[setup failed]") {
-				return staleResult, "the mutant does not build:\n" + out.String()
+		case errors.As(err, &ee) && strings.Contains(buf.String(), "\nFAIL"):
+			if strings.Contains(buf.String(), "[build failed]") || strings.Contains(buf.String(), "[setup failed]") {
+				return staleResult, "the mutant does not build:\n" + buf.String(), nil
 			}
-			return killedResult, out.String()
+			return killedResult, buf.String(), nil
 		default:
-			return staleResult, fmt.Sprintf("tests did not run to the end (%v):\n%s", err, out.String())
+			return staleResult, fmt.Sprintf("tests did not run to the end (%v):\n%s", err, buf.String()), nil
 		}
 	}
-	return survivedResult, out.String()
+	return survivedResult, buf.String(), nil
 }
 
 // copyTree copies the files of the repository at root into dir, leaving
