@@ -16,7 +16,8 @@
 // mutant whose tests run out of time counts as caught only if they failed.
 // Two mutants are tested at once (-parallel), each in a scratch copy of its
 // own: the tests of one mutant mostly wait on Redis, timers and the
-// compiler's single-threaded steps, and leave a CPU idle.
+// compiler's single-threaded steps, and leave a CPU idle. A mutant whose
+// tests are fault scenarios runs alone.
 package main
 
 import (
@@ -32,6 +33,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -89,6 +91,12 @@ func check(pattern string, budget time.Duration, parallel int, verbose bool) int
 		}
 		dirs[i] = dir
 	}
+	// On an early return, the runners' tests are stopped and waited for
+	// before their copies are removed.
+	ctx, cancel := context.WithCancel(context.Background())
+	var runners sync.WaitGroup
+	defer runners.Wait()
+	defer cancel()
 	type outcome struct {
 		res  result
 		out  string
@@ -104,13 +112,28 @@ func check(pattern string, budget time.Duration, parallel int, verbose bool) int
 	}
 	close(next)
 	start := time.Now()
+	// The mutants whose tests are fault scenarios run alone: they check
+	// timings on CPUs of their own (see pinCPUs in faults/), and a test
+	// failing for want of CPU would hide a mutant that survives.
+	var gate sync.RWMutex
 	for _, dir := range dirs {
+		runners.Add(1)
 		go func() {
+			defer runners.Done()
 			for i := range next {
-				o := &outcomes[i]
+				if ctx.Err() != nil {
+					return // the check is over
+				}
+				m, o := selected[i], &outcomes[i]
+				lock, unlock := gate.RLock, gate.RUnlock
+				if m.alone() {
+					lock, unlock = gate.Lock, gate.Unlock
+				}
+				lock()
 				t0 := time.Now()
-				o.res, o.out, o.err = apply(dir, selected[i], budget)
+				o.res, o.out, o.err = apply(ctx, dir, m, budget)
 				o.took = time.Since(t0).Round(100 * time.Millisecond)
+				unlock()
 				close(o.done)
 				if o.err != nil {
 					return // its copy is not the repository's any more
@@ -161,7 +184,7 @@ const (
 // tests there, and puts back the files it changed. It returns what came of
 // it and the tests' output (or why m does not apply); err is not nil only
 // when a file could not be put back.
-func apply(dir string, m mutant, budget time.Duration) (res result, out string, err error) {
+func apply(ctx context.Context, dir string, m mutant, budget time.Duration) (res result, out string, err error) {
 	originals := map[string][]byte{}
 	defer func() {
 		for path, b := range originals {
@@ -187,7 +210,7 @@ func apply(dir string, m mutant, budget time.Duration) (res result, out string, 
 			return staleResult, err.Error(), nil
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	var buf bytes.Buffer
 	for _, t := range m.tests {
