@@ -592,6 +592,66 @@ func openHoldings(h *history.History, worker string) []history.Event {
 	return slices.DeleteFunc(acquired, func(e history.Event) bool { return ended[e.Holder] })
 }
 
+// holderKill is a holding whose process was killed at at, and when its
+// key expires (read with PTTL once the process was gone): no sooner than
+// expiresLo, at the latest expiresHi.
+type holderKill struct {
+	holder, resource         string
+	at, expiresLo, expiresHi int64
+}
+
+// waitTakenOver waits, for up to d, until h records an acquisition of the
+// resource of each of kills after its kill. The workers pick resources at
+// random, and waiters give up: a fixed wait after the traffic may end
+// before any of them asks for a killed holder's resource again.
+func waitTakenOver(h *history.History, kills []holderKill, d time.Duration) {
+	deadline := time.Now().Add(d)
+	pending := slices.Clone(kills)
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		events := h.Events()
+		pending = slices.DeleteFunc(pending, func(k holderKill) bool {
+			return slices.ContainsFunc(events, func(e history.Event) bool {
+				return e.Kind == history.Acquired && e.Resource == k.resource && e.At > k.at
+			})
+		})
+	}
+}
+
+// checkTakeovers checks the next holding (by token) of each killed holding
+// still held at its kill: nobody took the resource before its key expired,
+// and it was taken within one retry interval of the expiry (at the latest
+// expiresHi) or of when its next holder began to wait, if later. A waiter
+// learned the remaining TTL when it was refused, and tries again when it
+// runs out; client tracking wakes it when Redis deletes the expired key.
+func (s *scenario) checkTakeovers(res *history.Result, kills []holderKill) {
+	s.t.Helper()
+	for _, k := range kills {
+		hd := holdingOf(res, k.holder)
+		if hd == nil || hd.EndKind != history.Crashed {
+			continue // it had released just before the kill
+		}
+		next := nextByToken(res, hd)
+		if next == nil {
+			s.t.Errorf("nobody took %q over after %s was killed at %s, by the end (10 s at most after the traffic)", k.resource, k.holder, stamp(k.at))
+			continue
+		}
+		// A release sent before the kill may reach the server after the
+		// key was read: the key may go sooner then.
+		if hd.Releasing == 0 {
+			s.check("nobody took it before its key expired", next.Acquired >= k.expiresLo, time.Duration(next.Acquired-k.expiresLo), true,
+				"%s took %q at %s, before the key of %s (killed at %s) expired at %s",
+				next.Holder, k.resource, stamp(next.Acquired), k.holder, stamp(k.at), stamp(k.expiresLo))
+		}
+		from := max(k.expiresHi, next.Call)
+		took := time.Duration(next.Acquired - from)
+		s.check("taken over within one retry interval of the key's expiry", took <= retry+slack, took, false,
+			"%q taken over by %s %v after its holder was killed, %v after its key expired at %s (or it began to wait), want within %v; Lock calls then:\n%s",
+			k.resource, next.Holder, time.Duration(next.Acquired-k.at), took, stamp(k.expiresHi), retry,
+			s.dumpCalls(k.at-int64(time.Second), next.Acquired, k.resource))
+	}
+}
+
 // holding answers the holding of holder as Check rebuilt it.
 func holdingOf(res *history.Result, holder string) *history.Holding {
 	for _, hd := range res.Holds {

@@ -16,8 +16,8 @@ import (
 
 // Fault 3: a holder process is killed with kill -9 while it holds a
 // reservation. Its key expires (when, read with PTTL once the process is
-// gone); another worker must take the resource over within one retry
-// interval of the expiry.
+// gone); nobody may take the resource before, and another worker must take
+// it over within one retry interval of the expiry.
 func TestFaultKillHolder(t *testing.T) {
 	s := newScenario(t, 3, "holder process killed (kill -9)", 5*time.Second)
 	procs := map[string]*proc{}
@@ -33,13 +33,9 @@ func TestFaultKillHolder(t *testing.T) {
 	for i := range 4 {
 		s.goWorker(s.spec(fmt.Sprintf("w%d", i), s.srv.URL()), nil)
 	}
-	// A killed holding, and when its key expires on the server (read with
-	// PTTL once the process is gone: nothing renews it any more).
-	type kill struct {
-		holder, resource string
-		at, expiresHi    int64
-	}
-	var kills []kill
+	// The killed holdings, and when their keys expire on the server (read
+	// with PTTL once the process is gone: nothing renews them any more).
+	var kills []holderKill
 	rdb := s.srv.Client(t)
 	for s.running() {
 		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
@@ -65,7 +61,7 @@ func TestFaultKillHolder(t *testing.T) {
 		}
 		for _, e := range openHoldings(s.h, ev.Worker) {
 			if k, ok := keys[e.Resource]; ok && k.holder == e.Holder {
-				kills = append(kills, kill{e.Holder, e.Resource, at, k.hi})
+				kills = append(kills, holderKill{e.Holder, e.Resource, at, k.lo, k.hi})
 			}
 		}
 		spawn()
@@ -74,45 +70,12 @@ func TestFaultKillHolder(t *testing.T) {
 	// their resources. The workers pick resources at random, so a fixed
 	// wait may end before any of them asks for one again: wait for each
 	// killed holding's successor, for as long as a dozen of their cycles.
-	deadline := time.Now().Add(10 * time.Second)
-	for _, k := range kills {
-		for !acquiredAfter(s.h, k.resource, k.at) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitTakenOver(s.h, kills, 10*time.Second)
 	s.finish(func(res *history.Result) {
-		for _, k := range kills {
-			hd := holdingOf(res, k.holder)
-			if hd == nil || hd.EndKind != history.Crashed {
-				continue // it had released just before the kill
-			}
-			next := nextHolding(res, k.resource, hd.End)
-			if next == nil {
-				t.Errorf("nobody took %q over after %s was killed, by 10 s after the traffic", k.resource, k.holder)
-				continue
-			}
-			// Measured from the key's expiry on the server (at the
-			// latest expiresHi), or from when the next holder began to
-			// wait, if later. A waiter learned the remaining TTL when it
-			// was refused, and tries again when it runs out; client
-			// tracking wakes it when Redis deletes the expired key.
-			from := max(k.expiresHi, next.Call)
-			took := time.Duration(next.Acquired - from)
-			s.check("taken over within one retry interval of the key's expiry", took <= retry+slack, took, false,
-				"%q taken over by %s %v after its holder was killed, %v after its key expired at %s (or it began to wait), want within %v",
-				k.resource, next.Holder, time.Duration(next.Acquired-k.at), took, stamp(k.expiresHi), retry)
-		}
+		s.checkTakeovers(res, kills)
 		if len(kills) == 0 {
 			t.Error("no holder killed")
 		}
-	})
-}
-
-// acquiredAfter reports whether h records an acquisition of resource after
-// at.
-func acquiredAfter(h *history.History, resource string, at int64) bool {
-	return slices.ContainsFunc(h.Events(), func(e history.Event) bool {
-		return e.Kind == history.Acquired && e.Resource == resource && e.At > at
 	})
 }
 

@@ -536,13 +536,18 @@ func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[str
 			hd.End, hd.EndKind = at, kind
 		}
 	}
-	// endEvent records on hd the Released, Lost or Revoked event e.
+	// endEvent records on hd the Releasing, Released, Lost or Revoked
+	// event e.
 	endEvent := func(hd *Holding, e Event) {
 		if e.Kind != Revoked && (e.At < hd.Acquired || e.Kind == Released && e.Sent != 0 && e.Sent < hd.Acquired) {
 			add(Violation{"event", hd.Resource, fmt.Sprintf("%s of %s recorded at %s, before its acquire returned at %s",
 				e.Kind, hd.Holder, stamp(min(e.At, cmp.Or(e.Sent, e.At))), stamp(hd.Acquired))})
 		}
 		switch e.Kind {
+		case Releasing:
+			if hd.Releasing == 0 || e.At < hd.Releasing {
+				hd.Releasing = e.At
+			}
 		case Released:
 			hd.Release = &e
 			end(hd, e.At, Released)
@@ -560,13 +565,7 @@ func build(events []Event, lim Limits, add func(Violation)) ([]*Holding, map[str
 	}
 	for _, e := range events {
 		switch e.Kind {
-		case Releasing:
-			for _, hd := range holdingsOf(e.Holder, e.Resource) {
-				if hd.Releasing == 0 || e.At < hd.Releasing {
-					hd.Releasing = e.At
-				}
-			}
-		case Released, Lost, Revoked:
+		case Releasing, Released, Lost, Revoked:
 			hds := holdingsOf(e.Holder, e.Resource)
 			if len(hds) == 0 {
 				if e.Kind != Revoked { // a revocation may hit a stranger's key

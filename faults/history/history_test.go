@@ -152,6 +152,14 @@ func TestCheck(t *testing.T) {
 			{Kind: Releasing, Worker: "a", Resource: "r", Holder: "a-1", At: ms(100)},
 			{Kind: Crashed, Worker: "a", At: ms(105)},
 		}, want: []string{"overlap"}, killedReleasing: 1, illegal: true},
+		{name: "release begun before its acquire returned", events: []Event{
+			acquired("a", "r", "a-1", 10, ms(100)),
+			{Kind: Releasing, Worker: "a", Resource: "r", Holder: "a-1", At: ms(90)},
+			released("a-1", ms(120)),
+		}, want: []string{"event"}},
+		{name: "release begun by a holder that never acquired", events: []Event{
+			{Kind: Releasing, Worker: "a", Resource: "r", Holder: "a-1", At: ms(90)},
+		}, want: []string{"event"}},
 		{name: "suspended holder fenced off", events: []Event{
 			acquired("a", "r", "a-1", 10, ms(0)),
 			{Kind: Suspended, Worker: "a", At: ms(50), Until: ms(1000)},
