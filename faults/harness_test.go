@@ -636,9 +636,7 @@ func (s *scenario) checkTakeovers(res *history.Result, kills []holderKill) {
 			s.t.Errorf("nobody took %q over after %s was killed at %s, by the end (10 s at most after the traffic)", k.resource, k.holder, stamp(k.at))
 			continue
 		}
-		// A release sent before the kill may reach the server after the
-		// key was read: the key may go sooner then.
-		if hd.Releasing == 0 {
+		if !beganReleasing(res, k.holder) {
 			s.check("nobody took it before its key expired", next.Acquired >= k.expiresLo, time.Duration(next.Acquired-k.expiresLo), true,
 				"%s took %q at %s, before the key of %s (killed at %s) expired at %s",
 				next.Holder, k.resource, stamp(next.Acquired), k.holder, stamp(k.at), stamp(k.expiresLo))
@@ -650,6 +648,14 @@ func (s *scenario) checkTakeovers(res *history.Result, kills []holderKill) {
 			k.resource, next.Holder, time.Duration(next.Acquired-k.at), took, stamp(k.expiresHi), retry,
 			s.dumpCalls(k.at-int64(time.Second), next.Acquired, k.resource))
 	}
+}
+
+// beganReleasing reports whether the holding of holder had begun to
+// release when its process was killed: a release it sent may reach the
+// server after the key was read, which then goes sooner than its PTTL said.
+func beganReleasing(res *history.Result, holder string) bool {
+	hd := holdingOf(res, holder)
+	return hd != nil && hd.Releasing != 0
 }
 
 // holding answers the holding of holder as Check rebuilt it.
