@@ -535,7 +535,7 @@ func (n *notifier) watchHeld(r *Reservation) {
 	n.watch(r.key).holder = r
 	w := r.watched
 	r.watched = nil
-	if w != nil && w.n == n && w.gen == n.gen && w.notices == n.notices && !n.rearm && !n.rearming {
+	if n.stillWatches(w) {
 		// Read on the tracking connection right after it was acquired,
 		// as its own value (see scriptCall.onTracking): watched already.
 		n.rereads.Add(1)
@@ -543,6 +543,15 @@ func (n *notifier) watchHeld(r *Reservation) {
 	}
 	n.verify[r.key] = true
 	n.kickLocked()
+}
+
+// stillWatches reports whether w, the read that followed an acquisition
+// on the tracking connection (nil: none did), still watches its key: no
+// notice came since (it may have ended the watch unheard), and tracking
+// was not turned on again since, nor is about to be (that may drop it).
+// n.mu is held.
+func (n *notifier) stillWatches(w *trackedRead) bool {
+	return w != nil && w.n == n && w.gen == n.gen && w.notices == n.notices && !n.rearm && !n.rearming
 }
 
 // armed reports whether key is watched for its waiters since its last

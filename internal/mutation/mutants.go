@@ -590,13 +590,13 @@ var mutants = []mutant{
 	{
 		name:  "acquisition-read-trusted-after-rearm",
 		why:   "a holding whose acquisition read watched its key is trusted even when tracking was turned on again since, which may have dropped the watch",
-		edits: []edit{{"notifier.go", "if w != nil && w.n == n && w.gen == n.gen && w.notices == n.notices && !n.rearm && !n.rearming {", "if w != nil && w.n == n && w.notices == n.notices {"}},
+		edits: []edit{{"notifier.go", "return w != nil && w.n == n && w.gen == n.gen && w.notices == n.notices && !n.rearm && !n.rearming", "return w != nil && w.n == n && w.notices == n.notices"}},
 		tests: []tests{root("^TestAcquisitionReadWatchesTheKey$")},
 	},
 	{
 		name:  "acquisition-read-trusted-after-notice",
 		why:   "a holding whose acquisition read watched its key is trusted even when a notice came since, which may have ended the watch unheard",
-		edits: []edit{{"notifier.go", "if w != nil && w.n == n && w.gen == n.gen && w.notices == n.notices && !n.rearm && !n.rearming {", "if w != nil && w.n == n && w.gen == n.gen && !n.rearm && !n.rearming {"}},
+		edits: []edit{{"notifier.go", "return w != nil && w.n == n && w.gen == n.gen && w.notices == n.notices && !n.rearm && !n.rearming", "return w != nil && w.n == n && w.gen == n.gen && !n.rearm && !n.rearming"}},
 		tests: []tests{root("^TestAcquisitionReadWatchesTheKey$")},
 	},
 	{
