@@ -272,13 +272,9 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 		}
 	}
 	if len(again) > 0 {
-		// Without SCRIPT LOAD (renamed, or denied to the user) EVAL may
-		// still be allowed: send the sources themselves. On a Cluster, at
-		// once: a load on every node would wait for any that hangs (a
-		// replica too), and EVAL caches a script on its node as a load
-		// does.
-		_, cluster := rdb.(*redis.ClusterClient)
-		sent = exec(again, cluster || loadScripts(ctx, rdb) != nil)
+		// Without SCRIPT LOAD (renamed, or denied to the user, or on a
+		// Cluster) EVAL may still be allowed: send the sources themselves.
+		sent = exec(again, loadScripts(ctx, rdb) != nil)
 	}
 	for _, c := range calls {
 		if err := c.cmd.Err(); err != nil {
@@ -288,8 +284,14 @@ func evalPipelined(ctx context.Context, rdb redis.UniversalClient, calls []*scri
 	return sent, nil
 }
 
+// errNoLoadOnCluster is loadScripts' answer on a Cluster: the pipeline
+// sends the sources with EVAL, which caches a script on its node as a load
+// does. A load on every node would wait for any that hangs, a replica too.
+var errNoLoadOnCluster = errors.New("reservation: scripts are not loaded on every node of a Cluster")
+
 // loadScripts loads every script on the server, for pipelines that send
-// EVALSHA and cannot fall back to EVAL one command at a time.
+// EVALSHA and cannot fall back to EVAL one command at a time. On a Cluster
+// it loads nothing and answers errNoLoadOnCluster.
 func loadScripts(ctx context.Context, rdb redis.UniversalClient) error {
 	// Not Script.Load: in a pipeline it would record an empty digest.
 	sources := []string{acquireLua, acquireSetLua, renewLua, releaseLua, forceReleaseLua, raiseFenceLua}
@@ -303,6 +305,8 @@ func loadScripts(ctx context.Context, rdb redis.UniversalClient) error {
 		return err
 	}
 	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		return errNoLoadOnCluster
 	case *redis.Client:
 		return load(ctx, c)
 	default:
