@@ -250,6 +250,7 @@ func (w workload) run(ctx context.Context, id string) (err error) {
 			{"Lock behind a holder of another Client", func() error { return w.handOver(ctx, a, b, name, 0, told) }},
 			{"Lock of a semaphore's permit", func() error { return w.handOver(ctx, a, b, name+"-pool", 1, told) }},
 			{"Lock without tracking", func() error { return w.handOver(ctx, a, nt, name+"-nt", 0, told) }},
+			{"TryLock refused behind a waiter", func() error { return w.behindAWaiter(ctx, a, b, nt, name+"-behind", told) }},
 			{"a set", func() error {
 				if w.cluster && !tagged {
 					return nil // a set's names need one hash tag there
@@ -342,6 +343,57 @@ func (w workload) run(ctx context.Context, id string) (err error) {
 	return nil
 }
 
+// behindAWaiter has a hold resource while c waits for it in Lock; a TryLock
+// of t must then be refused for the waiter, and say that one queues.
+func (w workload) behindAWaiter(ctx context.Context, a, c, t *Client, resource string, told func() error) error {
+	r, err := a.TryLock(ctx, resource)
+	if err != nil {
+		return err
+	}
+	defer r.Release(ctx)
+	got := make(chan error, 1)
+	go func() {
+		r, err := c.Lock(ctx, resource)
+		if err == nil {
+			err = r.Release(ctx)
+		}
+		got <- err
+	}()
+	if err := w.queued(ctx, a.Key(resource), told); err != nil {
+		return err
+	}
+	_, err = t.TryLock(ctx, resource)
+	var nerr *NotAcquiredError
+	if !errors.As(err, &nerr) || nerr.Queued != 1 {
+		return fmt.Errorf("TryLock behind a waiter: %v; want refused, with one queued", err)
+	}
+	if err := r.Release(ctx); err != nil {
+		return err
+	}
+	select {
+	case err := <-got:
+		return err
+	case <-time.After(time.Second):
+		return errors.New("the waiter did not have it within 1 s of the release")
+	}
+}
+
+// queued waits until one waiter queues for key, and for at most 2 s.
+func (w workload) queued(ctx context.Context, key string, told func() error) error {
+	queue := companion(key, queueSuffix)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n, err := w.admin(queue).ZCard(ctx, queue).Result(); err != nil || n == 1 {
+			return nil
+		}
+		if err := told(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the waiter did not queue within 2 s")
+		}
+	}
+}
+
 // handOver has a hold resource (a permit of it when limit is 1), and
 // shows it in Status, while c waits for it in Lock; a's release must
 // reach the waiter within a second.
@@ -364,18 +416,8 @@ func (w workload) handOver(ctx context.Context, a, c *Client, resource string, l
 		}
 		got <- err
 	}()
-	key := a.Key(resource)
-	queue := companion(key, queueSuffix)
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if n, err := w.admin(queue).ZCard(ctx, queue).Result(); err != nil || n == 1 {
-			break
-		}
-		if err := told(); err != nil {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return errors.New("the waiter did not queue within 2 s")
-		}
+	if err := w.queued(ctx, a.Key(resource), told); err != nil {
+		return err
 	}
 	info, err := a.Status(ctx, resource)
 	if err != nil {
