@@ -665,6 +665,49 @@ func TestAcquireScriptNewcomerAfterDeadWaiters(t *testing.T) {
 	}
 }
 
+// The head of the queue that acquires tells the next live waiter its turn,
+// past a dead one that its own attempt took off the queue; and a head whose
+// lease was lost (evicted) keeps its place, as it is alive (its attempt
+// says so), and gets a lease again.
+func TestAcquireScriptTellsTheNextLiveWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	key := "reservation-next-live"
+	leases := companion(key, leaseSuffix)
+	runAcquire(t, rdb, key, "holder-1", waitQueue)
+	for _, w := range []string{"head-1", "dead-1", "live-1"} {
+		runAcquire(t, rdb, key, w, waitQueue)
+	}
+	rdb.ZRem(ctx, leases, "head-1")
+	if res := runAcquire(t, rdb, key, "head-1", waitQueue); res.acquired || res.place != 0 {
+		t.Fatalf("head without a lease, while the key is held: %+v; want refused, still at the head", res)
+	}
+	if err := rdb.ZScore(ctx, leases, "head-1").Err(); err != nil {
+		t.Errorf("head's lease after its attempt: %v; want one", err)
+	}
+	rdb.ZAdd(ctx, leases, redis.Z{Score: 1, Member: "dead-1"}) // its lease ran out
+	sub := rdb.Subscribe(ctx, companion(key, turnSuffix))
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, key) // the holder released
+	if res := runAcquire(t, rdb, key, "head-1", waitQueue); !res.acquired {
+		t.Fatalf("head after the release: %+v; want acquired", res)
+	}
+	if q := serverQueue(t, rdb, key); !slices.Equal(q, []string{"live-1"}) {
+		t.Errorf("queue %v; want live-1 alone", q)
+	}
+	msg, err := sub.ReceiveMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Payload != "live-1" {
+		t.Errorf("turn told to %q; want live-1", msg.Payload)
+	}
+}
+
 // The queue and its leases live as long as the longest lease in them: a new
 // queue gets an expiry, a waiter with a longer TTL extends it, and one with
 // a shorter TTL never shortens it.

@@ -57,14 +57,24 @@ local marker = 'semaphore:' .. limit
 
 -- lease keeps the caller's place for a TTL, and the queue for as long as
 -- the longest lease in it.
+-- fresh is set when the queue's head was read and there was none: a place
+-- taken then is the first, in a queue just made (see enqueue).
+local fresh = false
+
 local function lease()
   local ttl = tonumber(ARGV[2])
   redis.call('ZADD', KEYS[5], now_ms + ttl, ARGV[1])
+  -- Never shorter (GT): waiters with a longer TTL may queue. A key with no
+  -- expiry yet (just made by ZADD) gets one (NX). A queue just made has
+  -- none: NX first then, GT first otherwise, as either failing leaves the
+  -- other to decide.
+  local first, second = 'GT', 'NX'
+  if fresh then
+    first, second = 'NX', 'GT'
+  end
   for i = 4, 5 do
-    -- Never shorter (GT): waiters with a longer TTL may queue. A key with
-    -- no expiry yet (just made by ZADD) gets one (NX).
-    if redis.call('PEXPIRE', KEYS[i], ttl, 'GT') == 0 then
-      redis.call('PEXPIRE', KEYS[i], ttl, 'NX')
+    if redis.call('PEXPIRE', KEYS[i], ttl, first) == 0 then
+      redis.call('PEXPIRE', KEYS[i], ttl, second)
     end
   end
 end
@@ -76,6 +86,13 @@ local stale = false
 -- enqueue takes a place at the end of the queue unless the caller has one,
 -- renews its lease, and answers its place (0: the head).
 local function enqueue()
+  if fresh then
+    -- Nobody queued: the first place, and nothing to read.
+    redis.call('ZADD', KEYS[4], now_us, ARGV[1])
+    stale = true
+    lease()
+    return 0
+  end
   local rank = redis.call('ZRANK', KEYS[4], ARGV[1])
   if not rank then
     local tail = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
@@ -137,26 +154,34 @@ local function not_token()
   return redis.error_reply('WRONGTYPE the fencing key ' .. KEYS[2] .. ' holds a value that is not a token')
 end
 
-local head_before, head -- the queue's head before and after the pruning
+-- The queue's head before and after the pruning, and the second place.
+local head_before, head, second
 if mode ~= '' then
-  head_before = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  local first = redis.call('ZRANGE', KEYS[4], 0, 1)
+  head_before, second = first[1], first[2]
 end
 local queued = head_before ~= nil -- a queue key exists: it is never empty
+fresh = mode ~= '' and not queued
+head = head_before
+local pruned = false -- the pruning below changed the queue
 if queued then
   -- Waiters whose lease ran out (they died, or lost their link) leave.
-  head = head_before
   local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 64)
   if #dead > 0 then
     redis.call('ZREM', KEYS[4], unpack(dead))
     redis.call('ZREM', KEYS[5], unpack(dead))
     head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+    pruned = true
   end
   -- A place without a lease (its lease was evicted or deleted) would
-  -- never run out: it leaves too, when it comes to the head.
+  -- never run out: it leaves too, when it comes to the head. The caller's
+  -- own place stays: it is alive, as it runs this, and takes the key or
+  -- renews its lease below.
   for i = 1, 64 do
-    if not head or redis.call('ZRANK', KEYS[5], head) then
+    if not head or head == ARGV[1] or redis.call('ZRANK', KEYS[5], head) then
       break
     end
+    pruned = true
     redis.call('ZREM', KEYS[4], head)
     head = nil
     if i < 64 then
@@ -185,7 +210,13 @@ local function leave()
   if queued then
     redis.call('ZREM', KEYS[4], ARGV[1])
     redis.call('ZREM', KEYS[5], ARGV[1])
-    stale = true
+    if head_before == ARGV[1] and not pruned then
+      -- The caller was the head, and nothing else changed the queue: the
+      -- second place is the head now, with no need to read it.
+      head = second
+    else
+      stale = true
+    end
     tell(ARGV[1])
   end
 end

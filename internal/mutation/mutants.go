@@ -463,9 +463,10 @@ var mutants = []mutant{
 		tests: []tests{root("^TestQueueTryLockAndDeadWaiter$")},
 	},
 	{
-		name:  "queue-without-expiry",
-		why:   "a new queue and its leases get no expiry, so that a queue whose waiters all died stays for ever",
-		edits: []edit{{"scripts/acquire.lua", "      redis.call('PEXPIRE', KEYS[i], ttl, 'NX')\n", ""}},
+		name: "queue-without-expiry",
+		why:  "a new queue and its leases get no expiry, so that a queue whose waiters all died stays for ever",
+		edits: []edit{{"scripts/acquire.lua", "    if redis.call('PEXPIRE', KEYS[i], ttl, first) == 0 then\n      redis.call('PEXPIRE', KEYS[i], ttl, second)\n    end\n",
+			"    redis.call('PEXPIRE', KEYS[i], ttl, 'GT')\n"}},
 		tests: []tests{root("^TestAcquireScriptQueueExpiry$")},
 	},
 	{
@@ -479,6 +480,30 @@ var mutants = []mutant{
 		why:   "when the head of the server's queue acquires, the next waiter is not told its turn",
 		edits: []edit{{"scripts/acquire.lua", "    redis.pcall(ARGV[7], ARGV[6], now)\n", ""}},
 		tests: []tests{root("^TestQueueNextWaiterWatchesTheKey$")},
+	},
+	{
+		name:  "queue-next-not-the-second",
+		why:   "when the head of the server's queue acquires, the script takes nobody for the next head, where the second place is, and tells no one",
+		edits: []edit{{"scripts/acquire.lua", "      head = second\n", "      head = nil\n"}},
+		tests: []tests{root("^TestQueueNextWaiterWatchesTheKey$")},
+	},
+	{
+		name:  "queue-next-read-before-pruning",
+		why:   "when the head of the server's queue acquires after pruning dead waiters, the script tells the second place it read before the pruning, which may be a dead waiter, and no live one",
+		edits: []edit{{"scripts/acquire.lua", "    if head_before == ARGV[1] and not pruned then\n", "    if head_before == ARGV[1] then\n"}},
+		tests: []tests{root("^TestAcquireScriptTellsTheNextLiveWaiter$")},
+	},
+	{
+		name:  "queue-live-head-loses-place",
+		why:   "a waiter at the head of the server's queue whose lease was lost (evicted) is sent to the back by its own attempt, though the attempt shows it alive",
+		edits: []edit{{"scripts/acquire.lua", "if not head or head == ARGV[1] or redis.call('ZRANK', KEYS[5], head) then", "if not head or redis.call('ZRANK', KEYS[5], head) then"}},
+		tests: []tests{root("^TestAcquireScriptTellsTheNextLiveWaiter$")},
+	},
+	{
+		name:  "queue-place-taken-blind",
+		why:   "a waiter takes its place as the first of a new queue even when others queue: it jumps ahead of them, and each renewal of its place sends it to the back",
+		edits: []edit{{"scripts/acquire.lua", "fresh = mode ~= '' and not queued\n", "fresh = mode ~= ''\n"}},
+		tests: []tests{root("^TestQueueServesInArrivalOrder$")},
 	},
 	{
 		name: "semaphore-permits-past-limit",
