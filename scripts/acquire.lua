@@ -98,10 +98,12 @@ local function enqueue()
     local tail = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
     local score = now_us
     if tail[2] then
+      -- Behind the tail: the head is unchanged.
       score = math.max(now_us, tonumber(tail[2]) + 1)
+    else
+      stale = true -- the first place: the caller is the head now
     end
     redis.call('ZADD', KEYS[4], score, ARGV[1])
-    stale = true
     rank = redis.call('ZCARD', KEYS[4]) - 1
   end
   lease()
