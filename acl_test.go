@@ -367,6 +367,12 @@ func (w workload) behindAWaiter(ctx context.Context, a, c, t *Client, resource s
 	if !errors.As(err, &nerr) || nerr.Queued != 1 {
 		return fmt.Errorf("TryLock behind a waiter: %v; want refused, with one queued", err)
 	}
+	return handedOver(ctx, r, got)
+}
+
+// handedOver releases r, whose waiter reports on got, and wants the
+// waiter to have it within a second.
+func handedOver(ctx context.Context, r *Reservation, got <-chan error) error {
 	if err := r.Release(ctx); err != nil {
 		return err
 	}
@@ -427,15 +433,7 @@ func (w workload) handOver(ctx context.Context, a, c *Client, resource string, l
 		return fmt.Errorf("Status = %+v; want held by %s, a token, one waiter", info, r.Holder())
 	}
 	time.Sleep(20 * time.Millisecond) // the waiter's watch or subscription set
-	if err := r.Release(ctx); err != nil {
-		return err
-	}
-	select {
-	case err := <-got:
-		return err
-	case <-time.After(time.Second):
-		return errors.New("the waiter did not have it within 1 s of the release")
-	}
+	return handedOver(ctx, r, got)
 }
 
 // serverWorkload is the workload on one server, as user.
