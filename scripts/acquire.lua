@@ -55,12 +55,12 @@ end
 local limit = tonumber(ARGV[8] or '0') or 0
 local marker = 'semaphore:' .. limit
 
--- lease keeps the caller's place for a TTL, and the queue for as long as
--- the longest lease in it.
 -- fresh is set when the queue's head was read and there was none: a place
 -- taken then is the first, in a queue just made (see enqueue).
 local fresh = false
 
+-- lease keeps the caller's place for a TTL, and the queue for as long as
+-- the longest lease in it.
 local function lease()
   local ttl = tonumber(ARGV[2])
   redis.call('ZADD', KEYS[5], now_ms + ttl, ARGV[1])
