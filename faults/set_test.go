@@ -257,7 +257,7 @@ func TestFaultSetKillHolder(t *testing.T) {
 		at := history.Now()
 		delete(procs, ev.Worker)
 		s.fault()
-		if until, ok := deadPlaces(ctx, t, rdb, ev.Worker); ok {
+		if until, ok := deadPlaces(ctx, t, rdb, ev.Worker, setResources); ok {
 			// It had released, and its next Lock call had taken places:
 			// they stand in the queues until their leases end.
 			windows = append(windows, window{from: at, until: until + int64(s.heartbeat+slack)})
@@ -612,12 +612,12 @@ func within(windows []window, from, to int64) bool {
 }
 
 // deadPlaces answers when the last lease ends of the places that worker's
-// values hold in the queues of setResources, and false when it has none:
+// values hold in the queues of resources, and false when it has none:
 // a process killed while it held a set may have released it and begun to
 // wait again in the meantime.
-func deadPlaces(ctx context.Context, t *testing.T, rdb *redis.Client, worker string) (int64, bool) {
+func deadPlaces(ctx context.Context, t *testing.T, rdb *redis.Client, worker string, resources []string) (int64, bool) {
 	t.Helper()
-	qs, err := readQueues(ctx, rdb, setResources)
+	qs, err := readQueues(ctx, rdb, resources)
 	if err != nil {
 		t.Fatal(err)
 	}
