@@ -682,19 +682,26 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	if limit == 0 { // a permit's key was not read
 		r.watched = call.heldRead(value)
 	}
+	return c.keep(ctx, r, mode)
+}
+
+// keep holds r, just acquired in mode, unless it came too late to be of use
+// or the Client closed meanwhile: then it is given back.
+func (c *Client) keep(ctx context.Context, r *Reservation, mode queueMode) (*Reservation, *NotAcquiredError, error) {
+	key := c.Key(r.resource) // a permit's semaphore
 	if !time.Now().Before(r.deadline) {
 		// The answer came back after the local deadline (a link or a
 		// scheduler slower than the TTL): the key may have expired and
 		// been taken by someone else before we knew it was ours. It is no
 		// use: give it back if it is still ours.
-		c.giveBackFor(mode, key, value, limit)
+		c.giveBackFor(mode, key, r.value, r.limit)
 		r.end(lostError("the acquire reply came back after the local deadline"))
-		return nil, &NotAcquiredError{Resource: resource, Late: true}, nil
+		return nil, &NotAcquiredError{Resource: r.resource, Late: true}, nil
 	}
 	r.node = c.nodeOf(ctx, key)
 	if err := c.hold(r); err != nil {
 		// Closed while acquiring: give it back at once.
-		c.giveBack(held, value, 0)
+		c.giveBack(r.key, r.value, 0)
 		r.end(ErrReleased)
 		return nil, nil, err
 	}

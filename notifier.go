@@ -107,6 +107,11 @@ type keyWatch struct {
 	holder *Reservation  // this Client's reservation of the key, or nil
 	// semaphore reports that the key is a semaphore's (see watchSemaphore).
 	semaphore bool
+	// offer, while releases of this Client that offered to hand the key
+	// over to its waiters are under way (offers of them), closes when the
+	// last answered (see notifier.grantees).
+	offer  chan struct{}
+	offers int
 }
 
 // waiter is one Lock call's place in a key's queue: the Client's own queue,
@@ -118,6 +123,10 @@ type waiter struct {
 	value string
 	turn  chan struct{}
 	told  bool // the server told its turn since the waiter last looked
+	// grant, when not nil, takes a reservation of the key that a release
+	// of this Client handed to the waiter (see Client.offer): a Lock of
+	// a reservation (not a permit, not a set) in the server's queue.
+	grant chan grant
 }
 
 // notifierStart is a start of the notifier under way.
@@ -628,8 +637,13 @@ func (n *notifier) join(key string) *waiter {
 // confirmation of a new subscription signals every such waiter of the key,
 // so that a turn told before it is not missed. A turn told to value while
 // the waiter was between its first attempt and here is signalled at once.
-func (n *notifier) joinServerQueue(key, value string) *waiter {
+// With grants, the waiter takes reservations handed to it (see
+// notifier.handTo).
+func (n *notifier) joinServerQueue(key, value string, grants bool) *waiter {
 	w := &waiter{value: value, turn: make(chan struct{}, 1)}
+	if grants {
+		w.grant = make(chan grant, 1)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	kw := n.watch(key)
@@ -673,6 +687,78 @@ func (n *notifier) signalTurns(key, value string) bool {
 		}
 	}
 	return found
+}
+
+// grantees returns the holder values of key's waiters that take
+// reservations handed to them, in the order they joined, at most
+// maxGrantees, for a release that offers to hand the key over to them.
+// Until it calls answered, once the release answered and what it handed
+// over was handed (see handTo), they wait for it rather than try (see
+// offerOf): a try meanwhile would cost a round trip, and the handoff would
+// wait for it.
+func (n *notifier) grantees(key string) (values []string, answered func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	kw := n.keys[key]
+	if kw == nil {
+		return nil, nil
+	}
+	for _, w := range kw.queue {
+		if w.grant != nil && len(values) < maxGrantees {
+			values = append(values, w.value)
+		}
+	}
+	if len(values) == 0 {
+		return nil, nil
+	}
+	if kw.offers == 0 {
+		kw.offer = make(chan struct{})
+	}
+	kw.offers++
+	offer := kw.offer
+	return values, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if kw.offers--; kw.offers == 0 {
+			close(offer)
+			kw.offer = nil
+		}
+	}
+}
+
+// offerOf returns the channel that closes when the releases under way that
+// offered key to its waiters answered, or nil when none is.
+func (n *notifier) offerOf(key string) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if kw := n.keys[key]; kw != nil && kw.offers > 0 {
+		return kw.offer
+	}
+	return nil
+}
+
+// maxGrantees bounds the values a release offers to hand the key to: the
+// server's queue serves the Client's waiters in the order they joined, so
+// the head is one of the first few when it is one of them.
+const maxGrantees = 8
+
+// handTo hands g, a reservation of key given to value by a release, to the
+// waiter of key with value, and reports whether one was still there.
+func (n *notifier) handTo(key, value string, g grant) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if kw := n.keys[key]; kw != nil {
+		for _, w := range kw.queue {
+			if w.grant != nil && w.value == value {
+				select {
+				case w.grant <- g:
+				default: // one came already: the key was handed once
+				}
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // toldTurn reports whether the server told w its turn since the last call

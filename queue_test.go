@@ -577,7 +577,7 @@ func TestQueueTurnToldWhileBusy(t *testing.T) {
 	// Before the join. A value of this Client's (its prefix).
 	early := c.newValue()
 	n.turnTold(key, early)
-	w := n.joinServerQueue(key, early)
+	w := n.joinServerQueue(key, early, false)
 	defer n.leave(key, w, false)
 	if !signalled(w) {
 		t.Error("a turn told before the waiter joined was lost")

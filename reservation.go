@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Reservation is one holding of a resource. It stays held, renewed by its
@@ -185,8 +187,29 @@ func (r *Reservation) Release(ctx context.Context) error {
 		return c.releaseSet(ctx, r)
 	}
 
-	cmd, _ := c.batch.run(ctx, c.releaseCall(r.key, r.value, 0))
+	call := c.releaseCall(r.key, r.value, 0)
+	n, offered := c.offer(call, r)
+	sent := time.Now()
+	var answered func(*redis.Cmd)
+	if n != nil {
+		// The waiter that the release handed the key to gets it, and
+		// the others try again if they must.
+		answered = func(cmd *redis.Cmd) {
+			if h, ok := handoffOf(cmd); ok {
+				n.handTo(r.key, h.value, grant{token: h.token, sent: sent, watched: call.heldRead(h.value)})
+			}
+			offered()
+		}
+		call.late = answered // left running when ctx ended
+	}
+	cmd, left := c.batch.run(ctx, call)
 	released, err := cmd.Int()
+	if h, ok := handoffOf(cmd); ok {
+		released, err = h.released, nil
+	}
+	if answered != nil && !left {
+		defer answered(cmd) // after r ended: one holder at a time, here too
+	}
 	if errors.Is(err, errNotSent) {
 		// ctx ended while it waited for its turn: nothing was sent, and
 		// the reservation is still held.
@@ -224,6 +247,60 @@ func (r *Reservation) Release(ctx context.Context) error {
 	c.emit(Event{Kind: EventReleased, Resource: r.resource, Key: r.key, Holder: r.value, Token: r.token,
 		Duration: time.Since(r.acquired)})
 	return nil
+}
+
+// offer has call, a release of r, hand r's key over to the first of this
+// Client's waiters in the server's queue, when the queue's head is one of
+// them: the release script sets the key to its value and issues its token,
+// which saves it an attempt (a round trip and the acquire script) and the
+// turn notice that would have woken it. It returns the notifier whose
+// waiters were offered, and what to call once the release answered (see
+// notifier.grantees); nil when none were: a permit (whose semaphore's
+// permits the script would have to search), WaitReplicas (whose WAIT the
+// waiter must see acknowledged before it holds), or no such waiter.
+func (c *Client) offer(call *scriptCall, r *Reservation) (*notifier, func()) {
+	if !c.fair() || r.limit > 0 || c.opt.WaitReplicas > 0 {
+		return nil, nil
+	}
+	n := c.notifierIfStarted(r.node)
+	if n == nil {
+		return nil, nil
+	}
+	values, answered := n.grantees(r.key)
+	if len(values) == 0 {
+		return nil, nil
+	}
+	call.keys = append(call.keys, companion(r.key, fenceSuffix), guardKeyFor(r.key, c.cluster))
+	call.args = append(call.args, c.args.ttl, c.args.guard, c.args.fenceLifetime)
+	for _, v := range values {
+		call.args = append(call.args, v)
+	}
+	// Read on the tracking connection after the release, the key is
+	// watched for the waiter that holds it now.
+	call.watch = call.keys[:1:1]
+	return n, answered
+}
+
+// handover is the release script's reply when it handed the key over to a
+// waiter: released as the script's plain reply, and the waiter's value and
+// token.
+type handover struct {
+	released int
+	value    string
+	token    int64
+}
+
+// handoffOf returns the handover that cmd, a release offered to waiters,
+// answers, if any.
+func handoffOf(cmd *redis.Cmd) (handover, bool) {
+	reply, ok := cmd.Val().([]any)
+	if !ok || len(reply) != 3 {
+		return handover{}, false
+	}
+	released, ok1 := reply[0].(int64)
+	value, ok2 := reply[1].(string)
+	token, ok3 := reply[2].(int64)
+	return handover{int(released), value, token}, ok1 && ok2 && ok3 && cmd.Err() == nil
 }
 
 // releasedHere tells the local waiters of r's key that r's release ran, or

@@ -349,7 +349,7 @@ func (c *Client) setLock(ctx context.Context, set []string) (*Reservation, error
 				return nil, err
 			}
 			for _, k := range keys {
-				waiters = append(waiters, n.joinServerQueue(k, value))
+				waiters = append(waiters, n.joinServerQueue(k, value, false))
 			}
 			if last != nil {
 				c.emit(Event{Kind: EventWait, Resource: set[0], Key: keys[0], Holder: last.Holder, Duration: last.Remaining})

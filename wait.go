@@ -321,7 +321,8 @@ func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Re
 	if err != nil {
 		return nil, err
 	}
-	q := n.joinServerQueue(w.key, w.value)
+	grants := limit == 0 // a permit is never handed over (see Client.handOff)
+	q := n.joinServerQueue(w.key, w.value, grants)
 	defer func() { n.leave(w.key, q, acquired) }() // n and q as they are then
 	if w.last != nil {
 		c.emit(Event{Kind: EventWait, Resource: resource, Key: w.key, Holder: w.last.Holder, Duration: w.last.Remaining})
@@ -331,10 +332,13 @@ func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Re
 	leaseDue := time.Now().Add(c.opt.HeartbeatInterval)
 	tried := true // the attempt above
 	for {
-		n, q = w.follow(ctx, n, q, func(m *notifier) *waiter { return m.joinServerQueue(w.key, w.value) })
+		n, q = w.follow(ctx, n, q, func(m *notifier) *waiter { return m.joinServerQueue(w.key, w.value, grants) })
 		failed := false
 		if !tried {
-			r, err := w.attempt(ctx)
+			r, err := w.offered(ctx, n, q)
+			if r == nil && err == nil {
+				r, err = w.attempt(ctx)
+			}
 			if r != nil {
 				acquired = true
 				return r, nil
@@ -388,6 +392,12 @@ func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Re
 		}
 		timer.Reset(max(delay, 0))
 		select {
+		case g := <-q.grant: // nil without grants: never ready
+			r, err := w.granted(ctx, g)
+			if r != nil || err != nil {
+				acquired = r != nil
+				return r, err
+			}
 		case <-wake:
 		case <-turn:
 			if l := w.last; l != nil && !head && !failed && n.toldTurn(q) && w.tracked(n) {
@@ -409,4 +419,57 @@ func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Re
 			<-timer.C
 		}
 	}
+}
+
+// grant is a reservation that a release of this Client handed to one of its
+// waiters in the server's queue (see Client.handOff): the release script set
+// the key to the waiter's value and issued token.
+type grant struct {
+	token int64
+	sent  time.Time // when the release was sent: the key's TTL ran from after it
+	// watched is the read that followed the release on the tracking
+	// connection, which watches the key since (nil: none did).
+	watched *trackedRead
+}
+
+// offered waits, rather than try, while a release of this Client that
+// offered the waiter's key to its waiters is under way (see Client.offer),
+// and returns the reservation when it was handed to waiter q. It returns
+// neither a reservation nor an error when the waiter should try.
+func (w *wait) offered(ctx context.Context, n *notifier, q *waiter) (*Reservation, error) {
+	if q.grant == nil {
+		return nil, nil
+	}
+	if offer := n.offerOf(w.key); offer != nil {
+		select {
+		case <-offer:
+		case <-ctx.Done():
+			return nil, w.notAcquired(ctx)
+		case <-w.c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+	select {
+	case g := <-q.grant:
+		return w.granted(ctx, g)
+	default:
+		return nil, nil
+	}
+}
+
+// granted holds the reservation handed to the waiter by g, as an attempt
+// that acquired it would. It returns neither a reservation nor an error
+// when g came too late to be of use (given back: the waiter goes on).
+func (w *wait) granted(ctx context.Context, g grant) (*Reservation, error) {
+	c := w.c
+	r := newReservation(c, w.resource, w.key, w.value, g.token, g.sent)
+	r.watched = g.watched
+	r, nerr, err := c.keep(ctx, r, waitQueue)
+	if err != nil || nerr != nil {
+		w.last = nerr
+		return nil, err
+	}
+	c.emit(Event{Kind: EventAcquired, Resource: w.resource, Key: w.key, Holder: r.value, Token: r.token,
+		Duration: max(time.Since(w.start), time.Nanosecond)})
+	return r, nil
 }

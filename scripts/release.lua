@@ -13,6 +13,16 @@
 --         key's slot, heard on the key's node only), 'PUBLISH' elsewhere
 -- ARGV[4] turn channel: the queue's new head is told there (the payload is
 --         its holder value), so that a release wakes one waiter, not all
+-- ARGV[5..] (optional, with no permits) a handoff: the TTL, the restart
+--         guard and the fencing companion's lifetime in milliseconds (as
+--         the acquire script's ARGV[2..4]), then the holder values of the
+--         releasing client's own waiters in the queue. When the queue's new
+--         head is one of them, it takes the key here, as the acquire script
+--         would have it take it at its next attempt, and its token is
+--         issued: the client hands it the reservation with no attempt of
+--         its own, and the next place is told its turn instead.
+-- KEYS[4], KEYS[5] with a handoff: the fencing companion key and the
+--         restart-guard marker (as the acquire script's KEYS[2..3])
 --
 -- A waiter that gives up calls it too (its value is not in the key): it
 -- leaves the queue, and when it was the head, the next waiter is told.
@@ -20,10 +30,17 @@
 -- Returns 1 when released, 0 when the key was gone or someone else's, 2 when
 -- released but the notice was refused: the notice is best effort, as a user
 -- without the right to PUBLISH to the channel (a Redis 7 ACL user gets no
--- channel by default) must still be able to release.
+-- channel by default) must still be able to release. After a handoff,
+-- {released, value, token}: the waiter that holds the key now, and its
+-- token.
 local released = 0
 local key = KEYS[1]
-for i = 4, #KEYS do
+local handoff = ARGV[5] ~= nil
+local permits = 4
+if handoff then
+  permits = #KEYS + 1 -- KEYS[4..5] are no permits
+end
+for i = permits, #KEYS do
   if redis.pcall('GET', KEYS[i]) == ARGV[1] then
     key = KEYS[i]
     break
@@ -45,6 +62,42 @@ local function call(...)
     error(r.err)
   end
   return r
+end
+-- hand gives the key, just released, to the new head when it is a waiter
+-- of the releasing client, at time t (TIME's reply); it fails, and leaves
+-- everything as it was, when the head is someone else's or the acquire
+-- script would refuse it: the restart guard still runs, or the fencing
+-- companion holds no token.
+local given, token
+local function hand(head, t)
+  local mine = false
+  for i = 8, #ARGV do
+    if ARGV[i] == head then
+      mine = true
+      break
+    end
+  end
+  assert(mine)
+  local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local guard = tonumber(ARGV[6])
+  if guard > 0 then
+    local set_ms = tonumber(redis.call('GET', KEYS[5]))
+    assert(set_ms and set_ms + guard <= math.floor(now_us / 1000))
+  end
+  local last = 0
+  local v = redis.call('GET', KEYS[4])
+  if v then
+    last = tonumber(v)
+  end
+  assert(last)
+  -- The token first: were the key's write refused (out of memory), a
+  -- token issued to nobody leaves a gap, never a token issued twice.
+  token = math.max(last + 1, now_us)
+  redis.call('SET', KEYS[4], string.format('%.0f', token), 'PX', ARGV[7])
+  redis.call('SET', KEYS[1], head, 'PX', ARGV[5])
+  given = head
+  redis.call('ZREM', KEYS[2], head)
+  redis.call('ZREM', KEYS[3], head)
 end
 pcall(function()
   -- The head, or nil when nobody queues (no queue key).
@@ -70,8 +123,15 @@ pcall(function()
   if changed then
     now = call('ZRANGE', KEYS[2], 0, 0)[1]
   end
+  if now and released > 0 and handoff and pcall(hand, now, t) then
+    -- The head holds the key: the next place is told its turn.
+    now = call('ZRANGE', KEYS[2], 0, 0)[1]
+  end
   if now and (released > 0 or now ~= head) then
     redis.pcall(ARGV[3], ARGV[4], now)
   end
 end)
+if given then
+  return {released, given, token}
+end
 return released

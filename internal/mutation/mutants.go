@@ -635,4 +635,46 @@ var mutants = []mutant{
 		edits: []edit{{"notifier.go", "\t\tkw.armed = false\n\t\tkw.signal()\n\t}\n}\n\n// notify", "\t\tkw.signal()\n\t}\n}\n\n// notify"}},
 		tests: []tests{root("^TestReleaseHereUnarmsTheKey$")},
 	},
+	{
+		name:  "handover-token-not-grown",
+		why:   "a release that hands the key over to its Client's waiter gives it the last token again",
+		edits: []edit{{"scripts/release.lua", "  token = math.max(last + 1, now_us)", "  token = last"}},
+		tests: []tests{root("^TestReleaseHandsOverToOwnWaiter$")},
+	},
+	{
+		name:  "handover-during-restart-guard",
+		why:   "a release hands the key over while the restart guard runs",
+		edits: []edit{{"scripts/release.lua", "    assert(set_ms and set_ms + guard <= math.floor(now_us / 1000))\n", ""}},
+		tests: []tests{root("^TestHandOverWaitsForRestartGuard$")},
+	},
+	{
+		name:  "handover-to-strangers",
+		why:   "a release hands the key over to the head of the queue whoever it is, though another Client's waiter never hears of it",
+		edits: []edit{{"scripts/release.lua", "  assert(mine)\n", ""}},
+		tests: []tests{root("^TestReleaseDoesNotHandOverToOthers$")},
+	},
+	{
+		name:  "handover-next-not-told",
+		why:   "after a handover the waiter handed the key is told its turn again, not the next place",
+		edits: []edit{{"scripts/release.lua", "    now = call('ZRANGE', KEYS[2], 0, 0)[1]\n  end\n  if now and (released", "  end\n  if now and (released"}},
+		tests: []tests{root("^TestReleaseHandsOverToOwnWaiter$")},
+	},
+	{
+		name:  "handover-waiter-tries-anyway",
+		why:   "a waiter offered the key by a release under way tries meanwhile, a round trip that the handover then waits for",
+		edits: []edit{{"wait.go", "if offer := n.offerOf(w.key); offer != nil {", "if offer := n.offerOf(w.key); false {"}},
+		tests: []tests{root("^TestHandOverWaiterWaitsForTheRelease$")},
+	},
+	{
+		name:  "handover-grant-dropped",
+		why:   "a waiter handed the key by a release does not take it, and holds it only at its next attempt",
+		edits: []edit{{"wait.go", "\tcase g := <-q.grant:\n\t\treturn w.granted(ctx, g)\n", "\tcase <-q.grant:\n\t\treturn nil, nil\n"}},
+		tests: []tests{root("^TestReleaseHandsOverToOwnWaiter$")},
+	},
+	{
+		name:  "handover-offer-outlasts-the-wait",
+		why:   "a waiter offered the key waits for the release under way even when its context ended, and takes the key it gave up",
+		edits: []edit{{"wait.go", "\t\tcase <-ctx.Done():\n\t\t\treturn nil, w.notAcquired(ctx)\n\t\tcase <-w.c.ctx.Done():", "\t\tcase <-w.c.ctx.Done():"}},
+		tests: []tests{root("^TestHandOverToAWaiterThatGaveUp$")},
+	},
 }

@@ -1,0 +1,258 @@
+package reservation
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis-reservation/reservation/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// untilJoined waits until n of c's waiters of key joined its notifier's
+// queue: then a release offers them the key.
+func untilJoined(t *testing.T, c *Client, key string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !queued(c, key, n); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters of %s never joined", n, key)
+		}
+	}
+}
+
+// untilScriptsSettle waits until no script has run for 100 ms, and returns
+// how many ran.
+func untilScriptsSettle(t *testing.T, rdb *redis.Client) int {
+	t.Helper()
+	last := -1
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n := commandCalls(rdb.Info(t.Context(), "commandstats").Val(), "evalsha")
+		if n == last {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("scripts still run after 5 s")
+		}
+		last = n
+	}
+}
+
+// A release hands the key over to the Client's own waiter at the head of
+// the server's queue: the release script gives it the key and a greater
+// token, the waiter makes no attempt of its own, and the next place (a
+// waiter of another Client) is told its turn, so that it watches the key.
+func TestReleaseHandsOverToOwnWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	opt := Options{TTL: 10 * time.Second} // heartbeats every 3.3 s: none in the test
+	c := newTestClient(t, srv, opt)
+	other := newTestClient(t, srv, Options{By: "other", TTL: opt.TTL})
+	if err := mustLock(t, c, "warm-up").Release(ctx); err != nil { // the release script loaded
+		t.Fatal(err)
+	}
+	r := mustLock(t, c, "baton")
+	key := r.Key()
+	mine := lockLater(t, c, "baton")
+	untilQueued(t, rdb, key, 1)
+	untilJoined(t, c, key, 1)
+	theirs := lockLater(t, other, "baton")
+	q := untilQueued(t, rdb, key, 2)
+	before := untilScriptsSettle(t, rdb) // the turn channels subscribed, and the waiters' attempts after it made
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Held by the waiter as the release answered, with its token.
+	if v := rdb.Get(ctx, key).Val(); v != q[0] {
+		t.Fatalf("after the release the key holds %q; want the waiter's %q", v, q[0])
+	}
+	var got *Reservation
+	select {
+	case got = <-mine:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the waiter was not handed the reservation")
+	}
+	if got == nil {
+		t.FailNow()
+	}
+	defer got.Release(ctx)
+	if got.Holder() != q[0] || got.Token() <= r.Token() {
+		t.Errorf("handed %s with token %d; want %s with a token above %d", got.Holder(), got.Token(), q[0], r.Token())
+	}
+	if fence, _ := rdb.Get(ctx, companion(key, fenceSuffix)).Int64(); fence != got.Token() {
+		t.Errorf("fencing key holds %d; want the handed token %d", fence, got.Token())
+	}
+	if pttl := rdb.PTTL(ctx, key).Val(); pttl <= 0 || pttl > opt.TTL {
+		t.Errorf("handed key's PTTL %v; want the TTL", pttl)
+	}
+	time.Sleep(50 * time.Millisecond) // any attempt of the waiters shows
+	if scripts := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha") - before; scripts != 1 {
+		t.Errorf("%d scripts ran; want 1, the release (the waiter was handed the key, it did not try)", scripts)
+	}
+	if q := serverQueue(t, rdb, key); len(q) != 1 || q[0] == got.Holder() {
+		t.Errorf("queue %v; want the other Client's waiter only", q)
+	}
+	if got.Err() != nil {
+		t.Fatalf("handed reservation ended: %v", got.Err())
+	}
+
+	// The other Client's waiter, now the head, was told so: it watches
+	// the key, and takes it within moments of a foreign delete, not at
+	// its next lease renewal.
+	since := time.Now()
+	rdb.Del(ctx, key)
+	awaitHeld(t, theirs, since, time.Second, "the next waiter")
+	select {
+	case <-got.Done():
+	case <-time.After(3 * time.Second):
+		t.Error("the handed reservation did not hear of its loss")
+	}
+}
+
+// A release does not hand the key over while the restart guard runs: the
+// waiter acquires when the guard has passed, as an attempt would.
+func TestHandOverWaitsForRestartGuard(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	const guard = 500 * time.Millisecond
+	c := newTestClient(t, srv, Options{TTL: 10 * time.Second, RestartGuard: guard})
+	r := mustLock(t, c, "guarded")
+	mine := lockLater(t, c, "guarded")
+	untilQueued(t, rdb, r.Key(), 1)
+	untilJoined(t, c, r.Key(), 1)
+	// The server lost its marker (as in a restart) after r acquired.
+	rdb.Del(ctx, guardKeyFor(r.Key(), false))
+	since := time.Now()
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := rdb.Get(ctx, r.Key()).Val(); v != "" {
+		t.Fatalf("the release handed the key to %q while the guard runs", v)
+	}
+	got := <-mine
+	if got == nil {
+		t.FailNow()
+	}
+	defer got.Release(ctx)
+	if waited := time.Since(since); waited < guard-50*time.Millisecond {
+		t.Errorf("the waiter held %v after the marker's loss; want the guard, %v", waited, guard)
+	}
+}
+
+// A waiter that gives up while a release that offered it the key is under
+// way does not keep it: the key is free again, whichever ran first on the
+// server, the release or the waiter's give-back.
+func TestHandOverToAWaiterThatGaveUp(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, Options{TTL: 10 * time.Second})
+	r := mustLock(t, c, "quitter")
+	wctx, cancel := context.WithCancel(ctx)
+	ended := make(chan error, 1)
+	go func() {
+		got, err := c.Lock(wctx, "quitter")
+		if got != nil {
+			got.Release(ctx)
+		}
+		ended <- err
+	}()
+	untilQueued(t, rdb, r.Key(), 1)
+	untilJoined(t, c, r.Key(), 1)
+	// Writes wait on the server: the release is under way, and the
+	// waiter, offered the key, waits for it.
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 300, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan error, 1)
+	go func() { released <- r.Release(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	// A notice of the key (as from client tracking) wakes the waiter,
+	// which waits for the release rather than try.
+	c.notifierIfStarted("").notify(r.Key())
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-ended; !errors.Is(err, ErrNotAcquired) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Lock of a waiter that gave up: %v; want ErrNotAcquired and context.Canceled", err)
+	}
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		v, err := rdb.Get(ctx, r.Key()).Result()
+		if errors.Is(err, redis.Nil) && len(serverQueue(t, rdb, r.Key())) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key holds %q (%v), queue %v; want both gone", v, err, serverQueue(t, rdb, r.Key()))
+		}
+	}
+}
+
+// A release hands the key over to its own Client's waiters only: when the
+// head of the server's queue is another Client's (here one that never
+// tries, to see what the release did), the key is free as the release
+// answers.
+func TestReleaseDoesNotHandOverToOthers(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, Options{TTL: 10 * time.Second})
+	r := mustLock(t, c, "theirs-first")
+	const stranger = "other-waiter"
+	now := time.Now()
+	rdb.ZAdd(ctx, companion(r.Key(), queueSuffix), redis.Z{Score: float64(now.UnixMicro()), Member: stranger})
+	rdb.ZAdd(ctx, companion(r.Key(), leaseSuffix), redis.Z{Score: float64(now.Add(10 * time.Second).UnixMilli()), Member: stranger})
+	mine := lockLater(t, c, "theirs-first")
+	untilQueued(t, rdb, r.Key(), 2)
+	untilJoined(t, c, r.Key(), 1)
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := rdb.Get(ctx, r.Key()).Val(); v != "" {
+		t.Fatalf("the release handed the key to %q, a waiter of another Client", v)
+	}
+	// The stranger gives up: the next waiter, the Client's own, is told.
+	since := time.Now()
+	c.giveBackNow(r.Key(), stranger, 0)
+	awaitHeld(t, mine, since, time.Second, "the Client's own waiter")
+}
+
+// A waiter offered the key by a release under way waits for it rather than
+// try, whatever wakes it meanwhile: a try would cost a round trip, which the
+// handover would then wait for.
+func TestHandOverWaiterWaitsForTheRelease(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, Options{TTL: 10 * time.Second})
+	if err := mustLock(t, c, "warm-up").Release(ctx); err != nil { // the release script loaded
+		t.Fatal(err)
+	}
+	r := mustLock(t, c, "patient")
+	mine := lockLater(t, c, "patient")
+	untilQueued(t, rdb, r.Key(), 1)
+	untilJoined(t, c, r.Key(), 1)
+	before := untilScriptsSettle(t, rdb)
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 200, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan error, 1)
+	go func() { released <- r.Release(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	c.notifierIfStarted("").notify(r.Key()) // as from client tracking
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	got := <-mine
+	if got == nil {
+		t.FailNow()
+	}
+	defer got.Release(ctx)
+	time.Sleep(50 * time.Millisecond) // any attempt shows
+	if scripts := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha") - before; scripts != 1 {
+		t.Errorf("%d scripts ran; want 1, the release (the waiter tried while it was under way)", scripts)
+	}
+}
