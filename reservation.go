@@ -200,7 +200,14 @@ func (r *Reservation) Release(ctx context.Context) error {
 			}
 			offered()
 		}
-		call.late = answered // left running when ctx ended
+		// Left running when ctx ended: once this Release has ended r
+		// (as lost), one holder at a time here too.
+		ended := make(chan struct{})
+		defer close(ended)
+		call.late = func(cmd *redis.Cmd) {
+			<-ended
+			answered(cmd)
+		}
 	}
 	cmd, left := c.batch.run(ctx, call)
 	released, err := cmd.Int()

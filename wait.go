@@ -321,7 +321,7 @@ func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Re
 	if err != nil {
 		return nil, err
 	}
-	grants := limit == 0 // a permit is never handed over (see Client.handOff)
+	grants := limit == 0 // a permit is never handed over (see Client.offer)
 	q := n.joinServerQueue(w.key, w.value, grants)
 	defer func() { n.leave(w.key, q, acquired) }() // n and q as they are then
 	if w.last != nil {
@@ -422,7 +422,7 @@ func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Re
 }
 
 // grant is a reservation that a release of this Client handed to one of its
-// waiters in the server's queue (see Client.handOff): the release script set
+// waiters in the server's queue (see Client.offer): the release script set
 // the key to the waiter's value and issued token.
 type grant struct {
 	token int64

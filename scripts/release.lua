@@ -67,7 +67,8 @@ end
 -- of the releasing client, at time t (TIME's reply); it fails, and leaves
 -- everything as it was, when the head is someone else's or the acquire
 -- script would refuse it: the restart guard still runs, or the fencing
--- companion holds no token.
+-- companion holds something that is not a token (a missing one counts as
+-- 0, as in acquire).
 local given, token
 local function hand(head, t)
   local mine = false
