@@ -1075,6 +1075,7 @@ func TestQuorumRepairUnderOneServerRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-r.lateDone // every part joined: one deletion leaves a majority
 	for round := range 2 {
 		if err := admins[round].Del(ctx, r.Key()).Err(); err != nil {
 			t.Fatal(err)

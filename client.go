@@ -68,9 +68,10 @@ type Client struct {
 	masterAddr string                    // the Sentinel master last connected to
 	sentinel   *redis.FailoverOptions    // with NewFailover: the notifier follows failovers
 
-	quorum *quorum           // quorum mode (NewQuorum): the servers; nil otherwise
-	member bool              // one server's Client inside a quorum Client
-	heldKV map[[2]string]int // a member's held reservations by key and value (under mu)
+	quorum *quorum             // quorum mode (NewQuorum): the servers; nil otherwise
+	member bool                // one server's Client inside a quorum Client
+	heldKV map[[2]string]int   // a member's held reservations by key and value (under mu)
+	turns  map[[2]string]*turn // a member's tries and give-backs under way, by key and value (under mu)
 
 	noTracking bool // tests: wait without client tracking
 
@@ -183,6 +184,7 @@ func newClient(rdb redis.UniversalClient, o Options) *Client {
 		starts:      make(map[string]*notifierStart),
 		nodes:       make(map[string]*redis.Client),
 		heldKV:      make(map[[2]string]int),
+		turns:       make(map[[2]string]*turn),
 	}
 	c.batch = newBatcher(rdb)
 	c.events = newEvents(c)
@@ -587,6 +589,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	}
 	defer c.ops.Done()
 	key := c.Key(resource)
+	defer c.takeTurn(key, value)()
 	var names [4]string
 	companionsOf(key, names[:], fenceSuffix, queueSuffix, leaseSuffix, turnSuffix)
 	keys := []string{key, names[0], guardKeyFor(key, c.cluster), names[1], names[2]}

@@ -248,6 +248,7 @@ func TestQuorumServerRestartedWithoutData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-r.lateDone // every part joined: one restart leaves a majority
 	servers[0].Restart(t)
 	time.Sleep(500 * time.Millisecond)
 	if err := r.Err(); err != nil {
@@ -331,6 +332,9 @@ func TestQuorumForeignChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// TryLock returns at a majority's yes: with the third part not
+	// joined yet, one deletion would leave too few.
+	<-r.lateDone
 	// Deleted on one server: taken again there.
 	servers[0].Client(t).Del(ctx, r.Key())
 	deadline := time.Now().Add(2 * time.Second)
@@ -609,6 +613,43 @@ func TestQuorumLateVoteAndRepairKeepOnePart(t *testing.T) {
 	}
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The give-back of an earlier try on a server (a reply lost, a late
+// answer) that the server runs after a later try of the same holding,
+// whose value is the same, leaves that try's part alone: it waits until
+// the part is held, then finds it is.
+func TestQuorumGiveBackWaitsForALaterTry(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{TTL: 30 * time.Second})
+	m := c.quorum.servers[0]
+	ctx := t.Context()
+	value := c.newValue()
+	// Writes wait 300 ms: the try, then the give-back, queue up behind
+	// the pause, and the server runs them in that order.
+	if err := servers[0].Client(t).Do(ctx, "CLIENT", "PAUSE", 300, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	tried := make(chan *Reservation, 1)
+	go func() {
+		p, _, err := m.acquireAs(ctx, "job", value, noQueue, 0)
+		if err != nil {
+			t.Errorf("try: %v", err)
+		}
+		tried <- p
+	}()
+	time.Sleep(100 * time.Millisecond) // the try waits on the server
+	m.giveBackNow(m.Key("job"), value, 0)
+	p := <-tried
+	if p == nil {
+		t.Fatal("the try took nothing")
+	}
+	if v := holders(t, servers, p.Key())[0]; v != value {
+		t.Fatalf("after the give-back, server 0 holds %q; want the later try's part (%q)", v, value)
+	}
+	if err := p.Err(); err != nil {
+		t.Fatalf("the later try's part ended: %v", err)
 	}
 }
 

@@ -459,15 +459,59 @@ func (c *Client) inBackground(f func()) {
 
 // giveBackNow gives back key held with value, now, within giveBackTimeout.
 func (c *Client) giveBackNow(key, value string, limit int) {
-	if c.member && c.holds(key, value) {
-		// A quorum holding tries a server again with its one value: a
-		// late answer to an earlier try must not delete the part that a
-		// later try holds.
-		return
+	if c.member {
+		// A quorum holding tries a server again with its one value: the
+		// give-back of an earlier try must not delete the part that a
+		// later try holds, nor one that it is taking (see takeTurn).
+		// After Close, a give-back runs in its caller's goroutine, which
+		// may be a try that has the turn; no try starts then.
+		if c.ctx.Err() == nil {
+			defer c.takeTurn(key, value)()
+		}
+		if c.holds(key, value) {
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), giveBackTimeout)
 	defer cancel()
 	_ = c.releaseCall(key, value, limit).run(ctx, c.rdb).Err()
+}
+
+// turn orders a member's tries of one key and value and its give-backs.
+type turn struct {
+	mu    sync.Mutex
+	users int // under the Client's mu
+}
+
+// takeTurn waits, on a member Client, until no other try of key with value
+// and no give-back of it is under way, and returns the function that ends
+// this one's turn; on other Clients it does nothing. A try keeps its turn
+// until the part it took is held, and a give-back from its check that the
+// part is not held to the answer of its release: else a give-back could
+// check, then delete the key that a later try sets meanwhile, as the
+// value is the same.
+func (c *Client) takeTurn(key, value string) (done func()) {
+	if !c.member {
+		return func() {}
+	}
+	kv := [2]string{key, value}
+	c.mu.Lock()
+	t := c.turns[kv]
+	if t == nil {
+		t = &turn{}
+		c.turns[kv] = t
+	}
+	t.users++
+	c.mu.Unlock()
+	t.mu.Lock()
+	return func() {
+		t.mu.Unlock()
+		c.mu.Lock()
+		if t.users--; t.users == 0 {
+			delete(c.turns, kv)
+		}
+		c.mu.Unlock()
+	}
 }
 
 // holds reports whether a held reservation of c has key and value.

@@ -429,6 +429,12 @@ var mutants = []mutant{
 		tests: []tests{root("^TestQuorumForceReleaseOneServerAtATime$")},
 	},
 	{
+		name:  "quorum-give-back-without-turn",
+		why:   "in quorum mode, the give-back of an earlier try on a server runs while a later try of the same holding takes its part there, and deletes it",
+		edits: []edit{{"reservation.go", "\t\tif c.ctx.Err() == nil {\n\t\t\tdefer c.takeTurn(key, value)()", "\t\tif false {\n\t\t\tdefer c.takeTurn(key, value)()"}},
+		tests: []tests{root("^TestQuorumGiveBackWaitsForALaterTry$")},
+	},
+	{
 		name:  "event-batch-on-every-renewal",
 		why:   "every renewal's EventExtended carries its round trip's batch size, so metrics count each round trip once per reservation",
 		edits: []edit{{"heartbeat.go", "\t\tif i == 0 {\n\t\t\te.Batch = len(extended)", "\t\tif i >= 0 {\n\t\t\te.Batch = len(extended)"}},
