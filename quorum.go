@@ -288,8 +288,12 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 	timeout := time.NewTimer(c.opt.QuorumTimeout)
 	defer timeout.Stop()
 	answered := make([]bool, n)
+	// Refused by the noes alone, or failed by the failures alone, it is
+	// decided; refused by the two together, the others' answers say which
+	// of the two to answer (a server that holds the key and a majority
+	// down is a QuorumError): they are waited for, within the timeout.
 collect:
-	for len(yes) < q.majority && len(no)+len(failed) <= n-q.majority {
+	for got < n && len(yes) < q.majority && len(no) <= n-q.majority && len(failed) < q.majority {
 		var v vote
 		var silent error // why the servers that have not answered count as failed
 		select {

@@ -626,6 +626,11 @@ func TestQuorumGiveBackWaitsForALaterTry(t *testing.T) {
 	m := c.quorum.servers[0]
 	ctx := t.Context()
 	value := c.newValue()
+	// The scripts loaded first: a NOSCRIPT answered after the pause would
+	// have either call sent again, in any order.
+	if err := mustLock(t, c, "warm").Release(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// Writes wait 300 ms: the try, then the give-back, queue up behind
 	// the pause, and the server runs them in that order.
 	if err := servers[0].Client(t).Do(ctx, "CLIENT", "PAUSE", 300, "WRITE").Err(); err != nil {
@@ -650,6 +655,32 @@ func TestQuorumGiveBackWaitsForALaterTry(t *testing.T) {
 	}
 	if err := p.Err(); err != nil {
 		t.Fatalf("the later try's part ended: %v", err)
+	}
+}
+
+// A majority down while the one server up holds the key for someone else:
+// the answer is a QuorumError, whichever comes first (the holder's no, a
+// dead server's refused connection), never a refusal that names the
+// holder of one server.
+func TestQuorumMajorityDownIsAQuorumError(t *testing.T) {
+	servers := redistest.StartMasters(t, 3)
+	c := newTestQuorum(t, servers, Options{By: "a", QuorumTimeout: 100 * time.Millisecond})
+	ctx := t.Context()
+	if _, err := c.TryLock(ctx, "warm"); err != nil { // every server dialled
+		t.Fatal(err)
+	}
+	if err := servers[0].Client(t).Set(ctx, c.Key("job"), "someone-else", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	servers[1].Kill() // refuses at once
+	servers[2].Pause()
+	defer servers[2].Resume()
+	for range 5 {
+		_, err := c.TryLock(ctx, "job")
+		var qerr *QuorumError
+		if !errors.As(err, &qerr) || len(qerr.Servers) != 2 {
+			t.Fatalf("TryLock with servers 1 and 2 down and the key held on server 0 = %v; want a QuorumError naming servers 1 and 2", err)
+		}
 	}
 }
 

@@ -435,6 +435,12 @@ var mutants = []mutant{
 		tests: []tests{root("^TestQuorumGiveBackWaitsForALaterTry$")},
 	},
 	{
+		name:  "quorum-majority-down-refused",
+		why:   "in quorum mode, an acquisition refused by one server's no and another's failure is decided at once, so a majority down answers a refusal that names one server's holder, not a QuorumError",
+		edits: []edit{{"quorum.go", "for got < n && len(yes) < q.majority && len(no) <= n-q.majority && len(failed) < q.majority {", "for len(yes) < q.majority && len(no)+len(failed) <= n-q.majority {"}},
+		tests: []tests{root("^TestQuorumMajorityDownIsAQuorumError$")},
+	},
+	{
 		name:  "event-batch-on-every-renewal",
 		why:   "every renewal's EventExtended carries its round trip's batch size, so metrics count each round trip once per reservation",
 		edits: []edit{{"heartbeat.go", "\t\tif i == 0 {\n\t\t\te.Batch = len(extended)", "\t\tif i >= 0 {\n\t\t\te.Batch = len(extended)"}},
