@@ -743,22 +743,25 @@ func (n *notifier) offerOf(key string) <-chan struct{} {
 const maxGrantees = 8
 
 // handTo hands g, a reservation of key given to value by a release, to the
-// waiter of key with value, and reports whether one was still there.
-func (n *notifier) handTo(key, value string, g grant) bool {
+// waiter of key with value. A waiter that left meanwhile has nothing to
+// do: its give-back deletes the key, or the server ran it first and the
+// release found it out of the queue (see Client.queueLock).
+func (n *notifier) handTo(key, value string, g grant) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if kw := n.keys[key]; kw != nil {
-		for _, w := range kw.queue {
-			if w.grant != nil && w.value == value {
-				select {
-				case w.grant <- g:
-				default: // one came already: the key was handed once
-				}
-				return true
+	kw := n.keys[key]
+	if kw == nil {
+		return
+	}
+	for _, w := range kw.queue {
+		if w.grant != nil && w.value == value {
+			select {
+			case w.grant <- g:
+			default: // one came already: the key was handed once
 			}
+			return
 		}
 	}
-	return false
 }
 
 // toldTurn reports whether the server told w its turn since the last call

@@ -46,13 +46,9 @@ for i = permits, #KEYS do
     break
   end
 end
+-- Ours: deleted at the end, unless handed over (below).
 if redis.pcall('GET', key) == ARGV[1] then
-  redis.call('DEL', key)
   released = 1
-  local published = redis.pcall(ARGV[3], ARGV[2], key)
-  if type(published) == 'table' and published.err then
-    released = 2
-  end
 end
 -- The queue's part is best effort as well: a user whose ACL was written
 -- before the queue may not run its commands, and must still release.
@@ -63,7 +59,7 @@ local function call(...)
   end
   return r
 end
--- hand gives the key, just released, to the new head when it is a waiter
+-- hand gives the key, ours until now, to the new head when it is a waiter
 -- of the releasing client, at time t (TIME's reply); it fails, and leaves
 -- everything as it was, when the head is someone else's or the acquire
 -- script would refuse it: the restart guard still runs, or the fencing
@@ -101,8 +97,10 @@ local function hand(head, t)
   redis.call('ZREM', KEYS[3], head)
 end
 pcall(function()
-  -- The head, or nil when nobody queues (no queue key).
-  local head = call('ZRANGE', KEYS[2], 0, 0)[1]
+  -- The head, or nil when nobody queues (no queue key), and the second
+  -- place.
+  local first = call('ZRANGE', KEYS[2], 0, 1)
+  local head, second = first[1], first[2]
   if not head then
     return
   end
@@ -125,13 +123,28 @@ pcall(function()
     now = call('ZRANGE', KEYS[2], 0, 0)[1]
   end
   if now and released > 0 and handoff and pcall(hand, now, t) then
-    -- The head holds the key: the next place is told its turn.
-    now = call('ZRANGE', KEYS[2], 0, 0)[1]
+    -- The head holds the key: the next place is told its turn, which is
+    -- the second one when nothing else changed the queue.
+    now = second
+    if changed then
+      now = call('ZRANGE', KEYS[2], 0, 0)[1]
+    end
   end
   if now and (released > 0 or now ~= head) then
     redis.pcall(ARGV[3], ARGV[4], now)
   end
 end)
+-- Released and not handed over: the key is free, and the waiters that
+-- listen for it are told. A key handed over was never free: nobody else
+-- could take it, so nobody is woken for it (those who watch it with client
+-- tracking hear of its write all the same).
+if released > 0 and not given then
+  redis.call('DEL', key)
+  local published = redis.pcall(ARGV[3], ARGV[2], key)
+  if type(published) == 'table' and published.err then
+    released = 2
+  end
+end
 if given then
   return {released, given, token}
 end
