@@ -288,12 +288,13 @@ func (c *Client) quorumAcquire(ctx context.Context, resource string) (*Reservati
 	timeout := time.NewTimer(c.opt.QuorumTimeout)
 	defer timeout.Stop()
 	answered := make([]bool, n)
-	// Refused by the noes alone, or failed by the failures alone, it is
-	// decided; refused by the two together, the others' answers say which
-	// of the two to answer (a server that holds the key and a majority
-	// down is a QuorumError): they are waited for, within the timeout.
+	// Decided when a majority said yes or failed, or when neither can
+	// any more (a refusal). Until then the answers to come say which, as
+	// when the noes and failures so far leave too few for a majority of
+	// yeses: a server up that holds the key and a majority down is a
+	// QuorumError, not a refusal. They are waited for, within the timeout.
 collect:
-	for got < n && len(yes) < q.majority && len(no) <= n-q.majority && len(failed) < q.majority {
+	for len(yes) < q.majority && len(failed) < q.majority && (len(yes)+n-got >= q.majority || len(failed)+n-got >= q.majority) {
 		var v vote
 		var silent error // why the servers that have not answered count as failed
 		select {

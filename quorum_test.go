@@ -684,6 +684,36 @@ func TestQuorumMajorityDownIsAQuorumError(t *testing.T) {
 	}
 }
 
+// A refusal that no answer still to come could turn into a QuorumError is
+// answered at once: five servers, two hold the key for someone else, one
+// is down, one says yes, and the last one answers nothing.
+func TestQuorumRefusalDoesNotWaitForTheSilent(t *testing.T) {
+	servers := redistest.StartMasters(t, 5)
+	c := newTestQuorum(t, servers, Options{By: "a", TTL: 10 * time.Second, QuorumTimeout: 2 * time.Second})
+	ctx := t.Context()
+	if _, err := c.TryLock(ctx, "warm"); err != nil { // every server dialled
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1} {
+		if err := servers[i].Client(t).Set(ctx, c.Key("job"), "someone-else", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	servers[2].Kill()
+	servers[4].Pause()
+	defer servers[4].Resume()
+	start := time.Now()
+	_, err := c.TryLock(ctx, "job")
+	took := time.Since(start)
+	var nerr *NotAcquiredError
+	if !errors.As(err, &nerr) || nerr.Holder != "someone-else" {
+		t.Fatalf("TryLock = %v; want a refusal naming someone-else", err)
+	}
+	if took > time.Second {
+		t.Errorf("TryLock took %v; want the refusal before the quorum timeout (2s)", took)
+	}
+}
+
 // A slow minority holds up neither Release nor its answer.
 func TestQuorumReleaseWithASlowServer(t *testing.T) {
 	servers := redistest.StartMasters(t, 3)

@@ -464,7 +464,8 @@ func (c *Client) giveBackNow(key, value string, limit int) {
 		// give-back of an earlier try must not delete the part that a
 		// later try holds, nor one that it is taking (see takeTurn).
 		// After Close, a give-back runs in its caller's goroutine, which
-		// may be a try that has the turn; no try starts then.
+		// may be a try that has the turn. No try starts then, and one
+		// still running cannot hold (hold refuses once closed).
 		if c.ctx.Err() == nil {
 			defer c.takeTurn(key, value)()
 		}
@@ -489,7 +490,9 @@ type turn struct {
 // until the part it took is held, and a give-back from its check that the
 // part is not held to the answer of its release: else a give-back could
 // check, then delete the key that a later try sets meanwhile, as the
-// value is the same.
+// value is the same. A try's own give-backs run in the background (a
+// member never waits in the queue, whose give-back runs at once): one in
+// the try's goroutine would wait for the turn it has.
 func (c *Client) takeTurn(key, value string) (done func()) {
 	if !c.member {
 		return func() {}

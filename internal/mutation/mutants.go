@@ -437,8 +437,14 @@ var mutants = []mutant{
 	{
 		name:  "quorum-majority-down-refused",
 		why:   "in quorum mode, an acquisition refused by one server's no and another's failure is decided at once, so a majority down answers a refusal that names one server's holder, not a QuorumError",
-		edits: []edit{{"quorum.go", "for got < n && len(yes) < q.majority && len(no) <= n-q.majority && len(failed) < q.majority {", "for len(yes) < q.majority && len(no)+len(failed) <= n-q.majority {"}},
+		edits: []edit{{"quorum.go", "for len(yes) < q.majority && len(failed) < q.majority && (len(yes)+n-got >= q.majority || len(failed)+n-got >= q.majority) {", "for len(yes) < q.majority && len(no)+len(failed) <= n-q.majority {"}},
 		tests: []tests{root("^TestQuorumMajorityDownIsAQuorumError$")},
+	},
+	{
+		name:  "quorum-refusal-waits-for-all",
+		why:   "in quorum mode, an acquisition that is refused whatever the servers still to answer say waits for them, up to the quorum timeout",
+		edits: []edit{{"quorum.go", "(len(yes)+n-got >= q.majority || len(failed)+n-got >= q.majority) {", "got < n {"}},
+		tests: []tests{root("^TestQuorumRefusalDoesNotWaitForTheSilent$")},
 	},
 	{
 		name:  "event-batch-on-every-renewal",
