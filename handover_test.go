@@ -163,16 +163,19 @@ func TestHandOverToAWaiterThatGaveUp(t *testing.T) {
 	untilJoined(t, c, r.Key(), 1)
 	// Writes wait on the server: the release is under way, and the
 	// waiter, offered the key, waits for it.
-	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 300, "WRITE").Err(); err != nil {
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 400, "WRITE").Err(); err != nil {
 		t.Fatal(err)
 	}
 	released := make(chan error, 1)
 	go func() { released <- r.Release(ctx) }()
-	time.Sleep(100 * time.Millisecond)
+	n := c.notifierIfStarted("")
+	waitFor(t, func() bool { return n.offerOf(r.Key()) != nil }) // the release offered the key
 	// A notice of the key (as from client tracking) wakes the waiter,
-	// which waits for the release rather than try.
-	c.notifierIfStarted("").notify(r.Key())
-	time.Sleep(20 * time.Millisecond)
+	// which waits for the release rather than try. It gives up 100 ms
+	// later, long before the writes resume: had it not taken in the
+	// notice by then (a loaded machine), its select would see both.
+	n.notify(r.Key())
+	time.Sleep(100 * time.Millisecond)
 	cancel()
 	if err := <-ended; !errors.Is(err, ErrNotAcquired) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Lock of a waiter that gave up: %v; want ErrNotAcquired and context.Canceled", err)
