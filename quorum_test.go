@@ -658,6 +658,25 @@ func TestQuorumGiveBackWaitsForALaterTry(t *testing.T) {
 	}
 }
 
+// setVotes sets up the votes on "job" of c's servers, once c dialled each:
+// the servers held hold it for "someone-else", the server dead is killed
+// (it refuses at once), the server silent is paused until the test ends.
+func setVotes(t *testing.T, c *Client, servers []*redistest.Server, held []int, dead, silent int) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := c.TryLock(ctx, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range held {
+		if err := servers[i].Client(t).Set(ctx, c.Key("job"), "someone-else", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	servers[dead].Kill()
+	servers[silent].Pause()
+	t.Cleanup(servers[silent].Resume)
+}
+
 // A majority down while the one server up holds the key for someone else:
 // the answer is a QuorumError, whichever comes first (the holder's no, a
 // dead server's refused connection), never a refusal that names the
@@ -666,15 +685,7 @@ func TestQuorumMajorityDownIsAQuorumError(t *testing.T) {
 	servers := redistest.StartMasters(t, 3)
 	c := newTestQuorum(t, servers, Options{By: "a", QuorumTimeout: 100 * time.Millisecond})
 	ctx := t.Context()
-	if _, err := c.TryLock(ctx, "warm"); err != nil { // every server dialled
-		t.Fatal(err)
-	}
-	if err := servers[0].Client(t).Set(ctx, c.Key("job"), "someone-else", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	servers[1].Kill() // refuses at once
-	servers[2].Pause()
-	defer servers[2].Resume()
+	setVotes(t, c, servers, []int{0}, 1, 2)
 	for range 5 {
 		_, err := c.TryLock(ctx, "job")
 		var qerr *QuorumError
@@ -691,17 +702,7 @@ func TestQuorumRefusalDoesNotWaitForTheSilent(t *testing.T) {
 	servers := redistest.StartMasters(t, 5)
 	c := newTestQuorum(t, servers, Options{By: "a", TTL: 10 * time.Second, QuorumTimeout: 2 * time.Second})
 	ctx := t.Context()
-	if _, err := c.TryLock(ctx, "warm"); err != nil { // every server dialled
-		t.Fatal(err)
-	}
-	for _, i := range []int{0, 1} {
-		if err := servers[i].Client(t).Set(ctx, c.Key("job"), "someone-else", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	servers[2].Kill()
-	servers[4].Pause()
-	defer servers[4].Resume()
+	setVotes(t, c, servers, []int{0, 1}, 2, 4)
 	start := time.Now()
 	_, err := c.TryLock(ctx, "job")
 	took := time.Since(start)
