@@ -80,13 +80,22 @@ type quorum struct {
 	probe, probeWith *reservation.Client
 }
 
-// newQuorum starts 3 servers, primes their restart guards, and starts 8
-// workers on them (half in worker processes, half of each built with
-// NewQuorumWithClients; two with holdings of 2-4 TTLs, which outlive a
-// fault, the others with holdings of up to half a TTL and Lock waits of up
-// to half a TTL, so that the resources change hands several times a
-// second), and the probe's two Clients in the test process. With proxied,
-// each worker and the probe reach each server through a proxy of its own.
+// quorumWorkers is how many workers a quorum scenario runs. With 8 (30
+// proxies in the test process, and everything built with -race), a 2-core
+// machine was busy all the time (18-29% idle): the probe's renewals took
+// up to 250 ms, its Validity fell below half a heartbeat when a server's
+// links came back, and its first TryLock had no answer within the quorum
+// timeout for 2 s. With 4 it is idle about 60% of the time.
+const quorumWorkers = 4
+
+// newQuorum starts 3 servers, primes their restart guards, and starts
+// quorumWorkers workers on them (half in worker processes, half of each
+// built with NewQuorumWithClients; one with holdings of 2-4 TTLs, which
+// outlive a fault, the others with holdings of up to half a TTL and Lock
+// waits of up to half a TTL, so that the resources change hands several
+// times a second), and the probe's two Clients in the test process. With
+// proxied, each worker and the probe reach each server through a proxy of
+// its own.
 func newQuorum(t *testing.T, order int, title string, short time.Duration, proxied bool) *quorum {
 	t.Helper()
 	servers := redistest.StartMasters(t, quorumSize)
@@ -110,7 +119,7 @@ func newQuorum(t *testing.T, order int, title string, short time.Duration, proxi
 		}
 		return via, links
 	}
-	for i := range 8 {
+	for i := range quorumWorkers {
 		name := fmt.Sprintf("w%d", i)
 		if i%4 >= 2 {
 			name = fmt.Sprintf("p%d", i)
@@ -512,13 +521,15 @@ type round struct {
 	what string
 	// faulted are the servers the fault hit.
 	faulted []int
-	// pause is when the writes stopped on every server, just before the
-	// reads of what each held (reads), after which the fault was
-	// injected (at from); until is when it was over (the servers back,
-	// the links restored).
-	pause       int64
-	reads       []serverRead
-	from, until int64
+	// pause is when the writes began to stop (CLIENT PAUSE, one server
+	// after another), and paused when they had stopped on every server,
+	// just before the reads of what each held (reads), after which the
+	// fault was injected (at from); until is when it was over (the
+	// servers back, the links restored). A call between pause and paused
+	// may still be granted by the servers not yet paused.
+	pause, paused int64
+	reads         []serverRead
+	from, until   int64
 	// restart is when the restart of each faulted server began, for a
 	// fault that restarts servers without their data.
 	restart []int64
@@ -548,6 +559,7 @@ func (q *quorum) snapshot(r *round, inject func()) {
 			t.Fatalf("CLIENT PAUSE on server %d: %v", k, err)
 		}
 	}
+	r.paused = history.Now()
 	for _, rdb := range q.rdbs {
 		r.reads = append(r.reads, readServer(ctx, rdb))
 	}
@@ -826,7 +838,7 @@ func TestFaultQuorumServerCut(t *testing.T) {
 			add, remove := q.toxic(q.serverLinks(k, nil), "cut", "timeout", map[string]int64{"timeout": 0})
 			return "links dropping every byte", add, remove
 		default:
-			add, remove := q.toxic(q.serverLinks(k, []int{0, 1, 2, 3}), "cut", "timeout", map[string]int64{"timeout": 0})
+			add, remove := q.toxic(q.serverLinks(k, []int{0, 2}), "cut", "timeout", map[string]int64{"timeout": 0})
 			return "links of half the workers dropping every byte", add, remove
 		}
 	})
@@ -1010,10 +1022,12 @@ func (q *quorum) checkMajorityDown(res *history.Result, r round) {
 		}
 	}
 	// Nobody acquired until the restarted servers' guards had passed, and
-	// then work resumed.
+	// then work resumed. Of the calls made once every server was paused:
+	// an earlier one may have been granted by two servers not yet paused
+	// (a run on a loaded machine saw one, acquired 6 ms after its call).
 	var first *history.Holding
 	for _, hd := range res.Holds {
-		if hd.Call >= r.pause && (first == nil || hd.Acquired < first.Acquired) {
+		if hd.Call >= r.paused && (first == nil || hd.Acquired < first.Acquired) {
 			first = hd
 		}
 	}
