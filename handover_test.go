@@ -161,6 +161,20 @@ func TestHandOverToAWaiterThatGaveUp(t *testing.T) {
 	}()
 	untilQueued(t, rdb, r.Key(), 1)
 	untilJoined(t, c, r.Key(), 1)
+	// The waiter's join subscribes to the key's turn channel, and the
+	// confirmation has it try once (a turn told before it would be
+	// missed). Let that try be over, or it would wait out the pause below
+	// (writes) instead of the waiter: it came after the pause in 5 of 8
+	// runs under two CPU burners, and then the test could not see the
+	// waiter wait for the release.
+	n := c.notifierIfStarted("")
+	waitFor(t, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		_, ok := n.turns[r.Key()]
+		return ok
+	})
+	untilScriptsSettle(t, rdb)
 	// Writes wait on the server: the release is under way, and the
 	// waiter, offered the key, waits for it.
 	if err := rdb.Do(ctx, "CLIENT", "PAUSE", 400, "WRITE").Err(); err != nil {
@@ -168,7 +182,6 @@ func TestHandOverToAWaiterThatGaveUp(t *testing.T) {
 	}
 	released := make(chan error, 1)
 	go func() { released <- r.Release(ctx) }()
-	n := c.notifierIfStarted("")
 	waitFor(t, func() bool { return n.offerOf(r.Key()) != nil }) // the release offered the key
 	// A notice of the key (as from client tracking) wakes the waiter,
 	// which waits for the release rather than try. It gives up 100 ms
