@@ -120,15 +120,13 @@ pcall(function()
   end
   local now = head
   if changed then
-    now = call('ZRANGE', KEYS[2], 0, 0)[1]
+    local left = call('ZRANGE', KEYS[2], 0, 1)
+    now, second = left[1], left[2]
   end
   if now and released > 0 and handoff and pcall(hand, now, t) then
-    -- The head holds the key: the next place is told its turn, which is
-    -- the second one when nothing else changed the queue.
+    -- The head holds the key, and left the queue: the next place is told
+    -- its turn.
     now = second
-    if changed then
-      now = call('ZRANGE', KEYS[2], 0, 0)[1]
-    end
   end
   if now and (released > 0 or now ~= head) then
     redis.pcall(ARGV[3], ARGV[4], now)
