@@ -693,6 +693,6 @@ var mutants = []mutant{
 		name:  "handover-offer-outlasts-the-wait",
 		why:   "a waiter offered the key waits for the release under way even when its context ended, and takes the key it gave up",
 		edits: []edit{{"wait.go", "\t\tcase <-ctx.Done():\n\t\t\treturn nil, w.notAcquired(ctx)\n\t\tcase <-w.c.ctx.Done():", "\t\tcase <-w.c.ctx.Done():"}},
-		tests: []tests{{module: ".", pkg: ".", run: "^TestHandOverToAWaiterThatGaveUp$"}},
+		tests: []tests{root("^TestHandOverToAWaiterThatGaveUp$")},
 	},
 }
