@@ -240,8 +240,7 @@ func (b *batcher) runOn(ctx context.Context, sc *scriptCall, on *notifier) *redi
 // which nothing else would notice before the next dial.
 func trackingFailed(on *notifier, calls ...*scriptCall) {
 	for _, sc := range calls {
-		var rerr redis.Error
-		if err := sc.cmd.Err(); err != nil && !errors.As(err, &rerr) {
+		if err := sc.cmd.Err(); err != nil && !isRedisError(err) {
 			on.askRearm()
 			return
 		}

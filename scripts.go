@@ -36,8 +36,18 @@ var (
 // isNoScript reports whether err is Redis's answer to EVALSHA of a script it
 // does not have.
 func isNoScript(err error) bool {
+	if err == nil {
+		return false // before errors.As, whose target would cost an allocation
+	}
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}
+
+// isRedisError reports whether err is Redis's answer (an error reply), not
+// a failure to get one.
+func isRedisError(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr)
 }
 
 // scriptCall is one script run in a pipeline by evalPipelined.
