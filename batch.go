@@ -49,7 +49,8 @@ type batcher struct {
 	senders   int            // goroutines sending batches
 	idle      *sync.Cond     // signalled when senders drops to 0
 
-	detached sync.WaitGroup // runDetached's goroutines
+	detached sync.WaitGroup // calls run by detach
+	workers  *workers       // the goroutines detach runs them on
 }
 
 type batchedCall struct {
@@ -58,7 +59,7 @@ type batchedCall struct {
 }
 
 func newBatcher(rdb redis.UniversalClient) *batcher {
-	b := &batcher{rdb: rdb}
+	b := &batcher{rdb: rdb, workers: newWorkers()}
 	b.idle = sync.NewCond(&b.mu)
 	return b
 }
@@ -130,7 +131,7 @@ func (b *batcher) runDetached(ctx context.Context, sc *scriptCall, on *notifier)
 	return sc.cmd, false
 }
 
-// detach runs work in a goroutine, with ctx's values but not its deadline
+// detach runs work on one of b.workers, with ctx's values but not its deadline
 // or cancellation, and waits until it is done or ctx ends. It reports
 // whether ctx ended first, work abandoned: then late, when not nil, runs
 // once work is done (what answers the abandoned work runs after the server
@@ -142,7 +143,7 @@ func (b *batcher) detach(ctx context.Context, work func(context.Context), late f
 	)
 	done := make(chan struct{})
 	b.detached.Add(1)
-	go func() {
+	b.workers.run(func() {
 		defer b.detached.Done()
 		work(context.WithoutCancel(ctx))
 		mu.Lock()
@@ -153,7 +154,7 @@ func (b *batcher) detach(ctx context.Context, work func(context.Context), late f
 		if after && late != nil {
 			late()
 		}
-	}()
+	})
 	select {
 	case <-done:
 		return false
@@ -315,9 +316,11 @@ func (b *batcher) pipeline(ctx context.Context, calls []*scriptCall, on *notifie
 	return err
 }
 
-// wait returns once no batch is being sent and no detached call runs.
+// wait returns once no batch is being sent and no detached call runs, and
+// its idle workers have ended.
 func (b *batcher) wait() {
 	b.detached.Wait()
+	b.workers.stop()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.senders > 0 {

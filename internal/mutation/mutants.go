@@ -695,4 +695,16 @@ var mutants = []mutant{
 		edits: []edit{{"wait.go", "\t\tcase <-ctx.Done():\n\t\t\treturn nil, w.notAcquired(ctx)\n\t\tcase <-w.c.ctx.Done():", "\t\tcase <-w.c.ctx.Done():"}},
 		tests: []tests{root("^TestHandOverToAWaiterThatGaveUp$")},
 	},
+	{
+		name:  "workers-never-reused",
+		why:   "every detached call starts a goroutine of its own, though a worker waits idle",
+		edits: []edit{{"workers.go", "\tcase w.work <- f:\n\t\treturn\n", ""}},
+		tests: []tests{root("^TestWorkersReuseAnIdleWorker$")},
+	},
+	{
+		name:  "workers-outlive-stop",
+		why:   "stop leaves the idle workers to end on their own, so that Close waits out their idle time",
+		edits: []edit{{"workers.go", "\t\tcase <-w.quit:\n\t\t\tw.idle.Add(-1)\n\t\t\treturn\n", ""}},
+		tests: []tests{root("^TestWorkersReuseAnIdleWorker$")},
+	},
 }
