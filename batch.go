@@ -14,12 +14,14 @@ var errNotSent = errors.New("reservation: not sent")
 
 // maxBatches is how many round trips of acquire and release scripts one
 // Client has under way at once; calls that come while that many are under
-// way queue and go together in the next pipeline. With two, 16 goroutines
-// locking and releasing at once left both the client and the server idle
-// half the time (0.61x the go-redis floor in scenario 2 of
-// docs/PERFORMANCE.md); with eight, each is near a core's worth of work
-// (0.72x), and fewer goroutines are served as before.
-const maxBatches = 8
+// way queue and go together in the next pipeline. In scenario 2 of
+// docs/PERFORMANCE.md (16 goroutines locking and releasing at once), four
+// gave the most cycles per second: 0.93x-0.95x the go-redis floor, with
+// 0.72 round trips per cycle, against 0.77x-0.82x and 1.31 with eight,
+// whose round trips cost both sides more CPU per cycle, and 0.79x-0.98x
+// and 0.45 with two, where each side waited for the other. Fewer
+// goroutines than that are served as before, a round trip each.
+const maxBatches = 4
 
 // batcher sends the acquire and release scripts of concurrent calls of one
 // Client in pipelines, so that many goroutines locking and releasing at

@@ -45,7 +45,11 @@ func newBenchClient(b *testing.B, srv *redistest.Server) *reservation.Client {
 // whether it could. It may run on goroutines of RunParallel, where Fatal
 // must not be called.
 func cycle(b *testing.B, c *reservation.Client, resource string) bool {
-	ctx := context.Background()
+	return cycleWith(context.Background(), b, c, resource)
+}
+
+// cycleWith is cycle with ctx.
+func cycleWith(ctx context.Context, b *testing.B, c *reservation.Client, resource string) bool {
 	r, err := c.TryLock(ctx, resource)
 	if err != nil {
 		b.Errorf("TryLock(%q): %v", resource, err)
@@ -65,6 +69,23 @@ func BenchmarkUncontended(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		if !cycle(b, c, "s1-"+strconv.Itoa(i)) {
+			return
+		}
+		i++
+	}
+}
+
+// Scenario 1 with a context that can end, as most callers' (a request's, a
+// timeout's): the Client runs each call detached from it, so that the call
+// returns when the context ends while the script still gets its reply.
+func BenchmarkUncontendedCancellable(b *testing.B) {
+	c := newBenchClient(b, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if !cycleWith(ctx, b, c, "s1c-"+strconv.Itoa(i)) {
 			return
 		}
 		i++

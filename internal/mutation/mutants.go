@@ -696,6 +696,18 @@ var mutants = []mutant{
 		tests: []tests{root("^TestHandOverToAWaiterThatGaveUp$")},
 	},
 	{
+		name:  "batch-queue-sent-one-by-one",
+		why:   "calls queued behind the round trips under way are sent one pipeline each, not together",
+		edits: []edit{{"batch.go", "\tcalls := b.queue\n\tb.queue = nil\n\tb.senders++", "\tcalls := b.queue[:1]\n\tb.queue = b.queue[1:]\n\tb.senders++"}, {"batch.go", "\t\tcalls = b.queue\n\t\tb.queue = nil\n\t\tb.mu.Unlock()", "\t\tcalls = b.queue[:1]\n\t\tb.queue = b.queue[1:]\n\t\tb.mu.Unlock()"}},
+		tests: []tests{root("^TestBatcherQueuesBeyondMaxBatches$")},
+	},
+	{
+		name:  "batch-given-up-call-sent",
+		why:   "a queued call whose context ended is still sent, and its caller waits for it",
+		edits: []edit{{"batch.go", "\t\tif c == call {\n\t\t\tb.queue = append(b.queue[:i], b.queue[i+1:]...)", "\t\tif c == call && false {\n\t\t\tb.queue = append(b.queue[:i], b.queue[i+1:]...)"}},
+		tests: []tests{root("^TestBatcherQueuesBeyondMaxBatches$")},
+	},
+	{
 		name:  "workers-never-reused",
 		why:   "every detached call starts a goroutine of its own, though a worker waits idle",
 		edits: []edit{{"workers.go", "\tcase w.work <- f:\n\t\treturn\n", ""}},
