@@ -34,15 +34,21 @@ const (
 	libRueidis1NoLoop = "rueidislock-km1-noloop"
 	libRawGo          = "raw go-redis"
 	libRawRue         = "raw rueidis"
+	// libRawRueScripts is this library's own acquire and release scripts,
+	// and the holder's read of its key, sent raw on rueidis: what this
+	// library could reach on rueidis's pipelining, with every guarantee
+	// the scripts keep, and none of the library's client side.
+	libRawRueScripts = "reservation-scripts-rueidis"
 )
 
-var allLibs = []string{libOurs, libOursNoQueue, libRedsync, libRedlock, libRueidis, libRueidis1, libRueidis1NoLoop, libRawGo, libRawRue}
+var allLibs = []string{libOurs, libOursNoQueue, libRedsync, libRedlock, libRueidis, libRueidis1, libRueidis1NoLoop, libRawGo, libRawRue, libRawRueScripts}
 
 // peers are the lock libraries (not the raw floors).
 var peers = []string{libRedsync, libRedlock, libRueidis, libRueidis1, libRueidis1NoLoop}
 
-// isRaw reports whether lib is a raw floor: it cannot wait or renew.
-func isRaw(lib string) bool { return lib == libRawGo || lib == libRawRue }
+// isRaw reports whether lib is a raw floor (or this library's scripts
+// sent raw): it cannot wait or renew.
+func isRaw(lib string) bool { return lib == libRawGo || lib == libRawRue || lib == libRawRueScripts }
 
 // settings are the timings a library instance is made with.
 type settings struct {
@@ -145,6 +151,8 @@ func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, erro
 			return nil, err
 		}
 		return &rawRueidis{c: c, ttl: st.ttl}, nil
+	case libRawRueScripts:
+		return newRawScripts(tg, rt, st)
 	}
 	return nil, fmt.Errorf("unknown library %q", lib)
 }

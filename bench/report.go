@@ -579,6 +579,8 @@ func name(lib string) string {
 		return "rueidislock KeyMajority 1"
 	case libRueidis1NoLoop:
 		return "rueidislock KeyMajority 1 NoLoopTracking"
+	case libRawRueScripts:
+		return "**reservation**'s scripts, raw on rueidis"
 	}
 	return lib
 }

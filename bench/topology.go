@@ -166,7 +166,7 @@ func runsOn(scenario, topology string) bool {
 // deployments, not modes).
 func libRunsOn(lib, topology string) bool {
 	switch {
-	case lib == libOursNoQueue:
+	case lib == libOursNoQueue, lib == libRawRueScripts:
 		return topology == topoSingle
 	case topology == topoQuorum:
 		return slices.Contains(quorumLibs, lib)
