@@ -3,6 +3,7 @@ package reservation
 import (
 	"context"
 	"errors"
+	"runtime/pprof"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -16,11 +17,12 @@ var errNotSent = errors.New("reservation: not sent")
 // Client has under way at once; calls that come while that many are under
 // way queue and go together in the next pipeline. In scenario 2 of
 // docs/PERFORMANCE.md (16 goroutines locking and releasing at once), four
-// gave the most cycles per second: 0.93x-0.95x the go-redis floor, with
-// 0.72 round trips per cycle, against 0.77x-0.82x and 1.31 with eight,
-// whose round trips cost both sides more CPU per cycle, and 0.79x-0.98x
-// and 0.45 with two, where each side waited for the other. Fewer
-// goroutines than that are served as before, a round trip each.
+// gave the highest median of six runs: 0.955x the go-redis floor
+// (0.93x-1.02x), with 0.72 round trips per cycle, against 0.81x
+// (0.77x-0.95x) and 1.31 with eight, whose round trips cost both sides more
+// CPU per cycle, and 0.92x (0.79x-0.99x) and 0.45 with two. Fewer goroutines
+// than that are served as before, a round trip each; a call that queues
+// and is sent waits for its reply even when its context ends meanwhile.
 const maxBatches = 4
 
 // batcher sends the acquire and release scripts of concurrent calls of one
@@ -147,6 +149,9 @@ func (b *batcher) detach(ctx context.Context, work func(context.Context), late f
 	b.detached.Add(1)
 	b.workers.run(func() {
 		defer b.detached.Done()
+		// The caller's profiler labels, which a goroutine of its own
+		// would have inherited, not those of the worker's last call.
+		pprof.SetGoroutineLabels(ctx)
 		work(context.WithoutCancel(ctx))
 		mu.Lock()
 		replied = true

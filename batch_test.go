@@ -79,7 +79,9 @@ func TestBatcherQueuesBeyondMaxBatches(t *testing.T) {
 	admin := srv.Client(t)
 	ctx := context.Background()
 	hook := &pipelineSizes{}
-	rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr})
+	// Timeouts well past the pause below, which a loaded machine may need
+	// seconds to set up under.
+	rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
 	rdb.AddHook(hook)
 	c, err := NewWithClient(rdb, &Options{By: "batch", TTL: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -90,8 +92,8 @@ func TestBatcherQueuesBeyondMaxBatches(t *testing.T) {
 	if _, err := c.PrimeRestartGuard(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Start the notifier, and watch its tracking connection's pipelines
-	// too: a round trip may run there.
+	// Start the notifier, then keep every round trip off its tracking
+	// connection, whose pipelines the hook does not see.
 	r, err := c.TryLock(ctx, "warm")
 	if err != nil {
 		t.Fatal(err)
@@ -99,13 +101,11 @@ func TestBatcherQueuesBeyondMaxBatches(t *testing.T) {
 	if err := r.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c.mu.Lock()
-	for _, n := range c.notifs {
-		n.trackClient.AddHook(hook)
-	}
-	c.mu.Unlock()
+	c.batch.useTracking(nil)
 
-	if err := admin.Do(ctx, "CLIENT", "PAUSE", 3000, "WRITE").Err(); err != nil {
+	// Long enough for the set-up below on a loaded machine; unpaused as
+	// soon as it is done.
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", 30_000, "WRITE").Err(); err != nil {
 		t.Fatal(err)
 	}
 	unpaused := false
@@ -125,8 +125,12 @@ func TestBatcherQueuesBeyondMaxBatches(t *testing.T) {
 		err error
 	}
 	results := make(chan result, maxBatches+queuedCalls)
+	// A context that can end, as most callers': the calls under way run
+	// detached from it, on the batcher's workers.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	lock := func(resource string) {
-		r, err := c.TryLock(ctx, resource)
+		r, err := c.TryLock(lctx, resource)
 		results <- result{r, err}
 	}
 	for i := range maxBatches {

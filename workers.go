@@ -13,9 +13,9 @@ const workerIdle = 10 * time.Second
 // that a call that needs a goroutine of its own (a call detached from its
 // caller's context: see batcher.detach) does not start one every time.
 // Starting one, and growing its stack to what a round trip through
-// go-redis needs, cost 3 to 30 µs of client CPU per acquire and release
-// cycle with a context that can end, as the runtime sized new stacks (by
-// the average it found at the last collection); a kept worker, about 6.
+// go-redis needs, was 10% of the client's CPU in scenario 1 of
+// docs/PERFORMANCE.md (runtime.copystack), when the runtime sized new
+// stacks small (it follows the average it found at the last collection).
 type workers struct {
 	work     chan func() // unbuffered: taken by an idle worker only
 	quit     chan struct{}
@@ -49,6 +49,7 @@ func (w *workers) loop(f func()) {
 	var idle *time.Timer
 	for {
 		f()
+		f = nil // the idle worker keeps nothing of the work it did
 		if idle == nil {
 			idle = time.NewTimer(workerIdle)
 			defer idle.Stop()

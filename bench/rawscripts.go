@@ -103,6 +103,9 @@ func (l *rawScripts) try(ctx context.Context, res string) (held, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if len(reply) == 0 {
+		return nil, false, errors.New("the acquire script answered an empty array")
+	}
 	if got, err := reply[0].AsInt64(); err != nil || got != 1 {
 		return nil, false, err
 	}
