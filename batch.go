@@ -248,9 +248,11 @@ func (b *batcher) runOn(ctx context.Context, sc *scriptCall, on *notifier) *redi
 // which nothing else would notice before the next dial.
 func trackingFailed(on *notifier, calls ...*scriptCall) {
 	for _, sc := range calls {
-		if err := sc.cmd.Err(); err != nil && !isRedisError(err) {
-			on.askRearm()
-			return
+		if err := sc.cmd.Err(); err != nil {
+			if _, reply := redisErr(err); !reply {
+				on.askRearm()
+				return
+			}
 		}
 	}
 }

@@ -348,8 +348,8 @@ var errMoved = errors.New("reservation: renewed after a redirection")
 // isRedirect reports whether err is a Cluster redirection (MOVED, ASK) or
 // a slot in migration (TRYAGAIN).
 func isRedirect(err error) bool {
-	var rerr redis.Error
-	if !errors.As(err, &rerr) {
+	rerr, ok := redisErr(err)
+	if !ok {
 		return false
 	}
 	msg := rerr.Error()

@@ -1318,8 +1318,8 @@ func (n *notifier) verifyLater(rs []*Reservation) {
 // isWrongType reports whether err is Redis's answer to a read of a key of
 // another type.
 func isWrongType(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "WRONGTYPE")
+	rerr, ok := redisErr(err)
+	return ok && strings.HasPrefix(rerr.Error(), "WRONGTYPE")
 }
 
 // receive dispatches what the subscriber receives until the Client closes.

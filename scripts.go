@@ -36,18 +36,21 @@ var (
 // isNoScript reports whether err is Redis's answer to EVALSHA of a script it
 // does not have.
 func isNoScript(err error) bool {
-	if err == nil {
-		return false // before errors.As, whose target would cost an allocation
-	}
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+	rerr, ok := redisErr(err)
+	return ok && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
 }
 
-// isRedisError reports whether err is Redis's answer (an error reply), not
-// a failure to get one.
-func isRedisError(err error) bool {
+// redisErr returns err as Redis's answer (an error reply), and whether it
+// is one rather than a failure to get one. A nil err is answered first:
+// errors.As's target escapes to the heap, an allocation on every call of
+// the hot paths that check their replies.
+func redisErr(err error) (redis.Error, bool) {
+	if err == nil {
+		return nil, false
+	}
 	var rerr redis.Error
-	return errors.As(err, &rerr)
+	ok := errors.As(err, &rerr)
+	return rerr, ok
 }
 
 // scriptCall is one script run in a pipeline by evalPipelined.
