@@ -221,6 +221,10 @@ type scriptArgs struct {
 var modeArgs = map[queueMode]any{noQueue: string(noQueue), tryQueue: string(tryQueue), waitQueue: string(waitQueue),
 	repairPart: string(repairPart)}
 
+// grantMode is waitQueue's argument for a waiter that takes the key when a
+// release hands it over: its lease says so (see the acquire script).
+const grantMode = "grant"
+
 // batcherFor returns the batcher for the acquire script of key: the
 // Client's, or on a Cluster with WaitReplicas, that of the key's master, so
 // that WAIT goes to the node that took the write.
@@ -594,6 +598,12 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	companionsOf(key, names[:], fenceSuffix, queueSuffix, leaseSuffix, turnSuffix)
 	keys := []string{key, names[0], guardKeyFor(key, c.cluster), names[1], names[2]}
 	args := []any{value, c.args.ttl, c.args.guard, c.args.fenceLifetime, modeArgs[mode], names[3], c.args.publish}
+	if mode == waitQueue && limit == 0 && c.opt.WaitReplicas == 0 {
+		// The waiter takes the key when another Client's release hands
+		// it over (see notifier.grantTold): not a permit, and not with
+		// WaitReplicas, whose WAIT it must see acknowledged first.
+		args[4] = grantMode
+	}
 	if limit > 0 {
 		keys = append(keys, permitKeys(key, limit)...)
 		args = append(args, limit)
@@ -719,14 +729,15 @@ type acquireResult struct {
 	remaining time.Duration
 	noExpiry  bool
 	guard     bool
-	place     int // the caller's place in the queue (wait), or its length (try)
-	permit    int // the semaphore's permit taken (from 1)
+	place     int   // the caller's place in the queue (wait), or its length (try)
+	leased    int64 // the end of the lease the attempt wrote, with grants (ms; 0: none)
+	permit    int   // the semaphore's permit taken (from 1)
 }
 
 // notAcquired is the error of a refusal of resource, in mode, with limit.
 func (res acquireResult) notAcquired(resource string, mode queueMode, limit int) *NotAcquiredError {
 	e := &NotAcquiredError{Resource: resource, Holder: res.holder, Remaining: res.remaining,
-		NoExpiry: res.noExpiry, Guard: res.guard, place: res.place, limit: limit}
+		NoExpiry: res.noExpiry, Guard: res.guard, place: res.place, limit: limit, leased: res.leased}
 	if mode == tryQueue {
 		e.Queued = res.place
 	}
@@ -741,7 +752,7 @@ func commandRefused(err error) bool {
 }
 
 // parseAcquire reads the acquire script's reply: {1, token} when acquired,
-// {0, pttl, guarded, holder, place} otherwise.
+// {0, pttl, guarded, holder, place, leased} otherwise.
 func parseAcquire(reply []any) (acquireResult, error) {
 	var res acquireResult
 	num := func(i int) (int64, bool) {
@@ -776,6 +787,7 @@ func parseAcquire(reply []any) (acquireResult, error) {
 	}
 	place, _ := num(4)
 	res.place = int(place)
+	res.leased, _ = num(5)
 	return res, nil
 }
 

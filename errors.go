@@ -168,6 +168,9 @@ type NotAcquiredError struct {
 
 	place int // a waiter's place in the server's queue (0: its head)
 	limit int // the call's semaphore limit (0: a reservation)
+	// leased is the end of the lease that a waiter's attempt wrote, in
+	// ms of the server's clock, when it takes grants (0: none written).
+	leased int64
 
 	split   bool  // quorum mode: the servers split between contenders
 	granted []int // quorum mode: the servers that said yes (given back)

@@ -21,6 +21,44 @@ func untilJoined(t *testing.T, c *Client, key string, n int) {
 	}
 }
 
+// handoverClients starts a server and two Clients of it with a TTL of 10 s
+// (heartbeats every 3.3 s: none in a test), the second By "other", and
+// loads the release script with a release of the first's.
+func handoverClients(t *testing.T) (rdb *redis.Client, c, other *Client) {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb = srv.Client(t)
+	c = newTestClient(t, srv, Options{TTL: 10 * time.Second})
+	other = newTestClient(t, srv, Options{By: "other", TTL: 10 * time.Second})
+	if err := mustLock(t, c, "warm-up").Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return rdb, c, other
+}
+
+// awaitHanded waits for the reservation that a release of prev handed to
+// the waiter of lockLater's channel got, with value, and checks its token:
+// above prev's, and in the fencing key.
+func awaitHanded(t *testing.T, rdb *redis.Client, got <-chan *Reservation, value string, prev *Reservation) *Reservation {
+	t.Helper()
+	var r *Reservation
+	select {
+	case r = <-got:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the waiter was not handed the reservation")
+	}
+	if r == nil {
+		t.FailNow()
+	}
+	if r.Holder() != value || r.Token() <= prev.Token() {
+		t.Errorf("handed %s with token %d; want %s with a token above %d", r.Holder(), r.Token(), value, prev.Token())
+	}
+	if fence, _ := rdb.Get(t.Context(), companion(r.Key(), fenceSuffix)).Int64(); fence != r.Token() {
+		t.Errorf("fencing key holds %d; want the handed token %d", fence, r.Token())
+	}
+	return r
+}
+
 // untilScriptsSettle waits until no script has run for 100 ms, and returns
 // how many ran.
 func untilScriptsSettle(t *testing.T, rdb *redis.Client) int {
@@ -43,15 +81,8 @@ func untilScriptsSettle(t *testing.T, rdb *redis.Client) int {
 // token, the waiter makes no attempt of its own, and the next place (a
 // waiter of another Client) is told its turn, so that it watches the key.
 func TestReleaseHandsOverToOwnWaiter(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
+	rdb, c, other := handoverClients(t)
 	ctx := t.Context()
-	opt := Options{TTL: 10 * time.Second} // heartbeats every 3.3 s: none in the test
-	c := newTestClient(t, srv, opt)
-	other := newTestClient(t, srv, Options{By: "other", TTL: opt.TTL})
-	if err := mustLock(t, c, "warm-up").Release(ctx); err != nil { // the release script loaded
-		t.Fatal(err)
-	}
 	r := mustLock(t, c, "baton")
 	key := r.Key()
 	mine := lockLater(t, c, "baton")
@@ -67,23 +98,9 @@ func TestReleaseHandsOverToOwnWaiter(t *testing.T) {
 	if v := rdb.Get(ctx, key).Val(); v != q[0] {
 		t.Fatalf("after the release the key holds %q; want the waiter's %q", v, q[0])
 	}
-	var got *Reservation
-	select {
-	case got = <-mine:
-	case <-time.After(3 * time.Second):
-		t.Fatal("the waiter was not handed the reservation")
-	}
-	if got == nil {
-		t.FailNow()
-	}
+	got := awaitHanded(t, rdb, mine, q[0], r)
 	defer got.Release(ctx)
-	if got.Holder() != q[0] || got.Token() <= r.Token() {
-		t.Errorf("handed %s with token %d; want %s with a token above %d", got.Holder(), got.Token(), q[0], r.Token())
-	}
-	if fence, _ := rdb.Get(ctx, companion(key, fenceSuffix)).Int64(); fence != got.Token() {
-		t.Errorf("fencing key holds %d; want the handed token %d", fence, got.Token())
-	}
-	if pttl := rdb.PTTL(ctx, key).Val(); pttl <= 0 || pttl > opt.TTL {
+	if pttl := rdb.PTTL(ctx, key).Val(); pttl <= 0 || pttl > c.opt.TTL {
 		t.Errorf("handed key's PTTL %v; want the TTL", pttl)
 	}
 	time.Sleep(50 * time.Millisecond) // any attempt of the waiters shows
@@ -207,12 +224,28 @@ func TestHandOverToAWaiterThatGaveUp(t *testing.T) {
 	}
 }
 
-// A release hands the key over to its own Client's waiters only: when the
-// head of the server's queue is another Client's (here one that never
-// tries, to see what the release did), the key is free as the release
-// answers.
+// A release hands the key over to another Client's waiter only when its
+// lease says it takes grants: not to one of a version before grants (a
+// whole number of milliseconds), nor to one whose lease has less than
+// half the releasing Client's TTL left. Here waiters that never try, to
+// see what the release did: the key is free as the release answers.
 func TestReleaseDoesNotHandOverToOthers(t *testing.T) {
-	srv := redistest.Start(t)
+	for _, tc := range []struct {
+		name  string
+		lease time.Duration // left
+		mark  float64       // added to the lease's end in ms
+	}{
+		{"no grants", 10 * time.Second, 0},
+		{"short lease", 4 * time.Second, 0.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			testNoHandOverToStranger(t, srv, tc.lease, tc.mark)
+		})
+	}
+}
+
+func testNoHandOverToStranger(t *testing.T, srv *redistest.Server, lease time.Duration, mark float64) {
 	rdb := srv.Client(t)
 	ctx := t.Context()
 	c := newTestClient(t, srv, Options{TTL: 10 * time.Second})
@@ -220,7 +253,7 @@ func TestReleaseDoesNotHandOverToOthers(t *testing.T) {
 	const stranger = "other-waiter"
 	now := time.Now()
 	rdb.ZAdd(ctx, companion(r.Key(), queueSuffix), redis.Z{Score: float64(now.UnixMicro()), Member: stranger})
-	rdb.ZAdd(ctx, companion(r.Key(), leaseSuffix), redis.Z{Score: float64(now.Add(10 * time.Second).UnixMilli()), Member: stranger})
+	rdb.ZAdd(ctx, companion(r.Key(), leaseSuffix), redis.Z{Score: float64(now.Add(lease).UnixMilli()) + mark, Member: stranger})
 	mine := lockLater(t, c, "theirs-first")
 	untilQueued(t, rdb, r.Key(), 2)
 	untilJoined(t, c, r.Key(), 1)
@@ -270,5 +303,130 @@ func TestHandOverWaiterWaitsForTheRelease(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // any attempt shows
 	if scripts := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha") - before; scripts != 1 {
 		t.Errorf("%d scripts ran; want 1, the release (the waiter tried while it was under way)", scripts)
+	}
+}
+
+// A release hands the key over to another Client's waiter at the head of
+// the server's queue, which takes grants: the key holds its value until
+// the end of its lease, with a greater token, and the waiter is told on
+// the turn channel, so that it holds with no attempt of its own. Its
+// deadline is counted from its last refused attempt, before the lease's
+// end.
+func TestReleaseHandsOverToAnotherClientsWaiter(t *testing.T) {
+	rdb, c, other := handoverClients(t)
+	ctx := t.Context()
+	r := mustLock(t, c, "relay")
+	key := r.Key()
+	theirs := lockLater(t, other, "relay")
+	q := untilQueued(t, rdb, key, 1)
+	untilJoined(t, other, key, 1)
+	before := untilScriptsSettle(t, rdb) // the turn channel subscribed, and the waiter's attempts made
+	lease, err := rdb.ZScore(ctx, companion(key, leaseSuffix), q[0]).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lease-float64(int64(lease)) != 0.5 {
+		t.Fatalf("the waiter's lease ends at %v ms; want half a millisecond past a whole one (it takes grants)", lease)
+	}
+	ends := time.UnixMilli(int64(lease))
+	// Long enough after the waiter's attempt that a deadline counted from
+	// now (or a TTL from the release) would outlast its lease.
+	time.Sleep(600 * time.Millisecond)
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := rdb.Get(ctx, key).Val(); v != q[0] {
+		t.Fatalf("after the release the key holds %q; want the waiter's %q", v, q[0])
+	}
+	if pttl := rdb.PTTL(ctx, key).Val(); pttl <= 0 || pttl > time.Until(ends)+5*time.Millisecond {
+		t.Errorf("handed key's PTTL %v; want no more than the waiter's lease, %v", pttl, time.Until(ends))
+	}
+	got := awaitHanded(t, rdb, theirs, q[0], r)
+	defer got.Release(ctx)
+	if got.deadline.After(ends) {
+		t.Errorf("the holder's deadline %v is after the key's expiry %v", got.deadline.Format(time.StampMicro), ends.Format(time.StampMicro))
+	}
+	time.Sleep(50 * time.Millisecond) // any attempt of the waiter shows
+	if scripts := commandCalls(rdb.Info(ctx, "commandstats").Val(), "evalsha") - before; scripts != 1 {
+		t.Errorf("%d scripts ran; want 1, the release (the waiter was handed the key, it did not try)", scripts)
+	}
+	if q := serverQueue(t, rdb, key); len(q) != 0 {
+		t.Errorf("queue %v; want it empty", q)
+	}
+	// The holder watches its key: it hears of a foreign delete.
+	rdb.Del(ctx, key)
+	select {
+	case <-got.Done():
+	case <-time.After(3 * time.Second):
+		t.Error("the handed reservation did not hear of its loss")
+	}
+}
+
+// A grant told before its waiter joined the notifier's queue (the reply of
+// its first attempt still on its way) is kept for it; a waiter that takes
+// no grants is told its turn instead, and its next attempt finds the key.
+func TestGrantToldBeforeJoin(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{By: "early"})
+	key := c.Key("early")
+	n, err := c.notifierFor(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := c.newValue()
+	n.turnTold(key, value+"\t1234\t99")
+	w := n.joinServerQueue(key, value, true)
+	defer n.leave(key, w, false)
+	select {
+	case g := <-w.grant:
+		if g.token != 1234 || g.lease != 99 || !g.sent.IsZero() {
+			t.Errorf("grant %+v; want token 1234 until 99 from another Client", g)
+		}
+	default:
+		t.Error("a grant told before the waiter joined was lost")
+	}
+
+	plain := c.newValue()
+	n.turnTold(key, plain+"\t1235\t99")
+	p := n.joinServerQueue(key, plain, false)
+	defer n.leave(key, p, false)
+	select {
+	case <-p.turn:
+		if !n.toldTurn(p) {
+			t.Error("the turn was not told")
+		}
+	default:
+		t.Error("a waiter that takes no grants was not told its turn")
+	}
+}
+
+// A grant from another Client is taken only for the lease that the
+// waiter's last refused attempt wrote: the deadline is counted from that
+// attempt's send time, which came before the key's expiry only for that
+// lease. A grant of another lease (an older one, or one that came after a
+// later attempt found the key someone else's) is left for the next
+// attempt, which finds the key its own if it still is.
+func TestGrantOfAnotherLeaseIgnored(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newTestClient(t, srv, Options{TTL: 10 * time.Second})
+	ctx := t.Context()
+	sent := time.Now().Add(-time.Second)
+	w := &wait{c: c, resource: "leased", key: c.Key("leased"), start: sent, value: c.newValue(),
+		refused: sent, refusedLease: 1000}
+	for _, lease := range []int64{0, 999, 1001} {
+		if r, err := w.granted(ctx, grant{token: 7, lease: lease}); r != nil || err != nil {
+			t.Errorf("a grant until %d after a refused attempt whose lease ends at 1000: %v, %v; want neither", lease, r, err)
+			if r != nil {
+				r.Release(ctx)
+			}
+		}
+	}
+	r, err := w.granted(ctx, grant{token: 7, lease: 1000})
+	if r == nil || err != nil {
+		t.Fatalf("the grant of the attempt's lease: %v, %v; want held", r, err)
+	}
+	defer r.Release(ctx)
+	if want := sent.Add(c.opt.TTL - c.opt.margin()); !r.deadline.Equal(want) || r.Token() != 7 {
+		t.Errorf("held with token %d until %v; want token 7 until %v (counted from the attempt)", r.Token(), r.deadline, want)
 	}
 }

@@ -91,7 +91,7 @@ type notifier struct {
 	// (a foreign change of the key meanwhile ended its watch, and its
 	// notice found no holder to read it again).
 	notices uint64
-	early   map[string]time.Time        // turns told to values of this Client not yet joined, and when
+	early   map[string]earlyTold        // turns told to values of this Client not yet joined, and when
 	arms    map[string][]chan armResult // waiters' watches to set
 	denied  bool                        // the server refused our subscriptions
 
@@ -204,7 +204,7 @@ func (c *Client) startNotifier(st *notifierStart, node string, base *redis.Clien
 		subscribed: make(map[string][]string),
 		turns:      make(map[string]time.Time),
 		turnKeys:   make(map[string]string),
-		early:      make(map[string]time.Time),
+		early:      make(map[string]earlyTold),
 		arms:       make(map[string][]chan armResult),
 		kick:       make(chan struct{}, 1),
 		switched:   make(chan struct{}, 1),
@@ -648,10 +648,14 @@ func (n *notifier) joinServerQueue(key, value string, grants bool) *waiter {
 	defer n.mu.Unlock()
 	kw := n.watch(key)
 	kw.queue = append(kw.queue, w)
-	if _, ok := n.early[value]; ok {
+	if e, ok := n.early[value]; ok {
 		delete(n.early, value)
-		w.told = true
-		w.turn <- struct{}{}
+		if e.grant.token != 0 && w.grant != nil {
+			w.grant <- e.grant
+		} else {
+			w.told = true
+			w.turn <- struct{}{}
+		}
 	}
 	if _, ok := n.turns[key]; !ok && !n.denied {
 		n.kickLocked()
@@ -780,22 +784,84 @@ func (n *notifier) toldTurn(w *waiter) bool {
 // answered, a round trip after the server made it the head.
 const earlyTurn = 2 * time.Second
 
+// earlyTold is a turn told to a value of this Client with no waiter yet
+// (see turnTold): when, and the grant (its token 0: a turn).
+type earlyTold struct {
+	at    time.Time
+	grant grant
+}
+
 // turnTold handles a message of key's turn channel: the waiter with value
-// is now the head of the server's queue. A value of this Client with no
-// waiter yet is kept for a while, for the waiter that is about to join.
-func (n *notifier) turnTold(key, value string) {
+// is now the head of the server's queue, or, with a payload of
+// "<value>\t<token>\t<lease>", another Client's release handed it the key
+// with token, until lease, the end of its lease (see Client.offer). A
+// value of this Client with no waiter yet is kept for a while, for the
+// waiter that is about to join.
+func (n *notifier) turnTold(key, payload string) {
+	value, g := parseGrant(payload)
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if g.token != 0 && n.grantTold(key, value, g) {
+		return
+	}
 	if n.signalTurns(key, value) || value == "" || !strings.HasPrefix(value, n.c.valuePrefix) {
 		return
 	}
 	now := time.Now()
-	for v, at := range n.early {
-		if now.Sub(at) > earlyTurn {
+	for v, e := range n.early {
+		if now.Sub(e.at) > earlyTurn {
 			delete(n.early, v)
 		}
 	}
-	n.early[value] = now
+	n.early[value] = earlyTold{at: now, grant: g}
+}
+
+// parseGrant reads a turn channel's payload: the holder value, and for a
+// grant ("<value>\t<token>\t<lease>") the grant, else one with token 0. A
+// holder value never ends with tabs and digits: it ends with its random
+// id.
+func parseGrant(payload string) (string, grant) {
+	rest, leaseText, ok1 := cutLast(payload, '\t')
+	value, tokenText, ok2 := cutLast(rest, '\t')
+	if !ok1 || !ok2 {
+		return payload, grant{}
+	}
+	token, err1 := strconv.ParseInt(tokenText, 10, 64)
+	lease, err2 := strconv.ParseInt(leaseText, 10, 64)
+	if err1 != nil || err2 != nil || token <= 0 || lease <= 0 {
+		return payload, grant{}
+	}
+	return value, grant{token: token, lease: lease}
+}
+
+// cutLast slices s around the last sep.
+func cutLast(s string, sep byte) (before, after string, found bool) {
+	if i := strings.LastIndexByte(s, sep); i >= 0 {
+		return s[:i], s[i+1:], true
+	}
+	return s, "", false
+}
+
+// grantTold hands the waiter of key with value, which takes grants, g,
+// the key that another Client's release handed it, and reports
+// whether it found it. A waiter that takes no grants (see
+// Client.acquireAs) is told its turn instead: its next attempt finds the
+// key its own. n.mu is held.
+func (n *notifier) grantTold(key, value string, g grant) bool {
+	kw := n.keys[key]
+	if kw == nil {
+		return false
+	}
+	for _, w := range kw.queue {
+		if w.value == value && w.grant != nil {
+			select {
+			case w.grant <- g:
+			default: // one came already: the key was handed once
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // keyOfTurn returns the key whose turn channel is channel.

@@ -230,7 +230,7 @@ func TestQueueWaiterLeaves(t *testing.T) {
 		t.Fatalf("queue after b left: %v; want c alone", q)
 	}
 	start := time.Now()
-	r.Release(ctx)
+	releaseAsBefore(t, a, rdb, r) // the head is told its turn, not handed the key
 	select {
 	case got := <-cgot:
 		if took := time.Since(start); took > time.Second {
@@ -309,6 +309,18 @@ func TestQueueNodeWorkerGoesAhead(t *testing.T) {
 	u.Release(ctx)
 }
 
+// releaseAsBefore releases r with the release script as a version before
+// handovers sends it (none of the handover's arguments): the key is deleted,
+// and the queue's head is told its turn, which it takes by an attempt of
+// its own.
+func releaseAsBefore(t *testing.T, c *Client, rdb *redis.Client, r *Reservation) {
+	t.Helper()
+	call := c.releaseCall(r.Key(), r.Holder(), 0)
+	if n, err := call.script.Run(t.Context(), rdb, call.keys, call.args...).Int(); err != nil || n != 1 {
+		t.Fatalf("release as before handovers = %d, %v; want 1", n, err)
+	}
+}
+
 // When the head of the queue acquires, the next waiter is told its turn at
 // once and watches the key: if the new holder then dies (here: its key
 // expires long before its next renewal), the next waiter acquires at the
@@ -340,7 +352,7 @@ func TestQueueNextWaiterWatchesTheKey(t *testing.T) {
 	// tell c it heads the queue (a look after b acquired would find it out
 	// by itself, and hide a turn never told).
 	time.Sleep(200 * time.Millisecond)
-	r.Release(ctx)
+	releaseAsBefore(t, a, rdb, r) // b acquires by its own attempt, which tells c
 	rb := <-got
 	if !strings.HasPrefix(rb.Holder(), "b-") {
 		t.Fatalf("%s acquired first; want b", rb.Holder())

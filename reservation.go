@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -188,14 +189,18 @@ func (r *Reservation) Release(ctx context.Context) error {
 	}
 
 	call := c.releaseCall(r.key, r.value, 0)
-	n, offered := c.offer(call, r)
+	n, offeredTo, offered := c.offer(call, r)
 	sent := time.Now()
 	var answered func(*redis.Cmd)
 	if n != nil {
 		// The waiter that the release handed the key to gets it, and
 		// the others try again if they must.
 		answered = func(cmd *redis.Cmd) {
-			if h, ok := handoffOf(cmd); ok {
+			// Only to a waiter it offered the key to: the script hands
+			// another one (one of this Client's beyond those it offered)
+			// the key as another Client's, for its lease, and tells it
+			// so on the turn channel (see wait.granted).
+			if h, ok := handoffOf(cmd); ok && slices.Contains(offeredTo, h.value) {
 				n.handTo(r.key, h.value, grant{token: h.token, sent: sent, watched: call.heldRead(h.value)})
 			}
 			offered()
@@ -213,6 +218,11 @@ func (r *Reservation) Release(ctx context.Context) error {
 	released, err := cmd.Int()
 	if h, ok := handoffOf(cmd); ok {
 		released, err = h.released, nil
+		if h.value == "" {
+			c.reportOnce("grant", Event{Kind: EventNoPermission, Resource: r.resource, Key: r.key,
+				Err: fmt.Errorf("%w: releases hand the key to no other Client's waiter (ZSCORE on %s refused): the waiter tries as before, a round trip later",
+					ErrNoPermission, companion(r.key, leaseSuffix))})
+		}
 	}
 	if answered != nil && !left {
 		defer answered(cmd) // after r ended: one holder at a time, here too
@@ -256,41 +266,49 @@ func (r *Reservation) Release(ctx context.Context) error {
 	return nil
 }
 
-// offer has call, a release of r, hand r's key over to the first of this
-// Client's waiters in the server's queue, when the queue's head is one of
-// them: the release script sets the key to its value and issues its token,
-// which saves it an attempt (a round trip and the acquire script) and the
-// turn notice that would have woken it. It returns the notifier whose
-// waiters were offered, and what to call once the release answered (see
-// notifier.grantees); nil when none were: a permit (whose semaphore's
-// permits the script would have to search), WaitReplicas (whose WAIT the
-// waiter must see acknowledged before it holds), or no such waiter.
-func (c *Client) offer(call *scriptCall, r *Reservation) (*notifier, func()) {
-	if !c.fair() || r.limit > 0 || c.opt.WaitReplicas > 0 {
-		return nil, nil
-	}
-	n := c.notifierIfStarted(r.node)
-	if n == nil {
-		return nil, nil
-	}
-	values, answered := n.grantees(r.key)
-	if len(values) == 0 {
-		return nil, nil
+// offer has call, a release of r, hand r's key over to the head of the
+// server's queue: the release script sets the key to its value and issues
+// its token, which saves it an attempt (a round trip and the acquire
+// script). The head of another Client takes it when its lease says it
+// takes grants, and is told on the turn channel (see notifier.grantTold).
+// When the head may be one of this Client's own waiters, their values go
+// with the release, and offer returns the notifier whose waiters were
+// offered, their values, and what to call once the release answered (see
+// notifier.grantees); nil when none were: not fair, WaitReplicas (whose
+// WAIT the waiter must see acknowledged before it holds), or no such
+// waiter. A permit, and a quorum's part, are handed to nobody: the script
+// would have to search the semaphore's permits, and a part on one server
+// is no reservation.
+func (c *Client) offer(call *scriptCall, r *Reservation) (*notifier, []string, func()) {
+	if r.limit > 0 || c.quorum != nil || c.member {
+		return nil, nil, nil
 	}
 	call.keys = append(call.keys, companion(r.key, fenceSuffix), guardKeyFor(r.key, c.cluster))
 	call.args = append(call.args, c.args.ttl, c.args.guard, c.args.fenceLifetime)
+	if !c.fair() || c.opt.WaitReplicas > 0 {
+		return nil, nil, nil
+	}
+	n := c.notifierIfStarted(r.node)
+	if n == nil {
+		return nil, nil, nil
+	}
+	values, answered := n.grantees(r.key)
+	if len(values) == 0 {
+		return nil, nil, nil
+	}
 	for _, v := range values {
 		call.args = append(call.args, v)
 	}
 	// Read on the tracking connection after the release, the key is
 	// watched for the waiter that holds it now.
 	call.watch = call.keys[:1:1]
-	return n, answered
+	return n, values, answered
 }
 
 // handover is the release script's reply when it handed the key over to a
 // waiter: released as the script's plain reply, and the waiter's value and
-// token.
+// token; value "" when the read of another Client's waiter's lease was
+// refused, and nothing was handed over.
 type handover struct {
 	released int
 	value    string

@@ -100,6 +100,15 @@ type wait struct {
 	last     *NotAcquiredError // what the last attempt found
 	failures int               // attempts failed in a row (Redis errors)
 	quiet    bool              // nothing woke the waiter for a whole RetryInterval
+
+	// refused is when the last refused attempt that wrote a lease which
+	// says the waiter takes grants was sent, and refusedLease the end of
+	// that lease (0: none). Another Client's release that hands the
+	// waiter the key keeps it until the end of the lease it found: when
+	// that is this one, the attempt ran before, and a deadline counted
+	// from its send time comes before the key's expiry (see granted).
+	refused      time.Time
+	refusedLease int64
 }
 
 // tracked reports whether the waiter watches its key with client tracking.
@@ -155,6 +164,7 @@ func (w *wait) attempt(ctx context.Context) (*Reservation, error) {
 		nerr *NotAcquiredError
 		err  error
 	)
+	sent := time.Now()
 	if w.value != "" {
 		r, nerr, err = w.c.acquireAs(ctx, w.resource, w.value, waitQueue, w.limit)
 	} else {
@@ -169,6 +179,9 @@ func (w *wait) attempt(ctx context.Context) (*Reservation, error) {
 		w.last = nerr
 		if nerr.Guard {
 			w.c.reportGuard(nerr)
+		}
+		if nerr.leased != 0 {
+			w.refused, w.refusedLease = sent, nerr.leased
 		}
 		return nil, nil
 	}
@@ -421,12 +434,17 @@ func (c *Client) queueLock(ctx context.Context, resource string, limit int) (*Re
 	}
 }
 
-// grant is a reservation that a release of this Client handed to one of its
+// grant is a reservation that a release handed to one of this Client's
 // waiters in the server's queue (see Client.offer): the release script set
 // the key to the waiter's value and issued token.
 type grant struct {
 	token int64
-	sent  time.Time // when the release was sent: the key's TTL ran from after it
+	// sent is when the release was sent, for one of this Client's: the
+	// key's TTL ran from after it. Zero for another Client's, which set
+	// the key until lease, the end of the waiter's lease (ms of the
+	// server's clock; see wait.refused).
+	sent  time.Time
+	lease int64
 	// watched is the read that followed the release on the tracking
 	// connection, which watches the key since (nil: none did).
 	watched *trackedRead
@@ -459,9 +477,24 @@ func (w *wait) offered(ctx context.Context, n *notifier, q *waiter) (*Reservatio
 
 // granted holds the reservation handed to the waiter by g, as an attempt
 // that acquired it would. It returns neither a reservation nor an error
-// when g came too late to be of use (given back: the waiter goes on).
+// when g came too late to be of use (given back: the waiter goes on), or
+// when it came from another Client for a lease other than the one the
+// waiter's last refused attempt wrote (the waiter's next attempt finds the
+// key its own, if it still is).
 func (w *wait) granted(ctx context.Context, g grant) (*Reservation, error) {
 	c := w.c
+	if g.sent.IsZero() {
+		// Handed over by another Client until the end of the lease of
+		// the attempt sent at w.refused, which the server ran before:
+		// counted from then, the deadline comes before the key's expiry.
+		// A grant of an older lease, or one that came after a later
+		// attempt found the key someone else's (it expired, or was taken
+		// away, meanwhile), is of no use.
+		if g.lease == 0 || g.lease != w.refusedLease {
+			return nil, nil
+		}
+		g.sent = w.refused
+	}
 	r := newReservation(c, w.resource, w.key, w.value, g.token, g.sent)
 	r.watched = g.watched
 	r, nerr, err := c.keep(ctx, r, waitQueue)

@@ -328,18 +328,25 @@ func (s *scenario) checkHandoffs(res *history.Result, windows []window, end int6
 				continue
 			}
 			faulty, guarded := false, false
+			last := int64(0) // the end of the last of those windows
 			for _, w := range windows {
 				if w.from < next.Acquired && w.until > free {
 					faulty = true
 					guarded = guarded || w.guard
+					last = max(last, w.until)
 				}
 			}
 			took := time.Duration(next.Acquired - free)
 			switch {
 			case guarded:
 			case faulty:
-				s.check("handed over past a dead or cut-off waiter within its TTL and a heartbeat", took <= s.ttl+s.heartbeat+slack, took, false,
-					"%q released by %s at %s, next acquired by %s %v later, with a waiter queued", resource, hd.Holder, stamp(free), next.Holder, took)
+				// Each dead waiter holds the queue up until its lease's
+				// end (or its key's expiry, when a release handed it the
+				// key just before its death) and a heartbeat; one killed
+				// after the release, until its own.
+				s.check("handed over past a dead or cut-off waiter within its TTL and a heartbeat", took <= s.ttl+s.heartbeat+slack || next.Acquired <= last, took, false,
+					"%q released by %s at %s, next acquired by %s %v later (%v after the last dead waiter's lease or key and a heartbeat), with a waiter queued",
+					resource, hd.Holder, stamp(free), next.Holder, took, time.Duration(next.Acquired-last))
 			default:
 				s.check("handed over within a retry interval while no waiter was dead or cut off", took <= retry, took, false,
 					"%q released by %s at %s, next acquired by %s %v later, with a waiter queued", resource, hd.Holder, stamp(free), next.Holder, took)
@@ -496,15 +503,24 @@ func TestFaultQueueKill(t *testing.T) {
 				// Its window: until its key expired (a holder), or its
 				// lease ended (a waiter), and a heartbeat more.
 				until := at + int64(s.ttl)
+				keys, _, err := readExpiries(ctx, rdb, queueResources, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				k, held := keys[resource]
+				held = held && k.holder == value
 				if victim == "holder" {
-					keys, _, err := readExpiries(ctx, rdb, queueResources, false)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if k, ok := keys[resource]; ok && k.holder == value {
+					if held {
 						kills = append(kills, holderKill{value, resource, at, k.lo, k.hi})
 						until = k.hi
 					}
+				} else if held {
+					// A waiter that held the key as it was killed: a
+					// release handed it over, or it acquired, just
+					// before, and it never said so. Its key runs out
+					// as a dead holder's does: a TTL after the kill at
+					// most, had it renewed the key just before.
+					until = min(k.hi, at+int64(s.ttl))
 				} else if end, ok := leaseEnd(ctx, rdb, resource, value); ok {
 					// Still queued when it died (it did not acquire just
 					// before): it must leave the queue.

@@ -13,7 +13,8 @@
 -- ARGV[5] the queue: '' ignores it (and the key alone decides), 'try'
 --         refuses while anyone queues (TryLock does not jump the queue),
 --         'wait' takes a place, or keeps it and renews its lease, and
---         acquires only at the head (Lock)
+--         acquires only at the head (Lock); 'grant' is 'wait' for a waiter
+--         that takes the key when a release hands it over (see lease)
 -- ARGV[6] turn channel: a new head of the queue is told there (the payload
 --         is its holder value)
 -- ARGV[7] how to publish: 'SPUBLISH' on Cluster, 'PUBLISH' elsewhere
@@ -28,13 +29,15 @@
 --         refuses it while it holds ARGV[1]
 --
 -- Returns {1, token} when acquired ({1, token, i} for permit i),
--- {0, pttl, guarded, holder, place}
+-- {0, pttl, guarded, holder, place, leased}
 -- otherwise: pttl is the holder's remaining time (-1 when the key has no
 -- expiry, -2 when it is free but others queue), or the restart guard's
 -- remaining time when guarded is 1; holder is the value in the key ('' when
 -- it is free or not a string), so that the caller can say who holds it
 -- without a second round trip that could race; place is, with 'wait', the
--- caller's place in the queue (0: the head), with 'try' how many queue.
+-- caller's place in the queue (0: the head), with 'try' how many queue;
+-- leased is, in 'grant' mode, the end of the lease this attempt wrote (ms;
+-- absent when it wrote none).
 local t = redis.pcall('TIME')
 if t.err then
   -- Name what is missing: Redis's own message does not say which command.
@@ -44,6 +47,10 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 
 local mode = ARGV[5] or ''
+local grants = mode == 'grant'
+if grants then
+  mode = 'wait'
+end
 if mode == 'repair' then
   if redis.call('GET', KEYS[6]) == ARGV[1] then
     -- A force release of the quorum deleted this part: it is not ours.
@@ -60,10 +67,19 @@ local marker = 'semaphore:' .. limit
 local fresh = false
 
 -- lease keeps the caller's place for a TTL, and the queue for as long as
--- the longest lease in it.
+-- the longest lease in it. A waiter that takes grants ('grant') says so
+-- with half a millisecond more: a release may then hand it the key, to
+-- hold until its lease's end (see release), which it is told (leased),
+-- so that it knows which of its attempts such a handover follows.
+local leased
 local function lease()
   local ttl = tonumber(ARGV[2])
-  redis.call('ZADD', KEYS[5], now_ms + ttl, ARGV[1])
+  local ends = now_ms + ttl
+  if grants then
+    leased = ends
+    ends = string.format('%.1f', ends + 0.5)
+  end
+  redis.call('ZADD', KEYS[5], ends, ARGV[1])
   -- Never shorter (GT): waiters with a longer TTL may queue. A key with no
   -- expiry yet (just made by ZADD) gets one (NX). A queue just made has
   -- none: NX first then, GT first otherwise, as either failing leaves the
@@ -114,7 +130,8 @@ end
 -- keeps its place in the order of arrival meanwhile.
 local function guarded(left)
   if mode == 'wait' then
-    return {0, left, 1, '', enqueue()}
+    local place = enqueue()
+    return {0, left, 1, '', place, leased}
   end
   return {0, left, 1}
 end
@@ -311,7 +328,7 @@ if queued then
     local rank = enqueue()
     tell(nil)
     local v, pttl = holder()
-    return {0, pttl, 0, v, rank}
+    return {0, pttl, 0, v, rank, leased}
   end
 end
 
@@ -353,7 +370,7 @@ if not taken then
     enqueue()
     tell(ARGV[1])
   end
-  return {0, pttl, 0, v, 0}
+  return {0, pttl, 0, v, 0, leased}
 end
 leave()
 

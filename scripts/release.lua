@@ -16,11 +16,15 @@
 -- ARGV[5..] (optional, with no permits) a handoff: the TTL, the restart
 --         guard and the fencing companion's lifetime in milliseconds (as
 --         the acquire script's ARGV[2..4]), then the holder values of the
---         releasing client's own waiters in the queue. When the queue's new
---         head is one of them, it takes the key here, as the acquire script
---         would have it take it at its next attempt, and its token is
---         issued: the client hands it the reservation with no attempt of
---         its own, and the next place is told its turn instead.
+--         releasing client's own waiters in the queue (maybe none). When
+--         the queue's new head is one of them, it takes the key here, as
+--         the acquire script would have it take it at its next attempt,
+--         and its token is issued: the client hands it the reservation
+--         with no attempt of its own, and the next place is told its turn
+--         instead. The head of another client takes it too when its lease
+--         says that it takes grants (see hand): it is told on the turn
+--         channel, with '<value>\t<token>\t<end of its lease, ms>' as the
+--         payload.
 -- KEYS[4], KEYS[5] with a handoff: the fencing companion key and the
 --         restart-guard marker (as the acquire script's KEYS[2..3])
 --
@@ -32,7 +36,8 @@
 -- without the right to PUBLISH to the channel (a Redis 7 ACL user gets no
 -- channel by default) must still be able to release. After a handoff,
 -- {released, value, token}: the waiter that holds the key now, and its
--- token.
+-- token; {released, '', 0} when another client's waiter was not handed
+-- the key because the lease's read (ZSCORE) was refused.
 local released = 0
 local key = KEYS[1]
 local handoff = ARGV[5] ~= nil
@@ -59,13 +64,19 @@ local function call(...)
   end
   return r
 end
--- hand gives the key, ours until now, to the new head when it is a waiter
--- of the releasing client, at time t (TIME's reply); it fails, and leaves
--- everything as it was, when the head is someone else's or the acquire
+-- hand gives the key, ours until now, to the new head at time t (TIME's
+-- reply): a waiter of the releasing client, for a TTL; another client's
+-- waiter whose lease says that it takes grants (half a millisecond past
+-- a whole one, see acquire's lease), until its lease's end. That client
+-- counts the holding's deadline from the attempt that wrote the lease, as
+-- an acquisition by that attempt would: the key must not outlive the
+-- lease. hand fails, and leaves everything as it was, when the head takes
+-- no grants, when its lease has less than half the releasing client's TTL
+-- left (the holding would be too short to be of use), or when the acquire
 -- script would refuse it: the restart guard still runs, or the fencing
 -- companion holds something that is not a token (a missing one counts as
 -- 0, as in acquire).
-local given, token
+local given, token, unheard
 local function hand(head, t)
   local mine = false
   for i = 8, #ARGV do
@@ -74,8 +85,16 @@ local function hand(head, t)
       break
     end
   end
-  assert(mine)
   local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local ends
+  if not mine then
+    local s = redis.pcall('ZSCORE', KEYS[3], head)
+    unheard = type(s) == 'table' -- refused: an ACL written before grants
+    local lease = tonumber(s)
+    assert(lease and lease % 1 == 0.5)
+    ends = math.floor(lease)
+    assert(ends - math.floor(now_us / 1000) >= tonumber(ARGV[5]) / 2)
+  end
   local guard = tonumber(ARGV[6])
   if guard > 0 then
     local set_ms = tonumber(redis.call('GET', KEYS[5]))
@@ -91,7 +110,16 @@ local function hand(head, t)
   -- token issued to nobody leaves a gap, never a token issued twice.
   token = math.max(last + 1, now_us)
   redis.call('SET', KEYS[4], string.format('%.0f', token), 'PX', ARGV[7])
-  redis.call('SET', KEYS[1], head, 'PX', ARGV[5])
+  if ends then
+    -- Told before the key's write, so that the grant reaches the head's
+    -- client ahead of the tracking notice of that write, which would
+    -- have it try. Nothing below can fail: the script wrote already (no
+    -- refusal for memory), and the key holds a string.
+    redis.pcall(ARGV[3], ARGV[4], head .. '\t' .. string.format('%.0f', token) .. '\t' .. string.format('%.0f', ends))
+    redis.call('SET', KEYS[1], head, 'PXAT', string.format('%.0f', ends))
+  else
+    redis.call('SET', KEYS[1], head, 'PX', ARGV[5])
+  end
   given = head
   redis.call('ZREM', KEYS[2], head)
   redis.call('ZREM', KEYS[3], head)
@@ -132,12 +160,13 @@ pcall(function()
     redis.pcall(ARGV[3], ARGV[4], now)
   end
 end)
--- Released and not handed over: the key is free, and the waiters that
--- listen for it are told. A key handed over was never free: nobody else
--- could take it, so nobody is woken for it (those who watch it with client
--- tracking hear of its write all the same).
-if released > 0 and not given then
-  redis.call('DEL', key)
+-- Released: the key is free, unless handed over, and those that listen for
+-- its releases are told (waiters, and reserve top), handed over or not: a
+-- waiter woken while the key was handed over finds it held.
+if released > 0 then
+  if not given then
+    redis.call('DEL', key)
+  end
   local published = redis.pcall(ARGV[3], ARGV[2], key)
   if type(published) == 'table' and published.err then
     released = 2
@@ -145,5 +174,8 @@ if released > 0 and not given then
 end
 if given then
   return {released, given, token}
+end
+if unheard then
+  return {released, '', 0}
 end
 return released

@@ -667,9 +667,45 @@ var mutants = []mutant{
 	},
 	{
 		name:  "handover-to-strangers",
-		why:   "a release hands the key over to the head of the queue whoever it is, though another Client's waiter never hears of it",
-		edits: []edit{{"scripts/release.lua", "  assert(mine)\n", ""}},
+		why:   "a release hands the key over to another Client's waiter whose lease does not say it takes grants (a client of a version before grants never hears of it)",
+		edits: []edit{{"scripts/release.lua", "    assert(lease and lease % 1 == 0.5)\n", ""}},
 		tests: []tests{root("^TestReleaseDoesNotHandOverToOthers$")},
+	},
+	{
+		name:  "handover-short-lease",
+		why:   "a release hands the key over to another Client's waiter whose lease is about to end, a holding too short to be of use",
+		edits: []edit{{"scripts/release.lua", "    assert(ends - math.floor(now_us / 1000) >= tonumber(ARGV[5]) / 2)\n", ""}},
+		tests: []tests{root("^TestReleaseDoesNotHandOverToOthers$")},
+	},
+	{
+		name:  "grant-for-a-ttl",
+		why:   "a release hands another Client's waiter the key for the releaser's TTL, which outlives the waiter's lease and the deadline it counts",
+		edits: []edit{{"scripts/release.lua", "    redis.call('SET', KEYS[1], head, 'PXAT', string.format('%.0f', ends))\n", "    redis.call('SET', KEYS[1], head, 'PX', ARGV[5])\n"}},
+		tests: []tests{root("^TestReleaseHandsOverToAnotherClientsWaiter$")},
+	},
+	{
+		name:  "grant-deadline-from-receipt",
+		why:   "a waiter handed the key by another Client counts its deadline from when it heard of it, after the key's expiry was set",
+		edits: []edit{{"wait.go", "\t\tg.sent = w.refused\n", "\t\tg.sent = time.Now()\n"}},
+		tests: []tests{root("^TestReleaseHandsOverToAnotherClientsWaiter$")},
+	},
+	{
+		name:  "grant-lease-unchecked",
+		why:   "a waiter takes another Client's grant of any lease, one that came after a later attempt found the key someone else's too",
+		edits: []edit{{"wait.go", "\t\tif g.lease == 0 || g.lease != w.refusedLease {\n", "\t\tif false {\n"}},
+		tests: []tests{root("^TestGrantOfAnotherLeaseIgnored$")},
+	},
+	{
+		name:  "grant-not-taken",
+		why:   "waiters never say that they take grants: another Client's release frees the key, and the waiter pays an attempt",
+		edits: []edit{{"client.go", "\t\targs[4] = grantMode\n", ""}},
+		tests: []tests{root("^TestReleaseHandsOverToAnotherClientsWaiter$")},
+	},
+	{
+		name:  "grant-told-early-lost",
+		why:   "a grant told before its waiter joined is taken for a turn: the waiter's next attempt pays a round trip",
+		edits: []edit{{"notifier.go", "\t\tif e.grant.token != 0 && w.grant != nil {", "\t\tif false {"}},
+		tests: []tests{root("^TestGrantToldBeforeJoin$")},
 	},
 	{
 		name:  "handover-next-not-told",
