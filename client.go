@@ -600,7 +600,7 @@ func (c *Client) acquireAs(ctx context.Context, resource, value string, mode que
 	args := []any{value, c.args.ttl, c.args.guard, c.args.fenceLifetime, modeArgs[mode], names[3], c.args.publish}
 	if mode == waitQueue && limit == 0 && c.opt.WaitReplicas == 0 {
 		// The waiter takes the key when another Client's release hands
-		// it over (see notifier.grantTold): not a permit, and not with
+		// it over (see notifier.turnTold): not a permit, and not with
 		// WaitReplicas, whose WAIT it must see acknowledged first.
 		args[4] = grantMode
 	}

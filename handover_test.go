@@ -355,11 +355,7 @@ func TestReleaseHandsOverToAnotherClientsWaiter(t *testing.T) {
 	}
 	// The holder watches its key: it hears of a foreign delete.
 	rdb.Del(ctx, key)
-	select {
-	case <-got.Done():
-	case <-time.After(3 * time.Second):
-		t.Error("the handed reservation did not hear of its loss")
-	}
+	waitDone(t, got, 3*time.Second)
 }
 
 // A grant told before its waiter joined the notifier's queue (the reply of

@@ -753,9 +753,16 @@ const maxGrantees = 8
 func (n *notifier) handTo(key, value string, g grant) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.handToLocked(key, value, g)
+}
+
+// handToLocked is handTo under n.mu; it reports whether it found the
+// waiter, which takes grants. One that takes none (see Client.acquireAs)
+// is not handed anything.
+func (n *notifier) handToLocked(key, value string, g grant) bool {
 	kw := n.keys[key]
 	if kw == nil {
-		return
+		return false
 	}
 	for _, w := range kw.queue {
 		if w.grant != nil && w.value == value {
@@ -763,9 +770,10 @@ func (n *notifier) handTo(key, value string, g grant) {
 			case w.grant <- g:
 			default: // one came already: the key was handed once
 			}
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // toldTurn reports whether the server told w its turn since the last call
@@ -801,7 +809,9 @@ func (n *notifier) turnTold(key, payload string) {
 	value, g := parseGrant(payload)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if g.token != 0 && n.grantTold(key, value, g) {
+	// A grant for a waiter that takes none is a turn: its next attempt
+	// finds the key its own.
+	if g.token != 0 && n.handToLocked(key, value, g) {
 		return
 	}
 	if n.signalTurns(key, value) || value == "" || !strings.HasPrefix(value, n.c.valuePrefix) {
@@ -840,28 +850,6 @@ func cutLast(s string, sep byte) (before, after string, found bool) {
 		return s[:i], s[i+1:], true
 	}
 	return s, "", false
-}
-
-// grantTold hands the waiter of key with value, which takes grants, g,
-// the key that another Client's release handed it, and reports
-// whether it found it. A waiter that takes no grants (see
-// Client.acquireAs) is told its turn instead: its next attempt finds the
-// key its own. n.mu is held.
-func (n *notifier) grantTold(key, value string, g grant) bool {
-	kw := n.keys[key]
-	if kw == nil {
-		return false
-	}
-	for _, w := range kw.queue {
-		if w.value == value && w.grant != nil {
-			select {
-			case w.grant <- g:
-			default: // one came already: the key was handed once
-			}
-			return true
-		}
-	}
-	return false
 }
 
 // keyOfTurn returns the key whose turn channel is channel.

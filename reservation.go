@@ -270,7 +270,7 @@ func (r *Reservation) Release(ctx context.Context) error {
 // server's queue: the release script sets the key to its value and issues
 // its token, which saves it an attempt (a round trip and the acquire
 // script). The head of another Client takes it when its lease says it
-// takes grants, and is told on the turn channel (see notifier.grantTold).
+// takes grants, and is told on the turn channel (see notifier.turnTold).
 // When the head may be one of this Client's own waiters, their values go
 // with the release, and offer returns the notifier whose waiters were
 // offered, their values, and what to call once the release answered (see
