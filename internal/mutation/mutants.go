@@ -244,7 +244,7 @@ var mutants = []mutant{
 	},
 	{
 		name: "cli-wakeups-off",
-		why:  "nothing pushes a release to a waiting reserve (tracking invalidations dropped, no release notice, no turn told to the queue's head)",
+		why:  "nothing pushes a release to a waiting reserve (tracking invalidations dropped, no release notice, no turn told to the queue's head, no handover told)",
 		edits: []edit{
 			{"notifier.go", `			for _, key := range m.PayloadSlice {
 				n.notify(key)
@@ -252,6 +252,7 @@ var mutants = []mutant{
 			}`},
 			{"scripts/release.lua", "local published = redis.pcall(ARGV[3], ARGV[2], key)", "local published = 1"},
 			{"scripts/release.lua", "    redis.pcall(ARGV[3], ARGV[4], now)\n", ""},
+			{"scripts/release.lua", "    redis.pcall(ARGV[3], ARGV[4], head .. '\\t' .. string.format('%.0f', token) .. '\\t' .. string.format('%.0f', ends))\n", ""},
 		},
 		tests: []tests{{module: "cmd/reserve", pkg: "./internal/cli", run: "^(TestRunWaitsForRelease|TestDemo)$"}},
 	},
