@@ -832,7 +832,7 @@ func (rep *report) plotHandoffs(path string) error {
 			line.Width = vg.Points(1.5)
 			line.Dashes = plotutil.Dashes(i)
 			p.Add(line)
-			p.Legend.Add(fmt.Sprintf("%s (p50 %s)", strings.Trim(name(l), "*"), fmtDur(percentile(lat, 50))), line)
+			p.Legend.Add(fmt.Sprintf("%s (p50 %s)", strings.ReplaceAll(name(l), "**", ""), fmtDur(percentile(lat, 50))), line)
 		}
 		plots = append(plots, p)
 	}
