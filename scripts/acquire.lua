@@ -60,7 +60,71 @@ if mode == 'repair' then
   mode = ''
 end
 local limit = tonumber(ARGV[8] or '0') or 0
+
+-- last_token reads the last token issued, 0 when there is none; nil when
+-- the companion holds a string that is not a number (someone else's),
+-- and a key of another type fails the script there. It is read before the
+-- key is written (SET, PEXPIRE), so that such a companion fails the script
+-- rather than leave a reservation that nobody knows it holds.
+local function last_token()
+  local last = redis.call('GET', KEYS[2])
+  if not last then
+    return 0
+  end
+  return tonumber(last)
+end
+
+-- issue writes the next token, after last and no smaller than the server's
+-- clock in microseconds (so that tokens grow across a loss of the data),
+-- and answers it.
+local function issue(last)
+  local token = math.max(last + 1, now_us)
+  redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[4])
+  return token
+end
+
+-- The restart-guard marker holds when it was set (ms); nil when it is gone
+-- (or holds no number). Each client waits its own guard from then, so a
+-- client with a short TTL cannot cut short the guard that a client with a
+-- longer one needs.
+local guard = tonumber(ARGV[3])
+local set_ms
+if guard > 0 then
+  set_ms = tonumber(redis.call('GET', KEYS[3]))
+end
+
+-- The common case, a plain reservation past the restart guard that nobody
+-- queues for and nobody holds, is taken here as the code below would take
+-- it, without making that code's functions (which would cost Redis more
+-- than the rest of the script). What it reads is kept for the code below
+-- when it does not take: places (the queue's head and second place) and
+-- current (the key; nil while not read).
+local places, current
+if limit == 0 and (guard == 0 or (set_ms and set_ms + guard <= now_ms)) then
+  if mode ~= '' then
+    places = redis.call('ZRANGE', KEYS[4], 0, 1)
+  end
+  if not (places and places[1]) then
+    current = redis.pcall('GET', KEYS[1])
+    if not current then
+      local last = last_token()
+      if last then
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        return {1, issue(last)}
+      end
+    end
+  end
+end
+
+-- marker is what the key holds while a permit of a semaphore of this limit
+-- is held (see ARGV[8]).
 local marker = 'semaphore:' .. limit
+
+-- not_token refuses a companion that holds someone else's string, and
+-- leaves it as it is.
+local function not_token()
+  return redis.error_reply('WRONGTYPE the fencing key ' .. KEYS[2] .. ' holds a value that is not a token')
+end
 
 -- fresh is set when the queue's head was read and there was none: a place
 -- taken then is the first, in a queue just made (see enqueue).
@@ -136,12 +200,7 @@ local function guarded(left)
   return {0, left, 1}
 end
 
-local guard = tonumber(ARGV[3])
 if guard > 0 then
-  -- The marker holds when it was set (ms). Each client waits its own
-  -- guard from then, so a client with a short TTL cannot cut short the
-  -- guard that a client with a longer one needs.
-  local set_ms = tonumber(redis.call('GET', KEYS[3]))
   if not set_ms then
     -- The marker is gone: the server lost its data (or is new). Holders
     -- of reservations that vanished with it have not seen their loss yet,
@@ -154,30 +213,11 @@ if guard > 0 then
   end
 end
 
--- last_token reads the last token issued, 0 when there is none; nil when
--- the companion holds a string that is not a number (someone else's),
--- and a key of another type fails the script there. It is read before the
--- key is written (SET, PEXPIRE), so that such a companion fails the script
--- rather than leave a reservation that nobody knows it holds.
-local function last_token()
-  local last = redis.call('GET', KEYS[2])
-  if not last then
-    return 0
-  end
-  return tonumber(last)
-end
-
--- not_token refuses a companion that holds someone else's string, and
--- leaves it as it is.
-local function not_token()
-  return redis.error_reply('WRONGTYPE the fencing key ' .. KEYS[2] .. ' holds a value that is not a token')
-end
-
 -- The queue's head before and after the pruning, and the second place.
 local head_before, head, second
 if mode ~= '' then
-  local first = redis.call('ZRANGE', KEYS[4], 0, 1)
-  head_before, second = first[1], first[2]
+  places = places or redis.call('ZRANGE', KEYS[4], 0, 1)
+  head_before, second = places[1], places[2]
 end
 local queued = head_before ~= nil -- a queue key exists: it is never empty
 fresh = mode ~= '' and not queued
@@ -242,7 +282,9 @@ end
 
 -- The key's value, read once: no path below writes the key before it
 -- answers it.
-local current = redis.pcall('GET', KEYS[1])
+if current == nil then
+  current = redis.pcall('GET', KEYS[1])
+end
 
 -- A semaphore's permits, read once: the one the caller holds (a retry),
 -- the first free one.
@@ -376,8 +418,7 @@ leave()
 
 -- The next token is max(last + 1, server time in microseconds), so tokens
 -- grow even when the companion key was lost with the rest of the data.
-local token = math.max(last + 1, now_us)
-redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[4])
+local token = issue(last)
 if limit > 0 then
   return {1, token, taken}
 end

@@ -55,6 +55,39 @@ end
 if redis.pcall('GET', key) == ARGV[1] then
   released = 1
 end
+-- The queue's head and second place, read before the rest of the queue's
+-- part: with no queue (nobody waits, the common case) that part is not
+-- run, nor are its functions made. A refused read runs it, and it stops
+-- there.
+local places = redis.pcall('ZRANGE', KEYS[2], 0, 1)
+-- given and token are the waiter that the key was handed over to and its
+-- token; unheard is set when another client's waiter was not handed the
+-- key because the read of its lease was refused (see hand).
+local given, token, unheard
+-- finish ends the release: the key is free, unless handed over, and those
+-- that listen for its releases are told (waiters, and reserve top), handed
+-- over or not: a waiter woken while the key was handed over finds it held.
+local function finish()
+  if released > 0 then
+    if not given then
+      redis.call('DEL', key)
+    end
+    local published = redis.pcall(ARGV[3], ARGV[2], key)
+    if type(published) == 'table' and published.err then
+      released = 2
+    end
+  end
+  if given then
+    return {released, given, token}
+  end
+  if unheard then
+    return {released, '', 0}
+  end
+  return released
+end
+if not places.err and not places[1] then
+  return finish()
+end
 -- The queue's part is best effort as well: a user whose ACL was written
 -- before the queue may not run its commands, and must still release.
 local function call(...)
@@ -76,7 +109,6 @@ end
 -- script would refuse it: the restart guard still runs, or the fencing
 -- companion holds something that is not a token (a missing one counts as
 -- 0, as in acquire).
-local given, token, unheard
 local function hand(head, t)
   local mine = false
   for i = 8, #ARGV do
@@ -127,7 +159,10 @@ end
 pcall(function()
   -- The head, or nil when nobody queues (no queue key), and the second
   -- place.
-  local first = call('ZRANGE', KEYS[2], 0, 1)
+  local first = places
+  if first.err then
+    error(first.err)
+  end
   local head, second = first[1], first[2]
   if not head then
     return
@@ -160,22 +195,4 @@ pcall(function()
     redis.pcall(ARGV[3], ARGV[4], now)
   end
 end)
--- Released: the key is free, unless handed over, and those that listen for
--- its releases are told (waiters, and reserve top), handed over or not: a
--- waiter woken while the key was handed over finds it held.
-if released > 0 then
-  if not given then
-    redis.call('DEL', key)
-  end
-  local published = redis.pcall(ARGV[3], ARGV[2], key)
-  if type(published) == 'table' and published.err then
-    released = 2
-  end
-end
-if given then
-  return {released, given, token}
-end
-if unheard then
-  return {released, '', 0}
-end
-return released
+return finish()

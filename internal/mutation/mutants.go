@@ -51,10 +51,31 @@ var mutants = []mutant{
 		tests: []tests{root("^TestRenewScriptLeavesOthersAlone$")},
 	},
 	{
-		name:  "restart-guard-off",
-		why:   "the acquire script never checks the restart-guard marker",
-		edits: []edit{{"scripts/acquire.lua", "if guard > 0 then", "if false then"}},
+		name: "restart-guard-off",
+		why:  "the acquire script never checks the restart-guard marker",
+		edits: []edit{
+			{"scripts/acquire.lua", "if guard > 0 then\n  if not set_ms then", "if false then\n  if not set_ms then"},
+			{"scripts/acquire.lua", "if limit == 0 and (guard == 0 or (set_ms and set_ms + guard <= now_ms)) then", "if limit == 0 then"},
+		},
 		tests: []tests{root("^TestRestartGuard$")},
+	},
+	{
+		name:  "restart-guard-skipped-when-free",
+		why:   "the acquire script's path for a free key that nobody queues for takes it while the restart guard runs",
+		edits: []edit{{"scripts/acquire.lua", "if limit == 0 and (guard == 0 or (set_ms and set_ms + guard <= now_ms)) then", "if limit == 0 then"}},
+		tests: []tests{root("^TestRestartGuard$")},
+	},
+	{
+		name:  "free-key-taken-past-the-queue",
+		why:   "the acquire script's path for a free key takes it even when others queue: TryLock and a new waiter jump the queue",
+		edits: []edit{{"scripts/acquire.lua", "  if not (places and places[1]) then\n", "  if true then\n"}},
+		tests: []tests{root("^(TestQueueTryLockAndDeadWaiter|TestQueueServesInArrivalOrder)$")},
+	},
+	{
+		name:  "release-queue-part-skipped",
+		why:   "the release script skips the queue's part whenever it reads the queue: no waiter is told its turn or handed the key",
+		edits: []edit{{"scripts/release.lua", "if not places.err and not places[1] then", "if not places.err then"}},
+		tests: []tests{root("^(TestQueueWaiterLeaves|TestReleaseHandsOverToAnotherClientsWaiter)$")},
 	},
 	{
 		name:  "no-drift-margin",
