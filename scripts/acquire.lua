@@ -74,6 +74,12 @@ local function last_token()
   return tonumber(last)
 end
 
+-- not_token refuses a companion that holds someone else's string, and
+-- leaves it as it is.
+local function not_token()
+  return redis.error_reply('WRONGTYPE the fencing key ' .. KEYS[2] .. ' holds a value that is not a token')
+end
+
 -- issue writes the next token, after last and no smaller than the server's
 -- clock in microseconds (so that tokens grow across a loss of the data),
 -- and answers it.
@@ -108,10 +114,11 @@ if limit == 0 and (guard == 0 or (set_ms and set_ms + guard <= now_ms)) then
     current = redis.pcall('GET', KEYS[1])
     if not current then
       local last = last_token()
-      if last then
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        return {1, issue(last)}
+      if not last then
+        return not_token()
       end
+      redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+      return {1, issue(last)}
     end
   end
 end
@@ -119,12 +126,6 @@ end
 -- marker is what the key holds while a permit of a semaphore of this limit
 -- is held (see ARGV[8]).
 local marker = 'semaphore:' .. limit
-
--- not_token refuses a companion that holds someone else's string, and
--- leaves it as it is.
-local function not_token()
-  return redis.error_reply('WRONGTYPE the fencing key ' .. KEYS[2] .. ' holds a value that is not a token')
-end
 
 -- fresh is set when the queue's head was read and there was none: a place
 -- taken then is the first, in a queue just made (see enqueue).
@@ -280,8 +281,8 @@ local function leave()
   end
 end
 
--- The key's value, read once: no path below writes the key before it
--- answers it.
+-- The key's value, unless read above: read once, as no path below writes
+-- the key before it answers it.
 if current == nil then
   current = redis.pcall('GET', KEYS[1])
 end
@@ -416,8 +417,6 @@ if not taken then
 end
 leave()
 
--- The next token is max(last + 1, server time in microseconds), so tokens
--- grow even when the companion key was lost with the rest of the data.
 local token = issue(last)
 if limit > 0 then
   return {1, token, taken}

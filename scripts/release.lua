@@ -88,8 +88,10 @@ end
 if not places.err and not places[1] then
   return finish()
 end
--- The queue's part is best effort as well: a user whose ACL was written
--- before the queue may not run its commands, and must still release.
+-- The queue's part (below) is best effort as well: a user whose ACL was
+-- written before the queue may not run its commands, and must still
+-- release. call runs a command of that part, and stops the part when the
+-- command is refused.
 local function call(...)
   local r = redis.pcall(...)
   if type(r) == 'table' and r.err then
@@ -157,16 +159,11 @@ local function hand(head, t)
   redis.call('ZREM', KEYS[3], head)
 end
 pcall(function()
-  -- The head, or nil when nobody queues (no queue key), and the second
-  -- place.
-  local first = places
-  if first.err then
-    error(first.err)
+  -- The head and the second place, read above: someone queues.
+  if places.err then
+    error(places.err)
   end
-  local head, second = first[1], first[2]
-  if not head then
-    return
-  end
+  local head, second = places[1], places[2]
   -- A holder left the queue when it acquired: only a waiter that gives up
   -- is still in it, with its lease.
   local changed = call('ZREM', KEYS[2], ARGV[1]) == 1
