@@ -98,6 +98,8 @@ local set_ms
 if guard > 0 then
   set_ms = tonumber(redis.call('GET', KEYS[3]))
 end
+-- past is set when the guard lets the attempt through.
+local past = guard <= 0 or (set_ms ~= nil and set_ms + guard <= now_ms)
 
 -- The common case, a plain reservation past the restart guard that nobody
 -- queues for and nobody holds, is taken here as the code below would take
@@ -106,7 +108,7 @@ end
 -- when it does not take: places (the queue's head and second place) and
 -- current (the key; nil while not read).
 local places, current
-if limit == 0 and (guard == 0 or (set_ms and set_ms + guard <= now_ms)) then
+if limit == 0 and past then
   if mode ~= '' then
     places = redis.call('ZRANGE', KEYS[4], 0, 1)
   end
@@ -201,7 +203,7 @@ local function guarded(left)
   return {0, left, 1}
 end
 
-if guard > 0 then
+if not past then
   if not set_ms then
     -- The marker is gone: the server lost its data (or is new). Holders
     -- of reservations that vanished with it have not seen their loss yet,
@@ -209,9 +211,7 @@ if guard > 0 then
     redis.call('SET', KEYS[3], string.format('%.0f', now_ms))
     return guarded(guard)
   end
-  if set_ms + guard > now_ms then
-    return guarded(set_ms + guard - now_ms)
-  end
+  return guarded(set_ms + guard - now_ms)
 end
 
 -- The queue's head before and after the pruning, and the second place.

@@ -51,18 +51,15 @@ var mutants = []mutant{
 		tests: []tests{root("^TestRenewScriptLeavesOthersAlone$")},
 	},
 	{
-		name: "restart-guard-off",
-		why:  "the acquire script never checks the restart-guard marker",
-		edits: []edit{
-			{"scripts/acquire.lua", "if guard > 0 then\n  if not set_ms then", "if false then\n  if not set_ms then"},
-			{"scripts/acquire.lua", "if limit == 0 and (guard == 0 or (set_ms and set_ms + guard <= now_ms)) then", "if limit == 0 then"},
-		},
+		name:  "restart-guard-off",
+		why:   "the acquire script never checks the restart-guard marker",
+		edits: []edit{{"scripts/acquire.lua", "local past = guard <= 0 or (set_ms ~= nil and set_ms + guard <= now_ms)", "local past = true"}},
 		tests: []tests{root("^TestRestartGuard$")},
 	},
 	{
 		name:  "restart-guard-skipped-when-free",
 		why:   "the acquire script's path for a free key that nobody queues for takes it while the restart guard runs",
-		edits: []edit{{"scripts/acquire.lua", "if limit == 0 and (guard == 0 or (set_ms and set_ms + guard <= now_ms)) then", "if limit == 0 then"}},
+		edits: []edit{{"scripts/acquire.lua", "if limit == 0 and past then", "if limit == 0 then"}},
 		tests: []tests{root("^TestRestartGuard$")},
 	},
 	{
