@@ -339,7 +339,9 @@ func (u usage) callsPer(ops float64) string {
 		if per < 0.05 {
 			continue
 		}
-		parts = append(parts, e.name+" "+trimFloat(per))
+		// commandstats names a subcommand "client|caching": a pipe would
+		// split the cell of a Markdown table.
+		parts = append(parts, strings.ReplaceAll(e.name, "|", " ")+" "+trimFloat(per))
 	}
 	return strings.Join(parts, ", ")
 }
