@@ -57,6 +57,10 @@ type settings struct {
 	// limit makes this library's calls take one of limit permits of a
 	// semaphore (reservation.Limit); 0 for a plain reservation.
 	limit int
+	// tryNext is rueidislock's TryNextAfter (0: its default, 20 ms), how
+	// long it waits for a key's reply before it gives up on it: longer for
+	// a server under valgrind, which a call can take that long to answer.
+	tryNext time.Duration
 }
 
 // locker is what every library offers the scenarios.
@@ -131,6 +135,7 @@ func newLocker(lib string, tg target, rt *roundTrips, st settings) (locker, erro
 			// The default extend interval is half the validity; the
 			// heartbeat of scenario 7 is set like the others'.
 			ExtendInterval: st.heartbeat,
+			TryNextAfter:   st.tryNext,
 		}
 		majority := int32(2) // the default
 		if lib != libRueidis {

@@ -74,6 +74,11 @@ type config struct {
 	// set marks the sets' run: its report goes between the set results
 	// markers.
 	set bool
+	// callgrind marks the run of instruction counts: the server runs under
+	// valgrind's callgrind, and the report goes between the callgrind
+	// results markers.
+	callgrind bool
+	cycles    int // scenario c1: cycles counted per library and round
 }
 
 // crowded is how many other keys with a TTL the database holds in
@@ -185,6 +190,20 @@ func setConfig() config {
 	return c
 }
 
+// callgrindConfig is the documented run of instruction counts: scenario 1
+// of every library, counted in Redis's instructions by valgrind's
+// callgrind, in 3 rounds (the counts barely move from one to the next):
+// about 4 minutes.
+func callgrindConfig() config {
+	c := fullConfig()
+	c.rounds = 3
+	c.scenarios = []string{scenarioInstr}
+	c.callgrind = true
+	c.cycles = 2000
+	c.pings = 200
+	return c
+}
+
 // smokeConfig runs every scenario and library very briefly: for CI, so
 // that the harness never rots. Its figures mean nothing.
 func smokeConfig() config { return smokeOf(fullConfig()) }
@@ -204,6 +223,7 @@ func smokeOf(c config) config {
 	c.procs, c.d9, c.warm9 = []int{4}, time.Second, 300*time.Millisecond
 	c.redisCPU = ""
 	c.pings = 200
+	c.cycles = 20
 	return c
 }
 
@@ -238,6 +258,8 @@ func main() {
 	redisCPU := flag.String("redis-cpu", "", "CPU list to pin redis-server to with taskset (default 0; none with -smoke)")
 	n7 := flag.Int("n7", 0, "scenario 7: reservations held (default 10000)")
 	d7 := flag.Duration("d7", 0, "scenario 7: how long they are held (default 30s)")
+	cgrind := flag.Bool("callgrind", false, "count Redis's instructions: scenario 1 ("+scenarioInstr+") of every library on a redis-server run by valgrind's callgrind, "+
+		"and write between the callgrind results markers")
 	command := flag.String("command", "", "the command line to quote in the report (default: this one)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -260,12 +282,12 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if (*fair || *semaphore || *set) && (len(topologies) != 1 || topologies[0] != topoSingle) {
-		fmt.Fprintln(os.Stderr, "bench: -fair, -semaphore and -set run on a single server only")
+	if (*fair || *semaphore || *set || *cgrind) && (len(topologies) != 1 || topologies[0] != topoSingle) {
+		fmt.Fprintln(os.Stderr, "bench: -fair, -semaphore, -set and -callgrind run on a single server only")
 		os.Exit(2)
 	}
-	if n := countTrue(*fair, *semaphore, *set); n > 1 {
-		fmt.Fprintln(os.Stderr, "bench: -fair, -semaphore and -set are runs of their own: give one")
+	if n := countTrue(*fair, *semaphore, *set, *cgrind); n > 1 {
+		fmt.Fprintln(os.Stderr, "bench: -fair, -semaphore, -set and -callgrind are runs of their own: give one")
 		os.Exit(2)
 	}
 	cfg := fullConfig()
@@ -276,6 +298,8 @@ func main() {
 		cfg = semaphoreConfig()
 	case *set:
 		cfg = setConfig()
+	case *cgrind:
+		cfg = callgrindConfig()
 	case slices.Contains(topologies, topoQuorum):
 		cfg = quorumConfig()
 	case slices.Contains(topologies, topoCluster):
@@ -471,6 +495,8 @@ func (e *env) scenario(ctx context.Context, lib, s string, round int) (result, e
 	switch s {
 	case "1":
 		r = e.cycles(ctx, lib, s, round, 1, cycleSettings, cfg.d12)
+	case scenarioInstr:
+		r = e.instructions(ctx, lib, round, cfg.cycles)
 	case "2":
 		r = e.cycles(ctx, lib, s, round, 16, cycleSettings, cfg.d12)
 	case "3":
@@ -532,7 +558,7 @@ func runs(lib, scenario string) bool {
 	case lib == libOursNoQueue:
 		return slices.Contains(queueScenarios, scenario)
 	case isRaw(lib):
-		return scenario == "1" || scenario == "2"
+		return scenario == "1" || scenario == "2" || scenario == scenarioInstr
 	}
 	return true
 }
@@ -541,7 +567,7 @@ func runs(lib, scenario string) bool {
 // is measured with NoQueue as well: the uncontended ones, for the queue's
 // cost, and the contended ones, for its order (scenario 9, of processes,
 // measures both too).
-var queueScenarios = []string{"1", "2", "3", "3x", "4", "4x"}
+var queueScenarios = []string{"1", "2", "3", "3x", "4", "4x", scenarioInstr}
 
 // expand returns the scenarios of cfg with "9" replaced by a scenario per
 // number of processes ("9/5", "9/10", ...), "s1" by a scenario per limit

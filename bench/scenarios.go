@@ -56,6 +56,9 @@ type result struct {
 	Sent  int64   // commands the processes sent (Redis calls less the scripts' inner ones)
 	Conns float64 // connections to the server per process, while they contend
 
+	// Scenario c1: Redis's instructions in the measured cycles.
+	Instr int64
+
 	// Scenario 7.
 	Holding    int
 	Lost       int
@@ -97,6 +100,9 @@ type env struct {
 	prime func(context.Context) error
 	cfg   config
 	tag   string // unique per run, so that keys never collide
+	// With -callgrind: the single server runs under callgrind, as pid.
+	cg  *callgrind
+	pid int
 }
 
 func randomValue() string {

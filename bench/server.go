@@ -24,9 +24,10 @@ type server struct {
 	pinned  string // the CPU list it runs on, "" when not pinned
 }
 
-// startServer starts redis-server (REDIS_SERVER_BIN, else from PATH). When
-// cpus is not empty and taskset exists, the server is pinned to those CPUs.
-func startServer(cpus string) (*server, error) {
+// startServer starts redis-server (bin, else REDIS_SERVER_BIN, else from
+// PATH). When cpus is not empty and taskset exists, the server is pinned to
+// those CPUs.
+func startServer(cpus, bin string) (*server, error) {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		cpus = ""
 	}
@@ -35,7 +36,7 @@ func startServer(cpus string) (*server, error) {
 		return nil, err
 	}
 	ctx := context.Background()
-	srv, err := redisserver.Start(ctx, redisserver.Options{Dir: dir, CPUs: cpus})
+	srv, err := redisserver.Start(ctx, redisserver.Options{Dir: dir, CPUs: cpus, Bin: bin})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -68,7 +69,7 @@ func startQuorum(cpus string, n int) (quorum, error) {
 	}
 	var q quorum
 	for range n {
-		s, err := startServer(cpus)
+		s, err := startServer(cpus, "")
 		if err != nil {
 			q.stop()
 			return nil, err

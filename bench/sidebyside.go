@@ -44,6 +44,9 @@ func (rep *report) sections() []section {
 	if rep.cfg.set {
 		return []section{{rep.setMarkdown(), beginSetMarker, endSetMarker}}
 	}
+	if rep.cfg.callgrind {
+		return []section{{rep.callgrindMarkdown(), beginCallgrindMarker, endCallgrindMarker}}
+	}
 	var secs []section
 	for _, v := range []beside{rep.clusterView(), rep.quorumView()} {
 		if slices.Contains(rep.cfg.topologies, v.topology) {

@@ -568,3 +568,70 @@ func TestSmokeSet(t *testing.T) {
 		t.Log("\n" + text)
 	}
 }
+
+// TestSmokeCallgrind runs the instruction counts very briefly: scenario 1
+// of every library on a redis-server under valgrind's callgrind. It
+// asserts nothing about speed: only that every library's cycles were
+// counted, that this library's cost more instructions than the floor's
+// (it makes 15 Redis calls per cycle against 4, so a count that says
+// otherwise is not reading the cycles), and that the report replaces only
+// its own section of the page.
+func TestSmokeCallgrind(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := smokeOf(callgrindConfig())
+	rep, err := run(ctx, cfg, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.failed {
+		t.Errorf("round %d, scenario %s, %s: %v", r.Round, r.Scenario, r.Lib, r.Err)
+	}
+	perCycle := make(map[string]float64)
+	for _, l := range cfg.libs {
+		rs := rep.results[scenarioInstr][l]
+		if len(rs) == 0 || rs[0].Ops != int64(cfg.cycles) {
+			t.Errorf("%s: no round of %d cycles", l, cfg.cycles)
+			continue
+		}
+		perCycle[l] = instrPerOp(rs[0])
+		// An EVALSHA alone costs Redis about 12,000 instructions.
+		if perCycle[l] < 10_000 {
+			t.Errorf("%s: %.0f instructions per cycle: too few to be the cycles'", l, perCycle[l])
+		}
+	}
+	if perCycle[libOurs] < 2*perCycle[libRawGo] {
+		t.Errorf("%s: %.0f instructions per cycle, raw go-redis %.0f: want at least twice the floor's",
+			libOurs, perCycle[libOurs], perCycle[libRawGo])
+	}
+
+	rep.command = "go test ./..."
+	md := filepath.Join(t.TempDir(), "PERFORMANCE.md")
+	others := "# Performance\n\n" + beginMarker + "\nsingle\n" + endMarker + "\n\nprose\n"
+	if err := os.WriteFile(md, []byte(others+beginCallgrindMarker+"\nold\n"+endCallgrindMarker+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secs := rep.sections()
+	if len(secs) != 1 || secs[0].begin != beginCallgrindMarker {
+		t.Fatalf("the run's report has %d sections, want the callgrind's alone", len(secs))
+	}
+	if err := writeBetweenMarkers(md, secs[0].text, secs[0].begin, secs[0].end); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(md)
+	text := string(b)
+	if !strings.HasPrefix(text, others) || strings.Contains(text, "\nold\n") {
+		t.Errorf("the callgrind report changed the other sections, or left the old one")
+	}
+	for _, h := range []string{"### Scenario 1 in Redis's instructions", "### Targets", "| **reservation** |"} {
+		if !strings.Contains(text, h) {
+			t.Errorf("callgrind report has no %q", h)
+		}
+	}
+	if strings.Contains(text, "client|caching") {
+		t.Errorf("a command's name with a pipe splits its table cell: %q", "client|caching")
+	}
+	if testing.Verbose() {
+		t.Log("\n" + text)
+	}
+}

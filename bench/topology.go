@@ -94,12 +94,26 @@ func startDeployment(cfg config, topology, tag string) (*deployment, error) {
 	)
 	switch topology {
 	case topoSingle:
-		srv, err := startServer(cfg.redisCPU)
+		bin := ""
+		if cfg.callgrind {
+			cg, err := newCallgrind()
+			if err != nil {
+				return nil, err
+			}
+			d.cg, bin = cg, cg.bin
+		}
+		srv, err := startServer(cfg.redisCPU, bin)
 		if err != nil {
+			if d.cg != nil {
+				d.cg.remove()
+			}
 			return nil, err
 		}
 		d.tg = target{topology: topology, addrs: []string{srv.addr}}
-		d.version, d.pinned, stop = srv.version, srv.pinned, srv.stop
+		d.version, d.pinned, d.pid, stop = srv.version, srv.pinned, srv.srv.Pid(), srv.stop
+		if d.cg != nil {
+			stop = func() { srv.stop(); d.cg.remove() }
+		}
 		admin = redis.NewClient(&redis.Options{Addr: srv.addr})
 	case topoCluster:
 		c, err := startCluster(cfg.redisCPU, cfg.masters)
