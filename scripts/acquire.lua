@@ -110,7 +110,7 @@ local past = guard <= 0 or (set_ms ~= nil and set_ms + guard <= now_ms)
 local places, current
 if limit == 0 and past then
   if mode ~= '' then
-    places = redis.call('ZRANGE', KEYS[4], 0, 1)
+    places = redis.call('ZRANGE', KEYS[4], '0', '1')
   end
   if not (places and places[1]) then
     current = redis.pcall('GET', KEYS[1])
@@ -178,7 +178,7 @@ local function enqueue()
   end
   local rank = redis.call('ZRANK', KEYS[4], ARGV[1])
   if not rank then
-    local tail = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+    local tail = redis.call('ZRANGE', KEYS[4], '-1', '-1', 'WITHSCORES')
     local score = now_us
     if tail[2] then
       -- Behind the tail: the head is unchanged.
@@ -217,7 +217,7 @@ end
 -- The queue's head before and after the pruning, and the second place.
 local head_before, head, second
 if mode ~= '' then
-  places = places or redis.call('ZRANGE', KEYS[4], 0, 1)
+  places = places or redis.call('ZRANGE', KEYS[4], '0', '1')
   head_before, second = places[1], places[2]
 end
 local queued = head_before ~= nil -- a queue key exists: it is never empty
@@ -226,11 +226,11 @@ head = head_before
 local pruned = false -- the pruning below changed the queue
 if queued then
   -- Waiters whose lease ran out (they died, or lost their link) leave.
-  local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 64)
+  local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', '0', '64')
   if #dead > 0 then
     redis.call('ZREM', KEYS[4], unpack(dead))
     redis.call('ZREM', KEYS[5], unpack(dead))
-    head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+    head = redis.call('ZRANGE', KEYS[4], '0', '0')[1]
     pruned = true
   end
   -- A place without a lease (its lease was evicted or deleted) would
@@ -245,7 +245,7 @@ if queued then
     redis.call('ZREM', KEYS[4], head)
     head = nil
     if i < 64 then
-      head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+      head = redis.call('ZRANGE', KEYS[4], '0', '0')[1]
     end
   end
 end
@@ -257,7 +257,7 @@ local function tell(except)
   end
   local now = head
   if stale then
-    now = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+    now = redis.call('ZRANGE', KEYS[4], '0', '0')[1]
   end
   if now and now ~= except and now ~= head_before then
     redis.pcall(ARGV[7], ARGV[6], now)

@@ -44,7 +44,7 @@ local function enqueue()
   for i = 1, n do
     local rank = redis.call('ZRANK', queue(i), value)
     if not rank then
-      local tail = redis.call('ZRANGE', queue(i), -1, -1, 'WITHSCORES')
+      local tail = redis.call('ZRANGE', queue(i), '-1', '-1', 'WITHSCORES')
       local score = now_us
       if tail[2] then
         score = math.max(now_us, tonumber(tail[2]) + 1)
@@ -101,14 +101,14 @@ local before, head = {}, {}
 if mode ~= '' then
   for i = 1, n do
     if redis.call('EXISTS', queue(i)) == 1 then
-      before[i] = redis.call('ZRANGE', queue(i), 0, 0)[1]
-      local dead = redis.call('ZRANGE', leases(i), '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 64)
+      before[i] = redis.call('ZRANGE', queue(i), '0', '0')[1]
+      local dead = redis.call('ZRANGE', leases(i), '-inf', now_ms, 'BYSCORE', 'LIMIT', '0', '64')
       if #dead > 0 then
         redis.call('ZREM', queue(i), unpack(dead))
         redis.call('ZREM', leases(i), unpack(dead))
       end
       for _ = 1, 64 do
-        head[i] = redis.call('ZRANGE', queue(i), 0, 0)[1]
+        head[i] = redis.call('ZRANGE', queue(i), '0', '0')[1]
         if not head[i] or redis.call('ZRANK', leases(i), head[i]) then
           break
         end
@@ -123,7 +123,7 @@ end
 local function tell(except)
   for i = 1, n do
     if before[i] or head[i] then
-      local now = redis.call('ZRANGE', queue(i), 0, 0)[1]
+      local now = redis.call('ZRANGE', queue(i), '0', '0')[1]
       if now and now ~= except and now ~= before[i] then
         redis.pcall(ARGV[6], ARGV[6 + i], now)
       end

@@ -59,7 +59,7 @@ end
 -- part: with no queue (nobody waits, the common case) that part is not
 -- run, nor are its functions made. A refused read runs it, and it stops
 -- there.
-local places = redis.pcall('ZRANGE', KEYS[2], 0, 1)
+local places = redis.pcall('ZRANGE', KEYS[2], '0', '1')
 -- given and token are the waiter that the key was handed over to and its
 -- token; unheard is set when another client's waiter was not handed the
 -- key because the read of its lease was refused (see hand).
@@ -172,7 +172,7 @@ pcall(function()
   end
   -- Waiters whose lease ran out (they died, or lost their link) leave too.
   local t = redis.call('TIME')
-  local dead = call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)
+  local dead = call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', '0', '64')
   if #dead > 0 then
     call('ZREM', KEYS[2], unpack(dead))
     call('ZREM', KEYS[3], unpack(dead))
@@ -180,7 +180,7 @@ pcall(function()
   end
   local now = head
   if changed then
-    local left = call('ZRANGE', KEYS[2], 0, 1)
+    local left = call('ZRANGE', KEYS[2], '0', '1')
     now, second = left[1], left[2]
   end
   if now and released > 0 and handoff and pcall(hand, now, t) then

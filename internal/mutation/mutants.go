@@ -487,15 +487,15 @@ var mutants = []mutant{
 		name: "queue-lifo",
 		why:  "the server's queue puts a new waiter first: last come, first served",
 		edits: []edit{{"scripts/acquire.lua", "      score = math.max(now_us, tonumber(tail[2]) + 1)",
-			"      score = tonumber(redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')[2]) - 1"}},
+			"      score = tonumber(redis.call('ZRANGE', KEYS[4], '0', '0', 'WITHSCORES')[2]) - 1"}},
 		tests: []tests{root("^TestQueueServesInArrivalOrder$")},
 	},
 	{
 		name: "queue-dead-waiter-kept",
 		why:  "a waiter whose lease ran out is never taken off the server's queue, which then stalls",
 		edits: []edit{
-			{"scripts/acquire.lua", "local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, 64)", "local dead = {}"},
-			{"scripts/release.lua", "local dead = call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', 0, 64)", "local dead = {}"},
+			{"scripts/acquire.lua", "local dead = redis.call('ZRANGE', KEYS[5], '-inf', now_ms, 'BYSCORE', 'LIMIT', '0', '64')", "local dead = {}"},
+			{"scripts/release.lua", "local dead = call('ZRANGE', KEYS[3], '-inf', t[1] * 1000 + math.floor(t[2] / 1000), 'BYSCORE', 'LIMIT', '0', '64')", "local dead = {}"},
 		},
 		tests: []tests{root("^TestQueueTryLockAndDeadWaiter$")},
 	},
