@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -471,6 +472,58 @@ func TestTokensGrowAcrossDataLoss(t *testing.T) {
 	take("after FLUSHALL")
 	srv.Restart(t)
 	take("after restart")
+}
+
+// TestFenceKeyHoldsTheToken checks that the fencing key holds the token
+// that the acquisition answered, written as a decimal number: from the
+// server's clock (its seconds, then its microseconds in 6 digits) and,
+// when the key already holds a later token, that token plus one.
+func TestFenceKeyHoldsTheToken(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	c := newTestClient(t, srv, Options{})
+	rdb := srv.Client(t)
+	fence := companion(c.Key("fenced"), fenceSuffix)
+	check := func(step string, r *Reservation) {
+		t.Helper()
+		if got := rdb.Get(ctx, fence).Val(); got != strconv.FormatInt(r.Token(), 10) {
+			t.Fatalf("%s: the fencing key holds %q, the token is %d", step, got, r.Token())
+		}
+		if err := r.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		check(fmt.Sprintf("acquisition %d", i), mustLock(t, c, "fenced"))
+	}
+	// In the first tenth of the server's next second, the microseconds
+	// have fewer than 6 digits; a slow machine may miss it, and try again.
+	var r *Reservation
+	for try := 0; ; try++ {
+		now, err := rdb.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
+		r = mustLock(t, c, "fenced")
+		if r.Token()%1e6 < 1e5 {
+			break
+		}
+		if try == 4 {
+			t.Fatalf("token %d: 5 acquisitions missed the first tenth of a second", r.Token())
+		}
+		if err := r.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("early in a second", r)
+	later := time.Now().Add(24 * time.Hour).UnixMicro()
+	rdb.Set(ctx, fence, later, 0)
+	r = mustLock(t, c, "fenced")
+	if r.Token() != later+1 {
+		t.Errorf("token %d after a token %d, want the next", r.Token(), later)
+	}
+	check("after a later token", r)
 }
 
 func TestRestartGuard(t *testing.T) {

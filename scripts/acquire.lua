@@ -59,7 +59,10 @@ if mode == 'repair' then
   end
   mode = ''
 end
-local limit = tonumber(ARGV[8] or '0') or 0
+local limit = 0
+if ARGV[8] then
+  limit = tonumber(ARGV[8]) or 0
+end
 
 -- last_token reads the last token issued, 0 when there is none; nil when
 -- the companion holds a string that is not a number (someone else's),
@@ -84,8 +87,15 @@ end
 -- clock in microseconds (so that tokens grow across a loss of the data),
 -- and answers it.
 local function issue(last)
-  local token = math.max(last + 1, now_us)
-  redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[4])
+  local token, text = now_us, nil
+  if last >= now_us then
+    token = last + 1
+    text = string.format('%.0f', token)
+  else
+    -- The clock's own digits: TIME's seconds, then its microseconds in 6.
+    text = t[1] .. string.sub('00000' .. t[2], -6)
+  end
+  redis.call('SET', KEYS[2], text, 'PX', ARGV[4])
   return token
 end
 

@@ -114,8 +114,20 @@ var mutants = []mutant{
 	{
 		name:  "tokens-without-server-time",
 		why:   "the next token is last + 1, which goes back when the server loses its data",
-		edits: []edit{{"scripts/acquire.lua", "local token = math.max(last + 1, now_us)", "local token = last + 1"}},
+		edits: []edit{{"scripts/acquire.lua", "  if last >= now_us then\n    token = last + 1", "  if true then\n    token = last + 1"}},
 		tests: []tests{root("^TestTokensGrowAcrossDataLoss$")},
+	},
+	{
+		name:  "token-text-unpadded",
+		why:   "the fencing key holds the clock's seconds then its microseconds without their leading zeros: a smaller number than the token",
+		edits: []edit{{"scripts/acquire.lua", "text = t[1] .. string.sub('00000' .. t[2], -6)", "text = t[1] .. t[2]"}},
+		tests: []tests{root("^TestFenceKeyHoldsTheToken$")},
+	},
+	{
+		name:  "token-text-of-the-clock",
+		why:   "after a later token, the fencing key is written with the clock's time, not with the token issued",
+		edits: []edit{{"scripts/acquire.lua", "    text = string.format('%.0f', token)", "    text = t[1] .. string.sub('00000' .. t[2], -6)"}},
+		tests: []tests{root("^TestFenceKeyHoldsTheToken$")},
 	},
 	{
 		name:  "foreign-fence-overwritten",
