@@ -518,7 +518,9 @@ func TestFenceKeyHoldsTheToken(t *testing.T) {
 	}
 	check("early in a second", r)
 	later := time.Now().Add(24 * time.Hour).UnixMicro()
-	rdb.Set(ctx, fence, later, 0)
+	if err := rdb.Set(ctx, fence, later, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 	r = mustLock(t, c, "fenced")
 	if r.Token() != later+1 {
 		t.Errorf("token %d after a token %d, want the next", r.Token(), later)

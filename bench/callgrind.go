@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +54,11 @@ func newCallgrind() (*callgrind, error) {
 	server, err := redisserver.Binary()
 	if err != nil {
 		return nil, err
+	}
+	// valgrind would count the instructions of a script that runs the
+	// server (as REDIS_SERVER_BIN may be, to pin it), not the server's.
+	if head, err := readHead(server, 4); err != nil || string(head) != "\x7fELF" {
+		return nil, fmt.Errorf("-callgrind runs %s under valgrind, and it is not an executable binary (REDIS_SERVER_BIN must be redis-server itself, not a script)", server)
 	}
 	dir, err := os.MkdirTemp("", "reservation-bench-callgrind-")
 	if err != nil {
@@ -116,12 +122,31 @@ func (cg *callgrind) dumps() ([]string, error) {
 	return filepath.Glob(filepath.Join(cg.dir, "callgrind.out.*"))
 }
 
+// control runs callgrind_control op on the server pid. It exits with 0
+// whatever happened (a pid that runs no callgrind, a failed vgdb), and
+// prints "OK." when the command reached callgrind.
 func (cg *callgrind) control(ctx context.Context, op string, pid int) error {
 	out, err := exec.CommandContext(ctx, "callgrind_control", op, strconv.Itoa(pid)).CombinedOutput()
+	if err == nil && !bytes.Contains(out, []byte("OK.")) {
+		err = errors.New("not done")
+	}
 	if err != nil {
 		return fmt.Errorf("callgrind_control %s %d: %v: %s", op, pid, err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// logTail answers the end of valgrind's log, for an error: it says why
+// the server did not start under it.
+func (cg *callgrind) logTail() string {
+	b, err := os.ReadFile(filepath.Join(cg.dir, "valgrind.log"))
+	if err != nil {
+		return ""
+	}
+	if b = bytes.TrimSpace(b); len(b) > 1024 {
+		b = append([]byte("..."), b[len(b)-1024:]...)
+	}
+	return string(b)
 }
 
 // summaryOf answers the total of a callgrind dump (its "summary:" line,
@@ -166,7 +191,7 @@ func (e *env) instructions(ctx context.Context, lib string, round, cycles int) r
 		}
 	}
 	r.U, r.Elapsed, r.Err = e.measure(ctx, rt, func() error {
-		if err := e.cg.zero(ctx, e.pid); os.Getenv("NOZERO") == "" && err != nil {
+		if err := e.cg.zero(ctx, e.pid); err != nil {
 			return err
 		}
 		for i := range cycles {
@@ -291,4 +316,16 @@ func valgrindVersion() string {
 		return "valgrind"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// readHead answers the first n bytes of the file at path.
+func readHead(path string, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	_, err = io.ReadFull(f, b)
+	return b, err
 }

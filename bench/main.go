@@ -193,7 +193,7 @@ func setConfig() config {
 // callgrindConfig is the documented run of instruction counts: scenario 1
 // of every library, counted in Redis's instructions by valgrind's
 // callgrind, in 3 rounds (the counts barely move from one to the next):
-// about 4 minutes.
+// about a minute.
 func callgrindConfig() config {
 	c := fullConfig()
 	c.rounds = 3
@@ -314,6 +314,10 @@ func main() {
 	}
 	if *scen != "" {
 		cfg.scenarios = strings.Split(*scen, ",")
+		if cfg.callgrind != slices.Equal(cfg.scenarios, []string{scenarioInstr}) {
+			fmt.Fprintf(os.Stderr, "bench: scenario %s runs with -callgrind, and -callgrind runs it alone\n", scenarioInstr)
+			os.Exit(2)
+		}
 	}
 	if *libs != "" {
 		cfg.libs = strings.Split(*libs, ",")

@@ -105,6 +105,9 @@ func startDeployment(cfg config, topology, tag string) (*deployment, error) {
 		srv, err := startServer(cfg.redisCPU, bin)
 		if err != nil {
 			if d.cg != nil {
+				if log := d.cg.logTail(); log != "" {
+					err = fmt.Errorf("%w; valgrind's log ends:\n%s", err, log)
+				}
 				d.cg.remove()
 			}
 			return nil, err
