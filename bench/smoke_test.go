@@ -638,3 +638,20 @@ func TestSmokeCallgrind(t *testing.T) {
 		t.Log("\n" + text)
 	}
 }
+
+// TestCallgrindControlRefusesAProcessWithoutIt checks that zero and dump
+// fail for a process that runs no callgrind: callgrind_control then exits
+// with 0 all the same, and a run would count since the server's start.
+func TestCallgrindControlRefusesAProcessWithoutIt(t *testing.T) {
+	cg, err := newCallgrind()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.remove()
+	if err := cg.zero(t.Context(), os.Getpid()); err == nil {
+		t.Error("zero of a process that runs no callgrind: no error")
+	}
+	if n, err := cg.dump(t.Context(), os.Getpid()); err == nil {
+		t.Errorf("dump of a process that runs no callgrind: %d instructions, no error", n)
+	}
+}
