@@ -258,18 +258,7 @@ func (rep *report) writeCallgrind(b *bytes.Buffer) {
 // instrRatio answers the median over rounds of lib's instructions per
 // cycle divided by other's in the same round, with the lowest and highest.
 func (rep *report) instrRatio(lib, other string) (med, lo, hi float64, ok bool) {
-	var xs []float64
-	for _, a := range rep.results[scenarioInstr][lib] {
-		for _, b := range rep.results[scenarioInstr][other] {
-			if a.Round == b.Round && b.Instr > 0 {
-				xs = append(xs, instrPerOp(a)/instrPerOp(b))
-			}
-		}
-	}
-	if len(xs) == 0 {
-		return 0, 0, 0, false
-	}
-	return median(xs), slices.Min(xs), slices.Max(xs), true
+	return ratioBy(rep.results[scenarioInstr][lib], rep.results[scenarioInstr][other], instrPerOp)
 }
 
 // callgrindTargets writes the target that the count speaks to: Redis's

@@ -190,18 +190,7 @@ func sentPerOp(r result) float64 { return float64(r.Sent) / float64(max(r.Ops, 1
 // growth answers the median over rounds, and the lowest and highest, of
 // f of lib under key divided by f of lib under base in the same round.
 func (rep *report) growth(key, base, lib string, f func(r result) float64) (med, lo, hi float64, ok bool) {
-	var xs []float64
-	for _, a := range rep.results[key][lib] {
-		for _, b := range rep.results[base][lib] {
-			if a.Round == b.Round && f(b) > 0 {
-				xs = append(xs, f(a)/f(b))
-			}
-		}
-	}
-	if len(xs) == 0 {
-		return 0, 0, 0, false
-	}
-	return median(xs), slices.Min(xs), slices.Max(xs), true
+	return ratioBy(rep.results[key][lib], rep.results[base][lib], f)
 }
 
 // procKeys answers the runs of scenario 9 that have results, by number of

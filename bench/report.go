@@ -97,12 +97,16 @@ func (rep *report) ratio(scenario, lib, other string) (med, lo, hi float64, ok b
 
 // ratioOf answers the median over rounds of a's throughput divided by b's
 // in the same round, and the lowest and highest of those ratios.
-func ratioOf(a, b []result) (med, lo, hi float64, ok bool) {
+func ratioOf(a, b []result) (med, lo, hi float64, ok bool) { return ratioBy(a, b, rate) }
+
+// ratioBy answers the median over rounds of f of a divided by f of b in
+// the same round, and the lowest and highest of those ratios.
+func ratioBy(a, b []result, f func(r result) float64) (med, lo, hi float64, ok bool) {
 	var xs []float64
 	for _, ra := range a {
 		for _, rb := range b {
-			if ra.Round == rb.Round && rb.Ops > 0 {
-				xs = append(xs, rate(ra)/rate(rb))
+			if ra.Round == rb.Round && rb.Ops > 0 && f(rb) > 0 {
+				xs = append(xs, f(ra)/f(rb))
 			}
 		}
 	}
