@@ -36,8 +36,10 @@ const scenarioInstr = "c1"
 // callgrind runs redis-server under valgrind's callgrind tool and reads
 // how many instructions it ran between two points.
 type callgrind struct {
-	dir string // the wrapper script and callgrind's dumps
-	bin string // the wrapper: runs redis-server under callgrind
+	dir    string // the wrapper script and callgrind's dumps
+	bin    string // the wrapper: runs redis-server under callgrind
+	pid    int    // the server's, once started
+	dumped int    // dumps written: callgrind numbers them from 1
 }
 
 // newCallgrind checks that valgrind and callgrind_control are on PATH and
@@ -82,56 +84,33 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // remove removes the wrapper and the dumps.
 func (cg *callgrind) remove() { os.RemoveAll(cg.dir) }
 
-// zero sets the counts of the server pid to zero.
-func (cg *callgrind) zero(ctx context.Context, pid int) error {
-	return cg.control(ctx, "-z", pid)
-}
+// zero sets the server's counts to zero.
+func (cg *callgrind) zero(ctx context.Context) error { return cg.control(ctx, "-z") }
 
-// dump has the server pid write its counts since the last zero, and
-// answers their total: the summary line of the newest dump.
-func (cg *callgrind) dump(ctx context.Context, pid int) (int64, error) {
-	before, err := cg.dumps()
+// dump has the server write its counts since the last zero, and answers
+// their total: the summary line of the dump.
+func (cg *callgrind) dump(ctx context.Context) (int64, error) {
+	if err := cg.control(ctx, "-d"); err != nil {
+		return 0, err
+	}
+	cg.dumped++
+	b, err := os.ReadFile(filepath.Join(cg.dir, "callgrind.out."+strconv.Itoa(cg.dumped)))
 	if err != nil {
-		return 0, err
-	}
-	if err := cg.control(ctx, "-d", pid); err != nil {
-		return 0, err
-	}
-	after, err := cg.dumps()
-	if err != nil {
-		return 0, err
-	}
-	var fresh []string
-	for _, f := range after {
-		if !slices.Contains(before, f) {
-			fresh = append(fresh, f)
-		}
-	}
-	if len(fresh) != 1 {
-		return 0, fmt.Errorf("callgrind_control -d %d wrote %d dumps in %s, want 1", pid, len(fresh), cg.dir)
-	}
-	b, err := os.ReadFile(fresh[0])
-	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("callgrind_control -d %d: %w", cg.pid, err)
 	}
 	return summaryOf(b)
 }
 
-// dumps answers the dump files written so far.
-func (cg *callgrind) dumps() ([]string, error) {
-	return filepath.Glob(filepath.Join(cg.dir, "callgrind.out.*"))
-}
-
-// control runs callgrind_control op on the server pid. It exits with 0
+// control runs callgrind_control op on the server. It exits with 0
 // whatever happened (a pid that runs no callgrind, a failed vgdb), and
 // prints "OK." when the command reached callgrind.
-func (cg *callgrind) control(ctx context.Context, op string, pid int) error {
-	out, err := exec.CommandContext(ctx, "callgrind_control", op, strconv.Itoa(pid)).CombinedOutput()
+func (cg *callgrind) control(ctx context.Context, op string) error {
+	out, err := exec.CommandContext(ctx, "callgrind_control", op, strconv.Itoa(cg.pid)).CombinedOutput()
 	if err == nil && !bytes.Contains(out, []byte("OK.")) {
 		err = errors.New("not done")
 	}
 	if err != nil {
-		return fmt.Errorf("callgrind_control %s %d: %v: %s", op, pid, err, bytes.TrimSpace(out))
+		return fmt.Errorf("callgrind_control %s %d: %v: %s", op, cg.pid, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
@@ -170,7 +149,7 @@ func summaryOf(dump []byte) (int64, error) {
 // outside of that window, so that they are not counted.
 func (e *env) instructions(ctx context.Context, lib string, round, cycles int) result {
 	r := result{Scenario: scenarioInstr, Lib: lib, Round: round}
-	if e.cg == nil || e.pid == 0 {
+	if e.cg == nil {
 		r.Err = errors.New("scenario c1 runs with -callgrind only")
 		return r
 	}
@@ -191,22 +170,15 @@ func (e *env) instructions(ctx context.Context, lib string, round, cycles int) r
 		}
 	}
 	r.U, r.Elapsed, r.Err = e.measure(ctx, rt, func() error {
-		if err := e.cg.zero(ctx, e.pid); err != nil {
+		if err := e.cg.zero(ctx); err != nil {
 			return err
 		}
 		for i := range cycles {
-			h, ok, err := l.try(ctx, prefix+"-"+strconv.Itoa(i))
-			if err == nil && !ok {
-				err = errors.New("a free resource was refused")
-			}
-			if err == nil {
-				err = h.release(ctx)
-			}
-			if err != nil {
+			if err := acquireRelease(ctx, l, prefix+"-"+strconv.Itoa(i)); err != nil {
 				return fmt.Errorf("cycle %d: %w", i, err)
 			}
 		}
-		n, err := e.cg.dump(ctx, e.pid)
+		n, err := e.cg.dump(ctx)
 		r.Instr = n
 		return err
 	})

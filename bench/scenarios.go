@@ -100,9 +100,8 @@ type env struct {
 	prime func(context.Context) error
 	cfg   config
 	tag   string // unique per run, so that keys never collide
-	// With -callgrind: the single server runs under callgrind, as pid.
-	cg  *callgrind
-	pid int
+	// With -callgrind: the single server, under callgrind.
+	cg *callgrind
 }
 
 func randomValue() string {
@@ -140,9 +139,17 @@ func (e *env) keyPrefix(scenario, lib string, round int) string {
 
 // warmUp acquires and releases key once: connections, scripts loaded.
 func warmUp(ctx context.Context, l locker, key string) error {
+	if err := acquireRelease(ctx, l, key); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	return nil
+}
+
+// acquireRelease acquires key, which must be free, and releases it.
+func acquireRelease(ctx context.Context, l locker, key string) error {
 	h, ok, err := l.try(ctx, key)
 	if err != nil || !ok {
-		return fmt.Errorf("warm-up: %v %v", ok, err)
+		return fmt.Errorf("acquire %s: %v %v", key, ok, err)
 	}
 	return h.release(ctx)
 }

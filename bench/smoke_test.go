@@ -648,10 +648,11 @@ func TestCallgrindControlRefusesAProcessWithoutIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cg.remove()
-	if err := cg.zero(t.Context(), os.Getpid()); err == nil {
+	cg.pid = os.Getpid()
+	if err := cg.zero(t.Context()); err == nil {
 		t.Error("zero of a process that runs no callgrind: no error")
 	}
-	if n, err := cg.dump(t.Context(), os.Getpid()); err == nil {
+	if n, err := cg.dump(t.Context()); err == nil {
 		t.Errorf("dump of a process that runs no callgrind: %d instructions, no error", n)
 	}
 }

@@ -113,8 +113,9 @@ func startDeployment(cfg config, topology, tag string) (*deployment, error) {
 			return nil, err
 		}
 		d.tg = target{topology: topology, addrs: []string{srv.addr}}
-		d.version, d.pinned, d.pid, stop = srv.version, srv.pinned, srv.srv.Pid(), srv.stop
+		d.version, d.pinned, stop = srv.version, srv.pinned, srv.stop
 		if d.cg != nil {
+			d.cg.pid = srv.srv.Pid()
 			stop = func() { srv.stop(); d.cg.remove() }
 		}
 		admin = redis.NewClient(&redis.Options{Addr: srv.addr})
