@@ -87,7 +87,7 @@ end
 -- clock in microseconds (so that tokens grow across a loss of the data),
 -- and answers it.
 local function issue(last)
-  local token, text = now_us, nil
+  local token, text = now_us
   if last >= now_us then
     token = last + 1
     text = string.format('%.0f', token)
