@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"image/color"
 	"math"
 	"os"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/palette/brewer"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
@@ -790,6 +792,14 @@ func writeBetweenMarkers(path, section, begin, end string) error {
 // plotHandoffs draws the handoff latency CDF of scenarios 4 and 4x, one
 // panel each, every library a line, on a logarithmic time axis.
 func (rep *report) plotHandoffs(path string) error {
+	// This library in black, the others in colours of a qualitative
+	// palette, taken in turn by the libraries that have a line: plotutil's
+	// seven colours wrap, and gave two libraries close shades of red.
+	pal, err := brewer.GetPalette(brewer.TypeQualitative, "Dark2", 8)
+	if err != nil {
+		return err
+	}
+	colors := pal.Colors()
 	var plots []*plot.Plot
 	for _, s := range []string{"4", "4x"} {
 		libs := rep.libsIn(s)
@@ -815,6 +825,7 @@ func (rep *report) plotHandoffs(path string) error {
 		p.Legend.Left = true
 		p.Legend.XOffs = vg.Points(8)
 		p.Legend.YOffs = -vg.Points(8)
+		others := 0
 		for i, l := range libs {
 			lat := rep.lat(s, l)
 			if len(lat) == 0 {
@@ -832,8 +843,14 @@ func (rep *report) plotHandoffs(path string) error {
 			if err != nil {
 				return err
 			}
-			line.Color = plotutil.Color(i)
 			line.Width = vg.Points(1.5)
+			if l == libOurs {
+				line.Color = color.Black
+				line.Width = vg.Points(2.5)
+			} else {
+				line.Color = colors[others%len(colors)]
+				others++
+			}
 			line.Dashes = plotutil.Dashes(i)
 			p.Add(line)
 			p.Legend.Add(fmt.Sprintf("%s (p50 %s)", strings.ReplaceAll(name(l), "**", ""), fmtDur(percentile(lat, 50))), line)
