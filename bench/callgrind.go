@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,9 +59,11 @@ func newCallgrind() (*callgrind, error) {
 	}
 	// valgrind would count the instructions of a script that runs the
 	// server (as REDIS_SERVER_BIN may be, to pin it), not the server's.
-	if head, err := readHead(server, 4); err != nil || string(head) != "\x7fELF" {
+	f, err := elf.Open(server)
+	if err != nil {
 		return nil, fmt.Errorf("-callgrind runs %s under valgrind, and it is not an executable binary (REDIS_SERVER_BIN must be redis-server itself, not a script)", server)
 	}
+	f.Close()
 	dir, err := os.MkdirTemp("", "reservation-bench-callgrind-")
 	if err != nil {
 		return nil, err
@@ -277,16 +279,4 @@ func valgrindVersion() string {
 		return "valgrind"
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// readHead answers the first n bytes of the file at path.
-func readHead(path string, n int) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	_, err = io.ReadFull(f, b)
-	return b, err
 }
