@@ -107,7 +107,7 @@ func ratioBy(a, b []result, f func(r result) float64) (med, lo, hi float64, ok b
 	var xs []float64
 	for _, ra := range a {
 		for _, rb := range b {
-			if ra.Round == rb.Round && rb.Ops > 0 && f(rb) > 0 {
+			if ra.Round == rb.Round && f(rb) > 0 {
 				xs = append(xs, f(ra)/f(rb))
 			}
 		}
